@@ -1,0 +1,326 @@
+//! `thrum predict`: one inference, a summary of the outputs, optionally saved as `.npy`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use thrum::{Engine, Model, ModelSource, Options, Tensor};
+
+use super::report::{self, OutputSummary};
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Engine: tract (default, built in), ort, torch, mxnet.
+    #[arg(short, long, default_value = "tract")]
+    engine: String,
+
+    /// Model file (.onnx, .nnef…), or zoo:NAME for a model built by thrum (see `thrum zoo list`).
+    #[arg(short = 'p', long = "model-path", value_name = "MODEL")]
+    model_path: String,
+
+    /// Input tensor (.npy, .pb, .json), by position or as NAME=FILE; repeat for several inputs.
+    /// Default: zeros of the model's input spec, dynamic dimensions at 1.
+    #[arg(short, long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
+
+    /// Save the first output to FILE.npy, or every output to DIR/<output name>.npy.
+    #[arg(short, long, value_name = "FILE.npy|DIR")]
+    output: Option<PathBuf>,
+
+    /// Options as key=value pairs separated by commas (keys: docs/configuration.md).
+    #[arg(long, value_name = "K=V,...")]
+    model_options: Option<String>,
+
+    /// TOML file of options, applied before environment variables and flags.
+    #[arg(long, env = "THRUM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Threads inside one operator (same as the intra_op_threads option).
+    #[arg(long, value_name = "N")]
+    intra_op_threads: Option<usize>,
+
+    /// Threads running independent operators (same as the inter_op_threads option).
+    #[arg(long, value_name = "N")]
+    inter_op_threads: Option<usize>,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where inputs come from.
+#[derive(Debug)]
+enum Inputs {
+    /// Zeros of the model's input spec.
+    Zeros,
+    /// Files in the model's input order.
+    Positional(Vec<PathBuf>),
+    /// Files by input name.
+    Named(Vec<(String, PathBuf)>),
+}
+
+/// Where outputs go.
+#[derive(Debug)]
+enum OutputTarget {
+    /// The first output, to one `.npy` file.
+    File(PathBuf),
+    /// Every output, to `DIR/<name>.npy`.
+    Dir(PathBuf),
+}
+
+/// A validated `predict` command.
+pub struct PredictPlan {
+    engine: Arc<dyn Engine>,
+    model_path: String,
+    source: ModelSource,
+    options: Options,
+    inputs: Inputs,
+    output: Option<OutputTarget>,
+    json: bool,
+}
+
+impl PredictPlan {
+    /// Checks everything that can be checked before loading the model.
+    pub fn from_args(args: PredictArgs) -> anyhow::Result<PredictPlan> {
+        let engine = thrum::registry().get(&args.engine)?;
+        let source = thrum::model_source(&args.model_path, engine.as_ref())?;
+        let options = resolve_options(
+            args.config.as_deref(),
+            args.model_options.as_deref(),
+            args.intra_op_threads,
+            args.inter_op_threads,
+        )?;
+        let inputs = parse_inputs(&args.inputs)?;
+        let output = args.output.map(output_target).transpose()?;
+        Ok(PredictPlan {
+            engine,
+            model_path: args.model_path,
+            source,
+            options,
+            inputs,
+            output,
+            json: args.json,
+        })
+    }
+
+    pub fn run(self) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let model = self.engine.load(&self.source, &self.options)?;
+        let load_time = start.elapsed();
+        let (inputs, described) = self.read_inputs(&model)?;
+        let mut predictor = model.predictor()?;
+        let start = Instant::now();
+        let outputs = predictor.predict(inputs)?;
+        let inference_time = start.elapsed();
+        let saved = self.save(&model, &outputs)?;
+        let summary = Summary {
+            model: model.name().to_string(),
+            model_path: self.model_path.clone(),
+            engine: model.engine().to_string(),
+            engine_version: self.engine.check().version,
+            load_ms: ms(load_time),
+            inference_ms: ms(inference_time),
+            inputs: described,
+            outputs: model
+                .outputs()
+                .iter()
+                .zip(&outputs)
+                .map(|(spec, t)| OutputSummary::of(&spec.name, t))
+                .collect(),
+            saved,
+        };
+        if self.json { report::print_json(&summary) } else { summary.print() }
+    }
+
+    fn read_inputs(&self, model: &Model) -> anyhow::Result<(Vec<Tensor>, Vec<String>)> {
+        let specs = model.inputs();
+        let dtype_of = |name: &str| specs.iter().find(|s| s.name == name).map(|s| s.dtype);
+        let (tensors, described) = match &self.inputs {
+            Inputs::Zeros => {
+                let tensors = model.zero_inputs(1);
+                let described = specs
+                    .iter()
+                    .zip(&tensors)
+                    .map(|(s, t)| format!("{}: zeros {:?}", s.name, t.shape()))
+                    .collect();
+                (tensors, described)
+            }
+            Inputs::Positional(paths) => {
+                if paths.len() != specs.len() {
+                    return Err(thrum::CoreError::InputCount {
+                        model: model.name().into(),
+                        expected: specs.len(),
+                        names: specs
+                            .iter()
+                            .map(|s| format!("`{}`", s.name))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        found: paths.len(),
+                    }
+                    .into());
+                }
+                let mut tensors = Vec::new();
+                for (spec, path) in specs.iter().zip(paths) {
+                    tensors.push(thrum::io::read_tensor(path, Some(spec.dtype))?);
+                }
+                let described = specs
+                    .iter()
+                    .zip(paths)
+                    .map(|(s, p)| format!("{}: {}", s.name, p.display()))
+                    .collect();
+                (tensors, described)
+            }
+            Inputs::Named(pairs) => {
+                let mut named = Vec::new();
+                for (name, path) in pairs {
+                    named.push((name.clone(), thrum::io::read_tensor(path, dtype_of(name))?));
+                }
+                let described =
+                    pairs.iter().map(|(n, p)| format!("{n}: {}", p.display())).collect();
+                (model.order_named_inputs(named)?, described)
+            }
+        };
+        Ok((tensors, described))
+    }
+
+    fn save(&self, model: &Model, outputs: &[Tensor]) -> anyhow::Result<Vec<String>> {
+        let mut saved = Vec::new();
+        match &self.output {
+            None => {}
+            Some(OutputTarget::File(path)) => {
+                if let Some(first) = outputs.first() {
+                    thrum::io::write_npy(path, first)?;
+                    saved.push(path.display().to_string());
+                }
+            }
+            Some(OutputTarget::Dir(dir)) => {
+                for (spec, tensor) in model.outputs().iter().zip(outputs) {
+                    let path = dir.join(format!("{}.npy", sanitize(&spec.name)));
+                    thrum::io::write_npy(&path, tensor)?;
+                    saved.push(path.display().to_string());
+                }
+            }
+        }
+        Ok(saved)
+    }
+}
+
+/// Defaults ← TOML file ← `THRUM_*` environment ← `--model-options` ← explicit flags.
+pub fn resolve_options(
+    config: Option<&std::path::Path>,
+    model_options: Option<&str>,
+    intra: Option<usize>,
+    inter: Option<usize>,
+) -> anyhow::Result<Options> {
+    let mut options = Options::resolve(config)?;
+    if let Some(pairs) = model_options {
+        options.apply_pairs(pairs)?;
+    }
+    if let Some(n) = intra {
+        options.set("intra_op_threads", &n.to_string())?;
+    }
+    if let Some(n) = inter {
+        options.set("inter_op_threads", &n.to_string())?;
+    }
+    Ok(options)
+}
+
+fn parse_inputs(raw: &[String]) -> anyhow::Result<Inputs> {
+    if raw.is_empty() {
+        return Ok(Inputs::Zeros);
+    }
+    let mut positional = Vec::new();
+    let mut named = Vec::new();
+    for arg in raw {
+        // NAME=FILE, unless the whole argument is an existing file whose name contains '='.
+        match arg.split_once('=') {
+            Some((name, file)) if !std::path::Path::new(arg).is_file() => {
+                named.push((name.to_string(), PathBuf::from(file)))
+            }
+            _ => positional.push(PathBuf::from(arg)),
+        }
+    }
+    for path in positional.iter().chain(named.iter().map(|(_, p)| p)) {
+        if !path.is_file() {
+            anyhow::bail!("input file `{}` does not exist (or is not a file)", path.display());
+        }
+    }
+    match (positional.is_empty(), named.is_empty()) {
+        (false, true) => Ok(Inputs::Positional(positional)),
+        (true, false) => Ok(Inputs::Named(named)),
+        _ => anyhow::bail!(
+            "give inputs either all by position (--input FILE) or all by name (--input NAME=FILE), not a mix"
+        ),
+    }
+}
+
+fn output_target(path: PathBuf) -> anyhow::Result<OutputTarget> {
+    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            anyhow::bail!(
+                "cannot write `{}`: directory `{}` does not exist",
+                path.display(),
+                parent.display()
+            );
+        }
+        return Ok(OutputTarget::File(path));
+    }
+    std::fs::create_dir_all(&path)
+        .with_context(|| format!("cannot create output directory `{}`", path.display()))?;
+    Ok(OutputTarget::Dir(path))
+}
+
+/// Output names like `gpu_0/softmax_1` become file names `gpu_0_softmax_1`.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[derive(serde::Serialize)]
+struct Summary {
+    model: String,
+    model_path: String,
+    engine: String,
+    engine_version: Option<String>,
+    load_ms: f64,
+    inference_ms: f64,
+    inputs: Vec<String>,
+    outputs: Vec<OutputSummary>,
+    saved: Vec<String>,
+}
+
+impl Summary {
+    fn print(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let version = self.engine_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+        writeln!(
+            out,
+            "model      {} ({}) on {}{version}, loaded in {:.1} ms",
+            self.model, self.model_path, self.engine, self.load_ms
+        )?;
+        for input in &self.inputs {
+            writeln!(out, "input      {input}")?;
+        }
+        writeln!(out, "inference  {:.3} ms", self.inference_ms)?;
+        for output in &self.outputs {
+            writeln!(out, "output     {}", output.line())?;
+        }
+        for path in &self.saved {
+            writeln!(out, "saved      {path}")?;
+        }
+        Ok(())
+    }
+}

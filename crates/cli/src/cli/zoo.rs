@@ -1,0 +1,132 @@
+//! `thrum zoo list` and `thrum zoo export`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use thrum::zoo::{self, Format};
+
+use super::report;
+
+#[derive(Subcommand, Debug)]
+pub enum ZooCommand {
+    /// List the zoo's models with their input spec, size and FLOPs per sample.
+    List {
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a zoo model to a file (weights deterministic from the seed).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Zoo model name (see `thrum zoo list`).
+    name: String,
+    /// onnx, torchscript or mxnet; taken from the output's extension when omitted
+    /// (.onnx, .pt, -symbol.json).
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Output file.
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
+    /// Seed of the weights; the same seed gives the same weights in every format.
+    #[arg(long, default_value_t = zoo::DEFAULT_SEED)]
+    seed: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ZooRow {
+    name: &'static str,
+    description: &'static str,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    parameters: usize,
+    flops_per_sample: u64,
+}
+
+pub fn run(command: ZooCommand) -> anyhow::Result<()> {
+    match command {
+        ZooCommand::List { json } => list(json),
+        ZooCommand::Export(args) => export(args),
+    }
+}
+
+fn list(json: bool) -> anyhow::Result<()> {
+    let rows: Vec<ZooRow> = zoo::models()
+        .iter()
+        .map(|m| {
+            let graph = m.build(zoo::DEFAULT_SEED);
+            ZooRow {
+                name: m.name,
+                description: m.description,
+                inputs: graph.inputs.iter().map(|s| s.to_string()).collect(),
+                outputs: graph.outputs.iter().map(|s| s.to_string()).collect(),
+                parameters: graph.parameter_count(),
+                flops_per_sample: graph.flops_per_sample,
+            }
+        })
+        .collect();
+    if json {
+        return report::print_json(&rows);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.into(),
+                r.inputs.join("; "),
+                r.outputs.join("; "),
+                format!("{:.2} M", r.parameters as f64 / 1e6),
+                format!("{:.3}", r.flops_per_sample as f64 / 1e9),
+                r.description.into(),
+            ]
+        })
+        .collect();
+    report::print_table(
+        &["name", "input", "output", "params", "GFLOPs/sample", "description"],
+        &table,
+    )
+}
+
+/// A validated export.
+struct ExportPlan {
+    model: &'static zoo::ZooModel,
+    format: Format,
+    output: PathBuf,
+    seed: u64,
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let plan = ExportPlan {
+        model: zoo::find(&args.name)?,
+        format: match &args.format {
+            Some(f) => f.parse()?,
+            None => Format::from_path(&args.output)?,
+        },
+        output: args.output,
+        seed: args.seed,
+    };
+    let graph = plan.model.build(plan.seed);
+    match plan.format {
+        Format::Onnx => {
+            std::fs::write(&plan.output, zoo::onnx::export(&graph))
+                .with_context(|| format!("cannot write `{}`", plan.output.display()))?;
+        }
+        Format::TorchScript => {
+            anyhow::bail!(thrum::CoreError::EngineNotCompiled { engine: "torch", feature: "torch" })
+        }
+        Format::Mxnet => {
+            anyhow::bail!(thrum::CoreError::EngineNotCompiled { engine: "mxnet", feature: "mxnet" })
+        }
+    }
+    println!(
+        "exported {} ({:.2} M parameters, seed {}) to {}",
+        graph.name,
+        graph.parameter_count() as f64 / 1e6,
+        plan.seed,
+        plan.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `thrum engines`, `thrum zoo`, and `--help` on every command.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+use common::thrum;
+use predicates::prelude::*;
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec![],
+        vec!["predict"],
+        vec!["engines"],
+        vec!["zoo"],
+        vec!["zoo", "list"],
+        vec!["zoo", "export"],
+    ] {
+        thrum()
+            .args(&args)
+            .arg("--help")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: thrum"));
+    }
+}
+
+#[test]
+fn engines_lists_all_four_with_their_check() {
+    thrum()
+        .arg("engines")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("tract   yes        0.23.9"))
+        .stdout(predicate::str::contains(
+            "engine `ort` is not compiled in: rebuild with --features ort",
+        ));
+    let out = thrum().args(["engines", "--json"]).assert().success().get_output().stdout.clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let names: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["engine"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tract", "ort", "torch", "mxnet"]);
+    assert_eq!(rows[0]["capabilities"]["shared_predictor"]["supported"], "yes");
+}
+
+#[test]
+fn zoo_list_states_input_spec_and_flops() {
+    let out =
+        thrum().args(["zoo", "list", "--json"]).assert().success().get_output().stdout.clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let resnet50 = rows.as_array().unwrap().iter().find(|r| r["name"] == "resnet50").unwrap();
+    assert_eq!(resnet50["inputs"][0], "data: f32 [N,3,224,224]");
+    assert!(resnet50["flops_per_sample"].as_u64().unwrap() > 8_000_000_000);
+    thrum()
+        .args(["zoo", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("transformer  input_ids: i64 [N,128]"));
+}
+
+#[test]
+fn exported_onnx_runs_like_the_zoo_model() {
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("mlp.onnx");
+    thrum()
+        .args(["zoo", "export", "mlp", "-o"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("exported mlp"));
+    let (a, b) = (work.path().join("a.npy"), work.path().join("b.npy"));
+    thrum().args(["predict", "-p", "zoo:mlp", "-o"]).arg(&a).assert().success();
+    thrum().args(["predict", "-p"]).arg(&path).arg("-o").arg(&b).assert().success();
+    assert!(thrum::io::read_npy(&a).unwrap().bit_eq(&thrum::io::read_npy(&b).unwrap()));
+}
+
+#[test]
+fn export_problems_are_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    thrum()
+        .args(["zoo", "export", "mlp", "-o"])
+        .arg(work.path().join("mlp.bin"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("cannot tell the format of")
+                .and(predicate::str::contains("pass --format")),
+        );
+    thrum()
+        .args(["zoo", "export", "mlp", "--format", "tflite", "-o", "x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown format `tflite`"));
+    thrum()
+        .args(["zoo", "export", "vgg", "-o", "x.onnx"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown zoo model `vgg`"));
+}

@@ -1,0 +1,31 @@
+//! Helpers shared by the CLI integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test crates; tests fail by panicking
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+/// The `thrum` binary under test.
+pub fn thrum() -> Command {
+    let mut cmd = Command::cargo_bin("thrum").unwrap();
+    // Tests must not pick up a developer's THRUM_* options.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("THRUM_") && name != "THRUM_HOME" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// The onnx wheel's light models, installed by `scripts/install-test-data.sh`. Fails loudly
+/// when they are missing: these tests must run in the test command, never be skipped.
+pub fn light_models_dir() -> PathBuf {
+    let dir = thrum::config::thrum_home().join("testdata").join("onnx-light");
+    assert!(
+        dir.join("light_resnet50.onnx").is_file(),
+        "test data missing: {} has no light_resnet50.onnx. Run `bash scripts/install-test-data.sh` \
+         (the README's test command does).",
+        dir.display()
+    );
+    dir
+}

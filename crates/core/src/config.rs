@@ -1,0 +1,519 @@
+//! Model-loading options: one typed home ([`Options`]), one table of keys ([`KEYS`]).
+//!
+//! Every option can be set four ways, later ones winning:
+//! 1. defaults (the `default` column of [`KEYS`]);
+//! 2. a TOML file ([`Options::apply_toml_file`]), flat keys or one table per engine;
+//! 3. environment variables, one per key (`THRUM_…`, see [`OptionKey::env`]);
+//! 4. code: the typed `with_*` builders, or `key=value` strings ([`Options::set`],
+//!    [`Options::apply_pairs`], what `--model-options` feeds).
+//!
+//! Unknown keys and bad values are errors that list what is valid. `docs/configuration.md`
+//! holds [`markdown_table`]'s output verbatim, and a test keeps the two equal.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Typed options for loading a model, shared by all engines.
+///
+/// Build one with `Options::default()` and the `with_*` methods, or resolve it from the
+/// environment and a file with [`Options::resolve`].
+///
+/// ```
+/// use thrum_core::Options;
+/// let mut options = Options::default().with_intra_op_threads(2);
+/// options.apply_pairs("tract.optimize=false")?;
+/// assert_eq!(options.intra_op_threads, Some(2));
+/// assert!(!options.tract.optimize);
+/// assert!(options.set("intra_op_thread", "2").is_err()); // typo: error lists the valid keys
+/// # Ok::<(), thrum_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Threads used inside one operator (a matmul, a convolution). `None`: engine default.
+    pub intra_op_threads: Option<usize>,
+    /// Threads used to run independent operators in parallel. `None`: engine default.
+    pub inter_op_threads: Option<usize>,
+    /// Options only the tract engine reads.
+    pub tract: TractOptions,
+}
+
+/// Options of the tract engine.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TractOptions {
+    /// Run tract's codegen optimiser (on by default); off keeps the decluttered graph.
+    pub optimize: bool,
+    /// How many shape-specialised plans one model keeps (least recently used dropped first).
+    pub max_cached_plans: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            intra_op_threads: None,
+            inter_op_threads: None,
+            tract: TractOptions { optimize: true, max_cached_plans: 8 },
+        }
+    }
+}
+
+/// Largest thread count an option accepts.
+pub const MAX_THREADS: usize = 1024;
+
+/// One configuration key: its names, default, scope and effect, and how it parses.
+pub struct OptionKey {
+    /// The key, as used in TOML files and `key=value` strings.
+    pub key: &'static str,
+    /// The environment variable that sets it.
+    pub env: &'static str,
+    /// The default, as documented.
+    pub default: &'static str,
+    /// `all`, or the engine that reads it.
+    pub engine: &'static str,
+    /// What values are accepted.
+    pub expected: &'static str,
+    /// What it does.
+    pub effect: &'static str,
+    parse: fn(&mut Options, &str) -> std::result::Result<(), ()>,
+    get: fn(&Options) -> String,
+}
+
+/// Environment variables thrum reads that are not option keys.
+pub const OTHER_ENV_VARS: &[(&str, &str)] = &[
+    ("THRUM_CONFIG", "path of a TOML options file the CLI reads (same as `--config`)"),
+    (
+        "THRUM_HOME",
+        "thrum's cache directory for installed engines and test data (default `~/.cache/thrum`)",
+    ),
+];
+
+/// thrum's cache directory, where install commands put engine libraries and test data:
+/// `$THRUM_HOME`, else `$XDG_CACHE_HOME/thrum`, else `~/.cache/thrum`.
+pub fn thrum_home() -> PathBuf {
+    let non_empty =
+        |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    non_empty("THRUM_HOME")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|p| p.join("thrum")))
+        .or_else(|| non_empty("HOME").map(|p| p.join(".cache").join("thrum")))
+        .unwrap_or_else(|| PathBuf::from(".thrum-cache"))
+}
+
+/// Every option key. Engines add theirs here so that one table documents them all, even for
+/// engines that are not compiled in.
+pub static KEYS: &[OptionKey] = &[
+    OptionKey {
+        key: "intra_op_threads",
+        env: "THRUM_INTRA_OP_THREADS",
+        default: "engine default",
+        engine: "all",
+        expected: "an integer from 1 to 1024",
+        effect: "Threads inside one operator. tract: size of the model's matmul thread pool \
+                 (default 1). DJL: `ai.djl.pytorch.num_threads`, `ai.djl.onnxruntime.num_threads`.",
+        parse: |o, v| {
+            o.intra_op_threads = Some(parse_count(v, 1, MAX_THREADS)?);
+            Ok(())
+        },
+        get: |o| o.intra_op_threads.map_or_else(|| "engine default".into(), |n| n.to_string()),
+    },
+    OptionKey {
+        key: "inter_op_threads",
+        env: "THRUM_INTER_OP_THREADS",
+        default: "engine default",
+        engine: "all",
+        expected: "an integer from 1 to 1024",
+        effect: "Threads running independent operators in parallel. tract runs operators in \
+                 order and accepts only 1. DJL: `ai.djl.pytorch.num_interop_threads`.",
+        parse: |o, v| {
+            o.inter_op_threads = Some(parse_count(v, 1, MAX_THREADS)?);
+            Ok(())
+        },
+        get: |o| o.inter_op_threads.map_or_else(|| "engine default".into(), |n| n.to_string()),
+    },
+    OptionKey {
+        key: "tract.optimize",
+        env: "THRUM_TRACT_OPTIMIZE",
+        default: "true",
+        engine: "tract",
+        expected: "true or false",
+        effect: "Run tract's codegen optimiser on each plan; false runs the decluttered graph \
+                 (slower; for debugging numerical differences).",
+        parse: |o, v| {
+            o.tract.optimize = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.tract.optimize.to_string(),
+    },
+    OptionKey {
+        key: "tract.max_cached_plans",
+        env: "THRUM_TRACT_MAX_CACHED_PLANS",
+        default: "8",
+        engine: "tract",
+        expected: "an integer from 1 to 1024",
+        effect: "Plans specialised per concrete input shape (batch size) kept per model; the \
+                 least recently used is dropped beyond this. Each plan holds its packed weights.",
+        parse: |o, v| {
+            o.tract.max_cached_plans = parse_count(v, 1, 1024)?;
+            Ok(())
+        },
+        get: |o| o.tract.max_cached_plans.to_string(),
+    },
+];
+
+fn parse_count(v: &str, min: usize, max: usize) -> std::result::Result<usize, ()> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(()),
+    }
+}
+
+fn parse_bool(v: &str) -> std::result::Result<bool, ()> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+fn find_key(key: &str) -> Option<&'static OptionKey> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
+fn valid_keys() -> String {
+    KEYS.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")
+}
+
+impl Options {
+    /// Defaults, then the TOML file (if any), then `THRUM_*` environment variables.
+    pub fn resolve(config_file: Option<&Path>) -> Result<Options> {
+        let mut options = Options::default();
+        if let Some(path) = config_file {
+            options.apply_toml_file(path)?;
+        }
+        options.apply_env()?;
+        Ok(options)
+    }
+
+    /// Sets the intra-op thread count.
+    pub fn with_intra_op_threads(mut self, threads: usize) -> Options {
+        self.intra_op_threads = Some(threads);
+        self
+    }
+
+    /// Sets the inter-op thread count.
+    pub fn with_inter_op_threads(mut self, threads: usize) -> Options {
+        self.inter_op_threads = Some(threads);
+        self
+    }
+
+    /// Turns tract's optimiser on or off.
+    pub fn with_tract_optimize(mut self, optimize: bool) -> Options {
+        self.tract.optimize = optimize;
+        self
+    }
+
+    /// Sets one option from its key and textual value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set_from(key, value, "")
+    }
+
+    fn set_from(&mut self, key: &str, value: &str, origin: &str) -> Result<()> {
+        let def = find_key(key.trim()).ok_or_else(|| Error::UnknownOption {
+            key: key.trim().into(),
+            origin: origin.into(),
+            valid: valid_keys(),
+        })?;
+        (def.parse)(self, value).map_err(|()| Error::InvalidValue {
+            what: format!("option `{}`{origin}", def.key),
+            value: value.into(),
+            expected: def.expected.into(),
+        })
+    }
+
+    /// Applies `key=value` pairs separated by commas (the `--model-options` syntax). A segment
+    /// without `=` continues the previous value, so list values may contain commas.
+    pub fn apply_pairs(&mut self, pairs: &str) -> Result<()> {
+        let mut parsed: Vec<(String, String)> = Vec::new();
+        for segment in pairs.split(',').filter(|s| !s.trim().is_empty()) {
+            match segment.split_once('=') {
+                Some((k, v)) => parsed.push((k.trim().into(), v.trim().into())),
+                None => match parsed.last_mut() {
+                    Some((_, v)) => {
+                        v.push(',');
+                        v.push_str(segment.trim());
+                    }
+                    None => {
+                        return Err(Error::InvalidValue {
+                            what: "model options".into(),
+                            value: pairs.into(),
+                            expected: "comma-separated key=value pairs, e.g. \
+                                       intra_op_threads=2,tract.optimize=false"
+                                .into(),
+                        });
+                    }
+                },
+            }
+        }
+        for (k, v) in parsed {
+            self.set_from(&k, &v, " in model options")?;
+        }
+        Ok(())
+    }
+
+    /// Applies every `THRUM_*` environment variable that names a key. A `THRUM_*` variable
+    /// that is neither a key nor one of [`OTHER_ENV_VARS`] is an error (it is most likely a typo).
+    pub fn apply_env(&mut self) -> Result<()> {
+        // vars_os: a non-UTF-8 variable elsewhere in the environment must not panic here.
+        self.apply_env_from(
+            std::env::vars_os()
+                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
+        )
+    }
+
+    fn apply_env_from(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+        for (name, value) in vars {
+            if !name.starts_with("THRUM_") || OTHER_ENV_VARS.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            match KEYS.iter().find(|k| k.env == name) {
+                Some(def) => self.set_from(def.key, &value, &format!(" (from ${name})"))?,
+                None => {
+                    let mut valid: Vec<&str> = KEYS.iter().map(|k| k.env).collect();
+                    valid.extend(OTHER_ENV_VARS.iter().map(|(n, _)| *n));
+                    return Err(Error::UnknownOption {
+                        key: name,
+                        origin: " in the environment".into(),
+                        valid: valid.join(", "),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML file: flat keys (`intra_op_threads = 2`, `"tract.optimize" = false`) or
+    /// tables (`[tract]` then `optimize = false`).
+    pub fn apply_toml_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        self.apply_toml_str(&text, path)
+    }
+
+    /// Applies TOML text; `path` is only used in error messages.
+    pub fn apply_toml_str(&mut self, text: &str, path: &Path) -> Result<()> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat, path)?;
+        let origin = format!(" in `{}`", path.display());
+        for (key, value) in flat {
+            self.set_from(&key, &value, &origin)?;
+        }
+        Ok(())
+    }
+
+    /// Every key with its current value, in [`KEYS`] order.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        KEYS.iter().map(|k| (k.key, (k.get)(self))).collect()
+    }
+
+    /// Checks ranges that typed builders cannot (engines call this first thing in `load`).
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("intra_op_threads", self.intra_op_threads),
+            ("inter_op_threads", self.inter_op_threads),
+        ] {
+            if let Some(n) = value
+                && !(1..=MAX_THREADS).contains(&n)
+            {
+                return Err(Error::InvalidValue {
+                    what: format!("option `{key}`"),
+                    value: n.to_string(),
+                    expected: format!("an integer from 1 to {MAX_THREADS}"),
+                });
+            }
+        }
+        if !(1..=1024).contains(&self.tract.max_cached_plans) {
+            return Err(Error::InvalidValue {
+                what: "option `tract.max_cached_plans`".into(),
+                value: self.tract.max_cached_plans.to_string(),
+                expected: "an integer from 1 to 1024".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, String)>,
+    path: &Path,
+) -> Result<()> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out, path)?,
+            toml::Value::String(s) => out.push((key, s.clone())),
+            toml::Value::Integer(i) => out.push((key, i.to_string())),
+            toml::Value::Float(f) => out.push((key, f.to_string())),
+            toml::Value::Boolean(b) => out.push((key, b.to_string())),
+            toml::Value::Array(items) => {
+                let mut parts = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => parts.push(s.clone()),
+                        toml::Value::Integer(i) => parts.push(i.to_string()),
+                        other => {
+                            return Err(Error::ConfigFile {
+                                path: path.to_path_buf(),
+                                reason: format!(
+                                    "`{key}` holds a {}; lists may hold strings and integers",
+                                    other.type_str()
+                                ),
+                            });
+                        }
+                    }
+                }
+                out.push((key, parts.join(",")));
+            }
+            toml::Value::Datetime(_) => {
+                return Err(Error::ConfigFile {
+                    path: path.to_path_buf(),
+                    reason: format!("`{key}` is a date; no option takes a date"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The options table of `docs/configuration.md`, generated from [`KEYS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| key | env var | default | engine | accepted values | effect |\n|---|---|---|---|---|---|\n",
+    );
+    for k in KEYS {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} | {} | {} |\n",
+            k.key, k.env, k.default, k.engine, k.expected, k.effect
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_matching_env_var() {
+        for k in KEYS {
+            let expected = format!("THRUM_{}", k.key.replace('.', "_").to_ascii_uppercase());
+            assert_eq!(k.env, expected, "env var of `{}`", k.key);
+        }
+    }
+
+    #[test]
+    fn documented_defaults_are_the_code_defaults() {
+        let defaults = Options::default();
+        for (key, value) in defaults.entries() {
+            let def = find_key(key).unwrap();
+            assert_eq!(value, def.default, "default of `{key}`");
+        }
+    }
+
+    #[test]
+    fn unknown_key_lists_valid_keys() {
+        let e = Options::default().set("intra_threads", "2").unwrap_err().to_string();
+        assert!(e.contains("`intra_threads`") && e.contains("intra_op_threads"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_says_what_is_expected() {
+        let e = Options::default().set("intra_op_threads", "0").unwrap_err().to_string();
+        assert!(e.contains("`0`") && e.contains("from 1 to 1024"), "{e}");
+        let e = Options::default().set("tract.optimize", "maybe").unwrap_err().to_string();
+        assert!(e.contains("true or false"), "{e}");
+    }
+
+    #[test]
+    fn pairs_are_applied_in_order() {
+        let mut o = Options::default();
+        o.apply_pairs("intra_op_threads=3, tract.max_cached_plans=2").unwrap();
+        assert_eq!((o.intra_op_threads, o.tract.max_cached_plans), (Some(3), 2));
+        assert!(o.apply_pairs("garbage").is_err());
+    }
+
+    #[test]
+    fn env_vars_set_keys_and_typos_are_refused() {
+        let mut o = Options::default();
+        o.apply_env_from([("THRUM_INTRA_OP_THREADS".to_string(), "4".to_string())].into_iter())
+            .unwrap();
+        assert_eq!(o.intra_op_threads, Some(4));
+        let e = o
+            .apply_env_from([("THRUM_INTRA_THREADS".to_string(), "4".to_string())].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("THRUM_INTRA_THREADS") && e.contains("THRUM_INTRA_OP_THREADS"), "{e}");
+        let e = o
+            .apply_env_from([("THRUM_TRACT_OPTIMIZE".to_string(), "x".to_string())].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("$THRUM_TRACT_OPTIMIZE"), "{e}");
+    }
+
+    #[test]
+    fn toml_accepts_tables_and_dotted_keys() {
+        let mut o = Options::default();
+        let text = "intra_op_threads = 2\n[tract]\noptimize = false\nmax_cached_plans = 3\n";
+        o.apply_toml_str(text, Path::new("t.toml")).unwrap();
+        assert_eq!(o.intra_op_threads, Some(2));
+        assert_eq!((o.tract.optimize, o.tract.max_cached_plans), (false, 3));
+    }
+
+    #[test]
+    fn toml_unknown_key_names_the_file() {
+        let e = Options::default()
+            .apply_toml_str("[tract]\noptimise = false\n", Path::new("cfg.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tract.optimise`") && e.contains("cfg.toml"), "{e}");
+        let e = Options::default()
+            .apply_toml_str("intra_op_threads = ", Path::new("cfg.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cfg.toml"), "{e}");
+    }
+
+    #[test]
+    fn validate_catches_builder_values_out_of_range() {
+        let e = Options::default().with_intra_op_threads(0).validate().unwrap_err().to_string();
+        assert!(e.contains("intra_op_threads") && e.contains("from 1"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    /// `docs/configuration.md` must hold the generated table verbatim and name every other
+    /// environment variable: the docs and the code cannot drift apart.
+    #[test]
+    fn configuration_doc_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let table = super::markdown_table();
+        assert!(
+            doc.contains(&table),
+            "docs/configuration.md is out of date; replace its options table with:\n{table}"
+        );
+        for (name, _) in super::OTHER_ENV_VARS {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md does not document {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Input and output specifications of a model, and validation of inputs against them.
+
+use std::fmt;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// One dimension of a declared shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dim {
+    /// A size fixed by the model.
+    Fixed(usize),
+    /// A size chosen per call (a batch or sequence axis), with its symbolic name when the
+    /// model gives one (`N`, `batch_size`…).
+    Dynamic(Option<String>),
+}
+
+impl Dim {
+    /// A dynamic dimension with a name.
+    pub fn named(name: impl Into<String>) -> Dim {
+        Dim::Dynamic(Some(name.into()))
+    }
+
+    /// The fixed size, if any.
+    pub fn fixed(&self) -> Option<usize> {
+        match self {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Dynamic(_) => None,
+        }
+    }
+
+    /// True for a dynamic dimension.
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self, Dim::Dynamic(_))
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Dynamic(Some(name)) => f.write_str(name),
+            Dim::Dynamic(None) => f.write_str("?"),
+        }
+    }
+}
+
+/// Name, element type and shape of one model input or output.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TensorSpec {
+    /// The name the model gives it.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Declared shape; dynamic dimensions are marked.
+    pub shape: Vec<Dim>,
+}
+
+impl TensorSpec {
+    /// A spec from its parts.
+    pub fn new(name: impl Into<String>, dtype: DType, shape: Vec<Dim>) -> TensorSpec {
+        TensorSpec { name: name.into(), dtype, shape }
+    }
+
+    /// The shape as text, e.g. `[N,3,224,224]`.
+    pub fn shape_string(&self) -> String {
+        let dims: Vec<String> = self.shape.iter().map(Dim::to_string).collect();
+        format!("[{}]", dims.join(","))
+    }
+
+    /// A concrete shape with every dynamic dimension set to `dynamic`.
+    pub fn concrete_shape(&self, dynamic: usize) -> Vec<usize> {
+        self.shape.iter().map(|d| d.fixed().unwrap_or(dynamic)).collect()
+    }
+
+    /// True when any dimension is dynamic.
+    pub fn is_dynamic(&self) -> bool {
+        self.shape.iter().any(Dim::is_dynamic)
+    }
+}
+
+impl fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} {}", self.name, self.dtype, self.shape_string())
+    }
+}
+
+/// Checks positional `inputs` against `specs`: count, dtype, rank, fixed dimensions, no empty
+/// dynamic dimension, and named dynamic dimensions consistent across inputs.
+pub fn check_inputs(model: &str, specs: &[TensorSpec], inputs: &[Tensor]) -> Result<()> {
+    if specs.len() != inputs.len() {
+        return Err(Error::InputCount {
+            model: model.into(),
+            expected: specs.len(),
+            names: names(specs),
+            found: inputs.len(),
+        });
+    }
+    let mut bound: Vec<(&str, usize)> = Vec::new();
+    for (spec, tensor) in specs.iter().zip(inputs) {
+        check_one(model, spec, tensor, &mut bound)?;
+    }
+    Ok(())
+}
+
+fn check_one<'a>(
+    model: &str,
+    spec: &'a TensorSpec,
+    tensor: &Tensor,
+    bound: &mut Vec<(&'a str, usize)>,
+) -> Result<()> {
+    if tensor.dtype() != spec.dtype {
+        return Err(Error::WrongDType {
+            model: model.into(),
+            input: spec.name.clone(),
+            expected: spec.dtype,
+            found: tensor.dtype(),
+        });
+    }
+    let shape = tensor.shape();
+    if shape.len() != spec.shape.len() {
+        return Err(Error::WrongRank {
+            model: model.into(),
+            input: spec.name.clone(),
+            expected_rank: spec.shape.len(),
+            expected: spec.shape_string(),
+            found_rank: shape.len(),
+            found: shape.to_vec(),
+        });
+    }
+    for (axis, (dim, &size)) in spec.shape.iter().zip(shape).enumerate() {
+        match dim {
+            Dim::Fixed(n) if *n != size => {
+                return Err(Error::WrongDimension {
+                    model: model.into(),
+                    input: spec.name.clone(),
+                    axis,
+                    expected_dim: *n,
+                    found_dim: size,
+                    expected: spec.shape_string(),
+                    found: shape.to_vec(),
+                });
+            }
+            Dim::Fixed(_) => {}
+            Dim::Dynamic(name) => {
+                if size == 0 {
+                    return Err(Error::EmptyBatch {
+                        model: model.into(),
+                        input: spec.name.clone(),
+                        axis,
+                        dim: dim.to_string(),
+                    });
+                }
+                if let Some(name) = name {
+                    match bound.iter().find(|(n, _)| n == name) {
+                        Some(&(_, expected)) if expected != size => {
+                            return Err(Error::InconsistentDimension {
+                                model: model.into(),
+                                input: spec.name.clone(),
+                                symbol: name.clone(),
+                                axis,
+                                expected,
+                                found: size,
+                            });
+                        }
+                        Some(_) => {}
+                        None => bound.push((name, size)),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Orders `(name, tensor)` pairs by the model's input order; errors on unknown or missing names.
+pub fn order_named_inputs(
+    model: &str,
+    specs: &[TensorSpec],
+    named: Vec<(String, Tensor)>,
+) -> Result<Vec<Tensor>> {
+    let mut slots: Vec<Option<Tensor>> = vec![None; specs.len()];
+    for (name, tensor) in named {
+        let index = specs.iter().position(|s| s.name == name).ok_or_else(|| {
+            Error::UnknownInput { model: model.into(), name: name.clone(), valid: names(specs) }
+        })?;
+        slots[index] = Some(tensor);
+    }
+    slots
+        .into_iter()
+        .zip(specs)
+        .map(|(slot, spec)| {
+            slot.ok_or_else(|| Error::MissingInput {
+                model: model.into(),
+                name: spec.name.clone(),
+                valid: names(specs),
+            })
+        })
+        .collect()
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_spec() -> Vec<TensorSpec> {
+        vec![TensorSpec::new(
+            "data",
+            DType::F32,
+            vec![Dim::named("N"), Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)],
+        )]
+    }
+
+    fn err(inputs: &[Tensor]) -> String {
+        check_inputs("m", &image_spec(), inputs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accepts_any_batch_size() {
+        for n in [1, 7] {
+            check_inputs("m", &image_spec(), &[Tensor::zeros(DType::F32, &[n, 3, 4, 4])]).unwrap();
+        }
+    }
+
+    #[test]
+    fn wrong_dtype_names_input_and_both_dtypes() {
+        let e = err(&[Tensor::zeros(DType::I64, &[1, 3, 4, 4])]);
+        assert!(e.contains("`data`") && e.contains("f32") && e.contains("i64"), "{e}");
+    }
+
+    #[test]
+    fn wrong_rank_shows_expected_shape() {
+        let e = err(&[Tensor::zeros(DType::F32, &[3, 4, 4])]);
+        assert!(e.contains("rank 4") && e.contains("[N,3,4,4]") && e.contains("rank 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_dimension_names_the_axis() {
+        let e = err(&[Tensor::zeros(DType::F32, &[1, 4, 4, 4])]);
+        assert!(e.contains("axis 1") && e.contains("expects 3"), "{e}");
+    }
+
+    #[test]
+    fn batch_of_zero_is_refused() {
+        let e = err(&[Tensor::zeros(DType::F32, &[0, 3, 4, 4])]);
+        assert!(e.contains("batch of zero") && e.contains("axis 0"), "{e}");
+    }
+
+    #[test]
+    fn input_count_lists_names() {
+        let e = err(&[]);
+        assert!(e.contains("takes 1 input") && e.contains("`data`") && e.contains("got 0"), "{e}");
+    }
+
+    #[test]
+    fn inputs_sharing_a_dimension_must_agree() {
+        let specs = vec![
+            TensorSpec::new("ids", DType::I64, vec![Dim::named("N"), Dim::Fixed(2)]),
+            TensorSpec::new("mask", DType::I64, vec![Dim::named("N"), Dim::Fixed(2)]),
+        ];
+        let e = check_inputs(
+            "m",
+            &specs,
+            &[Tensor::zeros(DType::I64, &[2, 2]), Tensor::zeros(DType::I64, &[3, 2])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("N=3") && e.contains("N=2"), "{e}");
+    }
+
+    #[test]
+    fn named_inputs_are_reordered_and_checked() {
+        let specs = vec![
+            TensorSpec::new("a", DType::F32, vec![Dim::Fixed(1)]),
+            TensorSpec::new("b", DType::I64, vec![Dim::Fixed(1)]),
+        ];
+        let a = Tensor::zeros(DType::F32, &[1]);
+        let b = Tensor::zeros(DType::I64, &[1]);
+        let ordered =
+            order_named_inputs("m", &specs, vec![("b".into(), b), ("a".into(), a)]).unwrap();
+        assert_eq!(ordered[0].dtype(), DType::F32);
+
+        let unknown = order_named_inputs("m", &specs, vec![("c".into(), Tensor::scalar(1i64))]);
+        let e = unknown.unwrap_err().to_string();
+        assert!(e.contains("no input named `c`") && e.contains("`a`, `b`"), "{e}");
+
+        let missing = order_named_inputs("m", &specs, vec![("a".into(), Tensor::scalar(1.0f32))]);
+        assert!(missing.unwrap_err().to_string().contains("input `b` is missing"));
+    }
+}

