@@ -80,6 +80,10 @@ pub const ZOO_PREFIX: &str = "zoo:";
 
 /// Resolves a model path for `engine`: a file path as is, or `zoo:NAME`, which builds the zoo
 /// model (default seed) in a format the engine reads.
+///
+/// Zoo models are written once to `$THRUM_HOME/zoo/<content hash>/NAME.onnx` and loaded from
+/// there, so that the serialized bytes do not stay resident while a model runs (ResNet-50's
+/// are 100 MB). Without a writable cache they are loaded from memory.
 pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource, Error> {
     let Some(name) = path.strip_prefix(ZOO_PREFIX) else {
         return Ok(ModelSource::path(path));
@@ -88,8 +92,11 @@ pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource, Erro
     let formats = engine.capabilities().formats;
     if formats.contains(&ModelFormat::Onnx) || formats.is_empty() {
         // An engine with no formats is not compiled in; loading it reports that.
-        let graph = zoo_model.build(zoo::DEFAULT_SEED);
-        return Ok(ModelSource::memory(name, ModelFormat::Onnx, zoo::onnx::export(&graph)));
+        let bytes = zoo::onnx::export(&zoo_model.build(zoo::DEFAULT_SEED));
+        return Ok(match cache_file(name, "onnx", &bytes) {
+            Some(file) => ModelSource::path(file),
+            None => ModelSource::memory(name, ModelFormat::Onnx, bytes),
+        });
     }
     Err(Error::Core(thrum_core::Error::UnsupportedFormat {
         engine: engine.name(),
@@ -100,4 +107,23 @@ pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource, Erro
             formats.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
         ),
     }))
+}
+
+/// Writes `bytes` to `$THRUM_HOME/zoo/<hash>/<name>.<ext>` unless already there; `None` when
+/// the cache cannot be written.
+fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let dir = config::thrum_home().join("zoo").join(format!("{:016x}", hasher.finish()));
+    let file = dir.join(format!("{name}.{ext}"));
+    if std::fs::metadata(&file).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        return Some(file);
+    }
+    std::fs::create_dir_all(&dir).ok()?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let partial = dir.join(format!(".{name}.{ext}.{}", std::process::id()));
+    std::fs::write(&partial, bytes).ok()?;
+    std::fs::rename(&partial, &file).ok()?;
+    Some(file)
 }

@@ -1,5 +1,6 @@
 //! The `thrum` command line: argument parsing lives in `cli/`, each command in its own file.
 
+mod allocator;
 mod cli;
 
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    allocator::cap_arenas();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

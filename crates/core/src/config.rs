@@ -35,6 +35,8 @@ pub struct Options {
     pub intra_op_threads: Option<usize>,
     /// Threads used to run independent operators in parallel. `None`: engine default.
     pub inter_op_threads: Option<usize>,
+    /// oneDNN (MKLDNN) acceleration on or off. `None`: engine default.
+    pub onednn: Option<bool>,
     /// Options only the tract engine reads.
     pub tract: TractOptions,
 }
@@ -54,6 +56,7 @@ impl Default for Options {
         Options {
             intra_op_threads: None,
             inter_op_threads: None,
+            onednn: None,
             tract: TractOptions { optimize: true, max_cached_plans: 8 },
         }
     }
@@ -132,6 +135,20 @@ pub static KEYS: &[OptionKey] = &[
         get: |o| o.inter_op_threads.map_or_else(|| "engine default".into(), |n| n.to_string()),
     },
     OptionKey {
+        key: "onednn",
+        env: "THRUM_ONEDNN",
+        default: "engine default",
+        engine: "all",
+        expected: "true or false",
+        effect: "oneDNN (MKLDNN) kernels on or off, where the engine has them; an engine without \
+                 oneDNN refuses `true` and says why. DJL: `ai.djl.pytorch.use_mkldnn`.",
+        parse: |o, v| {
+            o.onednn = Some(parse_bool(v)?);
+            Ok(())
+        },
+        get: |o| o.onednn.map_or_else(|| "engine default".into(), |b| b.to_string()),
+    },
+    OptionKey {
         key: "tract.optimize",
         env: "THRUM_TRACT_OPTIMIZE",
         default: "true",
@@ -204,6 +221,12 @@ impl Options {
     /// Sets the inter-op thread count.
     pub fn with_inter_op_threads(mut self, threads: usize) -> Options {
         self.inter_op_threads = Some(threads);
+        self
+    }
+
+    /// Turns oneDNN on or off.
+    pub fn with_onednn(mut self, onednn: bool) -> Options {
+        self.onednn = Some(onednn);
         self
     }
 
@@ -499,15 +522,23 @@ mod tests {
 #[cfg(test)]
 mod docs_tests {
     /// `docs/configuration.md` must hold the generated table verbatim and name every other
-    /// environment variable: the docs and the code cannot drift apart.
+    /// environment variable: the docs and the code cannot drift apart. `UPDATE_DOCS=1 cargo
+    /// test -p thrum-core docs_tests` rewrites the table.
     #[test]
     fn configuration_doc_matches_the_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
-        let doc = std::fs::read_to_string(path).unwrap();
+        let mut doc = std::fs::read_to_string(path).unwrap();
         let table = super::markdown_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() && !doc.contains(&table) {
+            let start = doc.find("| key | env var |").expect("the doc has an options table");
+            let end = doc[start..].find("\n\n").map_or(doc.len(), |i| start + i + 1);
+            doc.replace_range(start..end, &table);
+            std::fs::write(path, &doc).unwrap();
+        }
         assert!(
             doc.contains(&table),
-            "docs/configuration.md is out of date; replace its options table with:\n{table}"
+            "docs/configuration.md is out of date: run `UPDATE_DOCS=1 cargo test -p thrum-core \
+             docs_tests`, or replace its options table with:\n{table}"
         );
         for (name, _) in super::OTHER_ENV_VARS {
             assert!(

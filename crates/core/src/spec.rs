@@ -7,8 +7,10 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// One dimension of a declared shape.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+///
+/// In JSON a fixed dimension is a number and a dynamic one its name (`"?"` when unnamed):
+/// `["N", 3, 224, 224]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
     /// A size fixed by the model.
     Fixed(usize),
@@ -34,6 +36,32 @@ impl Dim {
     /// True for a dynamic dimension.
     pub fn is_dynamic(&self) -> bool {
         matches!(self, Dim::Dynamic(_))
+    }
+}
+
+impl serde::Serialize for Dim {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Dim::Fixed(n) => serializer.serialize_u64(*n as u64),
+            Dim::Dynamic(Some(name)) => serializer.serialize_str(name),
+            Dim::Dynamic(None) => serializer.serialize_str("?"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dim {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Dim, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Fixed(usize),
+            Named(String),
+        }
+        Ok(match Repr::deserialize(deserializer)? {
+            Repr::Fixed(n) => Dim::Fixed(n),
+            Repr::Named(name) if name == "?" => Dim::Dynamic(None),
+            Repr::Named(name) => Dim::Dynamic(Some(name)),
+        })
     }
 }
 
@@ -292,5 +320,19 @@ mod tests {
 
         let missing = order_named_inputs("m", &specs, vec![("a".into(), Tensor::scalar(1.0f32))]);
         assert!(missing.unwrap_err().to_string().contains("input `b` is missing"));
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn dims_serialize_as_numbers_and_names() {
+        let shape = vec![Dim::named("N"), Dim::Fixed(3), Dim::Dynamic(None)];
+        let json = serde_json::to_string(&shape).unwrap();
+        assert_eq!(json, r#"["N",3,"?"]"#);
+        let back: Vec<Dim> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, shape);
     }
 }

@@ -82,6 +82,15 @@ impl Engine for TractEngine {
                     .into(),
             });
         }
+        if options.onednn == Some(true) {
+            return Err(Error::Unsupported {
+                engine: ENGINE,
+                feature: "oneDNN".into(),
+                reason: "tract runs its own Rust kernels; oneDNN applies to the torch and mxnet \
+                         engines"
+                    .into(),
+            });
+        }
         let name = source.name();
         let typed = read_model(source, &name)?;
         let model = TractModel::new(name.clone(), typed, options)?;
@@ -246,8 +255,15 @@ impl TractModel {
     fn key(&self, inputs: &[Tensor]) -> PlanKey {
         self.symbols
             .iter()
-            .map(|(_, at)| at.first().map_or(0, |&(ix, axis)| inputs[ix].shape()[axis] as i64))
+            .map(|(_, at)| at.first().map_or(0, |&(ix, axis)| dim(inputs, ix, axis)))
             .collect()
+    }
+
+    /// Whether `key` is the key of `inputs`, without building one (the per-call path).
+    fn key_matches(&self, key: &[i64], inputs: &[Tensor]) -> bool {
+        self.symbols.iter().zip(key).all(|((_, at), &value)| {
+            at.first().is_none_or(|&(ix, axis)| dim(inputs, ix, axis) == value)
+        })
     }
 
     /// The plan for `key`, built and cached on first use. Building holds the cache lock so
@@ -314,6 +330,12 @@ impl TractModel {
     }
 }
 
+/// Size of `inputs[ix]` along `axis`; inputs were checked against the specs these positions
+/// come from.
+fn dim(inputs: &[Tensor], ix: usize, axis: usize) -> i64 {
+    inputs.get(ix).and_then(|t| t.shape().get(axis)).map_or(0, |&d| d as i64)
+}
+
 /// The backend thrum's `Model` holds; predictors hold clones of the same `Arc`.
 struct Shared(Arc<TractModel>);
 
@@ -349,24 +371,23 @@ struct TractPredictor {
 
 impl PredictorBackend for TractPredictor {
     fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let key = self.model.key(&inputs);
-        let index = match self.states.iter().position(|(k, _)| *k == key) {
+        let model = &self.model;
+        let index = match self.states.iter().position(|(k, _)| model.key_matches(k, &inputs)) {
             Some(i) => i,
             None => {
-                let plan = self.model.plan(&key)?;
-                let state = plan.spawn().map_err(|e| Error::Inference {
+                let key = model.key(&inputs);
+                let state = model.plan(&key)?.spawn().map_err(|e| Error::Inference {
                     engine: ENGINE,
-                    model: self.model.name.clone(),
+                    model: model.name.clone(),
                     reason: format!("{e:#}"),
                 })?;
-                if self.states.len() >= self.model.max_plans {
+                if self.states.len() >= model.max_plans {
                     self.states.remove(0);
                 }
                 self.states.push((key, state));
                 self.states.len() - 1
             }
         };
-        let model = self.model.clone();
         model.run(&mut self.states[index].1, inputs)
     }
 }

@@ -1,7 +1,9 @@
 //! Command-line arguments (clap derive) and dispatch. Each command parses its raw flags into
 //! a validated plan first, then runs the plan: execution never sees raw strings.
 
+mod bench;
 mod engines;
+mod options;
 mod predict;
 mod report;
 mod zoo;
@@ -18,6 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Benchmark a model: multi-threaded throughput, latency percentiles, memory, CPU.
+    Bench(Box<bench::BenchArgs>),
     /// Run one inference on a model and summarise (or save) its outputs.
     Predict(predict::PredictArgs),
     /// List every engine and whether it can run here (library, version, providers).
@@ -32,6 +36,7 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(args) => bench::BenchPlan::from_args(*args)?.run(),
         Command::Predict(args) => predict::PredictPlan::from_args(args)?.run(),
         Command::Engines(args) => engines::run(args),
         Command::Zoo { command } => zoo::run(command),
@@ -41,6 +46,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Exit status for an error: 1 when an engine failed while running a model, 2 for everything
 /// the user can fix (bad arguments, files, models, options), like clap's usage errors.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(bench) = err.downcast_ref::<thrum_bench::BenchError>() {
+        return if bench.is_user_error() { 2 } else { 1 };
+    }
     let core = match err.downcast_ref::<thrum::Error>() {
         Some(thrum::Error::Core(core)) => Some(core),
         Some(_) => None,

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use thrum::{Engine, Model, ModelSource, Options, Tensor};
 
+use super::options::OptionArgs;
 use super::report::{self, OutputSummary};
 
 #[derive(Args, Debug)]
@@ -29,21 +30,8 @@ pub struct PredictArgs {
     #[arg(short, long, value_name = "FILE.npy|DIR")]
     output: Option<PathBuf>,
 
-    /// Options as key=value pairs separated by commas (keys: docs/configuration.md).
-    #[arg(long, value_name = "K=V,...")]
-    model_options: Option<String>,
-
-    /// TOML file of options, applied before environment variables and flags.
-    #[arg(long, env = "THRUM_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Threads inside one operator (same as the intra_op_threads option).
-    #[arg(long, value_name = "N")]
-    intra_op_threads: Option<usize>,
-
-    /// Threads running independent operators (same as the inter_op_threads option).
-    #[arg(long, value_name = "N")]
-    inter_op_threads: Option<usize>,
+    #[command(flatten)]
+    options: OptionArgs,
 
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -86,12 +74,7 @@ impl PredictPlan {
     pub fn from_args(args: PredictArgs) -> anyhow::Result<PredictPlan> {
         let engine = thrum::registry().get(&args.engine)?;
         let source = thrum::model_source(&args.model_path, engine.as_ref())?;
-        let options = resolve_options(
-            args.config.as_deref(),
-            args.model_options.as_deref(),
-            args.intra_op_threads,
-            args.inter_op_threads,
-        )?;
+        let options = args.options.resolve()?;
         let inputs = parse_inputs(&args.inputs)?;
         let output = args.output.map(output_target).transpose()?;
         Ok(PredictPlan {
@@ -205,26 +188,6 @@ impl PredictPlan {
         }
         Ok(saved)
     }
-}
-
-/// Defaults ← TOML file ← `THRUM_*` environment ← `--model-options` ← explicit flags.
-pub fn resolve_options(
-    config: Option<&std::path::Path>,
-    model_options: Option<&str>,
-    intra: Option<usize>,
-    inter: Option<usize>,
-) -> anyhow::Result<Options> {
-    let mut options = Options::resolve(config)?;
-    if let Some(pairs) = model_options {
-        options.apply_pairs(pairs)?;
-    }
-    if let Some(n) = intra {
-        options.set("intra_op_threads", &n.to_string())?;
-    }
-    if let Some(n) = inter {
-        options.set("inter_op_threads", &n.to_string())?;
-    }
-    Ok(options)
 }
 
 fn parse_inputs(raw: &[String]) -> anyhow::Result<Inputs> {

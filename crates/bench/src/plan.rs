@@ -1,0 +1,215 @@
+//! What a benchmark run does: workers, stop condition, predictor mode, inputs.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thrum_core::{DType, Dim, Model, Tensor};
+
+use crate::error::BenchError;
+use crate::shapes::InputShape;
+
+/// How workers get predictors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PredictorMode {
+    /// One predictor per worker, created on the worker's thread (DJL's recommendation).
+    #[default]
+    PerThread,
+    /// One thread-safe predictor used by every worker (engines that allow it).
+    Shared,
+}
+
+impl fmt::Display for PredictorMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PredictorMode::PerThread => "per-thread",
+            PredictorMode::Shared => "shared",
+        })
+    }
+}
+
+impl FromStr for PredictorMode {
+    type Err = BenchError;
+
+    fn from_str(s: &str) -> Result<PredictorMode, BenchError> {
+        match s.trim() {
+            "per-thread" | "per_thread" | "perthread" => Ok(PredictorMode::PerThread),
+            "shared" => Ok(PredictorMode::Shared),
+            other => Err(BenchError::Config {
+                what: format!("predictor mode `{other}`"),
+                expected: "per-thread or shared".into(),
+            }),
+        }
+    }
+}
+
+/// When the measured phase ends: after a total number of calls, after a duration, or at
+/// whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Stop {
+    /// Total calls across all workers.
+    pub iterations: Option<u64>,
+    /// Wall-clock duration of the measured phase.
+    #[serde(rename = "duration_s", serialize_with = "seconds")]
+    pub duration: Option<Duration>,
+}
+
+fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The measured phase of a benchmark.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunPlan {
+    /// Worker threads.
+    pub workers: usize,
+    /// When to stop.
+    pub stop: Stop,
+    /// Warm-up calls per worker, on the worker's own thread, after its first call.
+    pub warmup: usize,
+    /// Delay between worker starts.
+    #[serde(rename = "delay_ms", serialize_with = "millis")]
+    pub delay: Duration,
+    /// Per-thread or shared predictor.
+    pub predictor: PredictorMode,
+    /// Show a progress bar on stderr (only when it is a terminal, and only for runs > 2 s).
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+impl RunPlan {
+    /// Checks the invariants the runner relies on.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if self.workers == 0 {
+            return Err(BenchError::Config {
+                what: "worker count 0".into(),
+                expected: "at least 1 thread".into(),
+            });
+        }
+        match (self.stop.iterations, self.stop.duration) {
+            (None, None) => Err(BenchError::Config {
+                what: "stop condition".into(),
+                expected: "an iteration count or a duration".into(),
+            }),
+            (Some(0), _) => Err(BenchError::Config {
+                what: "iteration count 0".into(),
+                expected: "at least 1".into(),
+            }),
+            (_, Some(d)) if d.is_zero() => Err(BenchError::Config {
+                what: "duration 0".into(),
+                expected: "more than 0 seconds".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the benchmark's inputs come from.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct InputPlan {
+    /// Explicit shapes (djl-bench grammar); otherwise the model's input spec.
+    pub shapes: Option<Vec<InputShape>>,
+    /// Samples per call: the size of every dynamic dimension when shapes come from the spec.
+    pub batch_size: Option<usize>,
+}
+
+/// Builds the tensors every call feeds: floats uniform in [-1, 1), integers and booleans
+/// all ones (valid indices for any embedding, as djl-bench's ones). Returns them with the
+/// number of samples per call (the leading dimension).
+pub fn build_inputs(model: &Model, plan: &InputPlan) -> Result<(Vec<Tensor>, usize), BenchError> {
+    let specs = model.inputs();
+    let shapes: Vec<(Vec<usize>, DType)> = match &plan.shapes {
+        Some(shapes) => {
+            if shapes.len() != specs.len() {
+                return Err(BenchError::Config {
+                    what: format!("{} input shape(s) for model `{}`", shapes.len(), model.name()),
+                    expected: format!(
+                        "{} ({})",
+                        specs.len(),
+                        specs
+                            .iter()
+                            .map(|s| format!("{} {}", s.name, s.shape_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            shapes.iter().map(|s| (s.shape.clone(), s.dtype)).collect()
+        }
+        None => {
+            let batch = plan.batch_size.unwrap_or(1);
+            specs
+                .iter()
+                .map(|s| {
+                    let shape = s
+                        .shape
+                        .iter()
+                        .enumerate()
+                        .map(|(axis, d)| match d {
+                            Dim::Fixed(n) => *n,
+                            Dim::Dynamic(_) if axis == 0 => batch,
+                            Dim::Dynamic(_) => 1,
+                        })
+                        .collect();
+                    (shape, s.dtype)
+                })
+                .collect()
+        }
+    };
+    let tensors: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (shape, dtype))| filled(shape, *dtype, i as u64))
+        .collect();
+    model.check_inputs(&tensors)?;
+    let per_call = tensors.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
+    if let (Some(_), Some(b)) = (&plan.shapes, plan.batch_size)
+        && b != per_call
+    {
+        return Err(BenchError::Config {
+            what: format!("--batch-size {b} with input shapes whose batch axis is {per_call}"),
+            expected: "the same batch size in both, or only one of them".into(),
+        });
+    }
+    Ok((tensors, per_call.max(1)))
+}
+
+fn filled(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    let len: usize = shape.iter().product();
+    // A small LCG: deterministic, cheap, no dependency; quality is irrelevant for timing.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    let mut next = move || {
+        state =
+            state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let tensor = match dtype {
+        DType::F32 => {
+            Tensor::from_vec(shape.to_vec(), (0..len).map(|_| next()).collect::<Vec<f32>>())
+        }
+        DType::F64 => Tensor::from_vec(
+            shape.to_vec(),
+            (0..len).map(|_| f64::from(next())).collect::<Vec<f64>>(),
+        ),
+        DType::F16 => Tensor::from_vec(
+            shape.to_vec(),
+            (0..len).map(|_| thrum_core::half::f16::from_f32(next())).collect::<Vec<_>>(),
+        ),
+        DType::I64 => Tensor::from_vec(shape.to_vec(), vec![1i64; len]),
+        DType::I32 => Tensor::from_vec(shape.to_vec(), vec![1i32; len]),
+        DType::I8 => Tensor::from_vec(shape.to_vec(), vec![1i8; len]),
+        DType::U8 => Tensor::from_vec(shape.to_vec(), vec![1u8; len]),
+        DType::Bool => Tensor::from_vec(shape.to_vec(), vec![true; len]),
+        other => Ok(Tensor::zeros(other, shape)),
+    };
+    // The vectors above have exactly `len` elements, so construction cannot fail.
+    tensor.unwrap_or_else(|_| Tensor::zeros(dtype, shape))
+}
