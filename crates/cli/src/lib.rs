@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod install;
 pub mod io;
 
 use std::sync::Arc;
@@ -52,6 +53,14 @@ pub enum Error {
         /// What is wrong, and what was expected.
         reason: String,
     },
+    /// Installing an engine's native library failed.
+    #[error("cannot install engine `{engine}`: {reason}")]
+    Install {
+        /// The engine.
+        engine: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An output that cannot be written.
     #[error("cannot write `{}`: {reason}", path.display())]
     Output {
@@ -69,6 +78,9 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(thrum_tract::TractEngine::new()));
     #[cfg(not(feature = "tract"))]
     registry.register(Arc::new(NotCompiled::new("tract", "tract")));
+    #[cfg(feature = "ort")]
+    registry.register(Arc::new(thrum_ort::OrtEngine::new()));
+    #[cfg(not(feature = "ort"))]
     registry.register(Arc::new(NotCompiled::new("ort", "ort")));
     registry.register(Arc::new(NotCompiled::new("torch", "torch")));
     registry.register(Arc::new(NotCompiled::new("mxnet", "mxnet")));

@@ -229,11 +229,13 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         ),
         (vec!["--plot".into(), "x.svg".into()], "--plot without --sweep"),
         (vec!["--onednn".into()], "engine `tract` does not support oneDNN"),
-        (
-            vec!["-e".into(), "ort".into()],
-            "engine `ort` is not compiled in: rebuild with --features ort",
-        ),
     ];
+    let not_compiled = common::engine_not_compiled_in()
+        .map(|e| (e, format!("engine `{e}` is not compiled in: rebuild with --features {e}")));
+    let mut cases = cases;
+    if let Some((engine, message)) = &not_compiled {
+        cases.push((vec!["-e".into(), engine.to_string()], message.as_str()));
+    }
     for (args, message) in cases {
         thrum().arg("bench").args(&args).args(["-q"]).assert().code(2).stderr(
             predicate::str::contains(message).and(predicate::str::contains("panicked").not()),

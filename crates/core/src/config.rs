@@ -39,6 +39,8 @@ pub struct Options {
     pub onednn: Option<bool>,
     /// Options only the tract engine reads.
     pub tract: TractOptions,
+    /// Options only the ONNX Runtime engine reads.
+    pub ort: OrtOptions,
 }
 
 /// Options of the tract engine.
@@ -51,6 +53,40 @@ pub struct TractOptions {
     pub max_cached_plans: usize,
 }
 
+/// Options of the ONNX Runtime engine.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct OrtOptions {
+    /// `libonnxruntime.so` to load; otherwise the environment and the install directory are searched.
+    pub library_path: Option<PathBuf>,
+    /// Run independent operators in parallel (inter-op pool) instead of in sequence.
+    pub parallel_execution: bool,
+    /// Graph optimisation level: `disable`, `basic`, `extended` or `all`.
+    pub optimization_level: String,
+    /// Pre-plan memory from the first run's shapes.
+    pub memory_pattern: bool,
+    /// Use ONNX Runtime's CPU arena allocator.
+    pub cpu_arena: bool,
+    /// Let idle intra-/inter-op threads spin; `None`: ONNX Runtime's default (spin).
+    pub spinning: Option<bool>,
+    /// Intra-op thread affinities in ONNX Runtime's syntax (`1;2`, `1-2;3-4`).
+    pub intra_op_affinity: Option<String>,
+    /// One intra-/inter-op thread pool for the whole process, shared by every session.
+    pub global_thread_pools: bool,
+    /// Execution providers in priority order; the CPU provider is always last.
+    pub execution_providers: Vec<String>,
+    /// Write an ONNX Runtime profile with this file prefix.
+    pub profiling: Option<PathBuf>,
+    /// Fixed values for named free dimensions (`N` → 1), applied when the session is built.
+    pub free_dimension_overrides: Vec<(String, i64)>,
+    /// Give each predictor its own session (sharing prepacked weights) instead of running every
+    /// predictor on the model's one session.
+    pub session_per_predictor: bool,
+}
+
+/// Execution providers thrum can ask ONNX Runtime for.
+pub const ORT_PROVIDERS: &[&str] = &["cpu", "cuda", "dnnl", "openvino"];
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -58,6 +94,20 @@ impl Default for Options {
             inter_op_threads: None,
             onednn: None,
             tract: TractOptions { optimize: true, max_cached_plans: 8 },
+            ort: OrtOptions {
+                library_path: None,
+                parallel_execution: false,
+                optimization_level: "all".into(),
+                memory_pattern: true,
+                cpu_arena: true,
+                spinning: None,
+                intra_op_affinity: None,
+                global_thread_pools: false,
+                execution_providers: vec!["cpu".into()],
+                profiling: None,
+                free_dimension_overrides: Vec::new(),
+                session_per_predictor: false,
+            },
         }
     }
 }
@@ -101,6 +151,12 @@ pub fn thrum_home() -> PathBuf {
         .or_else(|| non_empty("XDG_CACHE_HOME").map(|p| p.join("thrum")))
         .or_else(|| non_empty("HOME").map(|p| p.join(".cache").join("thrum")))
         .unwrap_or_else(|| PathBuf::from(".thrum-cache"))
+}
+
+/// Where `thrum engines install ENGINE` puts an engine's native libraries:
+/// `thrum_home()/engines/ENGINE`.
+pub fn engine_home(engine: &str) -> PathBuf {
+    thrum_home().join("engines").join(engine)
 }
 
 /// Every option key. Engines add theirs here so that one table documents them all, even for
@@ -176,6 +232,217 @@ pub static KEYS: &[OptionKey] = &[
         },
         get: |o| o.tract.max_cached_plans.to_string(),
     },
+    OptionKey {
+        key: "ort.library_path",
+        env: "THRUM_ORT_LIBRARY_PATH",
+        default: "searched",
+        engine: "ort",
+        expected: "a path to libonnxruntime.so",
+        effect: "The ONNX Runtime library to load. Otherwise `$ORT_DYLIB_PATH`, then \
+                 `$THRUM_HOME/engines/ort/` (filled by `thrum engines install ort`). One library \
+                 per process.",
+        parse: |o, v| {
+            o.ort.library_path = non_empty(v).map(PathBuf::from);
+            Ok(())
+        },
+        get: |o| {
+            o.ort
+                .library_path
+                .as_ref()
+                .map_or_else(|| "searched".into(), |p| p.display().to_string())
+        },
+    },
+    OptionKey {
+        key: "ort.execution_mode",
+        env: "THRUM_ORT_EXECUTION_MODE",
+        default: "sequential",
+        engine: "ort",
+        expected: "sequential or parallel",
+        effect: "`parallel` runs independent operators on the inter-op pool. DJL: `executionMode`.",
+        parse: |o, v| {
+            o.ort.parallel_execution = match v.trim() {
+                "sequential" => false,
+                "parallel" => true,
+                _ => return Err(()),
+            };
+            Ok(())
+        },
+        get: |o| if o.ort.parallel_execution { "parallel".into() } else { "sequential".into() },
+    },
+    OptionKey {
+        key: "ort.optimization_level",
+        env: "THRUM_ORT_OPTIMIZATION_LEVEL",
+        default: "all",
+        engine: "ort",
+        expected: "disable, basic, extended or all",
+        effect: "Graph optimisations applied when the session is built. DJL: `optLevel`.",
+        parse: |o, v| {
+            let v = v.trim();
+            if !["disable", "basic", "extended", "all"].contains(&v) {
+                return Err(());
+            }
+            o.ort.optimization_level = v.into();
+            Ok(())
+        },
+        get: |o| o.ort.optimization_level.clone(),
+    },
+    OptionKey {
+        key: "ort.memory_pattern",
+        env: "THRUM_ORT_MEMORY_PATTERN",
+        default: "true",
+        engine: "ort",
+        expected: "true or false",
+        effect: "Pre-plan memory from the shapes of the first run. DJL: `memoryPatternOptimization`.",
+        parse: |o, v| {
+            o.ort.memory_pattern = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.ort.memory_pattern.to_string(),
+    },
+    OptionKey {
+        key: "ort.cpu_arena",
+        env: "THRUM_ORT_CPU_ARENA",
+        default: "true",
+        engine: "ort",
+        expected: "true or false",
+        effect: "ONNX Runtime's CPU arena allocator (faster; holds memory). DJL: `cpuArenaAllocator`.",
+        parse: |o, v| {
+            o.ort.cpu_arena = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.ort.cpu_arena.to_string(),
+    },
+    OptionKey {
+        key: "ort.spinning",
+        env: "THRUM_ORT_SPINNING",
+        default: "engine default",
+        engine: "ort",
+        expected: "true or false",
+        effect: "Whether idle intra- and inter-op threads spin (ONNX Runtime spins by default: \
+                 lower latency, CPU burnt while waiting).",
+        parse: |o, v| {
+            o.ort.spinning = Some(parse_bool(v)?);
+            Ok(())
+        },
+        get: |o| o.ort.spinning.map_or_else(|| "engine default".into(), |b| b.to_string()),
+    },
+    OptionKey {
+        key: "ort.intra_op_affinity",
+        env: "THRUM_ORT_INTRA_OP_AFFINITY",
+        default: "none",
+        engine: "ort",
+        expected: "logical processors per intra-op thread but the first, e.g. 1;2 or 1-2;3-4",
+        effect: "Pins intra-op threads to processors (`session.intra_op_thread_affinities`).",
+        parse: |o, v| {
+            let v = v.trim();
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || ";-,".contains(c)) {
+                return Err(());
+            }
+            o.ort.intra_op_affinity = Some(v.into());
+            Ok(())
+        },
+        get: |o| o.ort.intra_op_affinity.clone().unwrap_or_else(|| "none".into()),
+    },
+    OptionKey {
+        key: "ort.global_thread_pools",
+        env: "THRUM_ORT_GLOBAL_THREAD_POOLS",
+        default: "false",
+        engine: "ort",
+        expected: "true or false",
+        effect: "One intra-/inter-op pool for the whole process, sized by the thread options of \
+                 the first model loaded, shared by every session. DJL: `disablePerSessionThreads`, \
+                 `ai.djl.onnxruntime.num_threads`.",
+        parse: |o, v| {
+            o.ort.global_thread_pools = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.ort.global_thread_pools.to_string(),
+    },
+    OptionKey {
+        key: "ort.execution_providers",
+        env: "THRUM_ORT_EXECUTION_PROVIDERS",
+        default: "cpu",
+        engine: "ort",
+        expected: "a comma-separated priority list of cpu, cuda, dnnl, openvino",
+        effect: "Execution providers in priority order; CPU is always the last fallback. A provider \
+                 the loaded library lacks is an error listing those it has. DJL: `ortDevice`.",
+        parse: |o, v| {
+            let list: Vec<String> = v
+                .split(',')
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if list.is_empty() || list.iter().any(|p| !ORT_PROVIDERS.contains(&p.as_str())) {
+                return Err(());
+            }
+            o.ort.execution_providers = list;
+            Ok(())
+        },
+        get: |o| o.ort.execution_providers.join(","),
+    },
+    OptionKey {
+        key: "ort.profiling",
+        env: "THRUM_ORT_PROFILING",
+        default: "off",
+        engine: "ort",
+        expected: "a file path prefix",
+        effect: "Writes ONNX Runtime's JSON profile (per-operator times) to PREFIX_<date>.json \
+                 when the model is dropped. DJL: `profilerOutput`.",
+        parse: |o, v| {
+            o.ort.profiling = non_empty(v).map(PathBuf::from);
+            Ok(())
+        },
+        get: |o| o.ort.profiling.as_ref().map_or_else(|| "off".into(), |p| p.display().to_string()),
+    },
+    OptionKey {
+        key: "ort.free_dimension_overrides",
+        env: "THRUM_ORT_FREE_DIMENSION_OVERRIDES",
+        default: "none",
+        engine: "ort",
+        expected: "NAME:SIZE pairs separated by commas, e.g. N:1,seq:128",
+        effect: "Fixes named dynamic dimensions when the session is built, so ONNX Runtime can \
+                 optimise for them; inputs must then have those sizes.",
+        parse: |o, v| {
+            let mut pairs = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (name, size) = item.split_once(':').ok_or(())?;
+                let size: i64 = size.trim().parse().map_err(|_| ())?;
+                if name.trim().is_empty() || size < 1 {
+                    return Err(());
+                }
+                pairs.push((name.trim().to_string(), size));
+            }
+            o.ort.free_dimension_overrides = pairs;
+            Ok(())
+        },
+        get: |o| {
+            if o.ort.free_dimension_overrides.is_empty() {
+                return "none".into();
+            }
+            o.ort
+                .free_dimension_overrides
+                .iter()
+                .map(|(n, s)| format!("{n}:{s}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    OptionKey {
+        key: "ort.session_per_predictor",
+        env: "THRUM_ORT_SESSION_PER_PREDICTOR",
+        default: "false",
+        engine: "ort",
+        expected: "true or false",
+        effect: "Each per-thread predictor builds its own session, sharing prepacked weights through \
+                 one container, instead of all predictors calling the model's one session \
+                 concurrently. Costs a session build per predictor and more memory; measured in \
+                 docs/performance.md.",
+        parse: |o, v| {
+            o.ort.session_per_predictor = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.ort.session_per_predictor.to_string(),
+    },
 ];
 
 fn parse_count(v: &str, min: usize, max: usize) -> std::result::Result<usize, ()> {
@@ -183,6 +450,10 @@ fn parse_count(v: &str, min: usize, max: usize) -> std::result::Result<usize, ()
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(()),
     }
+}
+
+fn non_empty(v: &str) -> Option<&str> {
+    Some(v.trim()).filter(|v| !v.is_empty())
 }
 
 fn parse_bool(v: &str) -> std::result::Result<bool, ()> {

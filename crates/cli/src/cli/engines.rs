@@ -1,15 +1,29 @@
 //! `thrum engines`: every engine with its `check()` result and capabilities.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use thrum::Support;
+use thrum::install::{self, Installed};
 
 use super::report;
 
 #[derive(Args, Debug)]
 pub struct EnginesArgs {
+    #[command(subcommand)]
+    command: Option<EnginesCommand>,
     /// Print as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum EnginesCommand {
+    /// Download an engine's native library from its PyPI wheel (with `python3 -m pip download`)
+    /// into $THRUM_HOME/engines/ENGINE, where thrum looks for it.
+    Install {
+        /// Engines to install: ort.
+        #[arg(required = true)]
+        engines: Vec<String>,
+    },
 }
 
 #[derive(serde::Serialize)]
@@ -20,6 +34,33 @@ struct EngineRow {
 }
 
 pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
+    if let Some(EnginesCommand::Install { engines }) = args.command {
+        // Validate every name before downloading anything.
+        let packages =
+            engines.iter().map(|e| install::package(e)).collect::<Result<Vec<_>, _>>()?;
+        for package in packages {
+            match install::install(package)? {
+                Installed::Already(dir) => {
+                    println!(
+                        "{} {} already installed in {}",
+                        package.engine,
+                        package.version,
+                        dir.display()
+                    );
+                }
+                Installed::Fresh(dir, files) => {
+                    println!(
+                        "installed {} {} into {} ({} files)",
+                        package.engine,
+                        package.version,
+                        dir.display(),
+                        files.len()
+                    );
+                }
+            }
+        }
+        return Ok(());
+    }
     let registry = thrum::registry();
     let rows: Vec<EngineRow> = registry
         .engines()

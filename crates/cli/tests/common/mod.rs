@@ -29,3 +29,9 @@ pub fn light_models_dir() -> PathBuf {
     );
     dir
 }
+
+/// An engine this build of `thrum` does not include, if any. (`torch` and `mxnet` have no
+/// cargo feature yet, so they are always stand-ins.)
+pub fn engine_not_compiled_in() -> Option<&'static str> {
+    if cfg!(feature = "ort") { Some("torch") } else { Some("ort") }
+}

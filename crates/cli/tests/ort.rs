@@ -1,0 +1,151 @@
+//! The ONNX Runtime engine through the `thrum` binary: discovery and version errors (each in
+//! its own process, since a process loads one ONNX Runtime), `thrum engines`, bench, memory.
+#![cfg(feature = "ort")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+use common::thrum;
+use predicates::prelude::*;
+
+fn testdata() -> std::path::PathBuf {
+    thrum::config::thrum_home().join("testdata")
+}
+
+/// `thrum` with no ONNX Runtime to find: an empty THRUM_HOME and no library variables.
+fn thrum_without_ort(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = thrum();
+    cmd.env("THRUM_HOME", home).env_remove("ORT_DYLIB_PATH").env_remove("THRUM_ORT_LIBRARY_PATH");
+    cmd
+}
+
+#[test]
+fn a_missing_library_names_every_place_searched_and_the_install_command() {
+    let home = tempfile::tempdir().unwrap();
+    let engines = thrum_without_ort(home.path())
+        .args(["engines", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&engines).unwrap();
+    let ort = rows.as_array().unwrap().iter().find(|r| r["engine"] == "ort").unwrap();
+    assert_eq!(ort["available"], false);
+    let detail = ort["detail"].as_str().unwrap();
+    for expected in [
+        "option ort.library_path (not set)",
+        "$THRUM_ORT_LIBRARY_PATH (not set)",
+        "$ORT_DYLIB_PATH (not set)",
+        "engines/ort` (no libonnxruntime.so*)",
+        "thrum engines install ort",
+    ] {
+        assert!(detail.contains(expected), "missing `{expected}` in: {detail}");
+    }
+    thrum_without_ort(home.path())
+        .args(["predict", "-e", "ort", "-p", "zoo:mlp"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("engine `ort` is not available: the ONNX Runtime library (libonnxruntime.so) was not found"));
+}
+
+#[test]
+fn an_incompatible_version_is_named_with_its_path() {
+    let old = testdata().join("ort-1.20.1/libonnxruntime.so.1.20.1");
+    assert!(old.is_file(), "{} missing: run `bash scripts/install-test-data.sh`", old.display());
+    thrum()
+        .env("THRUM_ORT_LIBRARY_PATH", &old)
+        .args(["predict", "-e", "ort", "-p", "zoo:mlp"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "ONNX Runtime 1.20.1 at `{}` is not compatible: thrum needs 1.24 or newer",
+            old.display()
+        )));
+}
+
+#[test]
+fn a_library_that_is_not_onnx_runtime_is_refused() {
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file())
+    .expect("a libm to stand in for a wrong library");
+    thrum()
+        .env("THRUM_ORT_LIBRARY_PATH", libm)
+        .args(["predict", "-e", "ort", "-p", "zoo:mlp"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "is not an ONNX Runtime library: it does not export OrtGetApiBase",
+        ));
+}
+
+#[test]
+fn engines_reports_library_version_and_providers() {
+    thrum().arg("engines").assert().success().stdout(
+        predicate::str::is_match(
+            r"ort\s+yes\s+1\.32\.0\s+\S+libonnxruntime\.so\.1\.32\.0\s+.*CPUExecutionProvider",
+        )
+        .unwrap(),
+    );
+}
+
+#[test]
+fn bench_runs_on_ort_with_per_thread_and_shared_predictors() {
+    for mode in ["per-thread", "shared"] {
+        let out = thrum()
+            .args([
+                "bench",
+                "-e",
+                "ort",
+                "-p",
+                "zoo:mlp",
+                "-t",
+                "2",
+                "-c",
+                "200",
+                "--intra-op-threads",
+                "1",
+                "--predictor",
+                mode,
+                "-q",
+                "--json",
+                "-",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(report["engine"]["version"], "1.32.0");
+        assert_eq!(report["results"]["calls"], 200);
+        assert_eq!(report["threads"]["engine"]["intra_op"], 1);
+    }
+}
+
+/// DJL's point, as an acceptance bound: predictors share the model's weights, so RSS with 8 is
+/// at most 1.15× RSS with 1 (measured 1.06–1.10×; see docs/performance.md).
+#[test]
+fn memory_report_stays_flat_on_resnet50_for_ort_and_tract() {
+    for engine in ["ort", "tract"] {
+        let dir = tempfile::tempdir().unwrap();
+        thrum()
+            .args(["bench", "-e", engine, "-p", "zoo:resnet50", "--memory-report", "-q", "-o"])
+            .arg(dir.path())
+            .assert()
+            .success();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("memory.json")).unwrap())
+                .unwrap();
+        let steps = report["steps"].as_array().unwrap();
+        let last = steps.last().unwrap();
+        assert_eq!(last["predictors"], 8);
+        let ratio = last["ratio_to_first"].as_f64().unwrap();
+        assert!(ratio <= 1.15, "{engine}: RSS with 8 predictors is {ratio:.3}x that with 1");
+    }
+}
