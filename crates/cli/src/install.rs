@@ -39,20 +39,73 @@ pub struct Package {
 }
 
 /// Every engine that has something to install (tract is pure Rust and has nothing).
-pub static PACKAGES: &[Package] = &[Package {
-    engine: "ort",
-    version: "1.32.0",
-    wheels: &[Wheel {
-        requirement: "onnxruntime==1.32.0",
-        members: &[
-            Member { pattern: "onnxruntime/capi/libonnxruntime.so*", strip: "onnxruntime/capi/" },
-            Member {
-                pattern: "onnxruntime/capi/libonnxruntime_providers_shared.so",
-                strip: "onnxruntime/capi/",
+pub static PACKAGES: &[Package] = &[
+    Package {
+        engine: "ort",
+        version: "1.32.0",
+        wheels: &[Wheel {
+            requirement: "onnxruntime==1.32.0",
+            members: &[
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime.so*",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime_providers_shared.so",
+                    strip: "onnxruntime/capi/",
+                },
+            ],
+        }],
+    },
+    // libtorch as the `tch` crate builds against (LIBTORCH=$THRUM_HOME/engines/torch): the CPU
+    // libraries and headers of the PyPI wheel (a CUDA build; libtorch_cuda is not needed), plus
+    // the two small CUDA runtime libraries libtorch_cpu.so loads even without a GPU. Its RPATH
+    // has $ORIGIN, so they all go in lib/.
+    Package {
+        engine: "torch",
+        version: "2.13.0",
+        wheels: &[
+            Wheel {
+                requirement: "torch==2.13.0",
+                members: &[
+                    Member { pattern: "torch/lib/libtorch_cpu.so", strip: "torch/" },
+                    Member { pattern: "torch/lib/libtorch.so", strip: "torch/" },
+                    Member { pattern: "torch/lib/libc10.so", strip: "torch/" },
+                    Member { pattern: "torch/lib/libgomp.so.1", strip: "torch/" },
+                    Member { pattern: "torch/include/*", strip: "torch/" },
+                ],
+            },
+            Wheel {
+                requirement: "nvidia-cuda-runtime==13.0.96",
+                members: &[Member {
+                    pattern: "nvidia/cu13/lib/libcudart.so.13",
+                    strip: "nvidia/cu13/",
+                }],
+            },
+            Wheel {
+                requirement: "nvidia-cuda-cupti==13.0.85",
+                members: &[Member {
+                    pattern: "nvidia/cu13/lib/libcupti.so.13",
+                    strip: "nvidia/cu13/",
+                }],
             },
         ],
-    }],
-}];
+    },
+    // libmxnet (built with oneDNN and OpenBLAS) and the two libraries beside it in the wheel
+    // (its RPATH is $ORIGIN); it also needs the system's libgomp.so.1.
+    Package {
+        engine: "mxnet",
+        version: "1.9.1",
+        wheels: &[Wheel {
+            requirement: "mxnet==1.9.1",
+            members: &[
+                Member { pattern: "mxnet/libmxnet.so", strip: "mxnet/" },
+                Member { pattern: "mxnet/libopenblas.so.0", strip: "mxnet/" },
+                Member { pattern: "mxnet/libgfortran.so.3", strip: "mxnet/" },
+            ],
+        }],
+    },
+];
 
 fn fail(engine: &str, reason: impl Into<String>) -> Error {
     Error::Install { engine: engine.into(), reason: reason.into() }

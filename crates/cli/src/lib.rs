@@ -82,7 +82,13 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(thrum_ort::OrtEngine::new()));
     #[cfg(not(feature = "ort"))]
     registry.register(Arc::new(NotCompiled::new("ort", "ort")));
+    #[cfg(feature = "torch")]
+    registry.register(Arc::new(thrum_torch::TorchEngine::new()));
+    #[cfg(not(feature = "torch"))]
     registry.register(Arc::new(NotCompiled::new("torch", "torch")));
+    #[cfg(feature = "mxnet")]
+    registry.register(Arc::new(thrum_mxnet::MxnetEngine::new()));
+    #[cfg(not(feature = "mxnet"))]
     registry.register(Arc::new(NotCompiled::new("mxnet", "mxnet")));
     registry
 }
@@ -91,43 +97,125 @@ pub fn registry() -> Registry {
 pub const ZOO_PREFIX: &str = "zoo:";
 
 /// Resolves a model path for `engine`: a file path as is, or `zoo:NAME`, which builds the zoo
-/// model (default seed) in a format the engine reads.
+/// model (default seed) in a format the engine reads (ONNX, else TorchScript).
 ///
-/// Zoo models are written once to `$THRUM_HOME/zoo/<content hash>/NAME.onnx` and loaded from
+/// Zoo models are written once to `$THRUM_HOME/zoo/<content hash>/NAME.<ext>` and loaded from
 /// there, so that the serialized bytes do not stay resident while a model runs (ResNet-50's
-/// are 100 MB). Without a writable cache they are loaded from memory.
+/// are 100 MB). Without a writable cache ONNX models are loaded from memory.
 pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource, Error> {
     let Some(name) = path.strip_prefix(ZOO_PREFIX) else {
         return Ok(ModelSource::path(path));
     };
     let zoo_model = zoo::find(name)?;
     let formats = engine.capabilities().formats;
+    let graph = zoo_model.build(zoo::DEFAULT_SEED);
+    let bytes = zoo::onnx::export(&graph);
     if formats.contains(&ModelFormat::Onnx) || formats.is_empty() {
         // An engine with no formats is not compiled in; loading it reports that.
-        let bytes = zoo::onnx::export(&zoo_model.build(zoo::DEFAULT_SEED));
         return Ok(match cache_file(name, "onnx", &bytes) {
             Some(file) => ModelSource::path(file),
             None => ModelSource::memory(name, ModelFormat::Onnx, bytes),
         });
     }
+    for (format, zoo_format, file) in [
+        (ModelFormat::TorchScript, zoo::Format::TorchScript, format!("{name}.pt")),
+        (ModelFormat::MxnetSymbol, zoo::Format::Mxnet, format!("{name}-symbol.json")),
+    ] {
+        if formats.contains(&format) {
+            // Keyed by the ONNX bytes: the same weights give the same cache directory.
+            let dir = cache_dir(&bytes);
+            let path = dir.join(&file);
+            if !path.exists() {
+                export_into_cache(&graph, zoo_format, &dir, &file)?;
+            }
+            return Ok(ModelSource::path(path));
+        }
+    }
     Err(Error::Core(thrum_core::Error::UnsupportedFormat {
         engine: engine.name(),
         model: path.into(),
         reason: format!(
-            "zoo models are exported as ONNX here, and `{}` reads {}",
+            "the zoo exports ONNX, TorchScript and MXNet, and `{}` reads {}",
             engine.name(),
             formats.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
         ),
     }))
 }
 
-/// Writes `bytes` to `$THRUM_HOME/zoo/<hash>/<name>.<ext>` unless already there; `None` when
-/// the cache cannot be written.
-fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<std::path::PathBuf> {
+/// Writes a zoo graph to `path` in `format`. TorchScript and MXNet exports need their engine
+/// compiled in (they are written with the engine's own library); without it the error says
+/// which feature to build with.
+pub fn export(
+    graph: &zoo::Graph,
+    format: zoo::Format,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    match format {
+        zoo::Format::Onnx => std::fs::write(path, zoo::onnx::export(graph))
+            .map_err(|e| Error::Output { path: path.into(), reason: e.to_string() }),
+        #[cfg(feature = "torch")]
+        zoo::Format::TorchScript => Ok(thrum_torch::export_torchscript(graph, path)?),
+        #[cfg(not(feature = "torch"))]
+        zoo::Format::TorchScript => {
+            Err(thrum_core::Error::EngineNotCompiled { engine: "torch", feature: "torch" }.into())
+        }
+        zoo::Format::Mxnet => Ok(thrum_mxnet_export(graph, path)?),
+    }
+}
+
+/// Exports into a private directory, then moves every file written (the model last, as its
+/// presence marks the export complete) into `dir`, so concurrent processes never read half an
+/// export.
+fn export_into_cache(
+    graph: &zoo::Graph,
+    format: zoo::Format,
+    dir: &std::path::Path,
+    file: &str,
+) -> Result<(), Error> {
+    let io = |path: &std::path::Path, e: std::io::Error| Error::Output {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    let staging = dir.join(format!(".export-{}", std::process::id()));
+    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    let result = export(graph, format, &staging.join(file)).and_then(|()| {
+        let mut written: Vec<_> = std::fs::read_dir(&staging)
+            .map_err(|e| io(&staging, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.file_name()))
+            .collect();
+        written.sort_by_key(|name| name.as_os_str() == std::ffi::OsStr::new(file));
+        for name in written {
+            std::fs::rename(staging.join(&name), dir.join(&name))
+                .map_err(|e| io(&dir.join(&name), e))?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// MXNet's export is written by thrum itself (no library needed), so it is always available.
+fn thrum_mxnet_export(graph: &zoo::Graph, path: &std::path::Path) -> Result<(), Error> {
+    #[cfg(feature = "mxnet")]
+    return Ok(thrum_mxnet::export_mxnet(graph, path)?);
+    #[cfg(not(feature = "mxnet"))]
+    {
+        let _ = (graph, path);
+        Err(thrum_core::Error::EngineNotCompiled { engine: "mxnet", feature: "mxnet" }.into())
+    }
+}
+
+fn cache_dir(bytes: &[u8]) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
-    let dir = config::thrum_home().join("zoo").join(format!("{:016x}", hasher.finish()));
+    config::thrum_home().join("zoo").join(format!("{:016x}", hasher.finish()))
+}
+
+/// Writes `bytes` to `$THRUM_HOME/zoo/<hash>/<name>.<ext>` unless already there; `None` when
+/// the cache cannot be written.
+fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<std::path::PathBuf> {
+    let dir = cache_dir(bytes);
     let file = dir.join(format!("{name}.{ext}"));
     if std::fs::metadata(&file).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Some(file);

@@ -41,6 +41,39 @@ pub struct Options {
     pub tract: TractOptions,
     /// Options only the ONNX Runtime engine reads.
     pub ort: OrtOptions,
+    /// Options only the PyTorch (libtorch) engine reads.
+    pub torch: TorchOptions,
+    /// Options only the Apache MXNet engine reads.
+    pub mxnet: MxnetOptions,
+}
+
+/// Options of the Apache MXNet engine. Engine type, OpenMP threads, worker threads and oneDNN
+/// are read by libmxnet once, when it is loaded: the first model loaded fixes them for the
+/// process, and a later model asking for other values is an error.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct MxnetOptions {
+    /// `libmxnet.so` to load; otherwise the environment and the install directory are searched.
+    pub library_path: Option<PathBuf>,
+    /// `NaiveEngine`, `ThreadedEngine` or `ThreadedEnginePerDevice` (`MXNET_ENGINE_TYPE`).
+    /// `None`: `$MXNET_ENGINE_TYPE`, else MXNet's default (`ThreadedEnginePerDevice`).
+    pub engine_type: Option<String>,
+    /// Input specs for a symbol whose data variables carry no `__shape__` attribute.
+    pub input_specs: Option<Vec<crate::spec::TensorSpec>>,
+}
+
+/// MXNet's engine types (`MXNET_ENGINE_TYPE`).
+pub const MXNET_ENGINE_TYPES: &[&str] =
+    &["NaiveEngine", "ThreadedEngine", "ThreadedEnginePerDevice"];
+
+/// Options of the PyTorch (libtorch) engine.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TorchOptions {
+    /// Run libtorch's TorchScript graph optimiser (profiling executor); thread-local in libtorch.
+    pub graph_optimizer: bool,
+    /// Input specs of a TorchScript model, which does not record them itself.
+    pub input_specs: Option<Vec<crate::spec::TensorSpec>>,
 }
 
 /// Options of the tract engine.
@@ -108,6 +141,8 @@ impl Default for Options {
                 free_dimension_overrides: Vec::new(),
                 session_per_predictor: false,
             },
+            torch: TorchOptions { graph_optimizer: true, input_specs: None },
+            mxnet: MxnetOptions { library_path: None, engine_type: None, input_specs: None },
         }
     }
 }
@@ -169,7 +204,9 @@ pub static KEYS: &[OptionKey] = &[
         engine: "all",
         expected: "an integer from 1 to 1024",
         effect: "Threads inside one operator. tract: size of the model's matmul thread pool \
-                 (default 1). DJL: `ai.djl.pytorch.num_threads`, `ai.djl.onnxruntime.num_threads`.",
+                 (default 1). torch: `at::set_num_threads`, applied on each thread that runs the \
+                 model (default: OMP_NUM_THREADS, else the cores). mxnet: OpenMP threads per \
+                 operator (OMP_NUM_THREADS), set when libmxnet loads. DJL: `ai.djl.pytorch.num_threads`, `ai.djl.onnxruntime.num_threads`.",
         parse: |o, v| {
             o.intra_op_threads = Some(parse_count(v, 1, MAX_THREADS)?);
             Ok(())
@@ -183,7 +220,10 @@ pub static KEYS: &[OptionKey] = &[
         engine: "all",
         expected: "an integer from 1 to 1024",
         effect: "Threads running independent operators in parallel. tract runs operators in \
-                 order and accepts only 1. DJL: `ai.djl.pytorch.num_interop_threads`.",
+                 order and accepts only 1. torch: process-wide and settable once; a later model asking \
+                 for a different count is an error. mxnet: the threaded engine's CPU workers \
+                 (MXNET_CPU_WORKER_NTHREADS), set when libmxnet loads. DJL: \
+                 `ai.djl.pytorch.num_interop_threads`.",
         parse: |o, v| {
             o.inter_op_threads = Some(parse_count(v, 1, MAX_THREADS)?);
             Ok(())
@@ -197,7 +237,9 @@ pub static KEYS: &[OptionKey] = &[
         engine: "all",
         expected: "true or false",
         effect: "oneDNN (MKLDNN) kernels on or off, where the engine has them; an engine without \
-                 oneDNN refuses `true` and says why. DJL: `ai.djl.pytorch.use_mkldnn`.",
+                 oneDNN refuses `true` and says why. torch: runs the model on MKLDNN tensors (inputs \
+                 converted in, outputs back; f32/bf16 only). mxnet: on by default; false sets \
+                 MXNET_MKLDNN_ENABLED=0 when libmxnet loads. DJL: `ai.djl.pytorch.use_mkldnn`.",
         parse: |o, v| {
             o.onednn = Some(parse_bool(v)?);
             Ok(())
@@ -443,7 +485,140 @@ pub static KEYS: &[OptionKey] = &[
         },
         get: |o| o.ort.session_per_predictor.to_string(),
     },
+    OptionKey {
+        key: "torch.graph_optimizer",
+        env: "THRUM_TORCH_GRAPH_OPTIMIZER",
+        default: "true",
+        engine: "torch",
+        expected: "true or false",
+        effect: "libtorch's TorchScript graph optimisation (profiling executor). The setting is \
+                 thread-local in libtorch, so thrum applies it on every thread that runs the model. \
+                 DJL: `ai.djl.pytorch.graph_optimizer`.",
+        parse: |o, v| {
+            o.torch.graph_optimizer = parse_bool(v)?;
+            Ok(())
+        },
+        get: |o| o.torch.graph_optimizer.to_string(),
+    },
+    OptionKey {
+        key: "torch.input_specs",
+        env: "THRUM_TORCH_INPUT_SPECS",
+        default: "from NAME.spec.json",
+        engine: "torch",
+        expected: "name:dtype[dims] specs separated by `;`, e.g. data:f32[N,3,224,224]",
+        effect: "Input names, dtypes and shapes of a TorchScript model, which does not record them. \
+                 Otherwise read from `NAME.spec.json` beside `NAME.pt` (`thrum zoo export` writes one).",
+        parse: |o, v| {
+            o.torch.input_specs = Some(parse_specs(v)?);
+            Ok(())
+        },
+        get: |o| {
+            o.torch
+                .input_specs
+                .as_deref()
+                .map_or_else(|| "from NAME.spec.json".into(), specs_string)
+        },
+    },
+    OptionKey {
+        key: "mxnet.library_path",
+        env: "THRUM_MXNET_LIBRARY_PATH",
+        default: "searched",
+        engine: "mxnet",
+        expected: "a path to libmxnet.so",
+        effect: "The MXNet library to load. Otherwise `$MXNET_LIBRARY_PATH`, then \
+                 `$THRUM_HOME/engines/mxnet/` (`thrum engines install mxnet`) are searched.",
+        parse: |o, v| {
+            o.mxnet.library_path = Some(PathBuf::from(non_empty(v).ok_or(())?));
+            Ok(())
+        },
+        get: |o| {
+            o.mxnet
+                .library_path
+                .as_ref()
+                .map_or_else(|| "searched".into(), |p| p.display().to_string())
+        },
+    },
+    OptionKey {
+        key: "mxnet.engine_type",
+        env: "THRUM_MXNET_ENGINE_TYPE",
+        default: "$MXNET_ENGINE_TYPE, else ThreadedEnginePerDevice",
+        engine: "mxnet",
+        expected: "NaiveEngine, ThreadedEngine or ThreadedEnginePerDevice",
+        effect: "MXNet's execution engine (`MXNET_ENGINE_TYPE`), set before libmxnet loads; a later \
+                 model asking for another is an error. NaiveEngine runs each operator on the calling \
+                 thread: with intra_op_threads=1 it is the seed's recipe for many predictor threads \
+                 (preset `mxnet.preset=multithreaded`).",
+        parse: |o, v| {
+            let found =
+                MXNET_ENGINE_TYPES.iter().find(|t| t.eq_ignore_ascii_case(v.trim())).ok_or(())?;
+            o.mxnet.engine_type = Some((*found).to_string());
+            Ok(())
+        },
+        get: |o| {
+            o.mxnet
+                .engine_type
+                .clone()
+                .unwrap_or_else(|| "$MXNET_ENGINE_TYPE, else ThreadedEnginePerDevice".into())
+        },
+    },
+    OptionKey {
+        key: "mxnet.preset",
+        env: "THRUM_MXNET_PRESET",
+        default: "none",
+        engine: "mxnet",
+        expected: "multithreaded",
+        effect: "`multithreaded`: the seed's recipe for many predictor threads, NaiveEngine and one \
+                 OpenMP thread per operator (mxnet.engine_type=NaiveEngine, intra_op_threads=1).",
+        parse: |o, v| {
+            if !v.trim().eq_ignore_ascii_case("multithreaded") {
+                return Err(());
+            }
+            o.mxnet.engine_type = Some("NaiveEngine".into());
+            o.intra_op_threads = Some(1);
+            Ok(())
+        },
+        get: |o| {
+            let on = o.mxnet.engine_type.as_deref() == Some("NaiveEngine")
+                && o.intra_op_threads == Some(1);
+            if on { "multithreaded".into() } else { "none".into() }
+        },
+    },
+    OptionKey {
+        key: "mxnet.input_specs",
+        env: "THRUM_MXNET_INPUT_SPECS",
+        default: "from the symbol",
+        engine: "mxnet",
+        expected: "name:dtype[dims] specs separated by `;`, e.g. data:f32[N,3,224,224]",
+        effect: "Input specs of a symbol whose data variables have no `__shape__` attribute \
+                 (`thrum zoo export` writes it; a dimension 0 there is dynamic).",
+        parse: |o, v| {
+            o.mxnet.input_specs = Some(parse_specs(v)?);
+            Ok(())
+        },
+        get: |o| {
+            o.mxnet.input_specs.as_deref().map_or_else(|| "from the symbol".into(), specs_string)
+        },
+    },
 ];
+
+fn parse_specs(v: &str) -> std::result::Result<Vec<crate::spec::TensorSpec>, ()> {
+    let specs = v
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<crate::spec::TensorSpec>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| ())?;
+    if specs.is_empty() { Err(()) } else { Ok(specs) }
+}
+
+fn specs_string(specs: &[crate::spec::TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| format!("{}:{}{}", s.name, s.dtype, s.shape_string()))
+        .collect::<Vec<_>>()
+        .join(";")
+}
 
 fn parse_count(v: &str, min: usize, max: usize) -> std::result::Result<usize, ()> {
     match v.trim().parse::<usize>() {

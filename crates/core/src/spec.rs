@@ -109,6 +109,38 @@ impl TensorSpec {
     }
 }
 
+impl std::str::FromStr for TensorSpec {
+    type Err = Error;
+
+    /// Parses `name:dtype[d0,d1,…]`, each dimension a number, a name (dynamic) or `?`:
+    /// `data:f32[N,3,224,224]`.
+    fn from_str(text: &str) -> Result<TensorSpec, Error> {
+        let bad = |why: &str| Error::InvalidValue {
+            what: "tensor spec".into(),
+            value: text.into(),
+            expected: format!("name:dtype[dims], e.g. data:f32[N,3,224,224] ({why})"),
+        };
+        let (name, rest) = text.trim().split_once(':').ok_or_else(|| bad("no `:`"))?;
+        let (dtype, dims) = rest.split_once('[').ok_or_else(|| bad("no `[`"))?;
+        let dims = dims.strip_suffix(']').ok_or_else(|| bad("no closing `]`"))?;
+        if name.trim().is_empty() {
+            return Err(bad("empty name"));
+        }
+        let dtype: DType = dtype.trim().parse()?;
+        let shape = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| match d.parse::<usize>() {
+                Ok(n) => Dim::Fixed(n),
+                Err(_) if d == "?" => Dim::Dynamic(None),
+                Err(_) => Dim::named(d),
+            })
+            .collect();
+        Ok(TensorSpec::new(name.trim(), dtype, shape))
+    }
+}
+
 impl fmt::Display for TensorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} {}", self.name, self.dtype, self.shape_string())
@@ -320,6 +352,22 @@ mod tests {
 
         let missing = order_named_inputs("m", &specs, vec![("a".into(), Tensor::scalar(1.0f32))]);
         assert!(missing.unwrap_err().to_string().contains("input `b` is missing"));
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_from_text() {
+        let spec: TensorSpec = "data:f32[N,3,224,224]".parse().unwrap();
+        assert_eq!(spec.to_string(), "data: f32 [N,3,224,224]");
+        let ids: TensorSpec = "ids : i64 [?, 128]".parse().unwrap();
+        assert_eq!(ids.shape, vec![Dim::Dynamic(None), Dim::Fixed(128)]);
+        for bad in ["data", "data:f32", "data:f32[1", ":f32[1]", "data:q8[1]"] {
+            assert!(bad.parse::<TensorSpec>().is_err(), "{bad}");
+        }
     }
 }
 

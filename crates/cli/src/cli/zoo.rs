@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use thrum::zoo::{self, Format};
 
@@ -109,18 +108,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let graph = plan.model.build(plan.seed);
-    match plan.format {
-        Format::Onnx => {
-            std::fs::write(&plan.output, zoo::onnx::export(&graph))
-                .with_context(|| format!("cannot write `{}`", plan.output.display()))?;
-        }
-        Format::TorchScript => {
-            anyhow::bail!(thrum::CoreError::EngineNotCompiled { engine: "torch", feature: "torch" })
-        }
-        Format::Mxnet => {
-            anyhow::bail!(thrum::CoreError::EngineNotCompiled { engine: "mxnet", feature: "mxnet" })
-        }
-    }
+    thrum::export(&graph, plan.format, &plan.output)?;
     println!(
         "exported {} ({:.2} M parameters, seed {}) to {}",
         graph.name,

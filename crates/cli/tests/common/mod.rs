@@ -30,8 +30,11 @@ pub fn light_models_dir() -> PathBuf {
     dir
 }
 
-/// An engine this build of `thrum` does not include, if any. (`torch` and `mxnet` have no
-/// cargo feature yet, so they are always stand-ins.)
+/// An engine this build of `thrum` does not include, if any.
 pub fn engine_not_compiled_in() -> Option<&'static str> {
-    if cfg!(feature = "ort") { Some("torch") } else { Some("ort") }
+    ["ort", "torch", "mxnet"]
+        .into_iter()
+        .zip([cfg!(feature = "ort"), cfg!(feature = "torch"), cfg!(feature = "mxnet")])
+        .find(|(_, compiled)| !compiled)
+        .map(|(engine, _)| engine)
 }

@@ -1,0 +1,152 @@
+//! The PyTorch engine through the `thrum` binary: `thrum engines`, zoo models as TorchScript,
+//! cross-engine agreement, bench with every option, memory.
+#![cfg(feature = "torch")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+use common::thrum;
+
+/// Stated tolerance: max |a − b| ≤ 1e-4 × max |b| over each output.
+const TOLERANCE: f64 = 1e-4;
+
+#[test]
+fn engines_reports_libtorch_version_path_and_mkldnn() {
+    let out = thrum().args(["engines", "--json"]).assert().success().get_output().stdout.clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let torch = rows.as_array().unwrap().iter().find(|r| r["engine"] == "torch").unwrap();
+    assert_eq!(torch["available"], true, "{torch}");
+    assert_eq!(torch["version"], "2.13.0");
+    assert!(torch["library"].as_str().unwrap().ends_with("libtorch_cpu.so"), "{torch}");
+    assert!(torch.to_string().contains("mkldnn"), "{torch}");
+}
+
+fn predict(
+    engine: &str,
+    model: &str,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> thrum::Tensor {
+    thrum()
+        .args(["predict", "-e", engine, "-p", model, "--input"])
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .assert()
+        .success();
+    thrum::io::read_npy(out).unwrap()
+}
+
+fn relative_difference(got: &thrum::Tensor, reference: &thrum::Tensor) -> f64 {
+    assert_eq!(got.shape(), reference.shape());
+    let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
+    let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+/// `zoo:NAME` on torch is the TorchScript export of the same weights as the ONNX export the
+/// other engines run: every engine compiled in agrees within the tolerance.
+#[test]
+fn zoo_models_agree_across_torch_tract_and_ort() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engines = vec!["tract"];
+    if cfg!(feature = "ort") {
+        engines.push("ort");
+    }
+    for name in ["mlp", "resnet18", "transformer"] {
+        let graph = thrum::zoo::find(name).unwrap().build(thrum::zoo::DEFAULT_SEED);
+        let input = dir.path().join(format!("{name}-input.npy"));
+        thrum::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5)[0]).unwrap();
+        let model = format!("zoo:{name}");
+        let torch = predict("torch", &model, &input, &dir.path().join(format!("{name}-torch.npy")));
+        for engine in &engines {
+            let other =
+                predict(engine, &model, &input, &dir.path().join(format!("{name}-{engine}.npy")));
+            let diff = relative_difference(&torch, &other);
+            eprintln!("{name}: torch vs {engine}: {diff:.2e}");
+            assert!(diff <= TOLERANCE, "{name}: torch and {engine} differ by {diff:.2e}");
+        }
+    }
+}
+
+#[test]
+fn zoo_export_writes_torchscript_with_its_spec_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.pt");
+    thrum().args(["zoo", "export", "mlp", "-o"]).arg(&path).assert().success();
+    assert!(path.is_file() && dir.path().join("mlp.spec.json").is_file());
+    thrum()
+        .args(["predict", "-e", "torch", "-p"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("[1, 10]"));
+}
+
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = thrum()
+        .args(["bench", "-e", "torch", "-q", "--json", "-"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn bench_runs_on_torch_with_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench_json(&[
+        "-p",
+        "zoo:mlp",
+        "-s",
+        "(4,64)f",
+        "-c",
+        "40",
+        "-w",
+        "3",
+        "-t",
+        "2",
+        "-l",
+        "1",
+        "--intra-op-threads",
+        "1",
+        "--inter-op-threads",
+        "1",
+        "--onednn",
+        "--model-options",
+        "torch.graph_optimizer=false",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(report["engine"]["version"], "2.13.0");
+    assert_eq!(report["results"]["calls"], 40);
+    assert_eq!(report["results"]["samples"], 160);
+    assert_eq!(report["threads"]["engine"]["intra_op"], 1);
+    assert_eq!(report["threads"]["engine"]["inter_op"], 1);
+    for mode in ["per-thread", "shared"] {
+        let report =
+            bench_json(&["-p", "zoo:mlp", "-b", "2", "-d", "0.3", "-t", "2", "--predictor", mode]);
+        assert!(report["results"]["calls"].as_u64().unwrap() > 0, "{mode}: {report}");
+    }
+}
+
+/// Predictors share the module's weights: RSS with 8 is at most 1.15× RSS with 1.
+#[test]
+fn memory_report_stays_flat_on_resnet50() {
+    let dir = tempfile::tempdir().unwrap();
+    thrum()
+        .args(["bench", "-e", "torch", "-p", "zoo:resnet50", "--memory-report", "-q", "-o"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("memory.json")).unwrap())
+            .unwrap();
+    let last = report["steps"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["predictors"], 8);
+    let ratio = last["ratio_to_first"].as_f64().unwrap();
+    assert!(ratio <= 1.15, "RSS with 8 predictors is {ratio:.3}x that with 1");
+}

@@ -1,0 +1,55 @@
+//! Helpers shared by the MXNet integration tests. libmxnet reads its settings once per
+//! process, so each test binary loads every model with the same options.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test crates; tests fail by panicking
+
+use std::path::{Path, PathBuf};
+
+use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options, Tensor};
+use thrum_mxnet::MxnetEngine;
+use thrum_tract::TractEngine;
+
+/// Fails loudly when the library is missing: these tests must run in the test command.
+pub fn require_library() {
+    if let Err(e) = thrum_mxnet::library::find(None) {
+        panic!("MXNet is required by these tests: {e}. The README's test command installs it.");
+    }
+}
+
+/// The zoo model `name` exported to MXNet's format in `dir`; returns the symbol file.
+pub fn export(name: &str, dir: &Path) -> PathBuf {
+    let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
+    let path = dir.join(format!("{name}-symbol.json"));
+    thrum_mxnet::export_mxnet(&graph, &path).unwrap();
+    path
+}
+
+/// The zoo model `name` as MXNet files, loaded on mxnet with `options`.
+pub fn mxnet(name: &str, options: &Options) -> (tempfile::TempDir, Model) {
+    require_library();
+    let dir = tempfile::tempdir().unwrap();
+    let path = export(name, dir.path());
+    let model = MxnetEngine.load(&ModelSource::path(path), options).unwrap();
+    (dir, model)
+}
+
+/// The same zoo model (same seed, same weights) as ONNX, on tract.
+pub fn tract(name: &str) -> Model {
+    let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
+    let source = ModelSource::memory(name, ModelFormat::Onnx, thrum_zoo::onnx::export(&graph));
+    TractEngine.load(&source, &Options::default()).unwrap()
+}
+
+/// Largest absolute difference relative to the largest magnitude of the reference.
+pub fn relative_difference(got: &Tensor, reference: &Tensor) -> f64 {
+    assert_eq!(got.shape(), reference.shape());
+    let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
+    let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+/// The seed's recipe for many predictor threads: NaiveEngine, one OpenMP thread.
+pub fn multithreaded() -> Options {
+    let mut options = Options::default();
+    options.set("mxnet.preset", "multithreaded").unwrap();
+    options
+}
