@@ -37,13 +37,6 @@ fn predict(
     thrum::io::read_npy(out).unwrap()
 }
 
-fn relative_difference(got: &thrum::Tensor, reference: &thrum::Tensor) -> f64 {
-    assert_eq!(got.shape(), reference.shape());
-    let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
-    let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
-}
-
 /// `zoo:NAME` on torch is the TorchScript export of the same weights as the ONNX export the
 /// other engines run: every engine compiled in agrees within the tolerance.
 #[test]
@@ -62,7 +55,7 @@ fn zoo_models_agree_across_torch_tract_and_ort() {
         for engine in &engines {
             let other =
                 predict(engine, &model, &input, &dir.path().join(format!("{name}-{engine}.npy")));
-            let diff = relative_difference(&torch, &other);
+            let diff = thrum_testkit::relative_difference(&torch, &other);
             eprintln!("{name}: torch vs {engine}: {diff:.2e}");
             assert!(diff <= TOLERANCE, "{name}: torch and {engine} differ by {diff:.2e}");
         }

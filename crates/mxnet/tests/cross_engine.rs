@@ -19,7 +19,7 @@ fn mlp_resnet18_and_resnet50_agree_with_tract_within_1e_4_relative() {
         let inputs = thrum_zoo::sample_inputs(mxnet.inputs(), 2, 21);
         let a = mxnet.predictor().unwrap().predict(inputs.clone()).unwrap();
         let b = tract.predictor().unwrap().predict(inputs).unwrap();
-        let diff = common::relative_difference(&a[0], &b[0]);
+        let diff = thrum_testkit::relative_difference(&a[0], &b[0]);
         eprintln!("{name}: relative difference {diff:.2e}");
         assert!(diff <= TOLERANCE, "{name}: mxnet and tract differ by {diff:.2e} (relative)");
     }

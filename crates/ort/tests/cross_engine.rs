@@ -19,7 +19,7 @@ fn zoo_models_agree_with_tract_within_1e_4_relative() {
         let a = ort.predictor().unwrap().predict(inputs.clone()).unwrap();
         let b = tract.predictor().unwrap().predict(inputs).unwrap();
         for (x, y) in a.iter().zip(&b) {
-            let diff = common::relative_difference(x, y);
+            let diff = thrum_testkit::relative_difference(x, y);
             eprintln!("{name}: relative difference {diff:.2e}");
             assert!(diff <= TOLERANCE, "{name}: ort and tract differ by {diff:.2e} (relative)");
         }

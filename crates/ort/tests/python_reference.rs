@@ -63,7 +63,7 @@ fn outputs_equal_the_onnxruntime_python_package_on_light_models() {
             let values: Vec<f32> =
                 bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
             let reference = Tensor::from_vec(shapes[&key][k].clone(), values).unwrap();
-            let diff = common::relative_difference(got, &reference);
+            let diff = thrum_testkit::relative_difference(got, &reference);
             eprintln!("{key} output {k}: relative difference to onnxruntime-python {diff:.2e}");
             assert!(diff <= TOLERANCE, "{key} output {k}: {diff:.2e} from onnxruntime-python");
         }

@@ -20,7 +20,7 @@ fn agree_with_tract(name: &str, options: &Options) {
     let b = tract.predictor().unwrap().predict(inputs).unwrap();
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
-        let diff = common::relative_difference(x, y);
+        let diff = thrum_testkit::relative_difference(x, y);
         eprintln!("{name} (onednn {:?}): relative difference {diff:.2e}", options.onednn);
         assert!(diff <= TOLERANCE, "{name}: torch and tract differ by {diff:.2e} (relative)");
     }

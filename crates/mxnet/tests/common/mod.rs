@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options, Tensor};
+use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options};
 use thrum_mxnet::MxnetEngine;
 use thrum_tract::TractEngine;
 
@@ -37,14 +37,6 @@ pub fn tract(name: &str) -> Model {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
     let source = ModelSource::memory(name, ModelFormat::Onnx, thrum_zoo::onnx::export(&graph));
     TractEngine.load(&source, &Options::default()).unwrap()
-}
-
-/// Largest absolute difference relative to the largest magnitude of the reference.
-pub fn relative_difference(got: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(got.shape(), reference.shape());
-    let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
-    let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 /// The seed's recipe for many predictor threads: NaiveEngine, one OpenMP thread.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options, Tensor};
+use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options};
 use thrum_ort::OrtEngine;
 use thrum_tract::TractEngine;
 
@@ -28,14 +28,6 @@ pub fn ort(source: &ModelSource, options: &Options) -> Model {
 
 pub fn tract(source: &ModelSource) -> Model {
     TractEngine.load(source, &Options::default()).unwrap()
-}
-
-/// Largest absolute difference relative to the largest magnitude of the reference.
-pub fn relative_difference(got: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(got.shape(), reference.shape());
-    let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
-    let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 pub fn testdata() -> PathBuf {

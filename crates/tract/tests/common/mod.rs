@@ -15,10 +15,3 @@ pub fn load_zoo(name: &str, options: &Options) -> Model {
     let source = ModelSource::memory(name, ModelFormat::Onnx, zoo_onnx(name));
     TractEngine.load(&source, options).unwrap()
 }
-
-/// Resident set size of this process in bytes, from /proc.
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
