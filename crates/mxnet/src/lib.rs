@@ -129,6 +129,8 @@ struct MxModel {
     sparse_variables: Vec<String>,
     /// Loss heads that only make sense with backward (refused by the thread-safe op).
     training_ops: Vec<String>,
+    /// The OpenMP thread count libmxnet started with, applied on each calling thread.
+    omp_threads: Option<i32>,
 }
 
 impl MxModel {
@@ -245,6 +247,7 @@ impl MxModel {
             params,
             sparse_variables,
             training_ops,
+            omp_threads: library.variable("OMP_NUM_THREADS").and_then(|v| v.trim().parse().ok()),
         };
         // One run on zeros finds the outputs and checks that the params fit the symbol.
         let op = CachedOp::new(api, &model.symbol, CACHED_OP_FLAGS, false, invalid)?;
@@ -291,9 +294,7 @@ impl MxModel {
         thread_local! {
             static APPLIED: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
         }
-        let Some(n) =
-            self.library.variable("OMP_NUM_THREADS").and_then(|v| v.trim().parse::<i32>().ok())
-        else {
+        let Some(n) = self.omp_threads else {
             return Ok(());
         };
         if APPLIED.get() == Some(n) {

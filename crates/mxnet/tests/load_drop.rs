@@ -12,7 +12,7 @@ use thrum_mxnet::MxnetEngine;
 fn loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent() {
     common::require_library();
     let dir = tempfile::tempdir().unwrap();
-    let source = ModelSource::path(common::export("resnet18", dir.path()));
+    let source = ModelSource::path(common::export("mlp", dir.path()));
     let options = common::multithreaded();
     let input = {
         let model = MxnetEngine.load(&source, &options).unwrap();
