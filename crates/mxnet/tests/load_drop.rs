@@ -5,7 +5,7 @@
 
 mod common;
 
-use thrum_core::{Engine, ModelSource, Options};
+use thrum_core::{Engine, ModelSource};
 use thrum_mxnet::MxnetEngine;
 
 #[test]
