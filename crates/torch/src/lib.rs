@@ -6,7 +6,7 @@
 //! crate is outside the workspace's default members and behind the `torch` feature of `thrum`.
 //!
 //! How thrum maps onto libtorch (DJL guide, "PyTorch" and "oneDNN"):
-//! - a [`Model`](thrum_core::Model) holds one TorchScript module; every predictor runs it
+//! - a [`Model`] holds one TorchScript module; every predictor runs it
 //!   (libtorch allows concurrent `forward` on one module), so weights are shared and a shared
 //!   predictor exists. Every call runs under no-grad;
 //! - thread settings follow libtorch's scopes (see the `threads` module): inter-op threads are
