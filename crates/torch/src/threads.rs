@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use thrum_core::{Error, Result};
 
@@ -53,6 +53,10 @@ pub(crate) fn inter_op() -> usize {
     usize::try_from(tch::get_num_interop_threads()).unwrap_or(0)
 }
 
+/// libtorch's intra-op count before thrum set any thread's (OMP_NUM_THREADS, else the cores):
+/// what a model without `intra_op_threads` gets, even on a thread another model changed.
+static DEFAULT_INTRA_OP: OnceLock<i32> = OnceLock::new();
+
 /// Per-thread settings a model wants applied before it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PerThread {
@@ -70,14 +74,13 @@ impl PerThread {
         if APPLIED.get() == Some(self) {
             return Ok(());
         }
-        if let Some(n) = self.intra_op {
-            let n = i32::try_from(n).unwrap_or(i32::MAX);
-            catch_unwind(|| tch::set_num_threads(n)).map_err(|_| Error::Unsupported {
-                engine: ENGINE,
-                feature: format!("intra_op_threads={n}"),
-                reason: "libtorch refused the thread count".into(),
-            })?;
-        }
+        let default = *DEFAULT_INTRA_OP.get_or_init(tch::get_num_threads);
+        let n = self.intra_op.map_or(default, |n| i32::try_from(n).unwrap_or(i32::MAX));
+        catch_unwind(|| tch::set_num_threads(n)).map_err(|_| Error::Unsupported {
+            engine: ENGINE,
+            feature: format!("intra_op_threads={n}"),
+            reason: "libtorch refused the thread count".into(),
+        })?;
         tch::jit::f_set_graph_executor_optimize(self.graph_optimizer).map_err(|e| {
             Error::Unsupported {
                 engine: ENGINE,
@@ -105,4 +108,25 @@ pub(crate) fn guard<T>(model: &str, f: impl FnOnce() -> Result<T>) -> Result<T> 
             .unwrap_or_else(|| "libtorch raised an error".into());
         Err(Error::Inference { engine: ENGINE, model: model.into(), reason: message })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail by panicking
+
+    use super::*;
+
+    #[test]
+    fn a_model_without_intra_op_threads_gets_the_default_on_a_thread_another_model_changed() {
+        std::thread::spawn(|| {
+            let default = tch::get_num_threads();
+            let other = if default == 1 { 2 } else { 1 };
+            PerThread { intra_op: Some(other as usize), graph_optimizer: true }.apply().unwrap();
+            assert_eq!(tch::get_num_threads(), other);
+            PerThread { intra_op: None, graph_optimizer: true }.apply().unwrap();
+            assert_eq!(tch::get_num_threads(), default);
+        })
+        .join()
+        .unwrap();
+    }
 }
