@@ -25,6 +25,7 @@ pub mod config;
 pub mod dtype;
 pub mod engine;
 pub mod error;
+pub mod library;
 pub mod model;
 pub mod spec;
 pub mod tensor;

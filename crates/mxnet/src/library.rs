@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use thrum_core::config::engine_home;
+use thrum_core::library::LibrarySearch;
 use thrum_core::{Error, Options, Result};
 
 use crate::ENGINE;
@@ -82,47 +83,26 @@ impl Loaded {
 static LOADED: OnceLock<Loaded> = OnceLock::new();
 static LOADING: Mutex<()> = Mutex::new(());
 
-fn missing(searched: &[(String, String)]) -> String {
-    let list: Vec<String> =
-        searched.iter().map(|(place, found)| format!("{place} ({found})")).collect();
-    format!(
-        "the MXNet library (libmxnet.so) was not found; searched: {}. Install it with `{INSTALL}`, or point \
-         the mxnet.library_path option (THRUM_MXNET_LIBRARY_PATH) at it",
-        list.join("; ")
-    )
-}
+/// Where the library is searched for, and how messages name it.
+const SEARCH: LibrarySearch = LibrarySearch {
+    engine: ENGINE,
+    library: "the MXNet library (libmxnet.so)",
+    option: "mxnet.library_path",
+    option_env: "THRUM_MXNET_LIBRARY_PATH",
+    native_env: "MXNET_LIBRARY_PATH",
+    install: INSTALL,
+};
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    let mut searched = Vec::new();
-    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let candidates = [
-        ("option mxnet.library_path".to_string(), explicit.map(Path::to_path_buf)),
-        ("$THRUM_MXNET_LIBRARY_PATH".to_string(), from_env("THRUM_MXNET_LIBRARY_PATH")),
-        ("$MXNET_LIBRARY_PATH".to_string(), from_env("MXNET_LIBRARY_PATH")),
-    ];
-    for (place, path) in candidates {
-        match path {
-            None => searched.push((place, "not set".into())),
-            Some(path) if !path.is_file() => {
-                return Err(Error::EngineUnavailable {
-                    engine: ENGINE,
-                    reason: format!(
-                        "{place} names `{}`, which is not a file; {}",
-                        path.display(),
-                        missing(&searched)
-                    ),
-                });
-            }
-            Some(path) => return Ok(path),
+    SEARCH.find(explicit, || {
+        let file = engine_home(ENGINE).join("libmxnet.so");
+        if file.is_file() {
+            Ok(file)
+        } else {
+            Err((format!("`{}`", file.display()), "no such file".into()))
         }
-    }
-    let file = engine_home(ENGINE).join("libmxnet.so");
-    if file.is_file() {
-        return Ok(file);
-    }
-    searched.push((format!("`{}`", file.display()), "no such file".into()));
-    Err(Error::EngineUnavailable { engine: ENGINE, reason: missing(&searched) })
+    })
 }
 
 /// Loads the library at `path` with `settings`, once per process; later calls check that the

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use thrum_core::config::engine_home;
+use thrum_core::library::LibrarySearch;
 use thrum_core::{Error, Result};
 
 use crate::ENGINE;
@@ -35,52 +36,23 @@ static LOADED: OnceLock<Loaded> = OnceLock::new();
 /// Serialises the first load so two threads cannot race two different paths.
 static LOADING: Mutex<()> = Mutex::new(());
 
-/// One place the library was looked for, and what was found there.
-fn describe_missing(searched: &[(String, String)]) -> String {
-    let list: Vec<String> =
-        searched.iter().map(|(place, found)| format!("{place} ({found})")).collect();
-    format!(
-        "the ONNX Runtime library (libonnxruntime.so) was not found; searched: {}. Install it with `{INSTALL}`, \
-         or point the ort.library_path option (THRUM_ORT_LIBRARY_PATH) at it",
-        list.join("; ")
-    )
-}
+/// Where the library is searched for, and how messages name it.
+const SEARCH: LibrarySearch = LibrarySearch {
+    engine: ENGINE,
+    library: "the ONNX Runtime library (libonnxruntime.so)",
+    option: "ort.library_path",
+    option_env: "THRUM_ORT_LIBRARY_PATH",
+    native_env: "ORT_DYLIB_PATH",
+    install: INSTALL,
+};
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    let mut searched = Vec::new();
-    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let candidates = [
-        ("option ort.library_path".to_string(), explicit.map(Path::to_path_buf)),
-        ("$THRUM_ORT_LIBRARY_PATH".to_string(), from_env("THRUM_ORT_LIBRARY_PATH")),
-        ("$ORT_DYLIB_PATH".to_string(), from_env("ORT_DYLIB_PATH")),
-    ];
-    for (place, path) in candidates {
-        match path {
-            None => searched.push((place, "not set".into())),
-            // An explicitly named path that does not exist is an error, not a reason to fall
-            // back silently to another library.
-            Some(path) if !path.is_file() => {
-                return Err(Error::EngineUnavailable {
-                    engine: ENGINE,
-                    reason: format!(
-                        "{place} names `{}`, which is not a file; {}",
-                        path.display(),
-                        describe_missing(&searched)
-                    ),
-                });
-            }
-            Some(path) => return Ok(path),
-        }
-    }
-    let dir = engine_home(ENGINE);
-    match newest_in(&dir) {
-        Some(path) => Ok(path),
-        None => {
-            searched.push((format!("`{}`", dir.display()), "no libonnxruntime.so*".into()));
-            Err(Error::EngineUnavailable { engine: ENGINE, reason: describe_missing(&searched) })
-        }
-    }
+    SEARCH.find(explicit, || {
+        let dir = engine_home(ENGINE);
+        newest_in(&dir)
+            .ok_or_else(|| (format!("`{}`", dir.display()), "no libonnxruntime.so*".into()))
+    })
 }
 
 /// The highest-versioned `libonnxruntime.so*` in `dir`.
