@@ -46,7 +46,7 @@ fn zoo_models_agree_across_torch_tract_and_ort() {
     if cfg!(feature = "ort") {
         engines.push("ort");
     }
-    for name in ["mlp", "resnet18", "transformer"] {
+    for name in ["mlp", "resnet18", "resnet50", "transformer"] {
         let graph = thrum::zoo::find(name).unwrap().build(thrum::zoo::DEFAULT_SEED);
         let input = dir.path().join(format!("{name}-input.npy"));
         thrum::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5)[0]).unwrap();
