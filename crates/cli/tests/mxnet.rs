@@ -71,19 +71,9 @@ fn bench_runs_with_the_multithreaded_preset_on_both_predictor_kinds() {
 
 /// RSS in MiB with 1, 2, 4 and 8 predictors (or threads on the thread-safe predictor).
 fn memory_steps(mode: &str, options: &str) -> Vec<f64> {
-    let dir = tempfile::tempdir().unwrap();
-    thrum()
-        .args(["bench", "-e", "mxnet", "-p", "zoo:resnet50", "--memory-report", "-q"])
-        .args(["--model-options", options, "--predictor", mode, "-o"])
-        .arg(dir.path())
-        .assert()
-        .success();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("memory.json")).unwrap())
-            .unwrap();
-    let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.last().unwrap()["predictors"], 8);
-    steps.iter().map(|s| s["rss_mib"].as_f64().unwrap()).collect()
+    let args =
+        ["-e", "mxnet", "-p", "zoo:resnet50", "--model-options", options, "--predictor", mode];
+    common::memory_report_steps(&args).iter().map(|s| s["rss_mib"].as_f64().unwrap()).collect()
 }
 
 /// The seed's story on ResNet-50 (97 MiB of parameters): going from 1 to 8 per-thread

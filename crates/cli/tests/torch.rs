@@ -129,17 +129,8 @@ fn bench_runs_on_torch_with_every_option() {
 /// Predictors share the module's weights: RSS with 8 is at most 1.15× RSS with 1.
 #[test]
 fn memory_report_stays_flat_on_resnet50() {
-    let dir = tempfile::tempdir().unwrap();
-    thrum()
-        .args(["bench", "-e", "torch", "-p", "zoo:resnet50", "--memory-report", "-q", "-o"])
-        .arg(dir.path())
-        .assert()
-        .success();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("memory.json")).unwrap())
-            .unwrap();
-    let last = report["steps"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["predictors"], 8);
+    let steps = common::memory_report_steps(&["-e", "torch", "-p", "zoo:resnet50"]);
+    let last = steps.last().unwrap();
     let ratio = last["ratio_to_first"].as_f64().unwrap();
     assert!(ratio <= 1.15, "RSS with 8 predictors is {ratio:.3}x that with 1");
 }

@@ -38,3 +38,21 @@ pub fn engine_not_compiled_in() -> Option<&'static str> {
         .find(|(_, compiled)| !compiled)
         .map(|(engine, _)| engine)
 }
+
+/// Runs `thrum bench --memory-report -q` with `args` and returns the steps of its
+/// `memory.json` (one per predictor count: 1, 2, 4, 8).
+pub fn memory_report_steps(args: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    thrum()
+        .args(["bench", "--memory-report", "-q", "-o"])
+        .arg(dir.path())
+        .args(args)
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("memory.json")).unwrap())
+            .unwrap();
+    let steps = report["steps"].as_array().unwrap().clone();
+    assert_eq!(steps.last().unwrap()["predictors"], 8);
+    steps
+}
