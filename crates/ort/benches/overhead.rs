@@ -4,7 +4,10 @@
 //! - `ort-run`: `Session::run` with a `TensorRef` over the input (what a Rust user writes);
 //! - `ort-iobinding`: `run_binding` with input and output bound once — no per-call lookups or
 //!   allocations: ONNX Runtime's floor;
-//! - `thrum-predictor`: `Predictor::predict`.
+//! - `thrum-predictor`: `Predictor::predict` on a per-thread predictor (an IoBinding kept
+//!   across calls);
+//! - `thrum-shared-predictor`: `SharedPredictor::predict` (the C API's `Run`, as the shared
+//!   predictor must, serving concurrent callers).
 //!
 //! `cargo bench -p thrum-ort --bench overhead` (needs `thrum engines install ort`).
 
@@ -28,6 +31,7 @@ fn overhead(c: &mut Criterion) {
         // thrum first: it finds and loads the library and creates the environment.
         let model = OrtEngine.load(&ModelSource::path(&path), &options).unwrap();
         let mut predictor = model.predictor().unwrap();
+        let shared = model.shared_predictor().unwrap();
         let inputs = vec![input.clone()];
 
         let env = thrum_ort::ort_environment().unwrap();
@@ -66,6 +70,9 @@ fn overhead(c: &mut Criterion) {
         });
         group.bench_function("thrum-predictor", |b| {
             b.iter(|| predictor.predict(inputs.clone()).unwrap())
+        });
+        group.bench_function("thrum-shared-predictor", |b| {
+            b.iter(|| shared.predict(inputs.clone()).unwrap())
         });
         group.finish();
     }

@@ -50,30 +50,67 @@ fn fail(model: &str, reason: impl std::fmt::Display) -> Error {
     Error::Inference { engine: ENGINE, model: model.into(), reason: reason.to_string() }
 }
 
+/// ONNX Runtime's element type for a numeric dtype; `None` for byte strings.
+pub(crate) fn element(dtype: DType) -> Option<E> {
+    Some(match dtype {
+        DType::Bool => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL,
+        DType::U8 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
+        DType::U16 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16,
+        DType::U32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32,
+        DType::U64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
+        DType::I8 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
+        DType::I16 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16,
+        DType::I32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+        DType::I64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
+        DType::F16 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+        DType::BF16 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16,
+        DType::F32 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+        DType::F64 => E::ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE,
+        DType::Bytes => return None,
+    })
+}
+
+/// The elements of a numeric tensor as raw bytes (native layout, which is ONNX Runtime's);
+/// `None` for byte strings.
+pub(crate) fn bytes(tensor: &Tensor) -> Option<&[u8]> {
+    fn raw<T: Copy>(v: &[T]) -> &[u8] {
+        // SAFETY: `v` is an initialised slice of a plain numeric (or bool, whose byte is 0 or 1)
+        // type without padding; viewing its memory as bytes for its byte length is sound.
+        unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+    }
+    Some(match tensor.data() {
+        TensorData::Bool(v) => raw(v),
+        TensorData::U8(v) => raw(v),
+        TensorData::U16(v) => raw(v),
+        TensorData::U32(v) => raw(v),
+        TensorData::U64(v) => raw(v),
+        TensorData::I8(v) => raw(v),
+        TensorData::I16(v) => raw(v),
+        TensorData::I32(v) => raw(v),
+        TensorData::I64(v) => raw(v),
+        TensorData::F16(v) => raw(v),
+        TensorData::BF16(v) => raw(v),
+        TensorData::F32(v) => raw(v),
+        TensorData::F64(v) => raw(v),
+        TensorData::Bytes(_) => return None,
+    })
+}
+
 /// A view of `tensor` that ONNX Runtime reads in place (no copy), or an owned string tensor.
 /// Views borrow the tensor's buffer: drop them before the tensor.
 pub(crate) fn to_ort(tensor: &Tensor, memory: &CpuMemory, model: &str) -> Result<Input> {
     let shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
-    macro_rules! view {
-        ($v:expr, $e:ident) => {
-            ffi::tensor_over(memory, $v.as_slice(), &shape, E::$e).map(Input::View)
-        };
-    }
-    let value = match tensor.data() {
-        TensorData::Bool(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL),
-        TensorData::U8(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8),
-        TensorData::U16(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16),
-        TensorData::U32(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32),
-        TensorData::U64(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64),
-        TensorData::I8(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8),
-        TensorData::I16(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16),
-        TensorData::I32(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32),
-        TensorData::I64(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64),
-        TensorData::F16(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16),
-        TensorData::BF16(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16),
-        TensorData::F32(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT),
-        TensorData::F64(v) => view!(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE),
-        TensorData::Bytes(v) => {
+    let value = match (bytes(tensor), element(tensor.dtype())) {
+        (Some(data), Some(element)) => {
+            ffi::tensor_over(memory, data, &shape, element).map(Input::View)
+        }
+        _ => {
+            let TensorData::Bytes(v) = tensor.data() else {
+                return Err(fail(
+                    model,
+                    format!("no ONNX Runtime type for {}", tensor.dtype().name()),
+                ));
+            };
             let strings: Vec<String> = v
                 .iter()
                 .map(|b| String::from_utf8(b.clone()))
@@ -90,13 +127,32 @@ pub(crate) fn to_ort(tensor: &Tensor, memory: &CpuMemory, model: &str) -> Result
 /// Copies an output value into a thrum tensor.
 pub(crate) fn from_ort(value: OwnedValue, session: &Session, model: &str) -> Result<Tensor> {
     let parts = ffi::tensor_parts(&value).map_err(|e| fail(model, e))?;
+    if parts.element == E::ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING {
+        let value = value.into_dyn(session);
+        let (shape, strings) = value.try_extract_strings().map_err(|e| fail(model, e))?;
+        let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        return Tensor::from_vec(
+            shape,
+            strings.into_iter().map(String::into_bytes).collect::<Vec<_>>(),
+        );
+    }
+    copy_out(&parts, model)
+}
+
+/// Copies the numeric tensor `parts` describes into a thrum tensor. The value they were read
+/// from must be alive.
+pub(crate) fn copy_out(parts: &ffi::TensorParts, model: &str) -> Result<Tensor> {
     macro_rules! copy {
         ($t:ty) => {{
-            // SAFETY: ONNX Runtime reports `count` elements of this type at `data`, valid while
-            // `value` lives; they are copied out before it is released.
-            let data = unsafe { std::slice::from_raw_parts(parts.data.cast::<$t>(), parts.count) }
-                .to_vec();
-            Tensor::from_vec(parts.shape, data)
+            // An empty tensor may have no buffer at all (a null pointer).
+            let data = if parts.count == 0 {
+                Vec::<$t>::new()
+            } else {
+                // SAFETY: ONNX Runtime reports `count` (> 0) elements of this type at `data`,
+                // valid while the value lives (callers keep it alive across this copy).
+                unsafe { std::slice::from_raw_parts(parts.data.cast::<$t>(), parts.count) }.to_vec()
+            };
+            Tensor::from_vec(parts.shape.clone(), data)
         }};
     }
     match parts.element {
@@ -113,12 +169,6 @@ pub(crate) fn from_ort(value: OwnedValue, session: &Session, model: &str) -> Res
         E::ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16 => copy!(thrum_core::half::bf16),
         E::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT => copy!(f32),
         E::ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE => copy!(f64),
-        E::ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING => {
-            let value = value.into_dyn(session);
-            let (shape, strings) = value.try_extract_strings().map_err(|e| fail(model, e))?;
-            let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            Tensor::from_vec(shape, strings.into_iter().map(String::into_bytes).collect::<Vec<_>>())
-        }
         other => Err(fail(model, format!("output element type {other:?} has no thrum dtype"))),
     }
 }

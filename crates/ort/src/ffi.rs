@@ -8,7 +8,8 @@ use std::ptr::{self, NonNull};
 use ort::AsPointer;
 use ort::session::Session;
 use ort::sys::{
-    ONNXTensorElementDataType, OrtAllocatorType, OrtMemType, OrtMemoryInfo, OrtStatusPtr, OrtValue,
+    ONNXTensorElementDataType, OrtAllocator, OrtAllocatorType, OrtIoBinding, OrtMemType,
+    OrtMemoryInfo, OrtRunOptions, OrtStatusPtr, OrtValue,
 };
 use ort::value::DynValue;
 
@@ -173,12 +174,194 @@ pub(crate) fn tensor_parts(value: &OwnedValue) -> Result<TensorParts, String> {
     Ok(TensorParts { element, shape, count, data })
 }
 
+/// Options for every run of a model, created once (ONNX Runtime otherwise builds default
+/// options on each call).
+pub(crate) struct RunOptions(NonNull<OrtRunOptions>);
+
+// SAFETY: ONNX Runtime only reads run options during `Run`; thrum never changes them after
+// creation (no `RunOptionsSetTerminate`), so sharing them between concurrent runs is sound.
+unsafe impl Send for RunOptions {}
+// SAFETY: as above.
+unsafe impl Sync for RunOptions {}
+
+impl RunOptions {
+    pub(crate) fn new() -> Result<RunOptions, String> {
+        let mut options: *mut OrtRunOptions = ptr::null_mut();
+        // SAFETY: out-pointer to a local, filled on success.
+        check(unsafe { (ort::api().CreateRunOptions)(&mut options) })?;
+        NonNull::new(options)
+            .map(RunOptions)
+            .ok_or_else(|| "ONNX Runtime returned no run options".into())
+    }
+}
+
+impl Drop for RunOptions {
+    fn drop(&mut self) {
+        // SAFETY: created by CreateRunOptions, released once.
+        unsafe { (ort::api().ReleaseRunOptions)(self.0.as_ptr()) }
+    }
+}
+
+/// ONNX Runtime's default CPU allocator: process-wide, owned by ONNX Runtime, never released.
+fn default_allocator() -> Result<*mut OrtAllocator, String> {
+    let mut allocator: *mut OrtAllocator = ptr::null_mut();
+    // SAFETY: out-pointer to a local; the allocator returned is owned by ONNX Runtime and lives
+    // as long as the library.
+    check(unsafe { (ort::api().GetAllocatorWithDefaultOptions)(&mut allocator) })?;
+    if allocator.is_null() {
+        return Err("ONNX Runtime returned no default allocator".into());
+    }
+    Ok(allocator)
+}
+
+/// A tensor value with its own buffer, allocated by ONNX Runtime's default CPU allocator
+/// (uninitialised contents), and a pointer to that buffer, valid while the value lives.
+pub(crate) fn allocate_tensor(
+    shape: &[i64],
+    element: ONNXTensorElementDataType,
+) -> Result<(OwnedValue, *mut c_void), String> {
+    let allocator = default_allocator()?;
+    let mut value: *mut OrtValue = ptr::null_mut();
+    // SAFETY: `allocator` is ONNX Runtime's live default allocator; `shape` is valid for its
+    // length; out-pointer to a local.
+    check(unsafe {
+        (ort::api().CreateTensorAsOrtValue)(
+            allocator,
+            shape.as_ptr(),
+            shape.len(),
+            element,
+            &mut value,
+        )
+    })?;
+    let value = NonNull::new(value)
+        .map(OwnedValue)
+        .ok_or_else(|| "ONNX Runtime returned no tensor".to_string())?;
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: `value` is a live tensor we own; the pointer stays valid while it lives.
+    check(unsafe { (ort::api().GetTensorMutableData)(value.ptr().cast_mut(), &mut data) })?;
+    Ok((value, data))
+}
+
+/// An IoBinding on one session: inputs and outputs bound by name, kept across runs, so a run
+/// skips the per-call name lookups and feed/fetch set-up of `Run`. It must be dropped before
+/// its session.
+pub(crate) struct IoBinding(NonNull<OrtIoBinding>);
+
+// SAFETY: an IoBinding is not tied to the thread that created it; thrum keeps each one inside a
+// per-thread predictor and touches it only through `&mut self`, so it is never used from two
+// threads at once.
+unsafe impl Send for IoBinding {}
+
+impl IoBinding {
+    pub(crate) fn new(session: &Session) -> Result<IoBinding, String> {
+        let mut binding: *mut OrtIoBinding = ptr::null_mut();
+        // SAFETY: the session pointer is valid for `session`'s lifetime, which callers make
+        // outlive the binding; out-pointer to a local.
+        check(unsafe { (ort::api().CreateIoBinding)(session.ptr().cast_mut(), &mut binding) })?;
+        NonNull::new(binding)
+            .map(IoBinding)
+            .ok_or_else(|| "ONNX Runtime returned no IoBinding".into())
+    }
+
+    /// Binds `value` to the input `name`; the binding holds its own reference to the value,
+    /// but not to the buffer of a view, which must stay alive until the next run is over.
+    pub(crate) fn bind_input(
+        &mut self,
+        name: *const c_char,
+        value: *const OrtValue,
+    ) -> Result<(), String> {
+        // SAFETY: the binding is live; `name` is a NUL-terminated string owned by the model and
+        // `value` a live value (ONNX Runtime takes its own reference).
+        check(unsafe { (ort::api().BindInput)(self.0.as_ptr(), name, value) })
+    }
+
+    /// Binds the output `name` to `value`, which the next runs write into (it must have the
+    /// shape the output will have).
+    pub(crate) fn bind_output(
+        &mut self,
+        name: *const c_char,
+        value: &OwnedValue,
+    ) -> Result<(), String> {
+        // SAFETY: as in `bind_input`; ONNX Runtime keeps its own reference to the value.
+        check(unsafe { (ort::api().BindOutput)(self.0.as_ptr(), name, value.ptr()) })
+    }
+
+    /// Lets ONNX Runtime allocate the output `name` in CPU memory on each run.
+    pub(crate) fn bind_output_to_cpu(
+        &mut self,
+        name: *const c_char,
+        memory: &CpuMemory,
+    ) -> Result<(), String> {
+        // SAFETY: the binding and the memory info are live; `name` as in `bind_input`.
+        check(unsafe { (ort::api().BindOutputToDevice)(self.0.as_ptr(), name, memory.0.as_ptr()) })
+    }
+
+    /// Forgets every bound output.
+    pub(crate) fn clear_outputs(&mut self) {
+        // SAFETY: the binding is live.
+        unsafe { (ort::api().ClearBoundOutputs)(self.0.as_ptr()) }
+    }
+
+    /// Runs `session` on the bound inputs into the bound outputs.
+    pub(crate) fn run(&mut self, session: &Session, options: &RunOptions) -> Result<(), String> {
+        // SAFETY: the binding was created on this session (callers keep the pair together);
+        // every bound input is live: owned buffers are held by the binding's owner and views by
+        // the caller across this call.
+        check(unsafe {
+            (ort::api().RunWithBinding)(
+                session.ptr().cast_mut(),
+                options.0.as_ptr(),
+                self.0.as_ptr(),
+            )
+        })
+    }
+
+    /// The values of the bound outputs after a run, in binding order.
+    pub(crate) fn outputs(&self) -> Result<Vec<OwnedValue>, String> {
+        let allocator = default_allocator()?;
+        let mut values: *mut *mut OrtValue = ptr::null_mut();
+        let mut count = 0usize;
+        // SAFETY: the binding is live; ONNX Runtime fills `values` with an array of `count`
+        // new values, allocated by `allocator`, which we now own.
+        check(unsafe {
+            (ort::api().GetBoundOutputValues)(self.0.as_ptr(), allocator, &mut values, &mut count)
+        })?;
+        if values.is_null() {
+            return Ok(Vec::new());
+        }
+        // SAFETY: `values` holds `count` value pointers; each is taken over once, then the array
+        // itself is freed with the allocator that allocated it.
+        let owned: Vec<Option<OwnedValue>> = unsafe {
+            let list = std::slice::from_raw_parts(values, count)
+                .iter()
+                .map(|&v| NonNull::new(v).map(OwnedValue))
+                .collect();
+            if let Some(free) = (*allocator).Free {
+                free(allocator, values.cast::<c_void>());
+            }
+            list
+        };
+        owned
+            .into_iter()
+            .map(|v| v.ok_or_else(|| "ONNX Runtime returned a null output".to_string()))
+            .collect()
+    }
+}
+
+impl Drop for IoBinding {
+    fn drop(&mut self) {
+        // SAFETY: created by CreateIoBinding, released once (before its session: see the type).
+        unsafe { (ort::api().ReleaseIoBinding)(self.0.as_ptr()) }
+    }
+}
+
 /// Runs `session` on `inputs`, which may happen from several threads at once: ONNX Runtime's
 /// `Run` is thread-safe on one session (the `ort` crate's `run` takes `&mut self` as a
 /// precaution for some accelerator providers; thrum offers concurrent runs on the CPU provider
 /// only, and tests them).
 pub(crate) fn run(
     session: &Session,
+    options: &RunOptions,
     input_names: &[*const c_char],
     inputs: &[*const OrtValue],
     output_names: &[*const c_char],
@@ -192,7 +375,7 @@ pub(crate) fn run(
     check(unsafe {
         (api.Run)(
             session.ptr().cast_mut(),
-            ptr::null(),
+            options.0.as_ptr(),
             input_names.as_ptr(),
             inputs.as_ptr(),
             inputs.len(),

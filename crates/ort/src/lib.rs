@@ -7,14 +7,17 @@
 //! How thrum maps onto ONNX Runtime:
 //! - a [`Model`] is one ONNX Runtime session: the weights are loaded and
 //!   prepacked once;
-//! - per-thread predictors and the shared predictor all call the C API's `Run` on that session,
-//!   which ONNX Runtime allows from several threads at once on the CPU provider; inputs are
-//!   passed as zero-copy views of thrum's buffers. With an accelerator provider, calls are
-//!   serialised and the shared predictor is refused;
+//! - per-thread predictors and the shared predictor all run that session, which ONNX Runtime
+//!   allows from several threads at once on the CPU provider. A per-thread predictor keeps an
+//!   IoBinding across calls (small inputs copied into bound buffers, outputs written into
+//!   bound buffers: see `binding.rs`); the shared predictor calls `Run` with inputs as
+//!   zero-copy views of thrum's buffers. With an accelerator provider, calls are serialised,
+//!   per-thread predictors call `Run` too, and the shared predictor is refused;
 //! - every option of [`OrtOptions`](thrum_core::config::OrtOptions) maps onto a session (or,
 //!   for global thread pools, environment) setting; a provider the loaded library lacks, or
 //!   oneDNN on a build without it, is an error that lists the providers it has.
 
+mod binding;
 mod convert;
 mod ffi;
 pub mod library;
@@ -417,6 +420,8 @@ struct OrtModel {
     threads: ThreadConfig,
     /// Describes thrum's buffers to ONNX Runtime when they are passed as inputs.
     memory: ffi::CpuMemory,
+    /// Options for every run, created once.
+    run_options: ffi::RunOptions,
     /// Serialises runs when an accelerator provider is active (see the crate docs).
     exclusive: Option<Mutex<()>>,
     /// With `ort.session_per_predictor`: how to build each predictor's own session.
@@ -507,6 +512,7 @@ impl OrtModel {
             output_names,
             threads,
             memory: ffi::CpuMemory::new().map_err(unavailable)?,
+            run_options: ffi::RunOptions::new().map_err(unavailable)?,
             exclusive: accelerated.then(|| Mutex::new(())),
             recipe,
         })
@@ -520,10 +526,14 @@ impl OrtModel {
             .collect::<Result<Vec<_>>>()?;
         let ptrs: Vec<_> = values.iter().map(convert::Input::ptr).collect();
         let _serial = self.exclusive.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
-        let outputs =
-            ffi::run(session, &self.input_names.ptrs, &ptrs, &self.output_names.ptrs).map_err(
-                |reason| Error::Inference { engine: ENGINE, model: self.name.clone(), reason },
-            )?;
+        let outputs = ffi::run(
+            session,
+            &self.run_options,
+            &self.input_names.ptrs,
+            &ptrs,
+            &self.output_names.ptrs,
+        )
+        .map_err(|reason| self.fail(reason))?;
         drop(values);
         outputs.into_iter().map(|v| convert::from_ort(v, session, &self.name)).collect()
     }
@@ -553,7 +563,8 @@ impl ModelBackend for Shared {
             )?),
             None => None,
         };
-        Ok(Box::new(OrtPredictor { model: self.0.clone(), own }))
+        let binding = binding::Binding::new(&self.0, own.as_ref().unwrap_or(&self.0.session))?;
+        Ok(Box::new(OrtPredictor { binding, model: self.0.clone(), own }))
     }
 
     fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
@@ -564,7 +575,7 @@ impl ModelBackend for Shared {
                 reason: "concurrent runs are offered on the CPU provider only; use per-thread predictors".into(),
             });
         }
-        Ok(Box::new(OrtPredictor { model: self.0.clone(), own: None }))
+        Ok(Box::new(OrtSharedPredictor(self.0.clone())))
     }
 
     fn threads(&self) -> ThreadConfig {
@@ -572,27 +583,31 @@ impl ModelBackend for Shared {
     }
 }
 
-/// A handle on the model's one session, or (with `ort.session_per_predictor`) on its own.
+/// A per-thread predictor: a binding on the model's one session, or (with
+/// `ort.session_per_predictor`) on its own.
 struct OrtPredictor {
+    /// Declared first so that it is dropped before the session it was made on.
+    binding: Option<binding::Binding>,
     model: Arc<OrtModel>,
     own: Option<Session>,
 }
 
-impl OrtPredictor {
-    fn session(&self) -> &Session {
-        self.own.as_ref().unwrap_or(&self.model.session)
-    }
-}
-
 impl PredictorBackend for OrtPredictor {
     fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.model.run(self.session(), &inputs)
+        let session = self.own.as_ref().unwrap_or(&self.model.session);
+        match &mut self.binding {
+            Some(b) => b.run(&self.model, session, &self.model.run_options, &inputs),
+            None => self.model.run(session, &inputs),
+        }
     }
 }
 
-impl SharedPredictorBackend for OrtPredictor {
+/// The shared predictor: concurrent `Run`s on the model's session.
+struct OrtSharedPredictor(Arc<OrtModel>);
+
+impl SharedPredictorBackend for OrtSharedPredictor {
     fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.model.run(self.session(), &inputs)
+        self.0.run(&self.0.session, &inputs)
     }
 }
 
