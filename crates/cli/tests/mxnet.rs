@@ -77,9 +77,10 @@ fn memory_steps(mode: &str, options: &str) -> Vec<f64> {
 }
 
 /// The seed's story on ResNet-50 (97 MiB of parameters): going from 1 to 8 per-thread
-/// predictors adds at least 7 copies of the parameters (measured +906 MiB); going from 1 to 8
-/// threads on the thread-safe predictor adds less than one copy (measured +43 MiB: libmxnet
-/// keeps ~6 MiB of state per concurrent caller, docs/performance.md).
+/// predictors adds at least 7 copies of the parameters (measured +906 MiB); 8 threads on the
+/// thread-safe predictor stay within 1.15× of one (measured 1.04×, +16 MiB: its calls run on
+/// thrum's pool of MXNet caller threads, so libmxnet's ~5 MiB per calling thread is paid per
+/// pool thread, not per caller).
 #[test]
 fn per_thread_predictors_copy_parameters_and_the_thread_safe_one_shares_them() {
     let graph = thrum::zoo::find("resnet50").unwrap().build(thrum::zoo::DEFAULT_SEED);
@@ -87,16 +88,22 @@ fn per_thread_predictors_copy_parameters_and_the_thread_safe_one_shares_them() {
     let per_thread = memory_steps("per-thread", "mxnet.preset=multithreaded");
     let shared = memory_steps("shared", "mxnet.engine_type=ThreadedEnginePerDevice");
     let growth = |steps: &[f64]| steps[steps.len() - 1] - steps[0];
+    let ratio = |steps: &[f64]| steps[steps.len() - 1] / steps[0];
     eprintln!(
-        "parameters {params_mib:.0} MiB; 1 -> 8: per-thread +{:.0} MiB ({:.2}x), thread-safe +{:.0} MiB ({:.2}x)",
+        "parameters {params_mib:.0} MiB; 1 -> 8: per-thread +{:.0} MiB ({:.2}x), thread-safe +{:.0} MiB ({:.3}x)",
         growth(&per_thread),
-        per_thread[3] / per_thread[0],
+        ratio(&per_thread),
         growth(&shared),
-        shared[3] / shared[0]
+        ratio(&shared)
     );
     assert!(
         growth(&per_thread) >= 7.0 * params_mib,
         "per-thread predictors should copy the parameters"
     );
-    assert!(growth(&shared) < params_mib, "the thread-safe predictor should share them");
+    assert!(growth(&shared) < params_mib / 2.0, "the thread-safe predictor should share them");
+    assert!(
+        ratio(&shared) <= 1.15,
+        "8 threads on the thread-safe predictor: {:.3}x of one",
+        ratio(&shared)
+    );
 }

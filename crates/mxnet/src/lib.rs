@@ -14,8 +14,11 @@
 //! - the shared predictor is MXNet's thread-safe cached op (`MXCreateCachedOpEX` with
 //!   `thread_safe`): one copy of the parameters for every thread, with MXNet's limits enforced
 //!   as errors: dense inputs only, one input shape, one per process, forward only, symbolic
-//!   models only.
+//!   models only. Its calls run on a fixed pool of threads, one per usable core (see
+//!   `callers.rs`): libmxnet keeps about 5 MiB per OS thread that ever runs a cached op, until
+//!   the process exits, so calls from any number of threads must not each make one.
 
+mod callers;
 mod export;
 mod ffi;
 pub mod library;
@@ -545,11 +548,9 @@ impl ModelBackend for Shared {
                     .into(),
             ));
         }
-        let op = CachedOp::new(model.api, &model.symbol, CACHED_OP_FLAGS, true, |m| model.err(m));
-        match op {
+        match CachedOp::new(model.api, &model.symbol, CACHED_OP_FLAGS, true, |m| model.err(m)) {
             Ok(op) => Ok(Box::new(ThreadSafePredictor {
-                model: model.clone(),
-                op,
+                op: Arc::new(ThreadSafeOp { model: model.clone(), op }),
                 shape: Mutex::new(None),
             })),
             Err(e) => {
@@ -580,9 +581,15 @@ impl PredictorBackend for CopyPredictor {
 }
 
 /// The thread-safe cached op on the model's one copy of the parameters.
-struct ThreadSafePredictor {
+struct ThreadSafeOp {
     model: Arc<MxModel>,
     op: CachedOp,
+}
+
+/// The shared predictor: calls of the thread-safe cached op, run on thrum's MXNet caller
+/// threads (see `callers.rs`).
+struct ThreadSafePredictor {
+    op: Arc<ThreadSafeOp>,
     /// The input shapes of the first call: MXNet's thread-safe cached op has no dynamic shapes.
     shape: Mutex<Option<Vec<Vec<usize>>>>,
 }
@@ -598,7 +605,10 @@ impl SharedPredictorBackend for ThreadSafePredictor {
                 Some(first) => {
                     return Err(Error::Unsupported {
                         engine: ENGINE,
-                        feature: format!("input shapes {shapes:?} after {first:?}"),
+                        feature: format!(
+                            "input shapes {shapes:?} after {first:?} on `{}`",
+                            self.op.model.name
+                        ),
                         reason:
                             "MXNet's thread-safe cached op has no dynamic shapes: every call of a \
                                  thread-safe predictor uses the input shapes of its first call"
@@ -607,8 +617,17 @@ impl SharedPredictorBackend for ThreadSafePredictor {
                 }
             }
         }
-        let params: Vec<Handle> = self.model.params.iter().map(|(_, a)| a.handle()).collect();
-        self.model.forward(&self.op, &params, &inputs)
+        let op = self.op.clone();
+        let model = op.model.clone();
+        callers::run(move || {
+            let params: Vec<Handle> = op.model.params.iter().map(|(_, a)| a.handle()).collect();
+            let outputs = op.model.forward(&op.op, &params, &inputs);
+            // Dropped here, before the caller hears back: once the predictor is dropped, its
+            // cached op is gone too (MXNet allows one thread-safe cached op at a time).
+            drop(op);
+            outputs
+        })
+        .map_err(|reason| model.err(reason))?
     }
 }
 
