@@ -8,7 +8,7 @@ use std::time::Instant;
 use thrum_core::{Engine, ModelSource, Options, TensorSpec, ThreadConfig};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, RunPlan, build_inputs};
+use crate::plan::{InputPlan, PredictorMode, RunPlan, build_inputs};
 use crate::runner::{CpuUsage, Measurement, StageLatencies, measure};
 use crate::shapes::{InputShape, dtype_suffix};
 use crate::stats::{LatencySummary, MinMax};
@@ -169,7 +169,16 @@ pub fn run_benchmark(
     let (tensors, per_call) = build_inputs(&model, inputs)?;
     let m = measure(&model, &tensors, per_call, plan, cores.usable)?;
     let threads = model.threads();
-    let warnings = warnings(plan, &threads, &cores, &m);
+    let mut warnings = warnings(plan, &threads, &cores, &m);
+    if let (PredictorMode::Shared, Some(reason)) = (plan.predictor, model.shared_calls_serialised())
+        && plan.workers > 1
+    {
+        warnings.push(format!(
+            "the shared predictor runs one call at a time here ({reason}): {} workers on it use \
+             one at a time; use per-thread predictors, or the engine setting the reason names",
+            plan.workers
+        ));
+    }
     Ok(BenchReport {
         schema: SCHEMA,
         thrum_version: env!("CARGO_PKG_VERSION"),

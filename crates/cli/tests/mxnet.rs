@@ -66,6 +66,13 @@ fn bench_runs_with_the_multithreaded_preset_on_both_predictor_kinds() {
         let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(report["results"]["calls"], 100, "{mode}");
         assert_eq!(report["threads"]["engine"]["omp"], 1, "{mode}");
+        // On NaiveEngine the thread-safe cached op runs calls one at a time: the report says so.
+        let serialised = report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("runs one call at a time here"));
+        assert_eq!(serialised, mode == "shared", "{mode}: {}", report["warnings"]);
     }
 }
 

@@ -24,6 +24,11 @@ pub trait ModelBackend: Send + Sync + 'static {
     fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>>;
     /// The thread configuration in effect for this model, as the engine reports it.
     fn threads(&self) -> ThreadConfig;
+    /// Why the shared predictor runs one call at a time on this model, when the engine's
+    /// runtime serialises concurrent calls; `None` (the default) when they run concurrently.
+    fn shared_calls_serialised(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A per-thread predictor as an engine implements it: `Send`, used through `&mut self`.
@@ -159,6 +164,13 @@ impl Model {
     /// The thread configuration in effect, as the engine reports it.
     pub fn threads(&self) -> ThreadConfig {
         self.inner.backend.threads()
+    }
+
+    /// Why the shared predictor runs one call at a time on this model, when the engine
+    /// serialises concurrent calls (several threads on it then gain nothing); `None` when
+    /// calls run concurrently.
+    pub fn shared_calls_serialised(&self) -> Option<String> {
+        self.inner.backend.shared_calls_serialised()
     }
 
     /// A predictor for plain tensors. One per thread; it shares this model's weights.

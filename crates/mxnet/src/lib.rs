@@ -563,6 +563,14 @@ impl ModelBackend for Shared {
     fn threads(&self) -> ThreadConfig {
         self.0.threads()
     }
+
+    fn shared_calls_serialised(&self) -> Option<String> {
+        (self.0.library.engine_type() == "NaiveEngine").then(|| {
+            "MXNet's thread-safe cached op runs calls one after another on NaiveEngine; \
+             mxnet.engine_type=ThreadedEnginePerDevice runs them concurrently"
+                .to_string()
+        })
+    }
 }
 
 /// A per-thread predictor: its own copy of the parameters and its own cached op (DJL's
