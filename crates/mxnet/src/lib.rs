@@ -626,7 +626,6 @@ impl SharedPredictorBackend for ThreadSafePredictor {
             }
         }
         let op = self.op.clone();
-        let model = op.model.clone();
         callers::run(move || {
             let params: Vec<Handle> = op.model.params.iter().map(|(_, a)| a.handle()).collect();
             let outputs = op.model.forward(&op.op, &params, &inputs);
@@ -635,7 +634,7 @@ impl SharedPredictorBackend for ThreadSafePredictor {
             drop(op);
             outputs
         })
-        .map_err(|reason| model.err(reason))?
+        .map_err(|reason| self.op.model.err(reason))?
     }
 }
 

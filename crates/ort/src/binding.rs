@@ -167,7 +167,6 @@ impl Binding {
         if reshaped || self.outputs.is_none() {
             self.outputs_to_cpu(model)?;
         }
-        let _serial = model.exclusive.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
         if let Err(first) = self.binding.run(session, options) {
             if self.outputs.is_none() {
                 return Err(model.fail(first));
