@@ -129,6 +129,26 @@ impl ModelSource {
         }
     }
 
+    /// Checks that the source is in `format` (one whose format is unknown is left to the
+    /// engine's parser), then [`ModelSource::check_file`]. `reads` says what the engine reads,
+    /// for the error ("ONNX Runtime reads ONNX models", then ", not TorchScript").
+    pub fn check_format(
+        &self,
+        engine: &'static str,
+        format: ModelFormat,
+        reads: &str,
+        expected: &str,
+    ) -> Result<()> {
+        match self.format() {
+            Some(found) if found != format => Err(Error::UnsupportedFormat {
+                engine,
+                model: self.name(),
+                reason: format!("{reads}, not {}", found.name()),
+            }),
+            _ => self.check_file(expected),
+        }
+    }
+
     /// For a path: checks that it exists, is a regular file and is not empty. `expected`
     /// describes what the engine reads, for the error messages.
     pub fn check_file(&self, expected: &str) -> Result<()> {

@@ -208,17 +208,12 @@ impl Engine for OrtEngine {
         };
         let env = environment(loaded, options)?;
         let name = source.name();
-        if !matches!(source.format(), None | Some(ModelFormat::Onnx)) {
-            return Err(Error::UnsupportedFormat {
-                engine: ENGINE,
-                model: name,
-                reason: format!(
-                    "ONNX Runtime reads ONNX models, not {}",
-                    source.format().map_or("?", |f| f.name())
-                ),
-            });
-        }
-        source.check_file(EXPECTED)?;
+        source.check_format(
+            ENGINE,
+            ModelFormat::Onnx,
+            "ONNX Runtime reads ONNX models",
+            EXPECTED,
+        )?;
         let providers = select_providers(loaded, options)?;
         let recipe = options.ort.session_per_predictor.then(|| Recipe {
             env,

@@ -98,17 +98,12 @@ impl Engine for TorchEngine {
 fn load_model(source: &ModelSource, options: &Options) -> Result<TorchModel> {
     options.validate()?;
     let name = source.name();
-    if !matches!(source.format(), None | Some(ModelFormat::TorchScript)) {
-        return Err(Error::UnsupportedFormat {
-            engine: ENGINE,
-            model: name,
-            reason: format!(
-                "libtorch runs TorchScript (.pt), not {}; `thrum zoo export NAME -o NAME.pt` writes one",
-                source.format().map_or("?", |f| f.name())
-            ),
-        });
-    }
-    source.check_file(EXPECTED)?;
+    source.check_format(
+        ENGINE,
+        ModelFormat::TorchScript,
+        "libtorch runs TorchScript (.pt; `thrum zoo export NAME -o NAME.pt` writes one)",
+        EXPECTED,
+    )?;
     let mkldnn = options.onednn == Some(true);
     if mkldnn && !tch::utils::has_mkldnn() {
         return Err(Error::Unsupported {
