@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use thrum_core::ErrorKind;
+
 use crate::shapes::ShapeError;
 
 /// What can stop a benchmark.
@@ -49,14 +51,15 @@ pub enum BenchError {
 }
 
 impl BenchError {
-    /// True when the user can fix the cause (bad arguments, files, models, options); false
-    /// when an engine failed while running.
-    pub fn is_user_error(&self) -> bool {
+    /// What kind of failure this is: a core error's own kind, a worker's cause's.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            BenchError::Core(e) => !matches!(e, thrum_core::Error::Inference { .. }),
-            BenchError::Worker { source, .. } => source.is_user_error(),
-            BenchError::Panic { .. } => false,
-            _ => true,
+            BenchError::Core(e) => e.kind(),
+            BenchError::Worker { source, .. } => source.kind(),
+            BenchError::Panic { .. } => ErrorKind::Internal,
+            BenchError::Shape(_) | BenchError::Config { .. } | BenchError::Output { .. } => {
+                ErrorKind::InvalidInput
+            }
         }
     }
 }

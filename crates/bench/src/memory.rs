@@ -8,7 +8,7 @@ use std::time::Instant;
 use thrum_core::{Engine, ModelSource, Options};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, PredictorMode, build_inputs};
+use crate::plan::{InputPlan, PredictorKind, build_inputs};
 use crate::system;
 
 /// RSS with a number of live predictors.
@@ -32,7 +32,7 @@ pub struct MemoryReport {
     /// Engine name.
     pub engine: String,
     /// Predictor mode.
-    pub predictor: PredictorMode,
+    pub predictor: PredictorKind,
     /// RSS before loading, MiB.
     pub rss_before_load_mib: f64,
     /// RSS after loading, MiB.
@@ -55,7 +55,7 @@ pub fn memory_report(
     source: &ModelSource,
     options: &Options,
     inputs: &InputPlan,
-    mode: PredictorMode,
+    mode: PredictorKind,
     counts: &[usize],
 ) -> Result<MemoryReport, BenchError> {
     let rss = || system::rss_bytes().unwrap_or(0);
@@ -66,8 +66,8 @@ pub fn memory_report(
     let after_load = rss();
     let (tensors, _) = build_inputs(&model, inputs)?;
     let shared = match mode {
-        PredictorMode::Shared => Some(model.shared_predictor()?),
-        PredictorMode::PerThread => None,
+        PredictorKind::Shared => Some(model.shared_predictor()?),
+        PredictorKind::PerThread => None,
     };
     let release = Release::default();
     let ready: Mutex<Vec<Result<(), BenchError>>> = Mutex::new(Vec::new());

@@ -1,48 +1,12 @@
 //! What a benchmark run does: workers, stop condition, predictor mode, inputs.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use thrum_core::{DType, Dim, Model, Tensor};
+pub use thrum_core::PredictorKind;
+use thrum_core::{DType, Model, Tensor};
 
 use crate::error::BenchError;
 use crate::shapes::InputShape;
-
-/// How workers get predictors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PredictorMode {
-    /// One predictor per worker, created on the worker's thread (DJL's recommendation).
-    #[default]
-    PerThread,
-    /// One thread-safe predictor used by every worker (engines that allow it).
-    Shared,
-}
-
-impl fmt::Display for PredictorMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PredictorMode::PerThread => "per-thread",
-            PredictorMode::Shared => "shared",
-        })
-    }
-}
-
-impl FromStr for PredictorMode {
-    type Err = BenchError;
-
-    fn from_str(s: &str) -> Result<PredictorMode, BenchError> {
-        match s.trim() {
-            "per-thread" | "per_thread" | "perthread" => Ok(PredictorMode::PerThread),
-            "shared" => Ok(PredictorMode::Shared),
-            other => Err(BenchError::Config {
-                what: format!("predictor mode `{other}`"),
-                expected: "per-thread or shared".into(),
-            }),
-        }
-    }
-}
 
 /// When the measured phase ends: after a total number of calls, after a duration, or at
 /// whichever comes first.
@@ -75,7 +39,7 @@ pub struct RunPlan {
     #[serde(rename = "delay_ms", serialize_with = "millis")]
     pub delay: Duration,
     /// Per-thread or shared predictor.
-    pub predictor: PredictorMode,
+    pub predictor: PredictorKind,
     /// Show a progress bar on stderr (only when it is a terminal, and only for runs > 2 s).
     #[serde(skip)]
     pub progress: bool,
@@ -123,7 +87,8 @@ pub struct InputPlan {
 
 /// Builds the tensors every call feeds: floats uniform in [-1, 1), integers and booleans
 /// all ones (valid indices for any embedding, as djl-bench's ones). Returns them with the
-/// number of samples per call (the leading dimension).
+/// number of samples per call (the size of the batch axis). Shapes too large to build are an
+/// error naming the shape, never an allocation that aborts.
 pub fn build_inputs(model: &Model, plan: &InputPlan) -> Result<(Vec<Tensor>, usize), BenchError> {
     let specs = model.inputs();
     let shapes: Vec<(Vec<usize>, DType)> = match &plan.shapes {
@@ -146,31 +111,21 @@ pub fn build_inputs(model: &Model, plan: &InputPlan) -> Result<(Vec<Tensor>, usi
         }
         None => {
             let batch = plan.batch_size.unwrap_or(1);
-            specs
-                .iter()
-                .map(|s| {
-                    let shape = s
-                        .shape
-                        .iter()
-                        .enumerate()
-                        .map(|(axis, d)| match d {
-                            Dim::Fixed(n) => *n,
-                            Dim::Dynamic(_) if axis == 0 => batch,
-                            Dim::Dynamic(_) => 1,
-                        })
-                        .collect();
-                    (shape, s.dtype)
-                })
-                .collect()
+            specs.iter().map(|s| (s.shape_at(batch, 1), s.dtype)).collect()
         }
     };
     let tensors: Vec<Tensor> = shapes
         .iter()
         .enumerate()
         .map(|(i, (shape, dtype))| filled(shape, *dtype, i as u64))
-        .collect();
+        .collect::<Result<_, _>>()?;
     model.check_inputs(&tensors)?;
-    let per_call = tensors.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
+    let per_call = specs
+        .iter()
+        .zip(&tensors)
+        .find_map(|(s, t)| s.batch_axis.and_then(|axis| t.shape().get(axis).copied()))
+        .or_else(|| tensors.first().and_then(|t| t.shape().first().copied()))
+        .unwrap_or(1);
     if let (Some(_), Some(b)) = (&plan.shapes, plan.batch_size)
         && b != per_call
     {
@@ -182,8 +137,8 @@ pub fn build_inputs(model: &Model, plan: &InputPlan) -> Result<(Vec<Tensor>, usi
     Ok((tensors, per_call.max(1)))
 }
 
-fn filled(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
-    let len: usize = shape.iter().product();
+fn filled(shape: &[usize], dtype: DType, seed: u64) -> Result<Tensor, BenchError> {
+    let len = thrum_core::tensor::checked_len(dtype, shape)?;
     // A small LCG: deterministic, cheap, no dependency; quality is irrelevant for timing.
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
     let mut next = move || {
@@ -208,8 +163,7 @@ fn filled(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
         DType::I8 => Tensor::from_vec(shape.to_vec(), vec![1i8; len]),
         DType::U8 => Tensor::from_vec(shape.to_vec(), vec![1u8; len]),
         DType::Bool => Tensor::from_vec(shape.to_vec(), vec![true; len]),
-        other => Ok(Tensor::zeros(other, shape)),
+        other => Tensor::zeros(other, shape),
     };
-    // The vectors above have exactly `len` elements, so construction cannot fail.
-    tensor.unwrap_or_else(|_| Tensor::zeros(dtype, shape))
+    Ok(tensor?)
 }

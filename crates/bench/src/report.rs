@@ -8,7 +8,7 @@ use std::time::Instant;
 use thrum_core::{Engine, ModelSource, Options, TensorSpec, ThreadConfig};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, PredictorMode, RunPlan, build_inputs};
+use crate::plan::{InputPlan, PredictorKind, RunPlan, build_inputs};
 use crate::runner::{CpuUsage, Measurement, StageLatencies, measure};
 use crate::shapes::{InputShape, dtype_suffix};
 use crate::stats::{LatencySummary, MinMax};
@@ -170,7 +170,7 @@ pub fn run_benchmark(
     let m = measure(&model, &tensors, per_call, plan, cores.usable)?;
     let threads = model.threads();
     let mut warnings = warnings(plan, &threads, &cores, &m);
-    if let (PredictorMode::Shared, Some(reason)) = (plan.predictor, model.shared_calls_serialised())
+    if let (PredictorKind::Shared, Some(reason)) = (plan.predictor, model.shared_calls_serialised())
         && plan.workers > 1
     {
         warnings.push(format!(

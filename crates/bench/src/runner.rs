@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use thrum_core::{Model, Predictor, SharedPredictor, StageTimings, Tensor};
 
 use crate::error::BenchError;
-use crate::plan::{PredictorMode, RunPlan};
+use crate::plan::{PredictorKind, RunPlan};
 use crate::stats::{LatencySummary, MinMax, Recorder};
 use crate::system;
 
@@ -80,8 +80,8 @@ pub fn measure(
 ) -> Result<Measurement, BenchError> {
     plan.validate()?;
     let shared = match plan.predictor {
-        PredictorMode::Shared => Some(model.shared_predictor()?),
-        PredictorMode::PerThread => None,
+        PredictorKind::Shared => Some(model.shared_predictor()?),
+        PredictorKind::PerThread => None,
     };
     let ctx = Context {
         model,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use thrum_bench::{BenchError, PredictorMode, RunPlan, Stop, measure};
+use thrum_bench::{BenchError, PredictorKind, RunPlan, Stop, measure};
 use thrum_core::{
     DType, Dim, Error, Model, ModelBackend, PredictorBackend, Result, SharedPredictorBackend,
     Tensor, TensorSpec, ThreadConfig,
@@ -51,11 +51,11 @@ impl ScriptedPredictor {
                 std::thread::sleep(Duration::from_millis(ms));
             }
             Script::FailAt(n) if i == n => {
-                return Err(Error::Inference {
-                    engine: "scripted",
-                    model: "m".into(),
-                    reason: format!("call {i} failed on purpose"),
-                });
+                return Err(Error::inference(
+                    "scripted",
+                    "m",
+                    format!("call {i} failed on purpose"),
+                ));
             }
             Script::PanicAt(n) if i == n => panic!("call {i} panicked on purpose"),
             _ => {}
@@ -101,10 +101,10 @@ fn model(script: Script) -> (Model, Vec<Tensor>) {
         "scripted",
         Scripted { script, calls: Arc::new(AtomicUsize::new(0)), specs },
     );
-    (model, vec![Tensor::zeros(DType::F32, &[1, 4])])
+    (model, vec![Tensor::zeros(DType::F32, &[1, 4]).unwrap()])
 }
 
-fn plan(workers: usize, iterations: u64, predictor: PredictorMode) -> RunPlan {
+fn plan(workers: usize, iterations: u64, predictor: PredictorKind) -> RunPlan {
     RunPlan {
         workers,
         stop: Stop { iterations: Some(iterations), duration: None },
@@ -120,7 +120,7 @@ fn percentiles_match_a_fixed_sleep_schedule() {
     let (model, inputs) = model(Script::Schedule);
     // The first (unmeasured) call takes schedule slot 0; the 100 measured calls are one full
     // cycle of the schedule.
-    let m = measure(&model, &inputs, 1, &plan(1, 100, PredictorMode::PerThread), 1).unwrap();
+    let m = measure(&model, &inputs, 1, &plan(1, 100, PredictorKind::PerThread), 1).unwrap();
     let t = m.latency.total;
     assert_eq!((m.calls, t.count), (100, 100));
     // A sleep never ends early; it may end late on a busy machine.
@@ -139,7 +139,7 @@ fn percentiles_match_a_fixed_sleep_schedule() {
 
 #[test]
 fn every_worker_counts_toward_one_iteration_budget() {
-    for mode in [PredictorMode::PerThread, PredictorMode::Shared] {
+    for mode in [PredictorKind::PerThread, PredictorKind::Shared] {
         let (model, inputs) = model(Script::FailAt(usize::MAX));
         let m = measure(&model, &inputs, 3, &plan(4, 50, mode), 4).unwrap();
         assert_eq!(m.calls, 50, "{mode}");
@@ -153,7 +153,7 @@ fn duration_stops_the_run() {
     let (model, inputs) = model(Script::Schedule);
     let plan = RunPlan {
         stop: Stop { iterations: None, duration: Some(Duration::from_millis(300)) },
-        ..plan(2, 1, PredictorMode::PerThread)
+        ..plan(2, 1, PredictorKind::PerThread)
     };
     let m = measure(&model, &inputs, 1, &plan, 2).unwrap();
     assert!(m.wall_s >= 0.3 && m.wall_s < 0.5, "wall {}", m.wall_s);
@@ -163,38 +163,38 @@ fn duration_stops_the_run() {
 #[test]
 fn the_first_error_stops_the_run_and_names_its_cause() {
     let (model, inputs) = model(Script::FailAt(30));
-    let err = measure(&model, &inputs, 1, &plan(2, 1000, PredictorMode::PerThread), 2).unwrap_err();
+    let err = measure(&model, &inputs, 1, &plan(2, 1000, PredictorKind::PerThread), 2).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BenchError::Worker { phase: "measurement", .. }), "{err:?}");
     assert!(text.contains("call 30 failed on purpose"), "{text}");
-    assert!(!err.is_user_error(), "an engine failure is not the user's");
+    assert!(!err.kind().is_caller_error(), "an engine failure is not the user's");
 }
 
 #[test]
 fn an_error_during_setup_is_reported_with_its_phase() {
     let (model, inputs) = model(Script::FailAt(0));
-    let err = measure(&model, &inputs, 1, &plan(3, 100, PredictorMode::PerThread), 2).unwrap_err();
+    let err = measure(&model, &inputs, 1, &plan(3, 100, PredictorKind::PerThread), 2).unwrap_err();
     assert!(err.to_string().contains("during first inference"), "{err}");
 }
 
 #[test]
 fn a_panicking_engine_becomes_an_error_not_a_hang() {
     let (model, inputs) = model(Script::PanicAt(10));
-    let err = measure(&model, &inputs, 1, &plan(2, 100, PredictorMode::Shared), 2).unwrap_err();
+    let err = measure(&model, &inputs, 1, &plan(2, 100, PredictorKind::Shared), 2).unwrap_err();
     assert!(err.to_string().contains("panicked: call 10 panicked on purpose"), "{err}");
 }
 
 #[test]
 fn invalid_plans_are_refused() {
     let (model, inputs) = model(Script::Schedule);
-    let zero_workers = RunPlan { workers: 0, ..plan(1, 1, PredictorMode::PerThread) };
+    let zero_workers = RunPlan { workers: 0, ..plan(1, 1, PredictorKind::PerThread) };
     assert!(
         measure(&model, &inputs, 1, &zero_workers, 1)
             .unwrap_err()
             .to_string()
             .contains("worker count 0")
     );
-    let zero_calls = plan(1, 0, PredictorMode::PerThread);
+    let zero_calls = plan(1, 0, PredictorKind::PerThread);
     assert!(
         measure(&model, &inputs, 1, &zero_calls, 1)
             .unwrap_err()

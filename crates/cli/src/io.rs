@@ -6,19 +6,17 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use npyz::{TypeChar, WriterBuilder};
 use serde_json::Value;
-use thrum_core::{DType, Tensor, TensorData};
-
-use crate::Error;
+use thrum::{DType, Error, Tensor, TensorData};
 
 /// The tensor file formats thrum reads, by extension.
 pub const INPUT_FORMATS: &str = ".npy (numpy), .pb (ONNX TensorProto), .json";
 
 fn input_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InputFile { path: path.to_path_buf(), reason: reason.into() }
+    Error::InvalidData { what: format!("input file `{}`", path.display()), reason: reason.into() }
 }
 
 /// Reads a tensor file; `dtype` is the model input's dtype, used by JSON without a `dtype`.
@@ -28,7 +26,7 @@ pub fn read_tensor(path: &Path, dtype: Option<DType>) -> Result<Tensor, Error> {
     match ext.as_str() {
         "npy" => read_npy(path),
         "pb" => {
-            let bytes = std::fs::read(path).map_err(|e| input_error(path, e.to_string()))?;
+            let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
             zoo_decode(path, &bytes)
         }
         "json" => read_json(path, dtype),
@@ -44,10 +42,14 @@ fn zoo_decode(path: &Path, bytes: &[u8]) -> Result<Tensor, Error> {
 
 /// Reads a numpy `.npy` file (C or Fortran order).
 pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
-    let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+    let file = File::open(path).map_err(|e| Error::read(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::read(path, e))?.len();
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .map_err(|e| input_error(path, format!("not a valid .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let shape: Vec<usize> =
+        npy.shape().iter().map(|&d| usize::try_from(d)).collect::<Result<_, _>>().map_err(
+            |_| input_error(path, format!("shape {:?} does not fit in memory", npy.shape())),
+        )?;
     let fortran = npy.order() == npyz::Order::Fortran;
     let npyz::DType::Plain(type_str) = npy.dtype() else {
         return Err(input_error(
@@ -78,6 +80,19 @@ pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
             ));
         }
     };
+    // The header is the file's word: check it before reading (and allocating) what it claims.
+    let count =
+        thrum::tensor::checked_len(dtype, &shape).map_err(|e| input_error(path, e.to_string()))?;
+    let claimed = (count as u64).saturating_mul(dtype.size_of().unwrap_or(1) as u64);
+    if claimed > file_len {
+        return Err(input_error(
+            path,
+            format!(
+                "the header's shape {shape:?} ({dtype}) needs {claimed} bytes of data, but the file \
+                 holds {file_len} bytes in all"
+            ),
+        ));
+    }
     macro_rules! read {
         ($t:ty) => {{
             let data = npy
@@ -272,8 +287,7 @@ fn json_tensor(
 
 /// Writes a tensor as a numpy `.npy` file (C order). bf16, which numpy lacks, is widened to f32.
 pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), Error> {
-    let out_err =
-        |e: std::io::Error| Error::Output { path: PathBuf::from(path), reason: e.to_string() };
+    let out_err = |e: std::io::Error| Error::write(path, e);
     let file = File::create(path).map_err(out_err)?;
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
     let writer = BufWriter::new(file);
@@ -309,8 +323,8 @@ pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), Error> {
         TensorData::Bytes(v) => {
             let width = v.iter().map(Vec::len).max().unwrap_or(0).max(1) as u64;
             let type_str: npyz::TypeStr =
-                format!("|S{width}").parse().map_err(|e| Error::Output {
-                    path: PathBuf::from(path),
+                format!("|S{width}").parse().map_err(|e| Error::InvalidData {
+                    what: format!("output `{}`", path.display()),
                     reason: format!("byte strings of width {width}: {e}"),
                 })?;
             let dtype = npyz::DType::Plain(type_str);

@@ -1,9 +1,9 @@
 //! # thrum
 //!
-//! Fast, multi-threaded deep-learning inference across engines. This crate is the facade:
-//! it re-exports the engine-neutral API of [`thrum_core`], registers the engines compiled in
-//! by cargo feature, resolves `zoo:NAME` model paths, and reads and writes tensor files.
-//! The `thrum` binary is built on it.
+//! Fast, multi-threaded deep-learning inference across engines. This crate is the facade: the
+//! engine-neutral API of [`thrum_core`] re-exported, every engine linked in (each registers
+//! itself, see [`thrum_core::engine::ENGINES`]), and model sources: a path, or `zoo:NAME` for
+//! a model built by thrum. The `thrum` binary is built on it.
 //!
 //! ```
 //! let registry = thrum::registry();
@@ -11,156 +11,108 @@
 //! let source = thrum::model_source("zoo:mlp", engine.as_ref())?;
 //! let model = engine.load(&source, &thrum::Options::default())?;
 //! let mut predictor = model.predictor()?;          // one per thread
-//! let outputs = predictor.predict(model.zero_inputs(1))?;
+//! let outputs = predictor.predict(model.zero_inputs(1)?)?;
 //! assert_eq!(outputs[0].shape(), &[1, 10]);
 //! # Ok::<(), thrum::Error>(())
 //! ```
 //!
-//! Engines are chosen by cargo feature (`tract`, the default). An engine whose feature is off
-//! is still registered and answers with "not compiled in: rebuild with --features X".
+//! Engines whose library is loaded at run time (tract has none; ONNX Runtime and MXNet load
+//! theirs) are in the default build; libtorch is linked at build time, so the `torch` engine is
+//! behind the `torch` feature. An engine whose runtime is not compiled in is still registered
+//! and answers with "not compiled in: rebuild with --features X".
 
 #![forbid(unsafe_code)]
 
-pub mod install;
-pub mod io;
-
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 pub use thrum_core::*;
 pub use thrum_zoo as zoo;
 
-/// The core's error (loading and running models), which [`Error::Core`] wraps.
-pub use thrum_core::Error as CoreError;
+// Every engine, linked in so that it registers itself; one line each. Its runtime is compiled
+// in by this crate's feature of the same name (Cargo.toml).
+pub use thrum_mxnet as mxnet;
+pub use thrum_ort as ort;
+pub use thrum_torch as torch;
+pub use thrum_tract as tract;
 
-/// Result with the facade's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Errors of the facade: the core's, the zoo's, and tensor files'.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Loading or running a model.
-    #[error(transparent)]
-    Core(#[from] thrum_core::Error),
-    /// Building or exporting a zoo model.
-    #[error(transparent)]
-    Zoo(#[from] thrum_zoo::Error),
-    /// A tensor file that cannot be read or is not what was expected.
-    #[error("input file `{}`: {reason}", path.display())]
-    InputFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong, and what was expected.
-        reason: String,
-    },
-    /// Installing an engine's native library failed.
-    #[error("cannot install engine `{engine}`: {reason}")]
-    Install {
-        /// The engine.
-        engine: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// An output that cannot be written.
-    #[error("cannot write `{}`: {reason}", path.display())]
-    Output {
-        /// The file or directory.
-        path: std::path::PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Every engine thrum knows, the ones compiled in and stand-ins for the others.
+/// Every engine thrum knows: the ones compiled in, and stand-ins for the others.
 pub fn registry() -> Registry {
-    let mut registry = Registry::new();
-    #[cfg(feature = "tract")]
-    registry.register(Arc::new(thrum_tract::TractEngine::new()));
-    #[cfg(not(feature = "tract"))]
-    registry.register(Arc::new(NotCompiled::new("tract", "tract")));
-    #[cfg(feature = "ort")]
-    registry.register(Arc::new(thrum_ort::OrtEngine::new()));
-    #[cfg(not(feature = "ort"))]
-    registry.register(Arc::new(NotCompiled::new("ort", "ort")));
-    #[cfg(feature = "torch")]
-    registry.register(Arc::new(thrum_torch::TorchEngine::new()));
-    #[cfg(not(feature = "torch"))]
-    registry.register(Arc::new(NotCompiled::new("torch", "torch")));
-    #[cfg(feature = "mxnet")]
-    registry.register(Arc::new(thrum_mxnet::MxnetEngine::new()));
-    #[cfg(not(feature = "mxnet"))]
-    registry.register(Arc::new(NotCompiled::new("mxnet", "mxnet")));
-    registry
+    Registry::linked()
 }
 
 /// Prefix of model paths that name a zoo model (`zoo:resnet50`).
 pub const ZOO_PREFIX: &str = "zoo:";
 
+/// A model path as given: a file, or a zoo model, checked for existence without building it.
+#[derive(Clone, Debug)]
+pub enum ModelRef {
+    /// A file or directory.
+    Path(PathBuf),
+    /// `zoo:NAME`.
+    Zoo(&'static zoo::ZooModel),
+}
+
+impl ModelRef {
+    /// Parses `zoo:NAME` (checking the zoo has it) or takes a path as is. No I/O.
+    pub fn parse(text: &str) -> Result<ModelRef> {
+        match text.strip_prefix(ZOO_PREFIX) {
+            Some(name) => Ok(ModelRef::Zoo(zoo::find(name)?)),
+            None => Ok(ModelRef::Path(PathBuf::from(text))),
+        }
+    }
+
+    /// The source `engine` loads: the path, or the zoo model built and written once in a
+    /// format the engine reads (see [`model_source`]).
+    pub fn source(&self, engine: &dyn Engine) -> Result<ModelSource> {
+        match self {
+            ModelRef::Path(path) => Ok(ModelSource::path(path)),
+            ModelRef::Zoo(model) => zoo_source(model, engine),
+        }
+    }
+}
+
 /// Resolves a model path for `engine`: a file path as is, or `zoo:NAME`, which builds the zoo
-/// model (default seed) in a format the engine reads (ONNX, else TorchScript).
+/// model (default seed) in a format the engine reads (ONNX where it can).
 ///
 /// Zoo models are written once to `$THRUM_HOME/zoo/<content hash>/NAME.<ext>` and loaded from
 /// there, so that the serialized bytes do not stay resident while a model runs (ResNet-50's
 /// are 100 MB). Without a writable cache ONNX models are loaded from memory.
-pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource, Error> {
-    let Some(name) = path.strip_prefix(ZOO_PREFIX) else {
-        return Ok(ModelSource::path(path));
-    };
-    let zoo_model = zoo::find(name)?;
-    let formats = engine.capabilities().formats;
-    let graph = zoo_model.build(zoo::DEFAULT_SEED);
-    let bytes = zoo::onnx::export(&graph);
-    if formats.contains(&ModelFormat::Onnx) || formats.is_empty() {
-        // An engine with no formats is not compiled in; loading it reports that.
-        return Ok(match cache_file(name, "onnx", &bytes) {
-            Some(file) => ModelSource::path(file),
-            None => ModelSource::memory(name, ModelFormat::Onnx, bytes),
-        });
-    }
-    for (format, zoo_format, file) in [
-        (ModelFormat::TorchScript, zoo::Format::TorchScript, format!("{name}.pt")),
-        (ModelFormat::MxnetSymbol, zoo::Format::Mxnet, format!("{name}-symbol.json")),
-    ] {
-        if formats.contains(&format) {
-            // Keyed by the ONNX bytes: the same weights give the same cache directory.
-            let dir = cache_dir(&bytes);
-            let path = dir.join(&file);
-            if !path.exists() {
-                export_into_cache(&graph, zoo_format, &dir, &file)?;
-            }
-            return Ok(ModelSource::path(path));
-        }
-    }
-    Err(Error::Core(thrum_core::Error::UnsupportedFormat {
-        engine: engine.name(),
-        model: path.into(),
-        reason: format!(
-            "the zoo exports ONNX, TorchScript and MXNet, and `{}` reads {}",
-            engine.name(),
-            formats.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
-        ),
-    }))
+pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource> {
+    ModelRef::parse(path)?.source(engine)
 }
 
-/// Writes a zoo graph to `path` in `format`. TorchScript and MXNet exports need their engine
-/// compiled in (they are written with the engine's own library); without it the error says
-/// which feature to build with.
-pub fn export(
-    graph: &zoo::Graph,
-    format: zoo::Format,
-    path: &std::path::Path,
-) -> Result<(), Error> {
-    match format {
-        zoo::Format::Onnx => std::fs::write(path, zoo::onnx::export(graph))
-            .map_err(|e| Error::Output { path: path.into(), reason: e.to_string() }),
-        #[cfg(feature = "torch")]
-        zoo::Format::TorchScript => Ok(thrum_torch::export_torchscript(graph, path)?),
-        #[cfg(not(feature = "torch"))]
-        zoo::Format::TorchScript => {
-            Err(thrum_core::Error::EngineNotCompiled { engine: "torch", feature: "torch" }.into())
-        }
-        zoo::Format::Mxnet => Ok(thrum_mxnet_export(graph, path)?),
+fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSource> {
+    let name = zoo_model.name;
+    let formats = engine.info().formats;
+    let graph = zoo_model.build(zoo::DEFAULT_SEED);
+    let bytes = zoo::onnx::export(&graph);
+    if formats.contains(&ModelFormat::ONNX) {
+        return Ok(match cache_file(name, "onnx", &bytes) {
+            Some(file) => ModelSource::path(file),
+            None => ModelSource::memory(name, ModelFormat::ONNX, bytes),
+        });
     }
+    let exportable = zoo::export_formats();
+    let Some(format) = formats.iter().find(|f| exportable.contains(f)) else {
+        return Err(Error::UnsupportedFormat {
+            engine: engine.name(),
+            model: format!("{ZOO_PREFIX}{name}"),
+            reason: format!(
+                "the zoo exports {}, and `{}` reads {}",
+                exportable.iter().map(|f| f.name).collect::<Vec<_>>().join(", "),
+                engine.name(),
+                formats.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    };
+    // Keyed by the ONNX bytes: the same weights give the same cache directory.
+    let dir = cache_dir(&bytes);
+    let file = format!("{name}{}", format.suffixes[0]);
+    let path = dir.join(&file);
+    if !path.exists() {
+        export_into_cache(&graph, *format, &dir, &file)?;
+    }
+    Ok(ModelSource::path(path))
 }
 
 /// Exports into a private directory, then moves every file written (the model last, as its
@@ -168,25 +120,21 @@ pub fn export(
 /// export.
 fn export_into_cache(
     graph: &zoo::Graph,
-    format: zoo::Format,
-    dir: &std::path::Path,
+    format: ModelFormat,
+    dir: &Path,
     file: &str,
-) -> Result<(), Error> {
-    let io = |path: &std::path::Path, e: std::io::Error| Error::Output {
-        path: path.into(),
-        reason: e.to_string(),
-    };
+) -> Result<()> {
     let staging = dir.join(format!(".export-{}", std::process::id()));
-    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
-    let result = export(graph, format, &staging.join(file)).and_then(|()| {
+    std::fs::create_dir_all(&staging).map_err(|e| Error::write(&staging, e))?;
+    let result = zoo::export(graph, format, &staging.join(file)).and_then(|()| {
         let mut written: Vec<_> = std::fs::read_dir(&staging)
-            .map_err(|e| io(&staging, e))?
+            .map_err(|e| Error::read(&staging, e))?
             .filter_map(|entry| entry.ok().map(|e| e.file_name()))
             .collect();
         written.sort_by_key(|name| name.as_os_str() == std::ffi::OsStr::new(file));
         for name in written {
             std::fs::rename(staging.join(&name), dir.join(&name))
-                .map_err(|e| io(&dir.join(&name), e))?;
+                .map_err(|e| Error::write(dir.join(&name), e))?;
         }
         Ok(())
     });
@@ -194,18 +142,7 @@ fn export_into_cache(
     result
 }
 
-/// MXNet's export is written by thrum itself (no library needed), so it is always available.
-fn thrum_mxnet_export(graph: &zoo::Graph, path: &std::path::Path) -> Result<(), Error> {
-    #[cfg(feature = "mxnet")]
-    return Ok(thrum_mxnet::export_mxnet(graph, path)?);
-    #[cfg(not(feature = "mxnet"))]
-    {
-        let _ = (graph, path);
-        Err(thrum_core::Error::EngineNotCompiled { engine: "mxnet", feature: "mxnet" }.into())
-    }
-}
-
-fn cache_dir(bytes: &[u8]) -> std::path::PathBuf {
+fn cache_dir(bytes: &[u8]) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
@@ -214,7 +151,7 @@ fn cache_dir(bytes: &[u8]) -> std::path::PathBuf {
 
 /// Writes `bytes` to `$THRUM_HOME/zoo/<hash>/<name>.<ext>` unless already there; `None` when
 /// the cache cannot be written.
-fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<std::path::PathBuf> {
+fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<PathBuf> {
     let dir = cache_dir(bytes);
     let file = dir.join(format!("{name}.{ext}"));
     if std::fs::metadata(&file).is_ok_and(|m| m.len() == bytes.len() as u64) {
@@ -226,4 +163,44 @@ fn cache_file(name: &str, ext: &str, bytes: &[u8]) -> Option<std::path::PathBuf>
     std::fs::write(&partial, bytes).ok()?;
     std::fs::rename(&partial, &file).ok()?;
     Some(file)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail by panicking
+
+    #[test]
+    fn every_engine_is_registered_once() {
+        let names = super::registry().names();
+        for engine in ["tract", "ort", "torch", "mxnet"] {
+            assert_eq!(names.iter().filter(|n| **n == engine).count(), 1, "{names:?}");
+        }
+    }
+
+    /// `docs/configuration.md` must hold the generated table verbatim and name every other
+    /// environment variable: the docs and the code cannot drift apart. `UPDATE_DOCS=1 cargo
+    /// test -p thrum configuration_doc` rewrites the table.
+    #[test]
+    fn configuration_doc_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let mut doc = std::fs::read_to_string(path).unwrap();
+        let table = crate::config::markdown_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() && !doc.contains(&table) {
+            let start = doc.find("| key | env var |").expect("the doc has an options table");
+            let end = doc[start..].find("\n\n").map_or(doc.len(), |i| start + i + 1);
+            doc.replace_range(start..end, &table);
+            std::fs::write(path, &doc).unwrap();
+        }
+        assert!(
+            doc.contains(&table),
+            "docs/configuration.md is out of date: run `UPDATE_DOCS=1 cargo test -p thrum \
+             configuration_doc`, or replace its options table with:\n{table}"
+        );
+        for (name, _) in crate::config::OTHER_ENV_VARS {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md does not document {name}"
+            );
+        }
+    }
 }

@@ -1,7 +1,11 @@
-//! The `thrum` command line: argument parsing lives in `cli/`, each command in its own file.
+//! The `thrum` command line. Each concern of the binary has its own module: argument parsing
+//! and the commands in `cli/` (one file per command), tensor files in `io`, the engine
+//! installer in `install`, the allocator set-up in `allocator`.
 
 mod allocator;
 mod cli;
+mod install;
+mod io;
 
 use std::process::ExitCode;
 
@@ -17,7 +21,7 @@ fn main() -> ExitCode {
                 // `thrum … | head` closed the pipe: not an error of ours.
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::describe(&err));
             ExitCode::from(cli::exit_code(&err))
         }
     }

@@ -201,15 +201,33 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             vec!["-p".into(), "zoo:mlp".into(), "-s".into(), "(1,64)f,(1,64)f".into()],
             "invalid 2 input shape(s) for model `mlp`; expected 1",
         ),
-        (vec!["-c".into(), "0".into()], "invalid --iteration 0; expected at least 1 call"),
-        (vec!["-c".into(), "-5".into()], "invalid --iteration -5"),
+        (
+            vec!["-c".into(), "0".into()],
+            "invalid value '0' for '--iteration <N>': expected at least 1",
+        ),
+        (vec!["-c".into(), "-5".into()], "invalid value '-5' for '--iteration <N>'"),
         (
             vec!["-d".into(), "0".into()],
-            "invalid --duration 0; expected a number of seconds above 0",
+            "invalid value '0' for '--duration <SECONDS>': expected a number of seconds above 0",
         ),
-        (vec!["-d".into(), "-1.5".into()], "invalid --duration -1.5"),
-        (vec!["-b".into(), "0".into()], "invalid --batch-size 0"),
-        (vec!["-w".into(), "-1".into()], "invalid --warmup-iteration -1"),
+        (vec!["-d".into(), "-1.5".into()], "invalid value '-1.5' for '--duration <SECONDS>'"),
+        (
+            vec!["-b".into(), "0".into()],
+            "invalid value '0' for '--batch-size <N>': expected at least 1",
+        ),
+        (
+            vec!["-b".into(), "99999999999".into()],
+            "invalid value '99999999999' for '--batch-size <N>': expected at most 4294967296",
+        ),
+        (
+            vec!["-p".into(), "zoo:mlp".into(), "-b".into(), "4294967296".into()],
+            "a f32 tensor of shape [4294967296, 64] would hold 274877906944 elements",
+        ),
+        (
+            vec!["-s".into(), "(4294967296,4294967296)f".into()],
+            "would hold more elements than a 64-bit count can hold",
+        ),
+        (vec!["-w".into(), "-1".into()], "invalid value '-1' for '--warmup-iteration <N>'"),
         (vec!["-e".into(), "caffe".into()], "unknown engine `caffe`"),
         (
             vec!["--model-options".into(), "threads=2".into()],
@@ -221,11 +239,15 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         ),
         (
             vec!["--sweep".into(), "cores=1,2".into()],
-            "invalid sweep key `cores`; expected one of threads, intra, inter, batch, predictor",
+            "invalid sweep key `cores`; expected one of threads",
+        ),
+        (
+            vec!["--sweep".into(), "ort.execution_mode=fast".into()],
+            "invalid sweep value `fast` for `ort.execution_mode`; expected sequential or parallel",
         ),
         (
             vec!["--predictor".into(), "pooled".into()],
-            "invalid predictor mode `pooled`; expected per-thread or shared",
+            "invalid value 'pooled' for '--predictor <MODE>': expected per-thread or shared",
         ),
         (vec!["--plot".into(), "x.svg".into()], "--plot without --sweep"),
         (vec!["--onednn".into()], "engine `tract` does not support oneDNN"),
@@ -241,4 +263,22 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             predicate::str::contains(message).and(predicate::str::contains("panicked").not()),
         );
     }
+}
+
+#[test]
+fn arguments_are_checked_before_any_model_is_built() {
+    // A fresh THRUM_HOME: building zoo:resnet50 would write it to the zoo cache there.
+    let home = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    thrum()
+        .env("THRUM_HOME", home.path())
+        .args(["bench", "-p", "zoo:resnet50", "-b", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("'--batch-size <N>'"));
+    assert!(
+        !home.path().join("zoo").exists(),
+        "the model was exported before the batch size was checked"
+    );
+    eprintln!("refused in {:?}", start.elapsed());
 }

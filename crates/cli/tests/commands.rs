@@ -7,22 +7,41 @@ mod common;
 use common::thrum;
 use predicates::prelude::*;
 
+/// The subcommands `--help` lists under "Commands:".
+fn subcommands(help: &str) -> Vec<String> {
+    help.split("Commands:")
+        .nth(1)
+        .map(|section| {
+            section
+                .lines()
+                .skip(1)
+                .take_while(|l| l.starts_with("  "))
+                // A command's line starts at two spaces; deeper lines continue a description.
+                .filter(|l| !l.starts_with("   "))
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|name| *name != "help")
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn every_command_has_help() {
-    for args in [
-        vec![],
-        vec!["predict"],
-        vec!["engines"],
-        vec!["zoo"],
-        vec!["zoo", "list"],
-        vec!["zoo", "export"],
-    ] {
-        thrum()
-            .args(&args)
-            .arg("--help")
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("Usage: thrum"));
+    // Walks the command tree from the top, so a new command is covered without editing here.
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    while let Some(args) = pending.pop() {
+        let out = thrum().args(&args).arg("--help").assert().success().get_output().stdout.clone();
+        let help = String::from_utf8(out).unwrap();
+        assert!(help.contains("Usage: thrum"), "{args:?}:\n{help}");
+        for sub in subcommands(&help) {
+            pending.push(args.iter().cloned().chain([sub]).collect());
+        }
+        seen.push(args.join(" "));
+    }
+    for command in ["bench", "predict", "engines", "engines install", "zoo list", "zoo export"] {
+        assert!(seen.iter().any(|s| s == command), "`{command}` not reached: {seen:?}");
     }
 }
 
@@ -74,7 +93,7 @@ fn exported_onnx_runs_like_the_zoo_model() {
     let (a, b) = (work.path().join("a.npy"), work.path().join("b.npy"));
     thrum().args(["predict", "-p", "zoo:mlp", "-o"]).arg(&a).assert().success();
     thrum().args(["predict", "-p"]).arg(&path).arg("-o").arg(&b).assert().success();
-    assert!(thrum::io::read_npy(&a).unwrap().bit_eq(&thrum::io::read_npy(&b).unwrap()));
+    assert!(common::io::read_npy(&a).unwrap().bit_eq(&common::io::read_npy(&b).unwrap()));
 }
 
 #[test]
@@ -86,8 +105,9 @@ fn export_problems_are_clear_errors() {
         .assert()
         .code(2)
         .stderr(
-            predicate::str::contains("cannot tell the format of")
-                .and(predicate::str::contains("pass --format")),
+            predicate::str::contains("invalid value")
+                .and(predicate::str::contains("mlp.bin"))
+                .and(predicate::str::contains("--format onnx|torchscript|mxnet")),
         );
     thrum()
         .args(["zoo", "export", "mlp", "--format", "tflite", "-o", "x"])
@@ -99,4 +119,24 @@ fn export_problems_are_clear_errors() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unknown zoo model `vgg`"));
+}
+
+#[test]
+fn install_names_are_checked_before_anything_is_downloaded() {
+    let home = tempfile::tempdir().unwrap();
+    thrum()
+        .env("THRUM_HOME", home.path())
+        .args(["engines", "install", "ort", "caffe"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown installable engine `caffe`; known installable engines: ort, torch, mxnet",
+        ));
+    thrum()
+        .env("THRUM_HOME", home.path())
+        .args(["engines", "install", "tract"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("tract needs nothing installed"));
+    assert!(!home.path().join("engines").exists(), "something was installed");
 }

@@ -59,7 +59,7 @@ fn an_incompatible_version_is_named_with_its_path() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(format!(
-            "ONNX Runtime 1.20.1 at `{}` is not compatible: thrum needs 1.24 or newer",
+            "`{}`: ONNX Runtime 1.20.1 is not compatible: thrum needs 1.24 or newer",
             old.display()
         )));
 }
@@ -138,4 +138,54 @@ fn memory_report_stays_flat_on_resnet50_for_ort_and_tract() {
         let ratio = last["ratio_to_first"].as_f64().unwrap();
         assert!(ratio <= 1.15, "{engine}: RSS with 8 predictors is {ratio:.3}x that with 1");
     }
+}
+
+#[test]
+fn a_sweep_varies_an_engine_option() {
+    thrum_testkit::require_engine!("ort");
+    let out = thrum()
+        .args(["bench", "-e", "ort", "-p", "zoo:mlp", "-c", "40", "-t", "1", "-w", "1", "-q"])
+        .args(["--sweep", "ort.execution_mode=sequential,parallel", "--json", "-"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let sweep: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let modes: Vec<&str> = sweep["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["options"]["ort.execution_mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["sequential", "parallel"]);
+}
+
+#[test]
+fn a_sweep_over_a_process_wide_setting_runs_a_process_per_value() {
+    thrum_testkit::require_engine!("ort");
+    let out = thrum()
+        .args(["bench", "-e", "ort", "-p", "zoo:mlp", "-c", "40", "-t", "1", "-w", "1", "-q"])
+        .args(["--sweep", "ort.global_thread_pools=false,true", "threads=1,2", "--json", "-"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let sweep: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let points = sweep["points"].as_array().unwrap();
+    let seen: Vec<(String, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["options"]["ort.global_thread_pools"].as_str().unwrap().to_string(),
+                p["threads"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("false".into(), 1), ("false".into(), 2), ("true".into(), 1), ("true".into(), 2)]
+    );
+    assert!(points.iter().any(|p| p["pareto"] == true));
 }

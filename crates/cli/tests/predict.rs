@@ -42,7 +42,7 @@ fn predict_on_every_light_model_matches_the_onnx_reference_outputs() {
         )
         .unwrap();
         let input_path = work.path().join(format!("{name}_in.npy"));
-        thrum::io::write_npy(&input_path, &input).unwrap();
+        common::io::write_npy(&input_path, &input).unwrap();
         let out_path = work.path().join(format!("{name}_out.npy"));
         thrum()
             .args(["predict", "-p"])
@@ -53,9 +53,9 @@ fn predict_on_every_light_model_matches_the_onnx_reference_outputs() {
             .arg(&out_path)
             .assert()
             .success();
-        let got = thrum::io::read_npy(&out_path).unwrap();
+        let got = common::io::read_npy(&out_path).unwrap();
         let reference =
-            thrum::io::read_tensor(&dir.join(format!("light_{name}_output_0.pb")), None).unwrap();
+            common::io::read_tensor(&dir.join(format!("light_{name}_output_0.pb")), None).unwrap();
         assert_eq!(got.shape(), reference.shape(), "{name}");
         let rtol = if name == "densenet121" { 2e-3 } else { 1e-3 };
         let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
@@ -86,11 +86,11 @@ fn output_file_gets_the_first_output_and_a_directory_gets_all() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("first.npy");
     thrum().args(["predict", "-p", "zoo:mlp", "-o"]).arg(&file).assert().success();
-    assert_eq!(thrum::io::read_npy(&file).unwrap().shape(), &[1, 10]);
+    assert_eq!(common::io::read_npy(&file).unwrap().shape(), &[1, 10]);
 
     let dir = work.path().join("outs");
     thrum().args(["predict", "-p", "zoo:transformer", "-o"]).arg(&dir).assert().success();
-    let saved = thrum::io::read_npy(&dir.join("last_hidden_state.npy")).unwrap();
+    let saved = common::io::read_npy(&dir.join("last_hidden_state.npy")).unwrap();
     assert_eq!(saved.shape(), &[1, 128, 128]);
 }
 
@@ -106,9 +106,10 @@ fn inputs_are_read_from_npy_pb_and_json_by_position_or_name() {
         2,
         5,
     )
+    .unwrap()
     .remove(0);
     let npy = work.path().join("x.npy");
-    thrum::io::write_npy(&npy, &x).unwrap();
+    common::io::write_npy(&npy, &x).unwrap();
     let pb = work.path().join("x.pb");
     std::fs::write(&pb, thrum::zoo::onnx::encode_tensor("input", &x)).unwrap();
     let json = work.path().join("x.json");
@@ -136,7 +137,7 @@ fn inputs_are_read_from_npy_pb_and_json_by_position_or_name() {
             .arg(&out)
             .assert()
             .success();
-        saved.push(thrum::io::read_npy(&out).unwrap());
+        saved.push(common::io::read_npy(&out).unwrap());
     }
     assert_eq!(saved[0].shape(), &[2, 10]);
     assert!(
@@ -149,11 +150,30 @@ fn inputs_are_read_from_npy_pb_and_json_by_position_or_name() {
 fn input_problems_are_clear_errors_with_exit_code_2() {
     let work = tempfile::tempdir().unwrap();
     let x = work.path().join("x.npy");
-    thrum::io::write_npy(&x, &Tensor::zeros(DType::F32, &[1, 64])).unwrap();
+    common::io::write_npy(&x, &Tensor::zeros(DType::F32, &[1, 64]).unwrap()).unwrap();
     let bad_dtype = work.path().join("ids.npy");
-    thrum::io::write_npy(&bad_dtype, &Tensor::zeros(DType::I64, &[1, 64])).unwrap();
+    common::io::write_npy(&bad_dtype, &Tensor::zeros(DType::I64, &[1, 64]).unwrap()).unwrap();
+    // A .npy header claiming a 2^62-element dimension, and no data.
+    let huge = work.path().join("huge.npy");
+    let mut header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4611686018427387904), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    std::fs::write(&huge, bytes).unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--input".into(), "missing.npy".into()], "input file `missing.npy` does not exist"),
+        (
+            vec!["--input".into(), "missing.npy".into()],
+            "cannot read input file `missing.npy`: it does not exist",
+        ),
+        (
+            vec!["--input".into(), huge.display().to_string()],
+            "would hold 4611686018427387904 elements",
+        ),
         (
             vec![
                 "--input".into(),
@@ -199,7 +219,7 @@ fn model_and_engine_problems_are_clear_errors_with_exit_code_2() {
         (vec!["-p".into(), empty.display().to_string()], "is empty (0 bytes)"),
         (
             vec!["-p".into(), "zoo:vgg".into()],
-            "unknown zoo model `vgg`; the zoo has: mlp, resnet18, resnet50, transformer",
+            "unknown zoo model `vgg`; known zoo models: mlp, resnet18, resnet50, transformer",
         ),
         (
             vec!["-p".into(), "zoo:mlp".into(), "-e".into(), "tensorflow".into()],
@@ -207,7 +227,7 @@ fn model_and_engine_problems_are_clear_errors_with_exit_code_2() {
         ),
         (
             vec!["-p".into(), "zoo:mlp".into(), "--model-options".into(), "intra_threads=2".into()],
-            "unknown option `intra_threads` in model options; valid options: intra_op_threads",
+            "unknown option `intra_threads` in model options; did you mean `intra_op_threads`?",
         ),
         (
             vec!["-p".into(), "zoo:mlp".into(), "--intra-op-threads".into(), "0".into()],
@@ -239,4 +259,15 @@ fn options_come_from_a_toml_file_and_the_environment() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("invalid value `sometimes` for option `tract.optimize` (from $THRUM_TRACT_OPTIMIZE); expected true or false"));
+    // An unknown THRUM_* variable is a warning naming the closest, not an error: environments
+    // (a Kubernetes pod's) carry variables of other thrum versions.
+    thrum()
+        .args(["predict", "-p", "zoo:mlp"])
+        .env("THRUM_TRACT_OPTIMISE", "false")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: ignoring unknown environment variable THRUM_TRACT_OPTIMISE; did you mean \
+             THRUM_TRACT_OPTIMIZE?",
+        ));
 }

@@ -34,7 +34,7 @@ fn predict(
         .arg(out)
         .assert()
         .success();
-    thrum::io::read_npy(out).unwrap()
+    common::io::read_npy(out).unwrap()
 }
 
 /// `zoo:NAME` on torch is the TorchScript export of the same weights as the ONNX export the
@@ -49,7 +49,8 @@ fn zoo_models_agree_across_torch_tract_and_ort() {
     for name in ["mlp", "resnet18", "resnet50", "transformer"] {
         let graph = thrum::zoo::find(name).unwrap().build(thrum::zoo::DEFAULT_SEED);
         let input = dir.path().join(format!("{name}-input.npy"));
-        thrum::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5)[0]).unwrap();
+        common::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5).unwrap()[0])
+            .unwrap();
         let model = format!("zoo:{name}");
         let torch = predict("torch", &model, &input, &dir.path().join(format!("{name}-torch.npy")));
         for engine in &engines {

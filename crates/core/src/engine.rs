@@ -1,72 +1,207 @@
-//! [`Engine`]: a runtime that loads models; [`Registry`]: engines found by name.
+//! [`Engine`]: a runtime that loads models; [`EngineInfo`]: what each engine declares about
+//! itself (name, formats, options, installer, feature); [`Registry`]: engines found by name.
+//!
+//! Every engine crate registers one [`EngineInfo`] in [`ENGINES`] (a link-time list: a crate
+//! that is linked is registered, see [`register_engine!`](crate::register_engine)). The
+//! registry, option parsing, format detection, `thrum engines install` and the test helpers
+//! all read that one table, so adding an engine touches no list anywhere else.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::Options;
+use crate::config::{OptionKey, Options, Scope};
 use crate::error::{Error, Result};
+use crate::install::Package;
 use crate::model::Model;
 
-/// The file formats thrum's engines read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ModelFormat {
-    /// ONNX protobuf (`.onnx`).
-    Onnx,
-    /// NNEF, tract's native format (`.nnef`, `.nnef.tar`, `.nnef.tgz`, or a directory).
-    Nnef,
-    /// TorchScript archive (`.pt`, `.pth`, `.torchscript`).
-    TorchScript,
-    /// MXNet symbol JSON with its `.params` file (`NAME-symbol.json`).
-    MxnetSymbol,
+/// A model file format: how users name it and how its files are recognised.
+///
+/// Formats are data that engines declare in their [`EngineInfo`]; two formats are the same
+/// when their ids are (tract and ONNX Runtime both read [`ModelFormat::ONNX`]).
+#[derive(Clone, Copy, Debug, Eq)]
+pub struct ModelFormat {
+    /// Short id: `onnx`, `nnef`, `torchscript`, `mxnet`. What `--format` takes.
+    pub id: &'static str,
+    /// Human name: `ONNX`.
+    pub name: &'static str,
+    /// File-name suffixes, lower case, most specific first; the first is what exports write.
+    pub suffixes: &'static [&'static str],
+    /// For a format stored as a directory, a file inside that marks one (`graph.nnef`).
+    pub directory_marker: Option<&'static str>,
 }
 
 impl ModelFormat {
-    /// Human name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelFormat::Onnx => "ONNX",
-            ModelFormat::Nnef => "NNEF",
-            ModelFormat::TorchScript => "TorchScript",
-            ModelFormat::MxnetSymbol => "MXNet symbol",
+    /// ONNX, the interchange format several engines read and the zoo writes.
+    pub const ONNX: ModelFormat =
+        ModelFormat { id: "onnx", name: "ONNX", suffixes: &[".onnx"], directory_marker: None };
+
+    /// True when `path` looks like a file (or directory) of this format.
+    pub fn matches(&self, path: &Path) -> bool {
+        if let Some(marker) = self.directory_marker
+            && path.join(marker).is_file()
+        {
+            return true;
         }
+        let Some(name) = path.file_name() else { return false };
+        let name = name.to_string_lossy().to_ascii_lowercase();
+        self.suffixes.iter().any(|s| name.ends_with(s) && name.len() > s.len())
     }
 
-    /// Guesses the format from a file name.
-    pub fn from_path(path: &Path) -> Option<ModelFormat> {
-        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        if name.ends_with(".onnx") {
-            Some(ModelFormat::Onnx)
-        } else if name.ends_with(".nnef")
-            || name.ends_with(".nnef.tar")
-            || name.ends_with(".nnef.tgz")
-            || name.ends_with(".nnef.tar.gz")
-        {
-            Some(ModelFormat::Nnef)
-        } else if name.ends_with(".pt") || name.ends_with(".pth") || name.ends_with(".torchscript")
-        {
-            Some(ModelFormat::TorchScript)
-        } else if name.ends_with("-symbol.json") || name.ends_with(".json") {
-            Some(ModelFormat::MxnetSymbol)
-        } else {
-            None
-        }
+    /// The format of `path` among every registered engine's formats, if one matches.
+    pub fn detect(path: &Path) -> Option<ModelFormat> {
+        all_formats().into_iter().find(|f| f.matches(path))
+    }
+
+    /// The format whose id is `id` (`onnx`, `torchscript`…), or an error listing them.
+    pub fn by_id(id: &str) -> Result<ModelFormat> {
+        let formats = all_formats();
+        let lower = id.trim().to_ascii_lowercase();
+        formats.iter().copied().find(|f| f.id == lower).ok_or_else(|| Error::Unknown {
+            what: "model format",
+            name: id.into(),
+            known: formats.iter().map(|f| f.id).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+impl PartialEq for ModelFormat {
+    fn eq(&self, other: &ModelFormat) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Hash for ModelFormat {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
     }
 }
 
 impl fmt::Display for ModelFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.name)
     }
+}
+
+impl serde::Serialize for ModelFormat {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id)
+    }
+}
+
+/// Every format some registered engine reads, each once, in registration order.
+pub fn all_formats() -> Vec<ModelFormat> {
+    let mut formats: Vec<ModelFormat> = Vec::new();
+    for info in infos() {
+        for f in info.formats {
+            if !formats.contains(f) {
+                formats.push(*f);
+            }
+        }
+    }
+    formats
+}
+
+/// What an engine declares about itself, registered once per engine crate in [`ENGINES`].
+///
+/// It is plain data, compiled whether or not the engine's runtime is: `thrum engines`,
+/// `docs/configuration.md` and option parsing know every engine in every build.
+pub struct EngineInfo {
+    /// Canonical name: `ort`.
+    pub name: &'static str,
+    /// Human name: `ONNX Runtime`.
+    pub title: &'static str,
+    /// Other names users type, lower case (DJL's among them): `onnxruntime`.
+    pub aliases: &'static [&'static str],
+    /// Model formats it loads.
+    pub formats: &'static [ModelFormat],
+    /// The `thrum` crate's cargo feature that compiles its runtime in.
+    pub feature: &'static str,
+    /// What building with that feature needs, for the "not compiled in" message (may be empty).
+    pub build_note: &'static str,
+    /// Its option keys (`ort.execution_mode`…).
+    pub options: &'static [OptionKey],
+    /// Engine-neutral keys this engine fixes once per process (libtorch's inter-op threads;
+    /// everything libmxnet reads when it loads), besides its own keys of scope `process`.
+    pub process_keys: &'static [&'static str],
+    /// What `thrum engines install NAME` installs for it (one package per flavour).
+    pub packages: &'static [Package],
+    /// Position in listings (tract 0, ort 10…).
+    pub order: u32,
+    /// The engine: the real one when its runtime is compiled in, else a [`NotCompiled`].
+    pub engine: fn() -> Arc<dyn Engine>,
+}
+
+impl fmt::Debug for EngineInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineInfo").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl EngineInfo {
+    /// When `key` takes effect for this engine: its own table's scope, [`Scope::Process`] for
+    /// the engine-neutral keys it fixes per process, the neutral table's scope otherwise;
+    /// `None` for a key that is neither the engine's nor engine-neutral.
+    pub fn scope(&self, key: &str) -> Option<Scope> {
+        if self.process_keys.contains(&key) {
+            return Some(Scope::Process);
+        }
+        self.options
+            .iter()
+            .chain(crate::config::KEYS.iter())
+            .find(|k| k.key == key)
+            .map(|k| k.scope)
+    }
+
+    /// True when `name` (any case) is this engine's name or one of its aliases.
+    pub fn is_called(&self, name: &str) -> bool {
+        let lower = name.trim().to_ascii_lowercase();
+        self.name == lower || self.aliases.contains(&lower.as_str())
+    }
+}
+
+/// Every engine linked into this program, registered by its crate.
+#[linkme::distributed_slice]
+pub static ENGINES: [EngineInfo];
+
+/// Registers an engine's [`EngineInfo`] in [`ENGINES`]; an engine crate does this once:
+///
+/// ```text
+/// thrum_core::register_engine!(INFO = EngineInfo { name: "ort", /* … */ });
+/// ```
+#[macro_export]
+macro_rules! register_engine {
+    ($name:ident = $info:expr) => {
+        /// This engine's entry in thrum's engine table.
+        #[$crate::linkme::distributed_slice($crate::engine::ENGINES)]
+        #[linkme(crate = $crate::linkme)]
+        pub static $name: $crate::engine::EngineInfo = $info;
+    };
+}
+
+/// Every registered engine's info, in [`EngineInfo::order`].
+pub fn infos() -> Vec<&'static EngineInfo> {
+    let mut all: Vec<&'static EngineInfo> = ENGINES.iter().collect();
+    all.sort_by_key(|i| (i.order, i.name));
+    all
+}
+
+/// The registered engine called `name` (or an alias of it).
+pub fn info(name: &str) -> Result<&'static EngineInfo> {
+    let all = infos();
+    all.iter().copied().find(|i| i.is_called(name)).ok_or_else(|| Error::Unknown {
+        what: "engine",
+        name: name.trim().into(),
+        known: all.iter().map(|i| i.name).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Where a model comes from: a path, or bytes already in memory.
 #[derive(Clone, Debug)]
 pub enum ModelSource {
-    /// A file (or an NNEF directory).
+    /// A file (or a directory, for formats stored as one).
     Path(PathBuf),
     /// Serialized model bytes, e.g. a zoo model exported in memory.
     Memory {
@@ -94,56 +229,51 @@ impl ModelSource {
         ModelSource::Memory { name: name.into(), format, bytes: bytes.into() }
     }
 
-    /// The model's name for messages: the file name without its model extension, or the name
+    /// The model's name for messages: the file name without its format's suffix, or the name
     /// given with the bytes.
     pub fn name(&self) -> String {
         match self {
             ModelSource::Path(path) => {
                 let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
                 let file = file.unwrap_or_else(|| path.display().to_string());
-                for ext in [
-                    ".onnx",
-                    ".nnef.tgz",
-                    ".nnef.tar.gz",
-                    ".nnef.tar",
-                    ".nnef",
-                    ".pt",
-                    ".pth",
-                    "-symbol.json",
-                ] {
-                    if let Some(stem) = file.strip_suffix(ext) {
-                        return stem.to_string();
-                    }
-                }
-                file
+                let lower = file.to_ascii_lowercase();
+                let suffix = all_formats()
+                    .iter()
+                    .flat_map(|f| f.suffixes.iter())
+                    .filter(|s| lower.ends_with(*s) && lower.len() > s.len())
+                    .max_by_key(|s| s.len())
+                    .map_or(0, |s| s.len());
+                file[..file.len() - suffix].to_string()
             }
             ModelSource::Memory { name, .. } => name.clone(),
         }
     }
 
-    /// The format, from the bytes' declared format or the path's extension.
+    /// The format, from the bytes' declared format or the path's name; `None` when no
+    /// registered format matches (an engine then tries its own).
     pub fn format(&self) -> Option<ModelFormat> {
         match self {
-            ModelSource::Path(path) => ModelFormat::from_path(path),
+            ModelSource::Path(path) => ModelFormat::detect(path),
             ModelSource::Memory { format, .. } => Some(*format),
         }
     }
 
-    /// Checks that the source is in `format` (one whose format is unknown is left to the
-    /// engine's parser), then [`ModelSource::check_file`]. `reads` says what the engine reads,
-    /// for the error ("ONNX Runtime reads ONNX models", then ", not TorchScript").
+    /// Checks that the source is in one of `formats` (a source whose format is unknown is
+    /// left to the engine's parser: exports may be written under any name), then
+    /// [`ModelSource::check_file`]. `reads` says what the engine reads, for the error
+    /// ("ONNX Runtime reads ONNX models", then ", not TorchScript").
     pub fn check_format(
         &self,
         engine: &'static str,
-        format: ModelFormat,
+        formats: &[ModelFormat],
         reads: &str,
         expected: &str,
     ) -> Result<()> {
         match self.format() {
-            Some(found) if found != format => Err(Error::UnsupportedFormat {
+            Some(found) if !formats.contains(&found) => Err(Error::UnsupportedFormat {
                 engine,
                 model: self.name(),
-                reason: format!("{reads}, not {}", found.name()),
+                reason: format!("{reads}, not {}", found.name),
             }),
             _ => self.check_file(expected),
         }
@@ -165,9 +295,9 @@ impl ModelSource {
     pub fn read(&self, expected: &str) -> Result<Cow<'_, [u8]>> {
         self.check_file(expected)?;
         match self {
-            ModelSource::Path(path) => std::fs::read(path)
-                .map(Cow::Owned)
-                .map_err(|source| Error::Io { path: path.clone(), source }),
+            ModelSource::Path(path) => {
+                std::fs::read(path).map(Cow::Owned).map_err(|source| Error::read(path, source))
+            }
             ModelSource::Memory { bytes, .. } => Ok(Cow::Borrowed(bytes)),
         }
     }
@@ -177,7 +307,7 @@ impl ModelSource {
 pub fn check_model_file(path: &Path, expected: &str) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::ModelNotFound { path: path.to_path_buf() },
-        _ => Error::Io { path: path.to_path_buf(), source },
+        _ => Error::read(path, source),
     })?;
     if meta.is_dir() {
         return Err(Error::ModelIsDirectory {
@@ -221,19 +351,12 @@ pub struct Capabilities {
     pub onednn: Support,
     /// Devices it can run on (`cpu`, `cuda:0`…).
     pub devices: Vec<String>,
-    /// Model formats it reads.
-    pub formats: Vec<ModelFormat>,
 }
 
 impl Capabilities {
     /// Capabilities from their parts.
-    pub fn new(
-        shared_predictor: Support,
-        onednn: Support,
-        devices: Vec<String>,
-        formats: Vec<ModelFormat>,
-    ) -> Capabilities {
-        Capabilities { shared_predictor, onednn, devices, formats }
+    pub fn new(shared_predictor: Support, onednn: Support, devices: Vec<String>) -> Capabilities {
+        Capabilities { shared_predictor, onednn, devices }
     }
 }
 
@@ -311,12 +434,17 @@ impl EngineCheck {
 
 /// An inference runtime that loads models (tract, ONNX Runtime, libtorch, MXNet).
 ///
-/// Engines are registered in a [`Registry`] and looked up by name. An engine whose cargo
-/// feature is off is represented by [`NotCompiled`], which answers every call with a
-/// "not compiled in" error through this same trait.
+/// Engines are registered in [`ENGINES`] and looked up by name in a [`Registry`]. An engine
+/// whose runtime is not compiled in is represented by [`NotCompiled`], which answers every
+/// call with a "not compiled in" error through this same trait.
 pub trait Engine: Send + Sync + 'static {
+    /// What the engine declares about itself.
+    fn info(&self) -> &'static EngineInfo;
+
     /// Canonical name (`tract`, `ort`, `torch`, `mxnet`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
 
     /// Is the engine usable here: native library, version, devices, providers.
     fn check(&self) -> EngineCheck;
@@ -328,36 +456,39 @@ pub trait Engine: Send + Sync + 'static {
     fn load(&self, source: &ModelSource, options: &Options) -> Result<Model>;
 }
 
-/// Stand-in for an engine whose cargo feature was off at build time.
+/// Stand-in for an engine whose runtime was not compiled in.
 #[derive(Debug)]
 pub struct NotCompiled {
-    name: &'static str,
-    feature: &'static str,
+    info: &'static EngineInfo,
 }
 
 impl NotCompiled {
-    /// The engine `name`, enabled by cargo feature `feature`.
-    pub fn new(name: &'static str, feature: &'static str) -> NotCompiled {
-        NotCompiled { name, feature }
+    /// The stand-in for the engine `info` describes.
+    pub fn new(info: &'static EngineInfo) -> NotCompiled {
+        NotCompiled { info }
     }
 
     fn error(&self) -> Error {
-        Error::EngineNotCompiled { engine: self.name, feature: self.feature }
+        Error::EngineNotCompiled {
+            engine: self.info.name,
+            feature: self.info.feature,
+            note: self.info.build_note,
+        }
     }
 }
 
 impl Engine for NotCompiled {
-    fn name(&self) -> &'static str {
-        self.name
+    fn info(&self) -> &'static EngineInfo {
+        self.info
     }
 
     fn check(&self) -> EngineCheck {
-        EngineCheck::unavailable(self.name, self.error().to_string())
+        EngineCheck::unavailable(self.info.name, self.error().to_string())
     }
 
     fn capabilities(&self) -> Capabilities {
         let no = Support::No { reason: self.error().to_string() };
-        Capabilities::new(no.clone(), no, Vec::new(), Vec::new())
+        Capabilities::new(no.clone(), no, Vec::new())
     }
 
     fn load(&self, _source: &ModelSource, _options: &Options) -> Result<Model> {
@@ -371,19 +502,16 @@ pub struct Registry {
     engines: Vec<Arc<dyn Engine>>,
 }
 
-/// Other names users type for engines (DJL's among them), lower-case.
-const ALIASES: &[(&str, &str)] = &[
-    ("onnxruntime", "ort"),
-    ("onnx-runtime", "ort"),
-    ("pytorch", "torch"),
-    ("libtorch", "torch"),
-    ("apache-mxnet", "mxnet"),
-];
-
 impl Registry {
     /// An empty registry.
     pub fn new() -> Registry {
         Registry::default()
+    }
+
+    /// Every engine registered in [`ENGINES`]: the real ones where their runtime is compiled
+    /// in, stand-ins that say how to compile them in otherwise.
+    pub fn linked() -> Registry {
+        Registry { engines: infos().into_iter().map(|i| (i.engine)()).collect() }
     }
 
     /// Adds an engine, replacing one of the same name.
@@ -398,14 +526,15 @@ impl Registry {
         self
     }
 
-    /// The engine called `name` (case-insensitive; DJL names like `OnnxRuntime` and
+    /// The engine called `name` (case-insensitive; aliases such as DJL's `OnnxRuntime` and
     /// `PyTorch` are accepted).
     pub fn get(&self, name: &str) -> Result<Arc<dyn Engine>> {
-        let lower = name.trim().to_ascii_lowercase();
-        let canonical =
-            ALIASES.iter().find(|(a, _)| *a == lower).map_or(lower.as_str(), |(_, c)| c);
-        self.engines.iter().find(|e| e.name() == canonical).cloned().ok_or_else(|| {
-            Error::UnknownEngine { name: name.into(), known: self.names().join(", ") }
+        self.engines.iter().find(|e| e.info().is_called(name)).cloned().ok_or_else(|| {
+            Error::Unknown {
+                what: "engine",
+                name: name.trim().into(),
+                known: self.names().join(", "),
+            }
         })
     }
 
@@ -428,32 +557,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn not_compiled_engine_names_the_feature() {
-        let registry = Registry::new().with(Arc::new(NotCompiled::new("ort", "ort")));
-        let err = registry
-            .load("OnnxRuntime", &ModelSource::path("m.onnx"), &Options::default())
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "engine `ort` is not compiled in: rebuild with --features ort");
-        assert!(!registry.get("ort").unwrap().check().available);
-    }
-
-    #[test]
-    fn unknown_engine_lists_known_ones() {
-        let registry = Registry::new()
-            .with(Arc::new(NotCompiled::new("ort", "ort")))
-            .with(Arc::new(NotCompiled::new("torch", "torch")));
-        let err = registry.get("tensorflow").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("`tensorflow`") && err.contains("ort, torch"), "{err}");
-    }
-
-    #[test]
-    fn source_name_strips_model_extensions() {
-        assert_eq!(ModelSource::path("/x/resnet50.onnx").name(), "resnet50");
-        assert_eq!(ModelSource::path("m-symbol.json").name(), "m");
-    }
 
     #[test]
     fn missing_directory_and_empty_paths_are_told_apart() {

@@ -1,5 +1,11 @@
-//! The one error type of thrum's inference API.
+//! The one error type of thrum's inference API, and the [`ErrorKind`] every caller decides by.
+//!
+//! Callers never parse messages: the CLI derives its exit code from [`Error::kind`], the server
+//! its HTTP and gRPC status. Messages are for people: each names the model, engine or input
+//! concerned and says what was expected. Where an engine's runtime reported the failure, the
+//! runtime's own code is kept in a [`NativeError`] (ONNX Runtime's `OrtErrorCode`, for one).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::dtype::DType;
@@ -7,28 +13,135 @@ use crate::dtype::DType;
 /// Result alias used throughout thrum.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an error is: the one thing programs decide by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller's input, option or argument is wrong (a shape, a dtype, a value).
+    InvalidInput,
+    /// The model file is not a model the engine can load (corrupt, wrong content).
+    InvalidModel,
+    /// A named thing does not exist: a file, an engine, a model, an input.
+    NotFound,
+    /// Not available here: an engine not compiled in, a library not installed, a server not
+    /// ready. Retrying after a fix (an install, a wait) can succeed.
+    Unavailable,
+    /// The engine cannot do what was asked (an operator, a format, a setting).
+    Unsupported,
+    /// A bounded resource is full: a queue, memory.
+    ResourceExhausted,
+    /// A deadline passed before the work was done.
+    Timeout,
+    /// A failure inside an engine or thrum that the caller cannot fix by changing the request.
+    Internal,
+}
+
+impl ErrorKind {
+    /// True when the caller can fix the cause (bad arguments, files, models, options, a
+    /// missing install): the CLI's exit status 2, HTTP's 4xx family.
+    pub fn is_caller_error(self) -> bool {
+        !matches!(self, ErrorKind::Internal | ErrorKind::ResourceExhausted | ErrorKind::Timeout)
+    }
+
+    /// The snake_case name (`invalid_input`), as serialized.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InvalidModel => "invalid_model",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An engine runtime's own error code (`ORT_INVALID_ARGUMENT` = 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NativeCode {
+    /// The code's name in the runtime's headers.
+    pub name: &'static str,
+    /// Its numeric value.
+    pub value: i64,
+}
+
+/// What an engine's runtime reported: its message, and its error code where it has one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct NativeError {
+    /// The runtime's code, if the runtime has codes.
+    pub code: Option<NativeCode>,
+    /// The runtime's message.
+    pub message: String,
+}
+
+impl NativeError {
+    /// A message without a code.
+    pub fn message(message: impl Into<String>) -> NativeError {
+        NativeError { code: None, message: message.into() }
+    }
+
+    /// A message with the runtime's code.
+    pub fn with_code(code: NativeCode, message: impl Into<String>) -> NativeError {
+        NativeError { code: Some(code), message: message.into() }
+    }
+}
+
+impl From<String> for NativeError {
+    fn from(message: String) -> NativeError {
+        NativeError::message(message)
+    }
+}
+
+impl From<&str> for NativeError {
+    fn from(message: &str) -> NativeError {
+        NativeError::message(message)
+    }
+}
+
+impl fmt::Display for NativeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "{} ({})", self.message.trim(), code.name),
+            None => f.write_str(self.message.trim()),
+        }
+    }
+}
+
 /// Everything that can go wrong loading a model or running it.
 ///
 /// Each message names the model, engine or input concerned and says what was expected, so that
-/// the text alone tells a user what to fix.
+/// the text alone tells a user what to fix; [`Error::kind`] tells a program.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No engine of that name exists.
-    #[error("unknown engine `{name}`; known engines: {known}")]
-    UnknownEngine {
+    /// Nothing of that name exists: an engine, a zoo model, an export format.
+    #[error("unknown {what} `{name}`; known {what}s: {known}")]
+    Unknown {
+        /// What was looked up (`engine`, `zoo model`).
+        what: &'static str,
         /// The name asked for.
         name: String,
         /// The names that exist.
         known: String,
     },
     /// The engine exists but its cargo feature was off at build time.
-    #[error("engine `{engine}` is not compiled in: rebuild with --features {feature}")]
+    #[error("engine `{engine}` is not compiled in: rebuild with --features {feature}{note}")]
     EngineNotCompiled {
         /// Engine name.
         engine: &'static str,
-        /// The cargo feature that enables it.
+        /// The cargo feature of the `thrum` crate that enables it.
         feature: &'static str,
+        /// What the build then needs (` (needs LIBTORCH at build time …)`), possibly empty.
+        note: &'static str,
     },
     /// The engine is compiled in but cannot run here (native library missing, wrong version…).
     #[error("engine `{engine}` is not available: {reason}")]
@@ -70,7 +183,7 @@ pub enum Error {
         /// What the engine accepts.
         expected: String,
     },
-    /// The model format cannot be told from the path, or the engine does not read it.
+    /// The engine does not read the model's format.
     #[error("cannot load `{model}` with engine `{engine}`: {reason}")]
     UnsupportedFormat {
         /// Engine name.
@@ -80,9 +193,11 @@ pub enum Error {
         /// Which formats the engine reads.
         reason: String,
     },
-    /// Reading a file failed.
-    #[error("cannot read `{}`: {source}", path.display())]
+    /// Reading or writing a file failed.
+    #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
+        /// `read`, `write`, `create`…
+        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -90,14 +205,15 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The engine rejected the model file (corrupt, truncated, not a model…).
-    #[error("engine `{engine}` cannot load model `{model}`: {reason}")]
+    #[error("engine `{engine}` cannot load model `{model}`: {source}")]
     InvalidModel {
         /// Engine name.
         engine: &'static str,
         /// Model name.
         model: String,
-        /// The engine's explanation.
-        reason: String,
+        /// The engine's explanation (and its runtime's code, if any).
+        #[source]
+        source: NativeError,
     },
     /// The model uses an operator the engine does not implement.
     #[error("model `{model}` uses operator `{op}`, which engine `{engine}` does not support")]
@@ -212,20 +328,11 @@ pub enum Error {
         /// The size in this input.
         found: usize,
     },
-    /// A batch (or any dynamic dimension) of size zero.
-    #[error(
-        "model `{model}`: input `{input}` has size 0 along axis {axis} ({dim}); a batch of zero \
-         has nothing to infer"
-    )]
+    /// A batch of zero samples where samples are counted (a batch size, a batching path).
+    #[error("{what}: a batch of zero samples has nothing to infer; expected at least 1")]
     EmptyBatch {
-        /// Model name.
-        model: String,
-        /// Input name.
-        input: String,
-        /// The axis.
-        axis: usize,
-        /// The dimension's declared name.
-        dim: String,
+        /// Where the zero came from (`--batch-size 0`, `request 3 of model m`).
+        what: String,
     },
     /// A shape and a buffer disagree on the element count.
     #[error("shape {shape:?} holds {expected} elements, but {found} were given")]
@@ -236,6 +343,29 @@ pub enum Error {
         expected: usize,
         /// Elements given.
         found: usize,
+    },
+    /// A shape whose element count overflows, or whose buffer would pass the size limit.
+    #[error(
+        "a {dtype} tensor of shape {shape:?} would hold {}; the limit is {} ({})",
+        describe_size(*elements, *dtype), describe_bytes(*limit), "Tensor::MAX_BYTES"
+    )]
+    TensorTooLarge {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Its element type.
+        dtype: DType,
+        /// Its element count (`None` when the count overflows 64 bits).
+        elements: Option<u64>,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Data that does not decode as what it should be (a tensor file, a request body).
+    #[error("invalid {what}: {reason}")]
+    InvalidData {
+        /// What was being read (`ONNX TensorProto`, `.npy file x.npy`).
+        what: String,
+        /// What is wrong, and what was expected.
+        reason: String,
     },
     /// A tensor was read as another element type than its own.
     #[error("tensor has dtype {found}, but was accessed as {expected}")]
@@ -252,14 +382,14 @@ pub enum Error {
         reason: String,
     },
     /// A configuration key that does not exist.
-    #[error("unknown option `{key}`{origin}; valid options: {valid}")]
+    #[error("unknown option `{key}`{origin}; {hint}")]
     UnknownOption {
         /// The key given.
         key: String,
-        /// Where it came from (` in file …`, ` in THRUM_…`), possibly empty.
+        /// Where it came from (` in file …`, ` in model options`), possibly empty.
         origin: String,
-        /// Every valid key.
-        valid: String,
+        /// The closest valid key and where the list of keys is.
+        hint: String,
     },
     /// A value that does not parse or is out of range.
     #[error("invalid value `{value}` for {what}; expected {expected}")]
@@ -268,7 +398,7 @@ pub enum Error {
         what: String,
         /// The value given.
         value: String,
-        /// What is accepted.
+        /// What is accepted, and why the value is not.
         expected: String,
     },
     /// A configuration file that is not valid TOML of the expected shape.
@@ -280,14 +410,17 @@ pub enum Error {
         reason: String,
     },
     /// The engine failed while running a model.
-    #[error("engine `{engine}` failed to run model `{model}`: {reason}")]
+    #[error("engine `{engine}` failed to run model `{model}`: {source}")]
     Inference {
         /// Engine name.
         engine: &'static str,
         /// Model name.
         model: String,
-        /// The engine's explanation.
-        reason: String,
+        /// What kind of failure, from the runtime's code where it has one.
+        kind: ErrorKind,
+        /// The runtime's (or the engine crate's) explanation.
+        #[source]
+        source: NativeError,
     },
     /// A translator's pre- or post-processing failed.
     #[error("translator `{translator}`: {reason}")]
@@ -297,4 +430,159 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+}
+
+fn describe_bytes(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    format!("{:.1} GiB", bytes as f64 / GIB)
+}
+
+fn describe_size(elements: Option<u64>, dtype: DType) -> String {
+    match (elements, dtype.size_of()) {
+        (Some(n), Some(size)) => {
+            format!("{n} elements ({})", describe_bytes(n.saturating_mul(size as u64)))
+        }
+        (Some(n), None) => format!("{n} elements"),
+        (None, _) => "more elements than a 64-bit count can hold".into(),
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::Unknown { .. } | Error::ModelNotFound { .. } => K::NotFound,
+            Error::EngineNotCompiled { .. } | Error::EngineUnavailable { .. } => K::Unavailable,
+            Error::Unsupported { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::UnsupportedOperator { .. } => K::Unsupported,
+            Error::ModelIsDirectory { .. }
+            | Error::EmptyModel { .. }
+            | Error::InvalidModel { .. } => K::InvalidModel,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                K::NotFound
+            }
+            Error::Io { .. } => K::InvalidInput,
+            Error::Inference { kind, .. } => *kind,
+            Error::InputCount { .. }
+            | Error::UnknownInput { .. }
+            | Error::MissingInput { .. }
+            | Error::WrongDType { .. }
+            | Error::WrongRank { .. }
+            | Error::WrongDimension { .. }
+            | Error::InconsistentDimension { .. }
+            | Error::EmptyBatch { .. }
+            | Error::ElementCount { .. }
+            | Error::TensorTooLarge { .. }
+            | Error::InvalidData { .. }
+            | Error::DTypeMismatch { .. }
+            | Error::Batch { .. }
+            | Error::UnknownOption { .. }
+            | Error::InvalidValue { .. }
+            | Error::ConfigFile { .. }
+            | Error::Translator { .. } => K::InvalidInput,
+        }
+    }
+
+    /// An engine's failure while running `model`, of kind [`ErrorKind::Internal`]: what engine
+    /// crates return when their runtime fails and has no code that says more.
+    pub fn inference(
+        engine: &'static str,
+        model: impl Into<String>,
+        cause: impl fmt::Display,
+    ) -> Error {
+        Error::Inference {
+            engine,
+            model: model.into(),
+            kind: ErrorKind::Internal,
+            source: NativeError::message(cause.to_string()),
+        }
+    }
+
+    /// An engine's failure while running `model`, with the kind its runtime's code implies.
+    pub fn inference_native(
+        engine: &'static str,
+        model: impl Into<String>,
+        kind: ErrorKind,
+        source: NativeError,
+    ) -> Error {
+        Error::Inference { engine, model: model.into(), kind, source }
+    }
+
+    /// The engine rejected the model file: `cause` says why.
+    pub fn invalid_model(
+        engine: &'static str,
+        model: impl Into<String>,
+        cause: impl fmt::Display,
+    ) -> Error {
+        Error::InvalidModel {
+            engine,
+            model: model.into(),
+            source: NativeError::message(cause.to_string()),
+        }
+    }
+
+    /// Reading `path` failed.
+    pub fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { action: "read", path: path.into(), source }
+    }
+
+    /// Writing `path` failed.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { action: "write", path: path.into(), source }
+    }
+
+    /// The native error code the engine's runtime gave, if it gave one.
+    pub fn native_code(&self) -> Option<NativeCode> {
+        match self {
+            Error::Inference { source, .. } | Error::InvalidModel { source, .. } => source.code,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_cause() {
+        let missing = Error::read("m.onnx", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let denied =
+            Error::read("m.onnx", std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(denied.kind(), ErrorKind::InvalidInput);
+        assert_eq!(Error::inference("ort", "m", "boom").kind(), ErrorKind::Internal);
+        let code = NativeCode { name: "ORT_INVALID_ARGUMENT", value: 2 };
+        let bad = Error::inference_native(
+            "ort",
+            "m",
+            ErrorKind::InvalidInput,
+            NativeError::with_code(code, "index out of range"),
+        );
+        assert_eq!(bad.kind(), ErrorKind::InvalidInput);
+        assert_eq!(bad.native_code(), Some(code));
+        assert!(bad.to_string().ends_with("index out of range (ORT_INVALID_ARGUMENT)"), "{bad}");
+    }
+
+    #[test]
+    fn only_internal_failures_are_not_the_callers() {
+        assert!(ErrorKind::InvalidInput.is_caller_error());
+        assert!(ErrorKind::Unavailable.is_caller_error());
+        assert!(!ErrorKind::Internal.is_caller_error());
+        assert!(!ErrorKind::ResourceExhausted.is_caller_error());
+    }
+
+    #[test]
+    fn too_large_says_how_large() {
+        let e = Error::TensorTooLarge {
+            shape: vec![1 << 32, 1 << 32],
+            dtype: DType::F32,
+            elements: None,
+            limit: 1 << 36,
+        };
+        assert!(e.to_string().contains("more elements than a 64-bit count"), "{e}");
+        assert!(e.to_string().contains("64.0 GiB"), "{e}");
+    }
 }

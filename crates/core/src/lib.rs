@@ -11,7 +11,13 @@
 //!   concurrent calls;
 //! - a [`Translator`] turns typed inputs into tensors and tensors into typed outputs, with a
 //!   [`Batchifier`] so that `batch_predict` is one forward pass;
-//! - [`Options`] is the one typed home of every configuration key ([`config::KEYS`]).
+//! - [`Options`] carries every configuration key: the engine-neutral ones ([`config::KEYS`])
+//!   as typed fields, each engine's by name from the engine's own table;
+//! - every engine registers an [`EngineInfo`] (name, formats, options, installer, feature) in
+//!   [`engine::ENGINES`]; the [`Registry`], option parsing and format detection read it;
+//! - every error has an [`ErrorKind`] ([`Error::kind`]): callers decide by kind, never by
+//!   message;
+//! - [`kit`] holds what engine authors need besides their runtime.
 //!
 //! Resources are released by `Drop` when the last handle goes: DJL's
 //! `disable_close_resource_on_finalize` flag exists because the JVM frees native memory from a
@@ -25,21 +31,23 @@ pub mod config;
 pub mod dtype;
 pub mod engine;
 pub mod error;
-pub mod library;
+pub mod install;
+pub mod kit;
 pub mod model;
 pub mod spec;
 pub mod tensor;
 pub mod translator;
 
-pub use config::Options;
+pub use config::{OptionKey, Options, Scope};
 pub use dtype::{DType, Element};
 pub use engine::{
-    Capabilities, Engine, EngineCheck, ModelFormat, ModelSource, NotCompiled, Registry, Support,
+    Capabilities, Engine, EngineCheck, EngineInfo, ModelFormat, ModelSource, NotCompiled, Registry,
+    Support,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, NativeCode, NativeError, Result};
 pub use model::{
-    Model, ModelBackend, Predictor, PredictorBackend, SharedPredictor, SharedPredictorBackend,
-    StageTimings, ThreadConfig,
+    Model, ModelBackend, Predictor, PredictorBackend, PredictorKind, SharedPredictor,
+    SharedPredictorBackend, StageTimings, ThreadConfig,
 };
 pub use spec::{Dim, TensorSpec};
 pub use tensor::{Tensor, TensorData};
@@ -47,3 +55,5 @@ pub use translator::{Batchifier, Classification, Classifier, Identity, Translato
 
 #[doc(hidden)]
 pub use half;
+#[doc(hidden)]
+pub use linkme;

@@ -43,6 +43,44 @@ pub trait SharedPredictorBackend: Send + Sync {
     fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
 }
 
+/// How runners hand predictors to their worker threads.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PredictorKind {
+    /// One [`Predictor`] per worker thread (DJL's recommendation).
+    #[default]
+    PerThread,
+    /// One [`SharedPredictor`] used by every worker (engines whose runtime allows it).
+    Shared,
+}
+
+impl std::fmt::Display for PredictorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PredictorKind::PerThread => "per-thread",
+            PredictorKind::Shared => "shared",
+        })
+    }
+}
+
+impl std::str::FromStr for PredictorKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<PredictorKind> {
+        match s.trim() {
+            "per-thread" | "per_thread" | "perthread" => Ok(PredictorKind::PerThread),
+            "shared" => Ok(PredictorKind::Shared),
+            other => Err(Error::InvalidValue {
+                what: "predictor kind".into(),
+                value: other.into(),
+                expected: "per-thread or shared".into(),
+            }),
+        }
+    }
+}
+
 /// Thread settings in effect for a model, as reported by its engine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -219,8 +257,15 @@ impl Model {
     }
 
     /// Zeros matching every input spec, with each dynamic dimension set to `dynamic`.
-    pub fn zero_inputs(&self, dynamic: usize) -> Vec<Tensor> {
+    pub fn zero_inputs(&self, dynamic: usize) -> Result<Vec<Tensor>> {
         self.inputs().iter().map(|s| Tensor::zeros(s.dtype, &s.concrete_shape(dynamic))).collect()
+    }
+
+    /// The axis along which every input and output stacks samples, when they all share one
+    /// ([`TensorSpec::batch_axis`]): where requests can be merged into one batch.
+    pub fn batch_axis(&self) -> Option<usize> {
+        let axis = spec::common_batch_axis(self.inputs())?;
+        (spec::common_batch_axis(self.outputs()) == Some(axis)).then_some(axis)
     }
 }
 
@@ -295,7 +340,7 @@ impl<T: Translator> Predictor<T> {
 /// let shared = model.shared_predictor()?;
 /// std::thread::scope(|s| {
 ///     for _ in 0..4 {
-///         s.spawn(|| shared.predict(model.zero_inputs(1)));
+///         s.spawn(|| shared.predict(model.zero_inputs(1)?));
 ///     }
 /// });
 /// # Ok(()) }

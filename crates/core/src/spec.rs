@@ -75,8 +75,9 @@ impl fmt::Display for Dim {
     }
 }
 
-/// Name, element type and shape of one model input or output.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Name, element type and shape of one model input or output, and which axis (if any)
+/// counts samples.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TensorSpec {
     /// The name the model gives it.
     pub name: String,
@@ -84,12 +85,37 @@ pub struct TensorSpec {
     pub dtype: DType,
     /// Declared shape; dynamic dimensions are marked.
     pub shape: Vec<Dim>,
+    /// The axis along which samples are stacked: requests can be merged along it (dynamic
+    /// batching) and a batch size sets it. [`TensorSpec::new`] takes axis 0 when it is
+    /// dynamic, the convention of ONNX exporters, TorchScript, MXNet and Triton; an engine that
+    /// knows better says so with [`TensorSpec::with_batch_axis`].
+    pub batch_axis: Option<usize>,
 }
 
 impl TensorSpec {
-    /// A spec from its parts.
+    /// A spec from its parts; the batch axis is axis 0 when it is dynamic.
     pub fn new(name: impl Into<String>, dtype: DType, shape: Vec<Dim>) -> TensorSpec {
-        TensorSpec { name: name.into(), dtype, shape }
+        let batch_axis = shape.first().is_some_and(Dim::is_dynamic).then_some(0);
+        TensorSpec { name: name.into(), dtype, shape, batch_axis }
+    }
+
+    /// The same spec with another batch axis (`None`: samples cannot be stacked).
+    pub fn with_batch_axis(mut self, axis: Option<usize>) -> TensorSpec {
+        self.batch_axis = axis.filter(|&a| self.shape.get(a).is_some_and(Dim::is_dynamic));
+        self
+    }
+
+    /// The shape with the batch axis at `batch` and every other dynamic dimension at `other`.
+    pub fn shape_at(&self, batch: usize, other: usize) -> Vec<usize> {
+        self.shape
+            .iter()
+            .enumerate()
+            .map(|(axis, d)| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Dynamic(_) if Some(axis) == self.batch_axis => batch,
+                Dim::Dynamic(_) => other,
+            })
+            .collect()
     }
 
     /// The shape as text, e.g. `[N,3,224,224]`.
@@ -107,6 +133,33 @@ impl TensorSpec {
     pub fn is_dynamic(&self) -> bool {
         self.shape.iter().any(Dim::is_dynamic)
     }
+}
+
+impl<'de> serde::Deserialize<'de> for TensorSpec {
+    /// Accepts specs written before `batch_axis` existed: a missing field means the default
+    /// of [`TensorSpec::new`].
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TensorSpec, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            name: String,
+            dtype: DType,
+            shape: Vec<Dim>,
+            #[serde(default)]
+            batch_axis: Option<Option<usize>>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let spec = TensorSpec::new(raw.name, raw.dtype, raw.shape);
+        Ok(match raw.batch_axis {
+            Some(axis) => spec.with_batch_axis(axis),
+            None => spec,
+        })
+    }
+}
+
+/// The batch axis every spec shares, if they all have the same one.
+pub fn common_batch_axis(specs: &[TensorSpec]) -> Option<usize> {
+    let first = specs.first()?.batch_axis?;
+    specs.iter().all(|s| s.batch_axis == Some(first)).then_some(first)
 }
 
 impl std::str::FromStr for TensorSpec {
@@ -147,8 +200,9 @@ impl fmt::Display for TensorSpec {
     }
 }
 
-/// Checks positional `inputs` against `specs`: count, dtype, rank, fixed dimensions, no empty
-/// dynamic dimension, and named dynamic dimensions consistent across inputs.
+/// Checks positional `inputs` against `specs`: count, dtype, rank, fixed dimensions, and named
+/// dynamic dimensions consistent across inputs. A dynamic dimension of size 0 is valid (an
+/// empty tensor: ONNX Runtime, for one, runs such models and returns empty outputs).
 pub fn check_inputs(model: &str, specs: &[TensorSpec], inputs: &[Tensor]) -> Result<()> {
     if specs.len() != inputs.len() {
         return Err(Error::InputCount {
@@ -205,14 +259,6 @@ fn check_one<'a>(
             }
             Dim::Fixed(_) => {}
             Dim::Dynamic(name) => {
-                if size == 0 {
-                    return Err(Error::EmptyBatch {
-                        model: model.into(),
-                        input: spec.name.clone(),
-                        axis,
-                        dim: dim.to_string(),
-                    });
-                }
                 if let Some(name) = name {
                     match bound.iter().find(|(n, _)| n == name) {
                         Some(&(_, expected)) if expected != size => {
@@ -284,32 +330,44 @@ mod tests {
     #[test]
     fn accepts_any_batch_size() {
         for n in [1, 7] {
-            check_inputs("m", &image_spec(), &[Tensor::zeros(DType::F32, &[n, 3, 4, 4])]).unwrap();
+            check_inputs("m", &image_spec(), &[Tensor::zeros(DType::F32, &[n, 3, 4, 4]).unwrap()])
+                .unwrap();
         }
     }
 
     #[test]
     fn wrong_dtype_names_input_and_both_dtypes() {
-        let e = err(&[Tensor::zeros(DType::I64, &[1, 3, 4, 4])]);
+        let e = err(&[Tensor::zeros(DType::I64, &[1, 3, 4, 4]).unwrap()]);
         assert!(e.contains("`data`") && e.contains("f32") && e.contains("i64"), "{e}");
     }
 
     #[test]
     fn wrong_rank_shows_expected_shape() {
-        let e = err(&[Tensor::zeros(DType::F32, &[3, 4, 4])]);
+        let e = err(&[Tensor::zeros(DType::F32, &[3, 4, 4]).unwrap()]);
         assert!(e.contains("rank 4") && e.contains("[N,3,4,4]") && e.contains("rank 3"), "{e}");
     }
 
     #[test]
     fn wrong_dimension_names_the_axis() {
-        let e = err(&[Tensor::zeros(DType::F32, &[1, 4, 4, 4])]);
+        let e = err(&[Tensor::zeros(DType::F32, &[1, 4, 4, 4]).unwrap()]);
         assert!(e.contains("axis 1") && e.contains("expects 3"), "{e}");
     }
 
     #[test]
-    fn batch_of_zero_is_refused() {
-        let e = err(&[Tensor::zeros(DType::F32, &[0, 3, 4, 4])]);
-        assert!(e.contains("batch of zero") && e.contains("axis 0"), "{e}");
+    fn zero_sized_dynamic_dimension_is_a_valid_tensor() {
+        check_inputs("m", &image_spec(), &[Tensor::zeros(DType::F32, &[0, 3, 4, 4]).unwrap()])
+            .unwrap();
+    }
+
+    #[test]
+    fn batch_axis_is_axis_zero_when_dynamic() {
+        assert_eq!(image_spec()[0].batch_axis, Some(0));
+        let fixed = TensorSpec::new("x", DType::F32, vec![Dim::Fixed(1), Dim::named("S")]);
+        assert_eq!(fixed.batch_axis, None);
+        assert_eq!(fixed.clone().with_batch_axis(Some(1)).batch_axis, Some(1));
+        assert_eq!(fixed.with_batch_axis(Some(0)).batch_axis, None, "a fixed axis is no batch");
+        assert_eq!(image_spec()[0].shape_at(5, 1), vec![5, 3, 4, 4]);
+        assert_eq!(common_batch_axis(&image_spec()), Some(0));
     }
 
     #[test]
@@ -327,7 +385,10 @@ mod tests {
         let e = check_inputs(
             "m",
             &specs,
-            &[Tensor::zeros(DType::I64, &[2, 2]), Tensor::zeros(DType::I64, &[3, 2])],
+            &[
+                Tensor::zeros(DType::I64, &[2, 2]).unwrap(),
+                Tensor::zeros(DType::I64, &[3, 2]).unwrap(),
+            ],
         )
         .unwrap_err()
         .to_string();
@@ -340,8 +401,8 @@ mod tests {
             TensorSpec::new("a", DType::F32, vec![Dim::Fixed(1)]),
             TensorSpec::new("b", DType::I64, vec![Dim::Fixed(1)]),
         ];
-        let a = Tensor::zeros(DType::F32, &[1]);
-        let b = Tensor::zeros(DType::I64, &[1]);
+        let a = Tensor::zeros(DType::F32, &[1]).unwrap();
+        let b = Tensor::zeros(DType::I64, &[1]).unwrap();
         let ordered =
             order_named_inputs("m", &specs, vec![("b".into(), b), ("a".into(), a)]).unwrap();
         assert_eq!(ordered[0].dtype(), DType::F32);
@@ -374,6 +435,15 @@ mod parse_tests {
 #[cfg(test)]
 mod serde_tests {
     use super::*;
+
+    #[test]
+    fn specs_without_a_batch_axis_field_get_the_default() {
+        let spec: TensorSpec =
+            serde_json::from_str(r#"{"name":"x","dtype":"f32","shape":["N",3]}"#).unwrap();
+        assert_eq!(spec.batch_axis, Some(0));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<TensorSpec>(&json).unwrap(), spec);
+    }
 
     #[test]
     fn dims_serialize_as_numbers_and_names() {

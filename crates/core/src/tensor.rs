@@ -18,7 +18,19 @@ use crate::error::{Error, Result};
 /// fn element_count(t: &Tensor) -> usize {
 ///     dispatch_dtype!(t.dtype(), T => t.as_slice::<T>().map(|s| s.len()).unwrap_or(0))
 /// }
-/// assert_eq!(element_count(&Tensor::zeros(DType::I64, &[2, 3])), 6);
+/// assert_eq!(element_count(&Tensor::zeros(DType::I64, &[2, 3])?), 6);
+/// # Ok::<(), thrum_core::Error>(())
+/// ```
+///
+/// With a list of dtypes, only those get the generic body and every other dtype the fallback:
+/// what an engine writes when its runtime lacks some types.
+///
+/// ```
+/// use thrum_core::{dispatch_dtype, DType};
+/// fn size(dtype: DType) -> Option<usize> {
+///     dispatch_dtype!(dtype, [F32, I64] T => Some(std::mem::size_of::<T>()), _ => None)
+/// }
+/// assert_eq!((size(DType::I64), size(DType::Bool)), (Some(8), None));
 /// ```
 #[macro_export]
 macro_rules! dispatch_dtype {
@@ -82,6 +94,35 @@ macro_rules! dispatch_dtype {
             }
         }
     };
+    ($dtype:expr, [$($variant:ident),+ $(,)?] $t:ident => $body:expr, $($other:pat => $fallback:expr),+ $(,)?) => {
+        match $dtype {
+            $($crate::DType::$variant => {
+                type $t = $crate::__element_type!($variant);
+                $body
+            })+
+            $($other => $fallback,)+
+        }
+    };
+}
+
+/// The Rust element type of a [`DType`] variant name (`F32` → `f32`), for `dispatch_dtype!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __element_type {
+    (Bool) => { bool };
+    (U8) => { u8 };
+    (U16) => { u16 };
+    (U32) => { u32 };
+    (U64) => { u64 };
+    (I8) => { i8 };
+    (I16) => { i16 };
+    (I32) => { i32 };
+    (I64) => { i64 };
+    (F16) => { $crate::half::f16 };
+    (BF16) => { $crate::half::bf16 };
+    (F32) => { f32 };
+    (F64) => { f64 };
+    (Bytes) => { Vec<u8> };
 }
 
 /// The typed storage behind a [`Tensor`]: one shared vector per dtype.
@@ -153,7 +194,31 @@ pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// The element count of a `dtype` tensor of `shape`, checked: an overflowing product, or a
+/// buffer past [`Tensor::MAX_BYTES`], is [`Error::TensorTooLarge`] instead of an abort.
+pub fn checked_len(dtype: DType, shape: &[usize]) -> Result<usize> {
+    let too_large = |elements: Option<u64>| Error::TensorTooLarge {
+        shape: shape.to_vec(),
+        dtype,
+        elements,
+        limit: Tensor::MAX_BYTES,
+    };
+    let wide = shape.iter().try_fold(1u128, |acc, &d| acc.checked_mul(d as u128));
+    let count = wide.and_then(|n| u64::try_from(n).ok()).ok_or_else(|| too_large(None))?;
+    // Byte strings are counted as one byte each at least: their length is the caller's.
+    let bytes = u128::from(count) * dtype.size_of().unwrap_or(1) as u128;
+    if bytes > u128::from(Tensor::MAX_BYTES) {
+        return Err(too_large(Some(count)));
+    }
+    usize::try_from(count).map_err(|_| too_large(Some(count)))
+}
+
 impl Tensor {
+    /// The largest tensor thrum builds, in bytes (64 GiB): a shape past it (or one whose
+    /// element count overflows) is an error naming the shape, never an allocation that aborts
+    /// the process.
+    pub const MAX_BYTES: u64 = 64 << 30;
+
     /// A tensor of `shape` over `data` (row-major). Errors when the element count differs.
     pub fn from_vec<T: Element>(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Tensor> {
         Tensor::from_shared(shape, Arc::new(data))
@@ -181,11 +246,53 @@ impl Tensor {
         Tensor { shape: Vec::new(), data: T::wrap(Arc::new(vec![value])) }
     }
 
-    /// A tensor of `shape` filled with zeros (`false`, empty byte strings) of `dtype`.
-    pub fn zeros(dtype: DType, shape: &[usize]) -> Tensor {
-        let len = element_count(shape).unwrap_or(0);
+    /// A tensor of `shape` filled with zeros (`false`, empty byte strings) of `dtype`; errors
+    /// when the shape is too large ([`checked_len`]).
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        let len = checked_len(dtype, shape)?;
         let data = dispatch_dtype!(dtype, T => T::wrap(Arc::new(vec![T::zero(); len])));
-        Tensor { shape: shape.to_vec(), data }
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
+    /// A numeric tensor from little-endian bytes (numpy's, ONNX `raw_data`'s, the KServe v2
+    /// binary extension's layout); errors when the byte count is not the shape's, or for
+    /// [`DType::Bytes`], whose elements have no fixed size.
+    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        let len = checked_len(dtype, shape)?;
+        let size =
+            dtype.size_of().ok_or(Error::DTypeMismatch { expected: DType::U8, found: dtype })?;
+        if bytes.len() != len * size {
+            return Err(Error::ElementCount {
+                shape: shape.to_vec(),
+                expected: len,
+                found: bytes.len() / size,
+            });
+        }
+        macro_rules! decode {
+            ($t:ty) => {
+                bytes
+                    .chunks_exact(size)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect::<Vec<$t>>()
+            };
+        }
+        let data = match dtype {
+            DType::Bool => TensorData::Bool(Arc::new(bytes.iter().map(|&b| b != 0).collect())),
+            DType::U8 => TensorData::U8(Arc::new(bytes.to_vec())),
+            DType::I8 => TensorData::I8(Arc::new(bytes.iter().map(|&b| b as i8).collect())),
+            DType::U16 => TensorData::U16(Arc::new(decode!(u16))),
+            DType::U32 => TensorData::U32(Arc::new(decode!(u32))),
+            DType::U64 => TensorData::U64(Arc::new(decode!(u64))),
+            DType::I16 => TensorData::I16(Arc::new(decode!(i16))),
+            DType::I32 => TensorData::I32(Arc::new(decode!(i32))),
+            DType::I64 => TensorData::I64(Arc::new(decode!(i64))),
+            DType::F16 => TensorData::F16(Arc::new(decode!(f16))),
+            DType::BF16 => TensorData::BF16(Arc::new(decode!(bf16))),
+            DType::F32 => TensorData::F32(Arc::new(decode!(f32))),
+            DType::F64 => TensorData::F64(Arc::new(decode!(f64))),
+            DType::Bytes => unreachable!("Bytes has no size and returned above"),
+        };
+        Ok(Tensor { shape: shape.to_vec(), data })
     }
 
     /// Takes an owned array; zero-copy when it is in standard (row-major, offset 0) layout.
@@ -295,6 +402,30 @@ impl Tensor {
         Ok(Tensor { shape, data: self.data.clone() })
     }
 
+    /// The elements' memory as bytes, without a copy (`None` for [`DType::Bytes`]): native
+    /// byte order, which is little-endian on every platform thrum supports, so this is the
+    /// layout of [`Tensor::to_le_bytes`], of numpy and of the KServe v2 binary extension.
+    pub fn raw_bytes(&self) -> Option<&[u8]> {
+        #[cfg(not(target_endian = "little"))]
+        compile_error!("thrum assumes a little-endian target: raw_bytes is read as little-endian");
+        Some(match &self.data {
+            TensorData::Bool(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::U8(v) => v.as_slice(),
+            TensorData::U16(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::U32(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::U64(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I8(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I16(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I32(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I64(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::F16(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::BF16(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::F32(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::F64(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::Bytes(_) => return None,
+        })
+    }
+
     /// The elements converted to `f64`, for summaries and tolerance comparisons.
     /// `None` for [`DType::Bytes`].
     pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
@@ -402,6 +533,104 @@ impl Tensor {
         dispatch_dtype!(first.dtype(), T => pad_stack_typed::<T>(tensors, &target))
     }
 
+    /// Joins tensors along an existing `axis` (`[2, 3]` and `[1, 3]` on axis 0 → `[3, 3]`): what
+    /// merges several requests into one batch. Every other dimension, and the dtype, must agree.
+    pub fn concat(tensors: &[Tensor], axis: usize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::Batch { reason: "nothing to concatenate".into() })?;
+        if axis >= first.rank() {
+            return Err(Error::Batch {
+                reason: format!(
+                    "axis {axis} is past the rank {} of {:?}",
+                    first.rank(),
+                    first.shape
+                ),
+            });
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            let same_other_dims = t.rank() == first.rank()
+                && t.shape
+                    .iter()
+                    .zip(&first.shape)
+                    .enumerate()
+                    .all(|(k, (a, b))| k == axis || a == b);
+            if t.dtype() != first.dtype() || !same_other_dims {
+                return Err(Error::Batch {
+                    reason: format!(
+                        "item {i} is {} {:?} but item 0 is {} {:?}; only axis {axis} may differ",
+                        t.dtype(),
+                        t.shape,
+                        first.dtype(),
+                        first.shape
+                    ),
+                });
+            }
+        }
+        if tensors.len() == 1 {
+            return Ok(first.clone());
+        }
+        dispatch_dtype!(first.dtype(), T => {
+            if axis == 0 {
+                // Row-major: joining along the first axis appends the buffers.
+                let mut shape = first.shape.clone();
+                shape[0] = tensors.iter().map(|t| t.shape[0]).sum();
+                let mut data = Vec::with_capacity(checked_len(first.dtype(), &shape)?);
+                for t in tensors {
+                    data.extend_from_slice(t.as_slice::<T>()?);
+                }
+                Tensor::from_vec(shape, data)
+            } else {
+                let views = tensors.iter().map(|t| t.view::<T>()).collect::<Result<Vec<_>>>()?;
+                ndarray::concatenate(Axis(axis), &views)
+                    .map(Tensor::from_array)
+                    .map_err(|e| Error::Batch { reason: e.to_string() })
+            }
+        })
+    }
+
+    /// Splits along `axis` into parts of the given sizes, which must add up to the axis's size:
+    /// what hands each request of a batch its share of the outputs.
+    pub fn split(&self, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
+        let total = self.shape.get(axis).copied().ok_or_else(|| Error::Batch {
+            reason: format!("axis {axis} is past the rank {} of {:?}", self.rank(), self.shape),
+        })?;
+        if sizes.iter().sum::<usize>() != total {
+            return Err(Error::Batch {
+                reason: format!(
+                    "parts {sizes:?} do not add up to {total} along axis {axis} of {:?}",
+                    self.shape
+                ),
+            });
+        }
+        if sizes.len() == 1 {
+            return Ok(vec![self.clone()]);
+        }
+        dispatch_dtype!(self.dtype(), T => {
+            let mut parts = Vec::with_capacity(sizes.len());
+            if axis == 0 {
+                let row: usize = self.shape[1..].iter().product();
+                let data = self.as_slice::<T>()?;
+                let mut start = 0;
+                for &n in sizes {
+                    let mut shape = self.shape.clone();
+                    shape[0] = n;
+                    parts.push(Tensor::from_vec(shape, data[start * row..(start + n) * row].to_vec())?);
+                    start += n;
+                }
+            } else {
+                let view = self.view::<T>()?;
+                let mut start = 0;
+                for &n in sizes {
+                    let part = view.slice_axis(Axis(axis), ndarray::Slice::from(start..start + n));
+                    parts.push(Tensor::from_view(part));
+                    start += n;
+                }
+            }
+            Ok(parts)
+        })
+    }
+
     /// Splits along axis 0 into one tensor per row (`[N, s…]` → N × `[s…]`).
     pub fn unstack(&self) -> Result<Vec<Tensor>> {
         if self.rank() == 0 {
@@ -419,7 +648,7 @@ impl Tensor {
 fn stack_typed<T: Element>(tensors: &[Tensor]) -> Result<Tensor> {
     let mut shape = vec![tensors.len()];
     shape.extend_from_slice(tensors[0].shape());
-    let mut data = Vec::with_capacity(element_count(&shape).unwrap_or(0));
+    let mut data = Vec::with_capacity(checked_len(T::DTYPE, &shape)?);
     for t in tensors {
         data.extend_from_slice(t.as_slice::<T>()?);
     }
@@ -483,7 +712,7 @@ mod tests {
 
     #[test]
     fn accessing_with_the_wrong_type_is_an_error() {
-        let t = Tensor::zeros(DType::F32, &[2]);
+        let t = Tensor::zeros(DType::F32, &[2]).unwrap();
         let err = t.as_slice::<i64>().unwrap_err().to_string();
         assert!(err.contains("f32") && err.contains("i64"), "{err}");
     }
@@ -510,6 +739,51 @@ mod tests {
     #[test]
     fn stacking_nothing_is_an_error() {
         assert!(Tensor::stack(&[]).unwrap_err().to_string().contains("zero"));
+    }
+
+    #[test]
+    fn huge_shapes_are_errors_not_aborts() {
+        let overflow =
+            Tensor::zeros(DType::F32, &[1 << 32, 1 << 32, 1 << 32, 1 << 32, 2]).unwrap_err();
+        assert!(matches!(overflow, Error::TensorTooLarge { elements: None, .. }), "{overflow}");
+        let huge = Tensor::zeros(DType::F32, &[99_999_999_999, 3, 224, 224]).unwrap_err();
+        assert!(matches!(huge, Error::TensorTooLarge { elements: Some(_), .. }), "{huge}");
+        assert_eq!(huge.kind(), crate::ErrorKind::InvalidInput);
+        let empty = Tensor::zeros(DType::F32, &[0, 3]).unwrap();
+        assert_eq!((empty.len(), empty.shape()), (0, &[0, 3][..]));
+    }
+
+    #[test]
+    fn le_bytes_round_trip_every_numeric_dtype() {
+        for dtype in DType::ALL.into_iter().filter(|d| *d != DType::Bytes) {
+            let t = Tensor::zeros(dtype, &[2, 3]).unwrap();
+            let bytes = t.to_le_bytes().unwrap();
+            assert!(Tensor::from_le_bytes(dtype, &[2, 3], &bytes).unwrap().bit_eq(&t), "{dtype}");
+            assert_eq!(t.raw_bytes(), Some(&bytes[..]), "{dtype}");
+            assert!(Tensor::from_le_bytes(dtype, &[2, 2], &bytes).is_err(), "{dtype}");
+        }
+        let t = Tensor::from_vec(vec![2], vec![1.5f32, -2.0]).unwrap();
+        let back = Tensor::from_le_bytes(DType::F32, &[2], &t.to_le_bytes().unwrap()).unwrap();
+        assert_eq!(back.as_slice::<f32>().unwrap(), &[1.5, -2.0]);
+    }
+
+    #[test]
+    fn concat_then_split_round_trips_on_any_axis() {
+        let a = Tensor::from_vec(vec![2, 3], (0..6).map(|x| x as f32).collect::<Vec<_>>()).unwrap();
+        let b = Tensor::from_vec(vec![1, 3], vec![6.0f32, 7.0, 8.0]).unwrap();
+        let joined = Tensor::concat(&[a.clone(), b.clone()], 0).unwrap();
+        assert_eq!(joined.shape(), &[3, 3]);
+        assert_eq!(joined.as_slice::<f32>().unwrap()[6..], [6.0, 7.0, 8.0]);
+        let parts = joined.split(0, &[2, 1]).unwrap();
+        assert!(parts[0].bit_eq(&a) && parts[1].bit_eq(&b));
+        let c = Tensor::from_vec(vec![2, 1], vec![9.0f32, 10.0]).unwrap();
+        let wide = Tensor::concat(&[a.clone(), c.clone()], 1).unwrap();
+        assert_eq!(wide.shape(), &[2, 4]);
+        assert_eq!(wide.as_slice::<f32>().unwrap(), &[0.0, 1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 10.0]);
+        let back = wide.split(1, &[3, 1]).unwrap();
+        assert!(back[0].bit_eq(&a) && back[1].bit_eq(&c));
+        assert!(Tensor::concat(&[a.clone(), c], 0).is_err(), "other axes must agree");
+        assert!(joined.split(0, &[1, 1]).is_err(), "sizes must add up");
     }
 
     #[test]

@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn items_with_different_arity_are_refused() {
-        let t = Tensor::zeros(DType::F32, &[2]);
+        let t = Tensor::zeros(DType::F32, &[2]).unwrap();
         let err =
             Batchifier::Stack.batchify(vec![vec![t.clone()], vec![t.clone(), t]]).unwrap_err();
         assert!(err.to_string().contains("item 1 has 2 tensors"), "{err}");

@@ -148,42 +148,11 @@ pub(crate) fn cstring(s: &str, what: &str) -> Result<CString> {
 
 /// MXNet's dtype codes (mshadow's type flags).
 pub(crate) fn dtype_code(dtype: DType) -> Option<c_int> {
-    Some(match dtype {
-        DType::F32 => 0,
-        DType::F64 => 1,
-        DType::F16 => 2,
-        DType::U8 => 3,
-        DType::I32 => 4,
-        DType::I8 => 5,
-        DType::I64 => 6,
-        DType::Bool => 7,
-        DType::I16 => 8,
-        DType::U16 => 9,
-        DType::U32 => 10,
-        DType::U64 => 11,
-        DType::BF16 => 12,
-        DType::Bytes => return None,
-    })
+    crate::dtype_code(dtype)
 }
 
 fn dtype_of_code(code: c_int) -> Option<DType> {
-    [
-        DType::F32,
-        DType::F64,
-        DType::F16,
-        DType::U8,
-        DType::I32,
-        DType::I8,
-        DType::I64,
-        DType::Bool,
-        DType::I16,
-        DType::U16,
-        DType::U32,
-        DType::U64,
-        DType::BF16,
-    ]
-    .into_iter()
-    .find(|d| dtype_code(*d) == Some(code))
+    thrum_core::kit::dtype_from(crate::DTYPE_CODES, &code)
 }
 
 /// An owned symbol (graph).
@@ -245,7 +214,7 @@ impl Drop for Symbol {
 }
 
 fn internal(message: String) -> Error {
-    Error::Inference { engine: ENGINE, model: "mxnet".into(), reason: message }
+    Error::inference(ENGINE, "mxnet", message)
 }
 
 /// An owned dense CPU NDArray.

@@ -2,11 +2,12 @@
 //!
 //! thrum engine backed by Apache MXNet 1.9's C API, loaded at run time (`libloading`) from the
 //! PyPI `mxnet` wheel (`thrum engines install mxnet`). Models are symbolic: `NAME-symbol.json`
-//! with its parameters in `NAME-0000.params` (what MXNet's `export()` writes).
+//! with its parameters in `NAME-0000.params` (what MXNet's `export()` writes). Nothing native is
+//! needed to build it, so it is in thrum's default build.
 //!
 //! How thrum maps onto MXNet (DJL guide, "Apache MXNet"):
 //! - libmxnet reads its engine type, OpenMP threads, worker threads and oneDNN switch once,
-//!   when it loads: the first model's options set them (see [`library`]), a later model asking
+//!   when it loads: the first model's options set them (see `library`), a later model asking
 //!   for others gets an error. `mxnet.preset=multithreaded` is the seed's recipe for many
 //!   predictor threads: NaiveEngine and one OpenMP thread.
 //! - per-thread predictors **copy the parameters** and build their own cached op, as DJL's
@@ -17,629 +18,274 @@
 //!   models only. Its calls run on a fixed pool of threads, one per usable core (see
 //!   `callers.rs`): libmxnet keeps about 5 MiB per OS thread that ever runs a cached op, until
 //!   the process exits, so calls from any number of threads must not each make one.
+//!
+//! This file is what thrum knows of MXNet in every build: [`INFO`], options, the package, and
+//! MXNet's file format ([`SYMBOL`], [`params_path`], [`encode_params`], which the zoo's
+//! exporter writes with). The engine is compiled with the `runtime` feature (on by default).
 
+#[cfg(feature = "runtime")]
 mod callers;
-mod export;
+#[cfg(feature = "runtime")]
+mod engine;
+#[cfg(feature = "runtime")]
 mod ffi;
+#[cfg(feature = "runtime")]
 pub mod library;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ffi::{CachedOp, Handle, NDArray, Symbol};
+#[cfg(feature = "runtime")]
+pub use engine::{MxnetEngine, save_params_with_mxnet};
+use thrum_core::config::{OptionKey, Scope, check_one_of, check_path, check_specs, parse_specs};
+use thrum_core::install::{Member, Package, Wheel};
 use thrum_core::{
-    Capabilities, DType, Dim, Engine, EngineCheck, Error, Model, ModelBackend, ModelFormat,
-    ModelSource, Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor,
-    TensorSpec, ThreadConfig,
+    DType, Engine, EngineInfo, Error, ModelFormat, Options, Result, Tensor, TensorSpec,
 };
-
-pub use export::{export_mxnet, model_stem, params_path};
 
 /// The engine's name in thrum.
 pub const ENGINE: &str = "mxnet";
 
-const EXPECTED: &str = "an MXNet symbol file (NAME-symbol.json) with NAME-0000.params beside it";
+/// MXNet's symbolic format: `NAME-symbol.json` with `NAME-0000.params` beside it. A file of
+/// another name loads too when the engine is asked for by name (`-e mxnet`).
+pub const SYMBOL: ModelFormat = ModelFormat {
+    id: "mxnet",
+    name: "MXNet symbol",
+    suffixes: &["-symbol.json"],
+    directory_marker: None,
+};
 
-/// Flags of every cached op thrum creates: memory planned once per input shape.
-const CACHED_OP_FLAGS: &[(&str, &str)] = &[("static_alloc", "true"), ("static_shape", "true")];
+/// MXNet's engine types (`MXNET_ENGINE_TYPE`).
+pub const ENGINE_TYPES: &[&str] = &["NaiveEngine", "ThreadedEngine", "ThreadedEnginePerDevice"];
 
-/// Whether a thread-safe cached op is alive in this process (MXNet supports one).
-static THREAD_SAFE_LIVE: AtomicBool = AtomicBool::new(false);
-
-/// The Apache MXNet engine.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MxnetEngine;
-
-impl MxnetEngine {
-    /// The engine.
-    pub fn new() -> MxnetEngine {
-        MxnetEngine
-    }
+/// MXNet's options, read from [`Options`] when a model loads (with the engine-neutral thread
+/// and oneDNN options, which libmxnet also reads once).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MxnetOptions {
+    /// `libmxnet.so` to load; otherwise the environment and the install directory are searched.
+    pub library_path: Option<PathBuf>,
+    /// One of [`ENGINE_TYPES`] (`MXNET_ENGINE_TYPE`). `None`: `$MXNET_ENGINE_TYPE`, else MXNet's
+    /// default (`ThreadedEnginePerDevice`); `mxnet.preset=multithreaded` makes it NaiveEngine.
+    pub engine_type: Option<String>,
+    /// OpenMP threads per operator: `intra_op_threads`, else 1 with the multithreaded preset.
+    pub omp_threads: Option<usize>,
+    /// Input specs for a symbol whose data variables carry no `__shape__` attribute.
+    pub input_specs: Option<Vec<TensorSpec>>,
 }
 
-fn library_for(options: &Options) -> Result<&'static library::Loaded> {
-    let path = library::find(options.mxnet.library_path.as_deref())?;
-    library::load(&path, &library::Settings::from_options(options))
-}
-
-impl Engine for MxnetEngine {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn check(&self) -> EngineCheck {
-        // Checking must not load the library: that would fix its settings before a model's
-        // options could choose them.
-        let found = match library::loaded() {
-            Some(loaded) => Ok((loaded.path.clone(), Some(loaded.version.clone()))),
-            None => library::find(None).map(|p| (p, None)),
-        };
-        match found {
-            Ok((path, version)) => {
-                let version = version.unwrap_or_else(|| "1.9 (checked when loaded)".into());
-                let mut check = EngineCheck::available(ENGINE, version)
-                    .with_library(path)
-                    .with_providers(vec!["cpu".into(), "mkldnn (oneDNN)".into(), "openblas".into()])
-                    .with_devices(vec!["cpu".into()]);
-                if let Some(loaded) = library::loaded() {
-                    check = check
-                        .with_detail(format!("loaded with engine type {}", loaded.engine_type()));
-                }
-                check
-            }
-            Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
-        }
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new(
-            Support::Yes,
-            Support::Yes,
-            vec!["cpu".into()],
-            vec![ModelFormat::MxnetSymbol],
-        )
-    }
-
-    fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
-        options.validate()?;
-        let model = MxModel::load(source, options)?;
-        Ok(Model::new(model.name.clone(), ENGINE, Shared(Arc::new(model))))
-    }
-}
-
-/// Where one cached-op input comes from.
-#[derive(Clone, Copy, Debug)]
-enum Slot {
-    /// The k-th model input.
-    Data(usize),
-    /// The k-th parameter.
-    Param(usize),
-}
-
-struct MxModel {
-    name: String,
-    api: &'static ffi::Api,
-    library: &'static library::Loaded,
-    symbol: Symbol,
-    inputs: Vec<TensorSpec>,
-    outputs: Vec<TensorSpec>,
-    /// Every symbol input, in cached-op order.
-    slots: Vec<Slot>,
-    /// `(name, array)`, loaded once; per-thread predictors copy them.
-    params: Vec<(String, NDArray)>,
-    /// Sparse storage declared in the symbol, by variable (refused by the thread-safe op).
-    sparse_variables: Vec<String>,
-    /// Loss heads that only make sense with backward (refused by the thread-safe op).
-    training_ops: Vec<String>,
-    /// The OpenMP thread count libmxnet started with, applied on each calling thread.
-    omp_threads: Option<i32>,
-}
-
-impl MxModel {
-    fn err(&self, reason: String) -> Error {
-        Error::Inference { engine: ENGINE, model: self.name.clone(), reason }
-    }
-
-    fn load(source: &ModelSource, options: &Options) -> Result<MxModel> {
-        let path = match source {
-            ModelSource::Path(path) => path.clone(),
-            ModelSource::Memory { name, .. } => {
-                return Err(Error::UnsupportedFormat {
-                    engine: ENGINE,
-                    model: name.clone(),
-                    reason: "MXNet models load from files (NAME-symbol.json and NAME-0000.params)"
-                        .into(),
-                });
-            }
-        };
-        let name = source.name();
-        let file_name =
-            path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        if file_name.ends_with(".params") {
-            return Err(Error::UnsupportedFormat {
-                engine: ENGINE,
-                model: name,
-                reason:
-                    "a .params file alone is an imperative (Gluon) model with no graph; thrum runs \
-                         symbolic models only: hybridize the block and `export()` it, then load \
-                         NAME-symbol.json"
-                        .into(),
-            });
-        }
-        if source.format() != Some(ModelFormat::MxnetSymbol) {
-            return Err(Error::UnsupportedFormat {
-                engine: ENGINE,
-                model: name,
-                reason: format!(
-                    "MXNet runs symbolic models (NAME-symbol.json + NAME-0000.params), not {}; `thrum zoo \
-                     export NAME -o NAME-symbol.json` writes one",
-                    source.format().map_or("this file", |f| f.name())
-                ),
-            });
-        }
-        source.check_file(EXPECTED)?;
-        let library = library_for(options)?;
-        let api = &library.api;
-        let invalid =
-            |reason: String| Error::InvalidModel { engine: ENGINE, model: name.clone(), reason };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| Error::Io { path: path.clone(), source })?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("`{}` is not valid symbol JSON: {e}", path.display())))?;
-        let symbol = Symbol::from_json(api, &text, |m| {
-            invalid(format!("MXNet rejects the symbol `{}`: {m}", path.display()))
-        })?;
-        let params_file = find_params(&path).map_err(&invalid)?;
-        let params = NDArray::load_file(api, &params_file, |m| {
-            invalid(format!("cannot read `{}`: {m}", params_file.display()))
-        })?;
-        let params: Vec<(String, NDArray)> = params
-            .into_iter()
-            .map(|(key, array)| {
-                let bare = key
-                    .strip_prefix("arg:")
-                    .or_else(|| key.strip_prefix("aux:"))
-                    .unwrap_or(&key)
-                    .to_string();
-                (bare, array)
-            })
-            .collect();
-        let symbol_inputs = symbol.inputs()?;
-        if let Some((extra, _)) = params.iter().find(|(k, _)| !symbol_inputs.contains(k)) {
-            return Err(invalid(format!(
-                "params `{}` do not match the symbol: `{extra}` is not an input of `{}` (its inputs: {})",
-                params_file.display(),
-                path.display(),
-                symbol_inputs.join(", ")
-            )));
-        }
-        let variables = variables(&json);
-        let mut slots = Vec::new();
-        let mut data_names = Vec::new();
-        for input in &symbol_inputs {
-            match params.iter().position(|(k, _)| k == input) {
-                Some(k) => slots.push(Slot::Param(k)),
-                None => {
-                    slots.push(Slot::Data(data_names.len()));
-                    data_names.push(input.clone());
-                }
-            }
-        }
-        let inputs =
-            input_specs(&data_names, &variables, options, &params_file).map_err(&invalid)?;
-        let sparse_variables = variables
-            .iter()
-            .filter(|v| v.attr("__storage_type__").is_some_and(|s| s != "0" && s != "default"))
-            .map(|v| v.name.clone())
-            .collect();
-        let training_ops = ops(&json)
-            .into_iter()
-            .filter(|op| {
-                op == "MakeLoss" || op.ends_with("RegressionOutput") || op.starts_with("_backward")
-            })
-            .collect();
-        let mut model = MxModel {
-            name: name.clone(),
-            api,
-            library,
-            symbol,
-            inputs,
-            outputs: Vec::new(),
-            slots,
-            params,
-            sparse_variables,
-            training_ops,
-            omp_threads: library.variable("OMP_NUM_THREADS").and_then(|v| v.trim().parse().ok()),
-        };
-        // One run on zeros finds the outputs and checks that the params fit the symbol.
-        let op = CachedOp::new(api, &model.symbol, CACHED_OP_FLAGS, false, invalid)?;
-        let zeros: Vec<Tensor> =
-            model.inputs.iter().map(|s| Tensor::zeros(s.dtype, &s.concrete_shape(1))).collect();
-        let params: Vec<Handle> = model.params.iter().map(|(_, a)| a.handle()).collect();
-        let out = model.forward(&op, &params, &zeros).map_err(|e| {
-            invalid(format!(
-                "params `{}` do not match the symbol: {}",
-                params_file.display(),
-                reason_of(&e)
-            ))
-        })?;
-        let names = model.symbol.outputs()?;
-        let batch_dynamic =
-            model.inputs.first().and_then(|s| s.shape.first()).is_some_and(Dim::is_dynamic);
-        model.outputs = out
-            .iter()
-            .enumerate()
-            .map(|(k, t)| {
-                let shape =
-                    t.shape()
-                        .iter()
-                        .enumerate()
-                        .map(|(axis, &d)| {
-                            if axis == 0 && batch_dynamic { Dim::named("N") } else { Dim::Fixed(d) }
-                        })
-                        .collect();
-                TensorSpec::new(
-                    names.get(k).cloned().unwrap_or_else(|| format!("output_{k}")),
-                    t.dtype(),
-                    shape,
-                )
-            })
-            .collect();
-        Ok(model)
-    }
-
-    /// Applies the OpenMP thread count on the calling thread, once per thread. OMP_NUM_THREADS
-    /// alone is not enough: the OpenMP runtime reads it when it is first loaded, which in a
-    /// process that also links libtorch is before thrum could set it; OpenBLAS (MXNet's GEMM
-    /// without oneDNN) then runs multi-threaded, and concurrent callers spin forever in it.
-    fn apply_omp_threads(&self) -> Result<()> {
-        thread_local! {
-            static APPLIED: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
-        }
-        let Some(n) = self.omp_threads else {
-            return Ok(());
-        };
-        if APPLIED.get() == Some(n) {
-            return Ok(());
-        }
-        // SAFETY: MXSetNumOMPThreads takes a plain int and sets the calling thread's OpenMP count.
-        self.api.call(unsafe { (self.api.set_num_omp_threads)(n) }, |m| self.err(m))?;
-        APPLIED.set(Some(n));
-        Ok(())
-    }
-
-    /// One forward call of `op` with `params` (handles in parameter order).
-    fn forward(&self, op: &CachedOp, params: &[Handle], inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.apply_omp_threads()?;
-        if inputs.len() != self.inputs.len() {
-            return Err(Error::InputCount {
-                model: self.name.clone(),
-                expected: self.inputs.len(),
-                names: self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
-                found: inputs.len(),
-            });
-        }
-        let wrap = |m: String| self.err(m);
-        let data: Vec<NDArray> = inputs
-            .iter()
-            .map(|t| NDArray::from_tensor(self.api, t, wrap))
-            .collect::<Result<_>>()?;
-        let handles: Vec<Handle> = self
-            .slots
-            .iter()
-            .map(|slot| match *slot {
-                Slot::Data(k) => data[k].handle(),
-                Slot::Param(k) => params[k],
-            })
-            .collect();
-        let outputs = op.invoke(&handles, wrap)?;
-        outputs.iter().map(|o| o.to_tensor(wrap)).collect()
-    }
-
-    fn threads(&self) -> ThreadConfig {
-        let number = |k: &str| self.library.variable(k).and_then(|v| v.parse().ok());
-        ThreadConfig::new(number("OMP_NUM_THREADS"), number("MXNET_CPU_WORKER_NTHREADS"))
-            .with_omp(number("OMP_NUM_THREADS"))
-            .with_note(format!(
-                "MXNet engine {}, oneDNN {}; set when libmxnet loaded (process-wide)",
-                self.library.engine_type(),
-                if self.library.variable("MXNET_MKLDNN_ENABLED") == Some("0") {
-                    "off"
-                } else {
-                    "on"
-                }
-            ))
-    }
-}
-
-fn reason_of(e: &Error) -> String {
-    match e {
-        Error::Inference { reason, .. } => reason.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// `NAME-0000.params`, else the highest-epoch `NAME-*.params`, else `NAME.params`.
-fn find_params(symbol: &Path) -> std::result::Result<PathBuf, String> {
-    let stem = model_stem(symbol);
-    let first = params_path(symbol);
-    if first.is_file() {
-        return Ok(first);
-    }
-    let dir = symbol.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut epochs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name().is_some_and(|n| {
-                        let n = n.to_string_lossy();
-                        n.starts_with(&format!("{stem}-")) && n.ends_with(".params")
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    epochs.sort();
-    if let Some(last) = epochs.pop() {
-        return Ok(last);
-    }
-    let plain = dir.join(format!("{stem}.params"));
-    if plain.is_file() {
-        return Ok(plain);
-    }
-    Err(format!(
-        "no parameters for `{}`: looked for `{}`, `{stem}-*.params` and `{}`",
-        symbol.display(),
-        first.display(),
-        plain.display()
-    ))
-}
-
-/// A variable node of the symbol JSON and its attributes.
-struct Variable {
-    name: String,
-    attrs: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Variable {
-    fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs.get(key).and_then(|v| v.as_str())
-    }
-}
-
-fn nodes(json: &serde_json::Value) -> &[serde_json::Value] {
-    json.get("nodes").and_then(|n| n.as_array()).map_or(&[], Vec::as_slice)
-}
-
-fn variables(json: &serde_json::Value) -> Vec<Variable> {
-    nodes(json)
-        .iter()
-        .filter(|n| n.get("op").and_then(|o| o.as_str()) == Some("null"))
-        .map(|n| Variable {
-            name: n.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
-            // Older files call them "attr" or "param".
-            attrs: ["attrs", "attr", "param"]
-                .iter()
-                .find_map(|k| n.get(*k).and_then(|a| a.as_object()).cloned())
-                .unwrap_or_default(),
-        })
-        .collect()
-}
-
-fn ops(json: &serde_json::Value) -> Vec<String> {
-    nodes(json)
-        .iter()
-        .filter_map(|n| n.get("op").and_then(|o| o.as_str()))
-        .filter(|o| *o != "null")
-        .map(String::from)
-        .collect()
-}
-
-/// Specs of the data inputs: from the option, else from each variable's `__shape__` (0 is
-/// dynamic) and `__dtype__` attributes.
-fn input_specs(
-    data: &[String],
-    variables: &[Variable],
-    options: &Options,
-    params_file: &Path,
-) -> std::result::Result<Vec<TensorSpec>, String> {
-    if let Some(specs) = &options.mxnet.input_specs {
-        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        if names != data.iter().map(String::as_str).collect::<Vec<_>>() {
-            return Err(format!(
-                "mxnet.input_specs names {} but the symbol's data inputs (inputs without a parameter) are {}",
-                names.join(", "),
-                data.join(", ")
-            ));
-        }
-        return Ok(specs.clone());
-    }
-    data.iter()
-        .map(|name| {
-            let var = variables.iter().find(|v| &v.name == name);
-            let shape = var.and_then(|v| v.attr("__shape__")).ok_or_else(|| {
-                format!(
-                    "symbol input `{name}` has no parameter in `{}` and no `__shape__`: either the params do \
-                     not match the symbol, or `{name}` is a data input whose shape the mxnet.input_specs \
-                     option must give (e.g. {name}:f32[N,3,224,224])",
-                    params_file.display()
-                )
-            })?;
-            let dims: Vec<Dim> = shape
-                .trim_matches(|c| c == '(' || c == ')' || c == '[' || c == ']')
-                .split(',')
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .enumerate()
-                .map(|(axis, d)| match d.parse::<i64>() {
-                    Ok(n) if n > 0 => Ok(Dim::Fixed(n as usize)),
-                    Ok(_) => Ok(if axis == 0 { Dim::named("N") } else { Dim::named(format!("d{axis}")) }),
-                    Err(_) => Err(format!("input `{name}`: `__shape__` {shape} is not a shape")),
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            let dtype = match var.and_then(|v| v.attr("__dtype__")) {
-                None => DType::F32,
-                Some(code) => {
-                    let code: i32 = code.parse().map_err(|_| format!("input `{name}`: `__dtype__` {code} is not a dtype code"))?;
-                    [DType::F32, DType::F64, DType::F16, DType::U8, DType::I32, DType::I8, DType::I64]
-                        .into_iter()
-                        .find(|d| ffi::dtype_code(*d) == Some(code))
-                        .ok_or_else(|| format!("input `{name}`: MXNet dtype code {code} is not supported"))?
-                }
-            };
-            Ok(TensorSpec::new(name.clone(), dtype, dims))
-        })
-        .collect()
-}
-
-/// The backend thrum's `Model` holds.
-struct Shared(Arc<MxModel>);
-
-impl ModelBackend for Shared {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.0.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.0.outputs
-    }
-
-    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        let model = &self.0;
-        let wrap =
-            |m: String| model.err(format!("cannot copy the parameters for a predictor: {m}"));
-        let params =
-            model.params.iter().map(|(_, a)| a.duplicate(wrap)).collect::<Result<Vec<_>>>()?;
-        let op = CachedOp::new(model.api, &model.symbol, CACHED_OP_FLAGS, false, wrap)?;
-        Ok(Box::new(CopyPredictor { model: model.clone(), params, op }))
-    }
-
-    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        let model = &self.0;
-        let refuse = |reason: String| Error::Unsupported {
-            engine: ENGINE,
-            feature: format!("the thread-safe predictor on `{}`", model.name),
-            reason,
-        };
-        if let Some(var) = model.sparse_variables.first() {
-            return Err(refuse(format!(
-                "input `{var}` has sparse storage; MXNet's thread-safe cached op takes dense arrays only"
-            )));
-        }
-        for (name, array) in &model.params {
-            if array.storage_type()? != 0 {
-                return Err(refuse(format!(
-                    "parameter `{name}` is sparse; MXNet's thread-safe cached op takes dense arrays only"
-                )));
-            }
-        }
-        if let Some(op) = model.training_ops.first() {
-            return Err(refuse(format!(
-                "the symbol contains `{op}`, a training graph; the thread-safe cached op runs forward only \
-                 (no backward, so no training or transfer learning)"
-            )));
-        }
-        if THREAD_SAFE_LIVE.swap(true, Ordering::SeqCst) {
-            return Err(refuse(
-                "another thread-safe predictor is alive in this process; MXNet supports one thread-safe \
-                 cached op per process (drop it first, or use per-thread predictors)"
-                    .into(),
-            ));
-        }
-        match CachedOp::new(model.api, &model.symbol, CACHED_OP_FLAGS, true, |m| model.err(m)) {
-            Ok(op) => Ok(Box::new(ThreadSafePredictor {
-                op: Arc::new(ThreadSafeOp { model: model.clone(), op }),
-                shape: Mutex::new(None),
-            })),
-            Err(e) => {
-                THREAD_SAFE_LIVE.store(false, Ordering::SeqCst);
-                Err(e)
-            }
-        }
-    }
-
-    fn threads(&self) -> ThreadConfig {
-        self.0.threads()
-    }
-
-    fn shared_calls_serialised(&self) -> Option<String> {
-        (self.0.library.engine_type() == "NaiveEngine").then(|| {
-            "MXNet's thread-safe cached op runs calls one after another on NaiveEngine; \
-             mxnet.engine_type=ThreadedEnginePerDevice runs them concurrently"
-                .to_string()
+impl MxnetOptions {
+    /// MXNet's options as `options` sets them. The preset fills what is not set explicitly.
+    pub fn from_options(o: &Options) -> Result<MxnetOptions> {
+        let preset = o.text("mxnet.preset") == Some("multithreaded");
+        Ok(MxnetOptions {
+            library_path: o.text("mxnet.library_path").map(PathBuf::from),
+            engine_type: o
+                .text("mxnet.engine_type")
+                .map(String::from)
+                .or_else(|| preset.then(|| "NaiveEngine".into())),
+            omp_threads: o.intra_op_threads.or(preset.then_some(1)),
+            input_specs: o.parse_or("mxnet.input_specs", None, |v| parse_specs(v).map(Some))?,
         })
     }
 }
 
-/// A per-thread predictor: its own copy of the parameters and its own cached op (DJL's
-/// MXNet predictor).
-struct CopyPredictor {
-    model: Arc<MxModel>,
-    params: Vec<NDArray>,
-    op: CachedOp,
+/// MXNet's option keys.
+pub static KEYS: &[OptionKey] = &[
+    OptionKey {
+        key: "mxnet.library_path",
+        env: "THRUM_MXNET_LIBRARY_PATH",
+        default: "searched",
+        engine: ENGINE,
+        expected: "a path to libmxnet.so",
+        effect: "The MXNet library to load. Otherwise `$MXNET_LIBRARY_PATH`, then \
+                 `$THRUM_HOME/engines/mxnet/` (`thrum engines install mxnet`) are searched.",
+        scope: Scope::Process,
+        tunable: &[],
+        check: check_path,
+    },
+    OptionKey {
+        key: "mxnet.engine_type",
+        env: "THRUM_MXNET_ENGINE_TYPE",
+        default: "$MXNET_ENGINE_TYPE, else ThreadedEnginePerDevice",
+        engine: ENGINE,
+        expected: "NaiveEngine, ThreadedEngine or ThreadedEnginePerDevice",
+        effect: "MXNet's execution engine (`MXNET_ENGINE_TYPE`), set before libmxnet loads; a later \
+                 model asking for another is an error. NaiveEngine runs each operator on the calling \
+                 thread: with intra_op_threads=1 it is the seed's recipe for many predictor threads \
+                 (preset `mxnet.preset=multithreaded`).",
+        scope: Scope::Process,
+        tunable: &["NaiveEngine", "ThreadedEnginePerDevice"],
+        check: |v| check_one_of(v, ENGINE_TYPES),
+    },
+    OptionKey {
+        key: "mxnet.preset",
+        env: "THRUM_MXNET_PRESET",
+        default: "none",
+        engine: ENGINE,
+        expected: "multithreaded",
+        effect: "`multithreaded`: the seed's recipe for many predictor threads, NaiveEngine and one \
+                 OpenMP thread per operator (mxnet.engine_type=NaiveEngine, intra_op_threads=1), \
+                 for whichever of the two is not set explicitly.",
+        scope: Scope::Process,
+        tunable: &[],
+        check: |v| check_one_of(v, &["multithreaded"]),
+    },
+    OptionKey {
+        key: "mxnet.input_specs",
+        env: "THRUM_MXNET_INPUT_SPECS",
+        default: "from the symbol",
+        engine: ENGINE,
+        expected: "name:dtype[dims] specs separated by `;`, e.g. data:f32[N,3,224,224]",
+        effect: "Input specs of a symbol whose data variables have no `__shape__` attribute \
+                 (`thrum zoo export` writes it; a dimension 0 there is dynamic).",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_specs,
+    },
+];
+
+/// The libraries `thrum engines install mxnet` takes from the PyPI `mxnet` wheel: libmxnet
+/// (built with oneDNN and OpenBLAS) and the two libraries beside it (its RPATH is $ORIGIN); it
+/// also needs the system's libgomp.so.1.
+pub static PACKAGES: &[Package] = &[Package {
+    name: "mxnet",
+    dir: "mxnet",
+    version: "1.9.1",
+    wheels: &[Wheel {
+        requirement: "mxnet==1.9.1",
+        members: &[
+            Member { pattern: "mxnet/libmxnet.so", strip: "mxnet/" },
+            Member { pattern: "mxnet/libopenblas.so.0", strip: "mxnet/" },
+            Member { pattern: "mxnet/libgfortran.so.3", strip: "mxnet/" },
+        ],
+    }],
+}];
+
+/// thrum's dtypes and MXNet's dtype codes (`mshadow::TypeFlag`).
+pub const DTYPE_CODES: &[(DType, i32)] = &[
+    (DType::F32, 0),
+    (DType::F64, 1),
+    (DType::F16, 2),
+    (DType::U8, 3),
+    (DType::I32, 4),
+    (DType::I8, 5),
+    (DType::I64, 6),
+    (DType::Bool, 7),
+    (DType::I16, 8),
+    (DType::U16, 9),
+    (DType::U32, 10),
+    (DType::U64, 11),
+    (DType::BF16, 12),
+];
+
+/// MXNet's dtype code for `dtype` (`None` for byte strings, which MXNet has no type for).
+pub fn dtype_code(dtype: DType) -> Option<i32> {
+    thrum_core::kit::dtype_to(DTYPE_CODES, dtype)
 }
 
-impl PredictorBackend for CopyPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let params: Vec<Handle> = self.params.iter().map(NDArray::handle).collect();
-        self.model.forward(&self.op, &params, &inputs)
-    }
+/// `dir/NAME-0000.params` for `dir/NAME-symbol.json` (or `dir/NAME.json`, or `dir/NAME`).
+pub fn params_path(symbol: &Path) -> PathBuf {
+    symbol.with_file_name(format!("{}-0000.params", model_stem(symbol)))
 }
 
-/// The thread-safe cached op on the model's one copy of the parameters.
-struct ThreadSafeOp {
-    model: Arc<MxModel>,
-    op: CachedOp,
+/// `NAME` of `NAME-symbol.json` (or of `NAME.json`, or of a file named `NAME`).
+pub fn model_stem(symbol: &Path) -> String {
+    let file = symbol.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    file.strip_suffix("-symbol.json")
+        .or_else(|| file.strip_suffix(".json"))
+        .unwrap_or(&file)
+        .to_string()
 }
 
-/// The shared predictor: calls of the thread-safe cached op, run on thrum's MXNet caller
-/// threads (see `callers.rs`).
-struct ThreadSafePredictor {
-    op: Arc<ThreadSafeOp>,
-    /// The input shapes of the first call: MXNet's thread-safe cached op has no dynamic shapes.
-    shape: Mutex<Option<Vec<Vec<usize>>>>,
-}
-
-impl SharedPredictorBackend for ThreadSafePredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        {
-            let mut fixed = self.shape.lock().unwrap_or_else(|p| p.into_inner());
-            match &*fixed {
-                None => *fixed = Some(shapes),
-                Some(first) if *first == shapes => {}
-                Some(first) => {
-                    return Err(Error::Unsupported {
-                        engine: ENGINE,
-                        feature: format!(
-                            "input shapes {shapes:?} after {first:?} on `{}`",
-                            self.op.model.name
-                        ),
-                        reason:
-                            "MXNet's thread-safe cached op has no dynamic shapes: every call of a \
-                                 thread-safe predictor uses the input shapes of its first call"
-                                .into(),
-                    });
-                }
-            }
+/// MXNet's NDArray-list file (`NDArray::Save` in MXNet 1.x) of `params` (`arg:NAME` /
+/// `aux:NAME` arrays): a list magic and a reserved word, the arrays (each: V2 magic, dense
+/// storage type, shape as u32 rank + i64 dims, CPU context, dtype code, raw little-endian
+/// data), then the names. All integers little-endian.
+///
+/// Written here rather than through `MXNDArraySave`: exporting must not load libmxnet, which
+/// reads its engine type and thread counts once, when it loads, and those must come from the
+/// options of the model that runs next. A test checks the bytes equal `MXNDArraySave`'s.
+pub fn encode_params(params: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    const LIST_MAGIC: u64 = 0x112;
+    const NDARRAY_V2_MAGIC: u32 = 0xF993_FAC9;
+    let unsupported = |name: &str, dtype: DType| Error::Unsupported {
+        engine: ENGINE,
+        feature: format!("{dtype} parameter `{name}`"),
+        reason: "MXNet's params files hold numeric arrays".into(),
+    };
+    let mut out = Vec::new();
+    out.extend(LIST_MAGIC.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend((params.len() as u64).to_le_bytes());
+    for (name, tensor) in params {
+        let code = dtype_code(tensor.dtype()).ok_or_else(|| unsupported(name, tensor.dtype()))?;
+        out.extend(NDARRAY_V2_MAGIC.to_le_bytes());
+        out.extend(0i32.to_le_bytes()); // dense storage
+        out.extend((tensor.shape().len() as u32).to_le_bytes());
+        for &d in tensor.shape() {
+            out.extend((d as i64).to_le_bytes());
         }
-        let op = self.op.clone();
-        callers::run(move || {
-            let params: Vec<Handle> = op.model.params.iter().map(|(_, a)| a.handle()).collect();
-            let outputs = op.model.forward(&op.op, &params, &inputs);
-            // Dropped here, before the caller hears back: once the predictor is dropped, its
-            // cached op is gone too (MXNet allows one thread-safe cached op at a time).
-            drop(op);
-            outputs
-        })
-        .map_err(|reason| self.op.model.err(reason))?
+        out.extend(1i32.to_le_bytes()); // device type: CPU
+        out.extend(0i32.to_le_bytes()); // device id
+        out.extend(code.to_le_bytes());
+        out.extend(tensor.raw_bytes().ok_or_else(|| unsupported(name, tensor.dtype()))?);
     }
+    out.extend((params.len() as u64).to_le_bytes());
+    for (name, _) in params {
+        out.extend((name.len() as u64).to_le_bytes());
+        out.extend(name.as_bytes());
+    }
+    Ok(out)
 }
 
-impl Drop for ThreadSafePredictor {
-    fn drop(&mut self) {
-        THREAD_SAFE_LIVE.store(false, Ordering::SeqCst);
+fn engine() -> Arc<dyn Engine> {
+    #[cfg(feature = "runtime")]
+    return Arc::new(MxnetEngine::new());
+    #[cfg(not(feature = "runtime"))]
+    Arc::new(thrum_core::NotCompiled::new(&INFO))
+}
+
+thrum_core::register_engine!(
+    INFO = EngineInfo {
+        name: ENGINE,
+        title: "Apache MXNet",
+        aliases: &["apache-mxnet"],
+        formats: &[SYMBOL],
+        feature: "mxnet",
+        build_note: "",
+        options: KEYS,
+        process_keys: &["intra_op_threads", "inter_op_threads", "onednn"],
+        packages: PACKAGES,
+        order: 30,
+        engine,
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_table_matches_the_typed_options() {
+        thrum_core::config::check_engine_table("mxnet", KEYS, MxnetOptions::from_options)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_preset_fills_what_is_not_set() {
+        let mut options = Options::default();
+        options.set("mxnet.preset", "multithreaded").unwrap_or_else(|e| panic!("{e}"));
+        let m = MxnetOptions::from_options(&options).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((m.engine_type.as_deref(), m.omp_threads), (Some("NaiveEngine"), Some(1)));
+        options.set("intra_op_threads", "2").unwrap_or_else(|e| panic!("{e}"));
+        let m = MxnetOptions::from_options(&options).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.omp_threads, Some(2));
+    }
+
+    #[test]
+    fn params_paths_follow_the_symbol_name() {
+        assert_eq!(params_path(Path::new("d/m-symbol.json")), Path::new("d/m-0000.params"));
+        assert_eq!(params_path(Path::new("d/mlp-mx")), Path::new("d/mlp-mx-0000.params"));
     }
 }

@@ -10,14 +10,13 @@
 //! loads the library, and refuses a later model that asks for different values.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 
 use thrum_core::config::engine_home;
-use thrum_core::library::LibrarySearch;
 use thrum_core::{Error, Options, Result};
+use thrum_native::{LibrarySearch, NativeLibrary, Visibility};
 
-use crate::ENGINE;
 use crate::ffi::Api;
+use crate::{ENGINE, MxnetOptions};
 
 /// The command that installs the library.
 pub const INSTALL: &str = "thrum engines install mxnet";
@@ -36,11 +35,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `options` ask for.
-    pub fn from_options(options: &Options) -> Settings {
+    /// The settings `options` (and MXNet's view of them, `mx`) ask for.
+    pub fn from_options(options: &Options, mx: &MxnetOptions) -> Settings {
         Settings {
-            engine_type: options.mxnet.engine_type.clone(),
-            omp_threads: options.intra_op_threads,
+            engine_type: mx.engine_type.clone(),
+            omp_threads: mx.omp_threads,
             cpu_workers: options.inter_op_threads,
             mkldnn: options.onednn,
         }
@@ -56,46 +55,46 @@ impl Settings {
     }
 }
 
-/// The library this process loaded, and the environment it started with.
-pub struct Loaded {
-    /// Where it was loaded from.
-    pub path: PathBuf,
-    /// Its version (`1.9.1`).
-    pub version: String,
+/// What thrum keeps of the loaded library: its functions and the environment it started with.
+pub struct Runtime {
     /// Each variable libmxnet read at start-up, and its value (`None`: unset, MXNet's default).
     pub environment: Vec<(&'static str, Option<String>)>,
     pub(crate) api: Api,
-    _library: libloading::Library,
 }
 
-impl Loaded {
+/// The library this process loaded (path, version) and its [`Runtime`].
+pub type Loaded = thrum_native::Loaded<Runtime>;
+
+/// What a loaded libmxnet started with.
+pub trait Started {
     /// The value libmxnet started with for `variable`.
-    pub fn variable(&self, variable: &str) -> Option<&str> {
-        self.environment.iter().find(|(k, _)| *k == variable).and_then(|(_, v)| v.as_deref())
+    fn variable(&self, variable: &str) -> Option<&str>;
+    /// The engine type in effect.
+    fn engine_type(&self) -> &str;
+}
+
+impl Started for Loaded {
+    fn variable(&self, variable: &str) -> Option<&str> {
+        self.data.environment.iter().find(|(k, _)| *k == variable).and_then(|(_, v)| v.as_deref())
     }
 
-    /// The engine type in effect.
-    pub fn engine_type(&self) -> &str {
+    fn engine_type(&self) -> &str {
         self.variable("MXNET_ENGINE_TYPE").unwrap_or("ThreadedEnginePerDevice")
     }
 }
 
-static LOADED: OnceLock<Loaded> = OnceLock::new();
-static LOADING: Mutex<()> = Mutex::new(());
-
-/// Where the library is searched for, and how messages name it.
-const SEARCH: LibrarySearch = LibrarySearch {
+static LIBRARY: NativeLibrary<Runtime> = NativeLibrary::new(LibrarySearch {
     engine: ENGINE,
     library: "the MXNet library (libmxnet.so)",
     option: "mxnet.library_path",
     option_env: "THRUM_MXNET_LIBRARY_PATH",
     native_env: "MXNET_LIBRARY_PATH",
     install: INSTALL,
-};
+});
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    SEARCH.find(explicit, || {
+    LIBRARY.search().find(explicit, || {
         let file = engine_home(ENGINE).join("libmxnet.so");
         if file.is_file() {
             Ok(file)
@@ -108,41 +107,55 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
 /// Loads the library at `path` with `settings`, once per process; later calls check that the
 /// path and settings agree with the first.
 pub fn load(path: &Path, settings: &Settings) -> Result<&'static Loaded> {
-    let _guard = LOADING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(loaded) = LOADED.get() {
-        if std::fs::canonicalize(path).ok() != std::fs::canonicalize(&loaded.path).ok() {
-            return Err(Error::EngineUnavailable {
+    let loaded = LIBRARY.load(
+        path,
+        Visibility::Local,
+        &[],
+        || apply(settings),
+        |library| {
+            let environment: Vec<(&'static str, Option<String>)> = settings
+                .variables()
+                .map(|(k, _)| (k, std::env::var(k).ok().filter(|v| !v.is_empty())))
+                .into();
+            let api = Api::resolve(library)?;
+            let mut code = 0;
+            // SAFETY: MXGetVersion writes one int.
+            api.call(unsafe { (api.get_version)(&mut code) }, |m| Error::inference(ENGINE, "-", m))
+                .map_err(|e| e.to_string())?;
+            let version = format!("{}.{}.{}", code / 10000, code / 100 % 100, code % 100);
+            if !version.starts_with("1.") {
+                return Err(format!(
+                    "MXNet {version} is not supported: thrum uses the 1.x C API (1.9); install it with `{INSTALL}`"
+                ));
+            }
+            Ok((version, Runtime { environment, api }))
+        },
+    )?;
+    for (variable, wanted) in settings.variables() {
+        let Some(wanted) = wanted else { continue };
+        let current = loaded.variable(variable);
+        if current != Some(wanted.as_str()) {
+            return Err(Error::Unsupported {
                 engine: ENGINE,
+                feature: format!("{variable}={wanted}"),
                 reason: format!(
-                    "MXNet {} is already loaded from `{}` in this process, so `{}` cannot be used as well",
-                    loaded.version,
-                    loaded.path.display(),
-                    path.display()
+                    "libmxnet reads {variable} once, when it loads, and this process loaded it with {}; \
+                     load every MXNet model of a process with the same settings (or start a new process)",
+                    current.map_or_else(|| "it unset".to_string(), |v| format!("{variable}={v}"))
                 ),
             });
         }
-        for (variable, wanted) in settings.variables() {
-            let Some(wanted) = wanted else { continue };
-            let current = loaded.variable(variable);
-            if current != Some(wanted.as_str()) {
-                return Err(Error::Unsupported {
-                    engine: ENGINE,
-                    feature: format!("{variable}={wanted}"),
-                    reason: format!(
-                        "libmxnet reads {variable} once, when it loads, and this process loaded it with {}; \
-                         load every MXNet model of a process with the same settings (or start a new process)",
-                        current
-                            .map_or_else(|| "it unset".to_string(), |v| format!("{variable}={v}"))
-                    ),
-                });
-            }
-        }
-        return Ok(loaded);
     }
+    Ok(loaded)
+}
+
+/// Sets the variables libmxnet reads when it starts: called under the load lock, just before
+/// the library loads.
+fn apply(settings: &Settings) {
     for (variable, value) in settings.variables() {
         if let Some(value) = value {
-            // SAFETY: set under the LOADING lock just before libmxnet starts, as MXNet's own
-            // documentation requires; thrum reads no other variable concurrently here.
+            // SAFETY: set under NativeLibrary's load lock just before libmxnet starts, as MXNet's
+            // own documentation requires; thrum reads no other variable concurrently here.
             unsafe { std::env::set_var(variable, value) };
         }
     }
@@ -154,44 +167,9 @@ pub fn load(path: &Path, settings: &Settings) -> Result<&'static Loaded> {
         // SAFETY: as above.
         unsafe { std::env::set_var("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0") };
     }
-    let environment: Vec<(&'static str, Option<String>)> = settings
-        .variables()
-        .map(|(k, _)| (k, std::env::var(k).ok().filter(|v| !v.is_empty())))
-        .into();
-    let unavailable = |reason: String| Error::EngineUnavailable { engine: ENGINE, reason };
-    // SAFETY: loading runs libmxnet's initialisers; it is MXNet's library (or what the user
-    // named as such), loaded once and never unloaded.
-    let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
-        let message = e.to_string();
-        let hint = if message.contains("libgomp") {
-            " (libmxnet needs the system's OpenMP runtime: install the libgomp1 package)"
-        } else {
-            ""
-        };
-        unavailable(format!("cannot load `{}`: {message}{hint}", path.display()))
-    })?;
-    let api = Api::resolve(&library)
-        .map_err(|reason| unavailable(format!("`{}`: {reason}", path.display())))?;
-    let mut code = 0;
-    // SAFETY: MXGetVersion writes one int.
-    api.call(unsafe { (api.get_version)(&mut code) }, unavailable)?;
-    let version = format!("{}.{}.{}", code / 10000, code / 100 % 100, code % 100);
-    if !version.starts_with("1.") {
-        return Err(unavailable(format!(
-            "MXNet {version} at `{}` is not supported: thrum uses the 1.x C API (1.9); install it with `{INSTALL}`",
-            path.display()
-        )));
-    }
-    Ok(LOADED.get_or_init(|| Loaded {
-        path: path.to_path_buf(),
-        version,
-        environment,
-        api,
-        _library: library,
-    }))
 }
 
 /// The library loaded in this process, if any.
 pub fn loaded() -> Option<&'static Loaded> {
-    LOADED.get()
+    LIBRARY.loaded()
 }

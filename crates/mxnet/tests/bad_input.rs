@@ -8,7 +8,6 @@ use thrum_core::{Engine, Error, ModelSource, Options};
 use thrum_mxnet::MxnetEngine;
 
 fn load_err(path: &std::path::Path) -> Error {
-    common::require_library();
     match MxnetEngine.load(&ModelSource::path(path), &Options::default()) {
         Ok(_) => panic!("loading should fail"),
         Err(e) => e,
@@ -17,6 +16,7 @@ fn load_err(path: &std::path::Path) -> Error {
 
 #[test]
 fn corrupt_symbol_json_is_an_invalid_model_error() {
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("mlp", dir.path());
     std::fs::write(&path, "{\"nodes\": [ {\"op\": ").unwrap();
@@ -30,6 +30,7 @@ fn corrupt_symbol_json_is_an_invalid_model_error() {
 
 #[test]
 fn params_that_do_not_match_the_symbol_are_refused() {
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let mlp = common::export("mlp", dir.path());
     let resnet = common::export("resnet18", dir.path());
@@ -42,9 +43,9 @@ fn params_that_do_not_match_the_symbol_are_refused() {
     let graph = thrum_zoo::find("mlp").unwrap().build(1);
     let mut wrong = graph.clone();
     for (_, t) in &mut wrong.weights {
-        *t = thrum_core::Tensor::zeros(t.dtype(), &[t.len()]);
+        *t = thrum_core::Tensor::zeros(t.dtype(), &[t.len()]).unwrap();
     }
-    thrum_mxnet::export_mxnet(&wrong, &dir.path().join("flat-symbol.json")).unwrap();
+    thrum_zoo::mxnet::export(&wrong, &dir.path().join("flat-symbol.json")).unwrap();
     std::fs::copy(dir.path().join("flat-0000.params"), thrum_mxnet::params_path(&mlp)).unwrap();
     let err = load_err(&mlp);
     assert!(err.to_string().contains("do not match the symbol"), "{err}");
@@ -52,6 +53,7 @@ fn params_that_do_not_match_the_symbol_are_refused() {
 
 #[test]
 fn missing_params_name_the_files_looked_for() {
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("mlp", dir.path());
     std::fs::remove_file(thrum_mxnet::params_path(&path)).unwrap();
@@ -61,6 +63,7 @@ fn missing_params_name_the_files_looked_for() {
 
 #[test]
 fn a_params_file_alone_is_refused_as_not_symbolic() {
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("mlp", dir.path());
     let err = load_err(&thrum_mxnet::params_path(&path));
@@ -70,6 +73,7 @@ fn a_params_file_alone_is_refused_as_not_symbolic() {
 
 #[test]
 fn sparse_input_on_the_thread_safe_predictor_is_refused() {
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("mlp", dir.path());
     let text = std::fs::read_to_string(&path).unwrap();
@@ -79,7 +83,6 @@ fn sparse_input_on_the_thread_safe_predictor_is_refused() {
         1,
     );
     std::fs::write(&path, text).unwrap();
-    common::require_library();
     let model = MxnetEngine.load(&ModelSource::path(&path), &Options::default()).unwrap();
     let err = match model.shared_predictor() {
         Ok(_) => panic!("sparse input refused"),

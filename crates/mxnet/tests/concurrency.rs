@@ -9,6 +9,7 @@ use thrum_testkit::{Predictors, assert_concurrent_runs_match_sequential};
 
 #[test]
 fn per_thread_and_thread_safe_predictors_match_a_sequential_run() {
+    thrum_testkit::require_engine!("mxnet");
     let (_dir, model) = common::mxnet("resnet18", &common::multithreaded());
     assert_concurrent_runs_match_sequential(&model, Predictors::PerThread);
     assert_concurrent_runs_match_sequential(&model, Predictors::Shared);

@@ -11,13 +11,13 @@ use thrum_mxnet::MxnetEngine;
 
 #[test]
 fn loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent() {
-    common::require_library();
+    thrum_testkit::require_engine!("mxnet");
     let dir = tempfile::tempdir().unwrap();
     let source = ModelSource::path(common::export("mlp", dir.path()));
     let options = common::multithreaded();
     let input = {
         let model = MxnetEngine.load(&source, &options).unwrap();
-        thrum_zoo::sample_inputs(model.inputs(), 1, 3)
+        thrum_zoo::sample_inputs(model.inputs(), 1, 3).unwrap()
     };
     thrum_testkit::assert_rss_flat_over_load_drop(
         "loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent",

@@ -8,9 +8,11 @@ mod common;
 
 use thrum_core::{DType, Engine, Error, ModelSource, Options, Tensor};
 use thrum_mxnet::MxnetEngine;
+use thrum_mxnet::library::Started;
 
 #[test]
 fn process_wide_settings_and_thread_safe_limits_are_enforced() {
+    thrum_testkit::require_engine!("mxnet");
     let (dir, model) = common::mxnet("mlp", &common::multithreaded());
     let loaded = thrum_mxnet::library::loaded().unwrap();
     assert_eq!(loaded.engine_type(), "NaiveEngine");
@@ -42,8 +44,8 @@ fn process_wide_settings_and_thread_safe_limits_are_enforced() {
     assert!(err.to_string().contains("one thread-safe cached op per process"), "{err}");
 
     // Its input shape is fixed by the first call.
-    shared.predict(vec![Tensor::zeros(DType::F32, &[2, 64])]).unwrap();
-    let err = shared.predict(vec![Tensor::zeros(DType::F32, &[3, 64])]).unwrap_err();
+    shared.predict(vec![Tensor::zeros(DType::F32, &[2, 64]).unwrap()]).unwrap();
+    let err = shared.predict(vec![Tensor::zeros(DType::F32, &[3, 64]).unwrap()]).unwrap_err();
     assert!(err.to_string().contains("no dynamic shapes"), "{err}");
 
     // Dropped, another can be made.

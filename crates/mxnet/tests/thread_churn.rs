@@ -13,9 +13,10 @@ const THREADS: usize = 32;
 
 #[test]
 fn threads_that_come_and_go_on_the_thread_safe_predictor_leave_nothing_behind() {
+    thrum_testkit::require_engine!("mxnet");
     let (_dir, model) = common::mxnet("mlp", &Options::default());
     let shared = model.shared_predictor().unwrap();
-    let input = thrum_zoo::sample_inputs(model.inputs(), 1, 3);
+    let input = thrum_zoo::sample_inputs(model.inputs(), 1, 3).unwrap();
     let want = shared.predict(input.clone()).unwrap();
     // Every pool thread has run once: its state exists before the first measurement.
     let pool = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -25,7 +25,7 @@ fn overhead(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("{name}.onnx"));
         std::fs::write(&path, thrum_zoo::onnx::export(&graph)).unwrap();
-        let input = thrum_zoo::sample_inputs(&graph.inputs, 1, 7).remove(0);
+        let input = thrum_zoo::sample_inputs(&graph.inputs, 1, 7).unwrap().remove(0);
         let options = Options::default().with_intra_op_threads(1);
 
         // thrum first: it finds and loads the library and creates the environment.

@@ -24,8 +24,9 @@ use std::ffi::c_void;
 use ort::session::Session;
 use thrum_core::{DType, Dim, Error, Result, Tensor};
 
+use crate::convert;
+use crate::engine::OrtModel;
 use crate::ffi::{self, IoBinding, OwnedValue, RunOptions, TensorParts};
-use crate::{ENGINE, OrtModel, convert};
 
 /// Inputs up to this size are copied into bound buffers; larger ones are bound as views.
 pub(crate) const COPY_LIMIT: usize = 64 * 1024;
@@ -212,8 +213,8 @@ fn fill(buffer: *mut c_void, data: &[u8]) {
 }
 
 impl OrtModel {
-    /// An inference error on this model.
-    pub(crate) fn fail(&self, reason: impl std::fmt::Display) -> Error {
-        Error::Inference { engine: ENGINE, model: self.name.clone(), reason: reason.to_string() }
+    /// An inference error on this model, of the kind its ONNX Runtime code (if any) means.
+    pub(crate) fn fail(&self, reason: impl Into<thrum_core::NativeError>) -> Error {
+        crate::engine::run_error(&self.name, reason)
     }
 }

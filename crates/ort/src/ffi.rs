@@ -12,26 +12,54 @@ use ort::sys::{
     OrtMemoryInfo, OrtRunOptions, OrtStatusPtr, OrtValue,
 };
 use ort::value::DynValue;
+use thrum_core::{NativeCode, NativeError};
 
-/// ONNX Runtime's message for a failed call; `Ok` for a null (success) status.
-pub(crate) fn check(status: OrtStatusPtr) -> Result<(), String> {
+/// ONNX Runtime's code and message for a failed call; `Ok` for a null (success) status.
+pub(crate) fn check(status: OrtStatusPtr) -> Result<(), NativeError> {
     let status = status.0;
     if status.is_null() {
         return Ok(());
     }
     let api = ort::api();
-    // SAFETY: `status` is a non-null status returned by ONNX Runtime; GetErrorMessage returns a
-    // NUL-terminated string owned by it, copied before the status is released (once, here).
+    // SAFETY: `status` is a non-null status returned by ONNX Runtime; GetErrorCode reads it, and
+    // GetErrorMessage returns a NUL-terminated string owned by it, copied before the status is
+    // released (once, here).
     unsafe {
+        let code = (api.GetErrorCode)(status);
         let message = CStr::from_ptr((api.GetErrorMessage)(status)).to_string_lossy().into_owned();
         (api.ReleaseStatus)(status);
-        Err(message)
+        Err(NativeError::with_code(native_code(code), message))
     }
+}
+
+/// ONNX Runtime's error code, named as in `onnxruntime_c_api.h`.
+pub(crate) fn native_code(code: ort::sys::OrtErrorCode) -> NativeCode {
+    use ort::sys::OrtErrorCode as C;
+    let name = match code {
+        C::ORT_OK => "ORT_OK",
+        C::ORT_FAIL => "ORT_FAIL",
+        C::ORT_INVALID_ARGUMENT => "ORT_INVALID_ARGUMENT",
+        C::ORT_NO_SUCHFILE => "ORT_NO_SUCHFILE",
+        C::ORT_NO_MODEL => "ORT_NO_MODEL",
+        C::ORT_ENGINE_ERROR => "ORT_ENGINE_ERROR",
+        C::ORT_RUNTIME_EXCEPTION => "ORT_RUNTIME_EXCEPTION",
+        C::ORT_INVALID_PROTOBUF => "ORT_INVALID_PROTOBUF",
+        C::ORT_MODEL_LOADED => "ORT_MODEL_LOADED",
+        C::ORT_NOT_IMPLEMENTED => "ORT_NOT_IMPLEMENTED",
+        C::ORT_INVALID_GRAPH => "ORT_INVALID_GRAPH",
+        C::ORT_EP_FAIL => "ORT_EP_FAIL",
+        C::ORT_MODEL_LOAD_CANCELED => "ORT_MODEL_LOAD_CANCELED",
+        C::ORT_MODEL_REQUIRES_COMPILATION => "ORT_MODEL_REQUIRES_COMPILATION",
+        C::ORT_NOT_FOUND => "ORT_NOT_FOUND",
+        #[allow(unreachable_patterns)]
+        _ => "ORT_UNKNOWN",
+    };
+    NativeCode { name, value: code as i64 }
 }
 
 /// Names of the execution providers the loaded library was built with
 /// (`CPUExecutionProvider`…).
-pub(crate) fn available_providers() -> Result<Vec<String>, String> {
+pub(crate) fn available_providers() -> Result<Vec<String>, NativeError> {
     let api = ort::api();
     let mut names: *mut *mut c_char = ptr::null_mut();
     let mut count: i32 = 0;
@@ -87,7 +115,7 @@ unsafe impl Send for CpuMemory {}
 unsafe impl Sync for CpuMemory {}
 
 impl CpuMemory {
-    pub(crate) fn new() -> Result<CpuMemory, String> {
+    pub(crate) fn new() -> Result<CpuMemory, NativeError> {
         let mut info: *mut OrtMemoryInfo = ptr::null_mut();
         // SAFETY: out-pointer to a local, filled on success.
         check(unsafe {
@@ -116,7 +144,7 @@ pub(crate) fn tensor_over<T: Copy>(
     data: &[T],
     shape: &[i64],
     element: ONNXTensorElementDataType,
-) -> Result<OwnedValue, String> {
+) -> Result<OwnedValue, NativeError> {
     let mut value: *mut OrtValue = ptr::null_mut();
     // SAFETY: `data` is valid for `size_of_val(data)` bytes and outlives the value (callers drop
     // the value first); ONNX Runtime reads inputs and never writes them, so the `*mut` the C
@@ -144,12 +172,12 @@ pub(crate) struct TensorParts {
 }
 
 /// Reads a tensor value's element type, shape and data.
-pub(crate) fn tensor_parts(value: &OwnedValue) -> Result<TensorParts, String> {
+pub(crate) fn tensor_parts(value: &OwnedValue) -> Result<TensorParts, NativeError> {
     let api = ort::api();
     let mut info = ptr::null_mut();
     // SAFETY: `value` is a live tensor value; `info` is released below on every path.
     check(unsafe { (api.GetTensorTypeAndShape)(value.ptr(), &mut info) })?;
-    let read = || -> Result<(ONNXTensorElementDataType, Vec<i64>), String> {
+    let read = || -> Result<(ONNXTensorElementDataType, Vec<i64>), NativeError> {
         let mut element = ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
         let mut rank = 0usize;
         // SAFETY: `info` is the live type-and-shape info obtained above; out-pointers to locals.
@@ -185,7 +213,7 @@ unsafe impl Send for RunOptions {}
 unsafe impl Sync for RunOptions {}
 
 impl RunOptions {
-    pub(crate) fn new() -> Result<RunOptions, String> {
+    pub(crate) fn new() -> Result<RunOptions, NativeError> {
         let mut options: *mut OrtRunOptions = ptr::null_mut();
         // SAFETY: out-pointer to a local, filled on success.
         check(unsafe { (ort::api().CreateRunOptions)(&mut options) })?;
@@ -203,7 +231,7 @@ impl Drop for RunOptions {
 }
 
 /// ONNX Runtime's default CPU allocator: process-wide, owned by ONNX Runtime, never released.
-fn default_allocator() -> Result<*mut OrtAllocator, String> {
+fn default_allocator() -> Result<*mut OrtAllocator, NativeError> {
     let mut allocator: *mut OrtAllocator = ptr::null_mut();
     // SAFETY: out-pointer to a local; the allocator returned is owned by ONNX Runtime and lives
     // as long as the library.
@@ -219,7 +247,7 @@ fn default_allocator() -> Result<*mut OrtAllocator, String> {
 pub(crate) fn allocate_tensor(
     shape: &[i64],
     element: ONNXTensorElementDataType,
-) -> Result<(OwnedValue, *mut c_void), String> {
+) -> Result<(OwnedValue, *mut c_void), NativeError> {
     let allocator = default_allocator()?;
     let mut value: *mut OrtValue = ptr::null_mut();
     // SAFETY: `allocator` is ONNX Runtime's live default allocator; `shape` is valid for its
@@ -253,7 +281,7 @@ pub(crate) struct IoBinding(NonNull<OrtIoBinding>);
 unsafe impl Send for IoBinding {}
 
 impl IoBinding {
-    pub(crate) fn new(session: &Session) -> Result<IoBinding, String> {
+    pub(crate) fn new(session: &Session) -> Result<IoBinding, NativeError> {
         let mut binding: *mut OrtIoBinding = ptr::null_mut();
         // SAFETY: the session pointer is valid for `session`'s lifetime, which callers make
         // outlive the binding; out-pointer to a local.
@@ -269,7 +297,7 @@ impl IoBinding {
         &mut self,
         name: *const c_char,
         value: *const OrtValue,
-    ) -> Result<(), String> {
+    ) -> Result<(), NativeError> {
         // SAFETY: the binding is live; `name` is a NUL-terminated string owned by the model and
         // `value` a live value (ONNX Runtime takes its own reference).
         check(unsafe { (ort::api().BindInput)(self.0.as_ptr(), name, value) })
@@ -281,7 +309,7 @@ impl IoBinding {
         &mut self,
         name: *const c_char,
         value: &OwnedValue,
-    ) -> Result<(), String> {
+    ) -> Result<(), NativeError> {
         // SAFETY: as in `bind_input`; ONNX Runtime keeps its own reference to the value.
         check(unsafe { (ort::api().BindOutput)(self.0.as_ptr(), name, value.ptr()) })
     }
@@ -291,7 +319,7 @@ impl IoBinding {
         &mut self,
         name: *const c_char,
         memory: &CpuMemory,
-    ) -> Result<(), String> {
+    ) -> Result<(), NativeError> {
         // SAFETY: the binding and the memory info are live; `name` as in `bind_input`.
         check(unsafe { (ort::api().BindOutputToDevice)(self.0.as_ptr(), name, memory.0.as_ptr()) })
     }
@@ -303,7 +331,11 @@ impl IoBinding {
     }
 
     /// Runs `session` on the bound inputs into the bound outputs.
-    pub(crate) fn run(&mut self, session: &Session, options: &RunOptions) -> Result<(), String> {
+    pub(crate) fn run(
+        &mut self,
+        session: &Session,
+        options: &RunOptions,
+    ) -> Result<(), NativeError> {
         // SAFETY: the binding was created on this session (callers keep the pair together);
         // every bound input is live: owned buffers are held by the binding's owner and views by
         // the caller across this call.
@@ -317,7 +349,7 @@ impl IoBinding {
     }
 
     /// The values of the bound outputs after a run, in binding order.
-    pub(crate) fn outputs(&self) -> Result<Vec<OwnedValue>, String> {
+    pub(crate) fn outputs(&self) -> Result<Vec<OwnedValue>, NativeError> {
         let allocator = default_allocator()?;
         let mut values: *mut *mut OrtValue = ptr::null_mut();
         let mut count = 0usize;
@@ -343,7 +375,7 @@ impl IoBinding {
         };
         owned
             .into_iter()
-            .map(|v| v.ok_or_else(|| "ONNX Runtime returned a null output".to_string()))
+            .map(|v| v.ok_or_else(|| NativeError::from("ONNX Runtime returned a null output")))
             .collect()
     }
 }
@@ -365,7 +397,7 @@ pub(crate) fn run(
     input_names: &[*const c_char],
     inputs: &[*const OrtValue],
     output_names: &[*const c_char],
-) -> Result<Vec<OwnedValue>, String> {
+) -> Result<Vec<OwnedValue>, NativeError> {
     let api = ort::api();
     let mut outputs: Vec<*mut OrtValue> = vec![ptr::null_mut(); output_names.len()];
     // SAFETY: the session pointer is valid for `session`'s lifetime; the name arrays hold valid
@@ -389,6 +421,6 @@ pub(crate) fn run(
         outputs.into_iter().map(|p| NonNull::new(p).map(OwnedValue)).collect();
     owned
         .into_iter()
-        .map(|v| v.ok_or_else(|| "ONNX Runtime returned a null output".to_string()))
+        .map(|v| v.ok_or_else(|| NativeError::from("ONNX Runtime returned a null output")))
         .collect()
 }

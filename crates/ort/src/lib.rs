@@ -2,10 +2,11 @@
 //!
 //! thrum engine backed by [ONNX Runtime](https://onnxruntime.ai), through the `ort` crate with
 //! the library loaded at run time (`load-dynamic`). The library comes from the PyPI
-//! `onnxruntime` wheel: `thrum engines install ort` (see [`library`] for where it is searched).
+//! `onnxruntime` wheel: `thrum engines install ort` (see `library` for where it is searched).
+//! Nothing native is needed to build it, so it is in thrum's default build.
 //!
 //! How thrum maps onto ONNX Runtime:
-//! - a [`Model`] is one ONNX Runtime session: the weights are loaded and
+//! - a [`Model`](thrum_core::Model) is one ONNX Runtime session: the weights are loaded and
 //!   prepacked once;
 //! - per-thread predictors and the shared predictor all run that session, which ONNX Runtime
 //!   allows from several threads at once on the CPU provider. A per-thread predictor keeps an
@@ -13,613 +14,353 @@
 //!   bound buffers: see `binding.rs`); the shared predictor calls `Run` with inputs as
 //!   zero-copy views of thrum's buffers. With an accelerator provider, calls are serialised,
 //!   per-thread predictors call `Run` too, and the shared predictor is refused;
-//! - every option of [`OrtOptions`](thrum_core::config::OrtOptions) maps onto a session (or,
-//!   for global thread pools, environment) setting; a provider the loaded library lacks, or
-//!   oneDNN on a build without it, is an error that lists the providers it has.
+//! - every option of [`OrtOptions`] maps onto a session (or, for global thread pools,
+//!   environment) setting; a provider the loaded library lacks, or oneDNN on a build without
+//!   it, is an error that lists the providers it has;
+//! - errors keep ONNX Runtime's `OrtErrorCode`, which decides their kind
+//!   (`ORT_INVALID_ARGUMENT` is the caller's input, `ORT_FAIL` an internal failure).
+//!
+//! This file is what thrum knows of ONNX Runtime in every build ([`INFO`], options, package);
+//! the engine itself is compiled with the `runtime` feature (on by default).
 
+#[cfg(feature = "runtime")]
 mod binding;
+#[cfg(feature = "runtime")]
 mod convert;
+#[cfg(feature = "runtime")]
+mod engine;
+#[cfg(feature = "runtime")]
 mod ffi;
+#[cfg(feature = "runtime")]
 pub mod library;
 
-use std::ffi::{CString, c_char};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use ort::environment::{Environment, GlobalThreadPoolOptions};
-use ort::ep;
-use ort::logging::LogLevel;
-use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
-use ort::value::ValueType;
-use thrum_core::{
-    Capabilities, Dim, Engine, EngineCheck, Error, Model, ModelBackend, ModelFormat, ModelSource,
-    Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
-    ThreadConfig,
-};
+#[cfg(feature = "runtime")]
+pub use engine::{OrtEngine, ort_environment};
+use thrum_core::config::{OptionKey, Scope, check_bool, check_one_of, check_path, parse_bool};
+use thrum_core::install::{Member, Package, Wheel};
+use thrum_core::{Engine, EngineInfo, ModelFormat, Options, Result};
 
 /// The engine's name in thrum.
 pub const ENGINE: &str = "ort";
 
-const EXPECTED: &str = "an ONNX model (.onnx)";
+/// Execution providers thrum can ask ONNX Runtime for.
+pub const PROVIDERS: &[&str] = &["cpu", "cuda", "dnnl", "openvino"];
 
-/// thrum's provider names and ONNX Runtime's.
-const PROVIDER_NAMES: &[(&str, &str)] = &[
-    ("cpu", "CPUExecutionProvider"),
-    ("cuda", "CUDAExecutionProvider"),
-    ("dnnl", "DnnlExecutionProvider"),
-    ("openvino", "OpenVINOExecutionProvider"),
+/// Graph optimisation levels (`ort.optimization_level`).
+pub const OPTIMIZATION_LEVELS: &[&str] = &["disable", "basic", "extended", "all"];
+
+/// ONNX Runtime's options, read from [`Options`] when a model loads.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct OrtOptions {
+    /// `libonnxruntime.so` to load; otherwise the environment and the install directory are searched.
+    pub library_path: Option<PathBuf>,
+    /// Run independent operators in parallel (inter-op pool) instead of in sequence.
+    pub parallel_execution: bool,
+    /// Graph optimisation level: one of [`OPTIMIZATION_LEVELS`].
+    pub optimization_level: String,
+    /// Pre-plan memory from the first run's shapes.
+    pub memory_pattern: bool,
+    /// Use ONNX Runtime's CPU arena allocator.
+    pub cpu_arena: bool,
+    /// Let idle intra-/inter-op threads spin; `None`: ONNX Runtime's default (spin).
+    pub spinning: Option<bool>,
+    /// Intra-op thread affinities in ONNX Runtime's syntax (`1;2`, `1-2;3-4`).
+    pub intra_op_affinity: Option<String>,
+    /// One intra-/inter-op thread pool for the whole process, shared by every session.
+    pub global_thread_pools: bool,
+    /// Execution providers in priority order; the CPU provider is always last.
+    pub execution_providers: Vec<String>,
+    /// Write an ONNX Runtime profile with this file prefix.
+    pub profiling: Option<PathBuf>,
+    /// Fixed values for named free dimensions (`N` → 1), applied when the session is built.
+    pub free_dimension_overrides: Vec<(String, i64)>,
+    /// Give each predictor its own session (sharing prepacked weights) instead of running every
+    /// predictor on the model's one session.
+    pub session_per_predictor: bool,
+}
+
+impl Default for OrtOptions {
+    fn default() -> OrtOptions {
+        OrtOptions {
+            library_path: None,
+            parallel_execution: false,
+            optimization_level: "all".into(),
+            memory_pattern: true,
+            cpu_arena: true,
+            spinning: None,
+            intra_op_affinity: None,
+            global_thread_pools: false,
+            execution_providers: vec!["cpu".into()],
+            profiling: None,
+            free_dimension_overrides: Vec::new(),
+            session_per_predictor: false,
+        }
+    }
+}
+
+impl OrtOptions {
+    /// ONNX Runtime's options as `options` sets them.
+    pub fn from_options(o: &Options) -> Result<OrtOptions> {
+        let d = OrtOptions::default();
+        Ok(OrtOptions {
+            library_path: o.text("ort.library_path").map(PathBuf::from),
+            parallel_execution: o
+                .parse_or("ort.execution_mode", d.parallel_execution, |v| Ok(v == "parallel"))?,
+            optimization_level: o
+                .text("ort.optimization_level")
+                .map_or(d.optimization_level, String::from),
+            memory_pattern: o.bool_or("ort.memory_pattern", d.memory_pattern)?,
+            cpu_arena: o.bool_or("ort.cpu_arena", d.cpu_arena)?,
+            spinning: o.parse_or("ort.spinning", d.spinning, |v| parse_bool(v).map(Some))?,
+            intra_op_affinity: o.text("ort.intra_op_affinity").map(String::from),
+            global_thread_pools: o.bool_or("ort.global_thread_pools", d.global_thread_pools)?,
+            execution_providers: o
+                .text("ort.execution_providers")
+                .map_or(d.execution_providers, |v| v.split(',').map(String::from).collect()),
+            profiling: o.text("ort.profiling").map(PathBuf::from),
+            free_dimension_overrides: o.parse_or(
+                "ort.free_dimension_overrides",
+                d.free_dimension_overrides,
+                parse_overrides,
+            )?,
+            session_per_predictor: o
+                .bool_or("ort.session_per_predictor", d.session_per_predictor)?,
+        })
+    }
+}
+
+fn parse_overrides(v: &str) -> std::result::Result<Vec<(String, i64)>, String> {
+    let mut pairs = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, size) = item.split_once(':').ok_or_else(|| format!("`{item}` has no `:`"))?;
+        let size: i64 = size.trim().parse().map_err(|_| format!("`{size}` is not a size"))?;
+        if name.trim().is_empty() || size < 1 {
+            return Err(format!("`{item}` needs a name and a size of at least 1"));
+        }
+        pairs.push((name.trim().to_string(), size));
+    }
+    Ok(pairs)
+}
+
+/// ONNX Runtime's option keys.
+pub static KEYS: &[OptionKey] = &[
+    OptionKey {
+        key: "ort.library_path",
+        env: "THRUM_ORT_LIBRARY_PATH",
+        default: "searched",
+        engine: ENGINE,
+        expected: "a path to libonnxruntime.so",
+        effect: "The ONNX Runtime library to load. Otherwise `$ORT_DYLIB_PATH`, then \
+                 `$THRUM_HOME/engines/ort/` (filled by `thrum engines install ort`). One library \
+                 per process.",
+        scope: Scope::Process,
+        tunable: &[],
+        check: check_path,
+    },
+    OptionKey {
+        key: "ort.execution_mode",
+        env: "THRUM_ORT_EXECUTION_MODE",
+        default: "sequential",
+        engine: ENGINE,
+        expected: "sequential or parallel",
+        effect: "`parallel` runs independent operators on the inter-op pool. DJL: `executionMode`.",
+        scope: Scope::Model,
+        tunable: &["sequential", "parallel"],
+        check: |v| check_one_of(v, &["sequential", "parallel"]),
+    },
+    OptionKey {
+        key: "ort.optimization_level",
+        env: "THRUM_ORT_OPTIMIZATION_LEVEL",
+        default: "all",
+        engine: ENGINE,
+        expected: "disable, basic, extended or all",
+        effect: "Graph optimisations applied when the session is built. DJL: `optLevel`.",
+        scope: Scope::Model,
+        tunable: &["basic", "extended", "all"],
+        check: |v| check_one_of(v, OPTIMIZATION_LEVELS),
+    },
+    OptionKey {
+        key: "ort.memory_pattern",
+        env: "THRUM_ORT_MEMORY_PATTERN",
+        default: "true",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "Pre-plan memory from the shapes of the first run. DJL: `memoryPatternOptimization`.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_bool,
+    },
+    OptionKey {
+        key: "ort.cpu_arena",
+        env: "THRUM_ORT_CPU_ARENA",
+        default: "true",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "ONNX Runtime's CPU arena allocator (faster; holds memory). DJL: `cpuArenaAllocator`.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_bool,
+    },
+    OptionKey {
+        key: "ort.spinning",
+        env: "THRUM_ORT_SPINNING",
+        default: "engine default",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "Whether idle intra- and inter-op threads spin (ONNX Runtime spins by default: \
+                 lower latency, CPU burnt while waiting).",
+        scope: Scope::Model,
+        tunable: &["true", "false"],
+        check: check_bool,
+    },
+    OptionKey {
+        key: "ort.intra_op_affinity",
+        env: "THRUM_ORT_INTRA_OP_AFFINITY",
+        default: "none",
+        engine: ENGINE,
+        expected: "logical processors per intra-op thread but the first, e.g. 1;2 or 1-2;3-4",
+        effect: "Pins intra-op threads to processors (`session.intra_op_thread_affinities`).",
+        scope: Scope::Model,
+        tunable: &[],
+        check: |v| {
+            let v = v.trim();
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || ";-,".contains(c)) {
+                return Err("only digits, `;`, `-` and `,` are allowed".into());
+            }
+            Ok(v.into())
+        },
+    },
+    OptionKey {
+        key: "ort.global_thread_pools",
+        env: "THRUM_ORT_GLOBAL_THREAD_POOLS",
+        default: "false",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "One intra-/inter-op pool for the whole process, sized by the thread options of \
+                 the first model loaded, shared by every session. DJL: `disablePerSessionThreads`, \
+                 `ai.djl.onnxruntime.num_threads`.",
+        scope: Scope::Process,
+        tunable: &["false", "true"],
+        check: check_bool,
+    },
+    OptionKey {
+        key: "ort.execution_providers",
+        env: "THRUM_ORT_EXECUTION_PROVIDERS",
+        default: "cpu",
+        engine: ENGINE,
+        expected: "a comma-separated priority list of cpu, cuda, dnnl, openvino",
+        effect: "Execution providers in priority order; CPU is always the last fallback. A provider \
+                 the loaded library lacks is an error listing those it has. DJL: `ortDevice`.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: |v| {
+            let list: Vec<String> = v
+                .split(',')
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if let Some(bad) = list.iter().find(|p| !PROVIDERS.contains(&p.as_str())) {
+                return Err(format!("`{bad}` is not a provider thrum knows"));
+            }
+            if list.is_empty() {
+                return Err("no provider given".into());
+            }
+            Ok(list.join(","))
+        },
+    },
+    OptionKey {
+        key: "ort.profiling",
+        env: "THRUM_ORT_PROFILING",
+        default: "off",
+        engine: ENGINE,
+        expected: "a file path prefix",
+        effect: "Writes ONNX Runtime's JSON profile (per-operator times) to PREFIX_<date>.json \
+                 when the model is dropped. DJL: `profilerOutput`.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_path,
+    },
+    OptionKey {
+        key: "ort.free_dimension_overrides",
+        env: "THRUM_ORT_FREE_DIMENSION_OVERRIDES",
+        default: "none",
+        engine: ENGINE,
+        expected: "NAME:SIZE pairs separated by commas, e.g. N:1,seq:128",
+        effect: "Fixes named dynamic dimensions when the session is built, so ONNX Runtime can \
+                 optimise for them; inputs must then have those sizes.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: |v| {
+            parse_overrides(v).map(|pairs| {
+                pairs.iter().map(|(n, s)| format!("{n}:{s}")).collect::<Vec<_>>().join(",")
+            })
+        },
+    },
+    OptionKey {
+        key: "ort.session_per_predictor",
+        env: "THRUM_ORT_SESSION_PER_PREDICTOR",
+        default: "false",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "Each per-thread predictor builds its own session, sharing prepacked weights through \
+                 one container, instead of all predictors calling the model's one session \
+                 concurrently. Costs a session build per predictor and more memory; measured in \
+                 docs/performance.md.",
+        scope: Scope::Predictor,
+        tunable: &["false", "true"],
+        check: check_bool,
+    },
 ];
 
-fn ort_name(provider: &str) -> &'static str {
-    PROVIDER_NAMES.iter().find(|(t, _)| *t == provider).map_or("?", |(_, o)| o)
-}
-
-/// The ONNX Runtime engine.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OrtEngine;
-
-impl OrtEngine {
-    /// The engine.
-    pub fn new() -> OrtEngine {
-        OrtEngine
-    }
-}
-
-/// The environment, created once per process with the first model's thread-pool settings.
-struct Env {
-    env: Environment,
-    /// `Some((intra, inter))` when created with global thread pools.
-    global: Option<(Option<usize>, Option<usize>)>,
-}
-
-static ENV: OnceLock<Env> = OnceLock::new();
-static ENV_INIT: Mutex<()> = Mutex::new(());
-
-fn unavailable(reason: impl Into<String>) -> Error {
-    Error::EngineUnavailable { engine: ENGINE, reason: reason.into() }
-}
-
-fn environment(loaded: &library::Loaded, options: &Options) -> Result<&'static Env> {
-    let wanted = options
-        .ort
-        .global_thread_pools
-        .then_some((options.intra_op_threads, options.inter_op_threads));
-    let _guard = ENV_INIT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(env) = ENV.get() {
-        return match (env.global, wanted) {
-            (_, None) => Ok(env),
-            (Some(have), Some(want)) if have == want => Ok(env),
-            (Some(have), Some(want)) => Err(Error::Unsupported {
-                engine: ENGINE,
-                feature: format!("global thread pools of {want:?} (intra, inter) threads"),
-                reason: format!(
-                    "this process's ONNX Runtime environment already has global pools of {have:?}; they \
-                     are created once per process"
-                ),
-            }),
-            (None, Some(_)) => Err(Error::Unsupported {
-                engine: ENGINE,
-                feature: "ort.global_thread_pools".into(),
-                reason:
-                    "ONNX Runtime's environment, which owns the global pools, was already created \
-                         without them; set the option for the first model loaded in the process"
-                        .into(),
-            }),
-        };
-    }
-    let mut builder =
-        ort::init_from(&loaded.path).map_err(|e| unavailable(e.to_string()))?.with_name("thrum");
-    if let Some((intra, inter)) = wanted {
-        let fail = |e: ort::Error| unavailable(format!("creating global thread pools: {e}"));
-        let mut pools = GlobalThreadPoolOptions::default();
-        if let Some(n) = intra {
-            pools = pools.with_intra_threads(n).map_err(fail)?;
-        }
-        if let Some(n) = inter {
-            pools = pools.with_inter_threads(n).map_err(fail)?;
-        }
-        if let Some(spin) = options.ort.spinning {
-            pools = pools.with_spin_control(spin).map_err(fail)?;
-        }
-        builder = builder.with_global_thread_pool(pools);
-    }
-    let env = builder
-        .build()
-        .map_err(|e| unavailable(format!("creating the ONNX Runtime environment: {e}")))?;
-    Ok(ENV.get_or_init(|| Env { env, global: wanted }))
-}
-
-/// The process's ONNX Runtime environment, once thrum has created it (at the first model
-/// load). `ort` allows one per process: code that builds its own `ort` sessions next to
-/// thrum's must use this one.
-pub fn ort_environment() -> Option<&'static Environment> {
-    ENV.get().map(|e| &e.env)
-}
-
-fn providers() -> Vec<String> {
-    ffi::available_providers().unwrap_or_default()
-}
-
-fn thrum_provider_list(providers: &[String]) -> String {
-    providers
-        .iter()
-        .map(|p| match PROVIDER_NAMES.iter().find(|(_, o)| o == p) {
-            Some((t, _)) => format!("{p} ({t})"),
-            None => p.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl Engine for OrtEngine {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn check(&self) -> EngineCheck {
-        let loaded = match library::loaded() {
-            Some(l) => Ok(l),
-            None => library::find(None).and_then(|p| library::load(&p)),
-        };
-        match loaded {
-            Ok(l) => {
-                let providers = providers();
-                let mut devices = vec!["cpu".to_string()];
-                if providers.iter().any(|p| p == "CUDAExecutionProvider") {
-                    devices.push("cuda".into());
-                }
-                EngineCheck::available(ENGINE, l.version.clone())
-                    .with_library(&l.path)
-                    .with_providers(providers)
-                    .with_devices(devices)
-            }
-            Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
-        }
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        let onednn = match library::loaded() {
-            Some(_) if providers().iter().any(|p| p == "DnnlExecutionProvider") => Support::Yes,
-            Some(l) => Support::No {
-                reason: format!(
-                    "the ONNX Runtime library at `{}` has no DNNL (oneDNN) execution provider; its providers: {}",
-                    l.path.display(),
-                    thrum_provider_list(&providers())
-                ),
+/// The libraries `thrum engines install ort` takes from the PyPI `onnxruntime` wheel.
+pub static PACKAGES: &[Package] = &[Package {
+    name: "ort",
+    dir: "ort",
+    version: "1.32.0",
+    wheels: &[Wheel {
+        requirement: "onnxruntime==1.32.0",
+        members: &[
+            Member { pattern: "onnxruntime/capi/libonnxruntime.so*", strip: "onnxruntime/capi/" },
+            Member {
+                pattern: "onnxruntime/capi/libonnxruntime_providers_shared.so",
+                strip: "onnxruntime/capi/",
             },
-            None => Support::No {
-                reason: "known once the library is loaded (the PyPI build has no DNNL provider)"
-                    .into(),
-            },
-        };
-        Capabilities::new(
-            Support::Yes,
-            onednn,
-            vec!["cpu".into(), "cuda".into()],
-            vec![ModelFormat::Onnx],
-        )
-    }
+        ],
+    }],
+}];
 
-    fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
-        options.validate()?;
-        let loaded = match library::loaded() {
-            Some(l) if options.ort.library_path.is_none() => l,
-            _ => library::load(&library::find(options.ort.library_path.as_deref())?)?,
-        };
-        let env = environment(loaded, options)?;
-        let name = source.name();
-        source.check_format(
-            ENGINE,
-            ModelFormat::Onnx,
-            "ONNX Runtime reads ONNX models",
-            EXPECTED,
-        )?;
-        let providers = select_providers(loaded, options)?;
-        let recipe = options.ort.session_per_predictor.then(|| Recipe {
-            env,
-            source: source.clone(),
-            options: options.clone(),
-            providers: providers.clone(),
-            prepacked: PrepackedWeights::new(),
-        });
-        let session = build_session(
-            env,
-            source,
-            options,
-            &name,
-            &providers,
-            recipe.as_ref().map(|r| &r.prepacked),
-        )?;
-        let model = OrtModel::new(name.clone(), session, options, env, &providers, recipe)?;
-        Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
-    }
+fn engine() -> Arc<dyn Engine> {
+    #[cfg(feature = "runtime")]
+    return Arc::new(OrtEngine::new());
+    #[cfg(not(feature = "runtime"))]
+    Arc::new(thrum_core::NotCompiled::new(&INFO))
 }
 
-/// The providers to register, in priority order, each checked against the loaded library.
-fn select_providers(loaded: &library::Loaded, options: &Options) -> Result<Vec<String>> {
-    let available = providers();
-    let mut wanted: Vec<String> = options.ort.execution_providers.clone();
-    match options.onednn {
-        Some(true) if !wanted.iter().any(|p| p == "dnnl") => wanted.insert(0, "dnnl".into()),
-        Some(false) => wanted.retain(|p| p != "dnnl"),
-        _ => {}
+thrum_core::register_engine!(
+    INFO = EngineInfo {
+        name: ENGINE,
+        title: "ONNX Runtime",
+        aliases: &["onnxruntime", "onnx-runtime"],
+        formats: &[ModelFormat::ONNX],
+        feature: "ort",
+        build_note: "",
+        options: KEYS,
+        process_keys: &[],
+        packages: PACKAGES,
+        order: 10,
+        engine,
     }
-    for provider in &wanted {
-        if !available.iter().any(|a| a == ort_name(provider)) {
-            let (feature, what) = if provider == "dnnl" {
-                ("oneDNN".to_string(), "no DNNL (oneDNN) execution provider: the PyPI onnxruntime build ships without it".to_string())
-            } else {
-                (format!("execution provider `{provider}`"), format!("no {}", ort_name(provider)))
-            };
-            return Err(Error::Unsupported {
-                engine: ENGINE,
-                feature,
-                reason: format!(
-                    "the ONNX Runtime {} library at `{}` has {what}; its providers: {}",
-                    loaded.version,
-                    loaded.path.display(),
-                    thrum_provider_list(&available)
-                ),
-            });
-        }
-    }
-    wanted.retain(|p| p != "cpu");
-    wanted.push("cpu".into());
-    Ok(wanted)
-}
-
-fn build_session(
-    env: &Env,
-    source: &ModelSource,
-    options: &Options,
-    name: &str,
-    providers: &[String],
-    prepacked: Option<&PrepackedWeights>,
-) -> Result<Session> {
-    let setting = |what: &str, e: &dyn std::fmt::Display| Error::InvalidValue {
-        what: format!("ONNX Runtime session setting {what} for model `{name}`"),
-        value: e.to_string(),
-        expected: "a value ONNX Runtime accepts".into(),
-    };
-    let o = &options.ort;
-    let mut b = Session::builder(&env.env).map_err(|e| unavailable(e.to_string()))?;
-    b = b.with_log_level(LogLevel::Error).map_err(|e| setting("log level", &e))?;
-    if o.global_thread_pools {
-        // Sessions of an environment with global pools use them by default.
-    } else {
-        if env.global.is_some() {
-            b = b
-                .with_independent_thread_pool()
-                .map_err(|e| setting("independent thread pool", &e))?;
-        }
-        if let Some(n) = options.intra_op_threads {
-            b = b.with_intra_threads(n).map_err(|e| setting("intra_op_threads", &e))?;
-        }
-        if let Some(n) = options.inter_op_threads {
-            b = b.with_inter_threads(n).map_err(|e| setting("inter_op_threads", &e))?;
-        }
-        if let Some(spin) = o.spinning {
-            b = b.with_intra_op_spinning(spin).map_err(|e| setting("ort.spinning", &e))?;
-            b = b.with_inter_op_spinning(spin).map_err(|e| setting("ort.spinning", &e))?;
-        }
-        if let Some(affinity) = &o.intra_op_affinity {
-            b = b
-                .with_config_entry("session.intra_op_thread_affinities", affinity)
-                .map_err(|e| setting("ort.intra_op_affinity", &e))?;
-        }
-    }
-    b = b
-        .with_parallel_execution(o.parallel_execution)
-        .map_err(|e| setting("ort.execution_mode", &e))?;
-    let level = match o.optimization_level.as_str() {
-        "disable" => GraphOptimizationLevel::Disable,
-        "basic" => GraphOptimizationLevel::Level1,
-        "extended" => GraphOptimizationLevel::Level2,
-        _ => GraphOptimizationLevel::All,
-    };
-    b = b.with_optimization_level(level).map_err(|e| setting("ort.optimization_level", &e))?;
-    b = b.with_memory_pattern(o.memory_pattern).map_err(|e| setting("ort.memory_pattern", &e))?;
-    if let Some(prefix) = &o.profiling {
-        b = b.with_profiling(prefix).map_err(|e| setting("ort.profiling", &e))?;
-    }
-    for (dim, size) in &o.free_dimension_overrides {
-        b = b
-            .with_dimension_override(dim, *size)
-            .map_err(|e| setting("ort.free_dimension_overrides", &e))?;
-    }
-    let dispatch: Vec<ep::ExecutionProviderDispatch> = providers
-        .iter()
-        .map(|p| match p.as_str() {
-            "cuda" => ep::CUDA::default().build().error_on_failure(),
-            "dnnl" => {
-                ep::OneDNN::default().with_arena_allocator(o.cpu_arena).build().error_on_failure()
-            }
-            "openvino" => ep::OpenVINO::default().build().error_on_failure(),
-            _ => ep::CPU::default().with_arena_allocator(o.cpu_arena).build().error_on_failure(),
-        })
-        .collect();
-    b = b.with_execution_providers(dispatch).map_err(|e| setting("ort.execution_providers", &e))?;
-    if let Some(prepacked) = prepacked {
-        b = b
-            .with_prepacked_weights(prepacked)
-            .map_err(|e| setting("ort.session_per_predictor", &e))?;
-    }
-    let committed = match source {
-        ModelSource::Path(path) => b.commit_from_file(path),
-        ModelSource::Memory { bytes, .. } => b.commit_from_memory(bytes),
-    };
-    committed.map_err(|e| model_error(name, &e.to_string()))
-}
-
-/// ONNX Runtime's load errors, with unknown operators named. ONNX Runtime words it as
-/// "No Op registered for OP with domain_version of N" (1.2x–1.3x) or "OP is not a registered
-/// function/op" (older).
-fn model_error(model: &str, message: &str) -> Error {
-    let op = message
-        .split_once("No Op registered for ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .or_else(|| {
-            message
-                .split_once(" is not a registered function/op")
-                .and_then(|(before, _)| before.rsplit([' ', ':']).next())
-        })
-        .map(str::trim)
-        .filter(|op| !op.is_empty());
-    match op {
-        Some(op) => {
-            Error::UnsupportedOperator { engine: ENGINE, model: model.into(), op: op.into() }
-        }
-        None => Error::InvalidModel {
-            engine: ENGINE,
-            model: model.into(),
-            reason: message.trim().into(),
-        },
-    }
-}
-
-/// NUL-terminated names and the pointer array the C API takes.
-struct Names {
-    _owned: Vec<CString>,
-    ptrs: Vec<*const c_char>,
-}
-
-// SAFETY: the pointers point into `_owned`, which the struct owns, never mutates and frees only
-// on drop; sharing read-only pointers to immutable strings between threads is sound.
-unsafe impl Send for Names {}
-// SAFETY: as above; no interior mutability.
-unsafe impl Sync for Names {}
-
-impl Names {
-    fn new(names: impl Iterator<Item = String>, model: &str) -> Result<Names> {
-        let owned: Vec<CString> = names
-            .map(|n| {
-                CString::new(n).map_err(|_| Error::InvalidModel {
-                    engine: ENGINE,
-                    model: model.into(),
-                    reason: "a tensor name contains NUL".into(),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let ptrs = owned.iter().map(|c| c.as_ptr()).collect();
-        Ok(Names { _owned: owned, ptrs })
-    }
-}
-
-struct OrtModel {
-    name: String,
-    session: Session,
-    inputs: Vec<TensorSpec>,
-    outputs: Vec<TensorSpec>,
-    input_names: Names,
-    output_names: Names,
-    threads: ThreadConfig,
-    /// Describes thrum's buffers to ONNX Runtime when they are passed as inputs.
-    memory: ffi::CpuMemory,
-    /// Options for every run, created once.
-    run_options: ffi::RunOptions,
-    /// Serialises runs when an accelerator provider is active (see the crate docs).
-    exclusive: Option<Mutex<()>>,
-    /// With `ort.session_per_predictor`: how to build each predictor's own session.
-    recipe: Option<Recipe>,
-}
-
-/// What a predictor needs to build its own session of the same model.
-struct Recipe {
-    env: &'static Env,
-    source: ModelSource,
-    options: Options,
-    providers: Vec<String>,
-    /// Shared by every session of the model, so weights are prepacked once.
-    prepacked: PrepackedWeights,
-}
-
-fn spec(outlet: &ort::value::Outlet, model: &str) -> Result<TensorSpec> {
-    let ValueType::Tensor { ty, shape, dimension_symbols } = outlet.dtype() else {
-        return Err(Error::InvalidModel {
-            engine: ENGINE,
-            model: model.into(),
-            reason: format!(
-                "`{}` is a {:?}; thrum exchanges tensors only",
-                outlet.name(),
-                outlet.dtype()
-            ),
-        });
-    };
-    let dtype = convert::dtype(*ty).ok_or_else(|| Error::InvalidModel {
-        engine: ENGINE,
-        model: model.into(),
-        reason: format!(
-            "`{}` has element type {ty:?}, which thrum has no dtype for",
-            outlet.name()
-        ),
-    })?;
-    let symbols: Vec<String> = dimension_symbols.iter().map(|s| s.to_string()).collect();
-    let dims = shape
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| {
-            if d >= 0 {
-                Dim::Fixed(d as usize)
-            } else {
-                Dim::Dynamic(symbols.get(i).filter(|s| !s.is_empty()).cloned())
-            }
-        })
-        .collect();
-    Ok(TensorSpec::new(outlet.name(), dtype, dims))
-}
-
-impl OrtModel {
-    fn new(
-        name: String,
-        session: Session,
-        options: &Options,
-        env: &Env,
-        providers: &[String],
-        recipe: Option<Recipe>,
-    ) -> Result<OrtModel> {
-        let inputs = session.inputs().iter().map(|o| spec(o, &name)).collect::<Result<Vec<_>>>()?;
-        let outputs =
-            session.outputs().iter().map(|o| spec(o, &name)).collect::<Result<Vec<_>>>()?;
-        let input_names = Names::new(inputs.iter().map(|s| s.name.clone()), &name)?;
-        let output_names = Names::new(outputs.iter().map(|s| s.name.clone()), &name)?;
-        let threads = match (options.ort.global_thread_pools, env.global) {
-            (true, Some((intra, inter))) => ThreadConfig::new(intra, inter).with_note(
-                "ONNX Runtime global thread pools, shared by every session in the process",
-            ),
-            // Sequential execution never uses the inter-op pool: one operator at a time.
-            _ => ThreadConfig::new(
-                options.intra_op_threads,
-                if options.ort.parallel_execution { options.inter_op_threads } else { Some(1) },
-            )
-            .with_note(if options.intra_op_threads.is_none() {
-                "ONNX Runtime's default intra-op pool: one thread per physical core, per session"
-            } else {
-                "one intra-op pool per session (model), shared by its predictors"
-            }),
-        };
-        let accelerated = providers.iter().any(|p| p != "cpu");
-        Ok(OrtModel {
-            name,
-            session,
-            inputs,
-            outputs,
-            input_names,
-            output_names,
-            threads,
-            memory: ffi::CpuMemory::new().map_err(unavailable)?,
-            run_options: ffi::RunOptions::new().map_err(unavailable)?,
-            exclusive: accelerated.then(|| Mutex::new(())),
-            recipe,
-        })
-    }
-
-    fn run(&self, session: &Session, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        // `values` borrow the buffers of `inputs`, which outlive them.
-        let values = inputs
-            .iter()
-            .map(|t| convert::to_ort(t, &self.memory, &self.name))
-            .collect::<Result<Vec<_>>>()?;
-        let ptrs: Vec<_> = values.iter().map(convert::Input::ptr).collect();
-        let _serial = self.exclusive.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
-        let outputs = ffi::run(
-            session,
-            &self.run_options,
-            &self.input_names.ptrs,
-            &ptrs,
-            &self.output_names.ptrs,
-        )
-        .map_err(|reason| self.fail(reason))?;
-        drop(values);
-        outputs.into_iter().map(|v| convert::from_ort(v, session, &self.name)).collect()
-    }
-}
-
-/// The backend thrum's `Model` holds; predictors hold clones of the same `Arc`.
-struct Shared(Arc<OrtModel>);
-
-impl ModelBackend for Shared {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.0.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.0.outputs
-    }
-
-    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        let own = match &self.0.recipe {
-            Some(r) => Some(build_session(
-                r.env,
-                &r.source,
-                &r.options,
-                &self.0.name,
-                &r.providers,
-                Some(&r.prepacked),
-            )?),
-            None => None,
-        };
-        let binding = binding::Binding::new(&self.0, own.as_ref().unwrap_or(&self.0.session))?;
-        Ok(Box::new(OrtPredictor { binding, model: self.0.clone(), own }))
-    }
-
-    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        if self.0.exclusive.is_some() {
-            return Err(Error::Unsupported {
-                engine: ENGINE,
-                feature: "a shared predictor with an accelerator execution provider".into(),
-                reason: "concurrent runs are offered on the CPU provider only; use per-thread predictors".into(),
-            });
-        }
-        Ok(Box::new(OrtSharedPredictor(self.0.clone())))
-    }
-
-    fn threads(&self) -> ThreadConfig {
-        self.0.threads.clone()
-    }
-}
-
-/// A per-thread predictor: a binding on the model's one session, or (with
-/// `ort.session_per_predictor`) on its own.
-struct OrtPredictor {
-    /// Declared first so that it is dropped before the session it was made on.
-    binding: Option<binding::Binding>,
-    model: Arc<OrtModel>,
-    own: Option<Session>,
-}
-
-impl PredictorBackend for OrtPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let session = self.own.as_ref().unwrap_or(&self.model.session);
-        match &mut self.binding {
-            Some(b) => b.run(&self.model, session, &self.model.run_options, &inputs),
-            None => self.model.run(session, &inputs),
-        }
-    }
-}
-
-/// The shared predictor: concurrent `Run`s on the model's session.
-struct OrtSharedPredictor(Arc<OrtModel>);
-
-impl SharedPredictorBackend for OrtSharedPredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(&self.0.session, &inputs)
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn unknown_operators_are_named_in_both_wordings() {
-        for message in [
-            "Node (x, ThrumBogusOp) Error No Op registered for ThrumBogusOp with domain_version of 17",
-            "Load model failed: Fatal error: ThrumBogusOp is not a registered function/op",
-        ] {
-            assert!(
-                matches!(model_error("m", message), Error::UnsupportedOperator { op, .. } if op == "ThrumBogusOp")
-            );
-        }
-        assert!(matches!(model_error("m", "Protobuf parsing failed."), Error::InvalidModel { .. }));
+    fn the_key_table_matches_the_typed_options() {
+        thrum_core::config::check_engine_table("ort", super::KEYS, super::OrtOptions::from_options)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -7,11 +7,10 @@
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 
+use thrum_core::Result;
 use thrum_core::config::engine_home;
-use thrum_core::library::LibrarySearch;
-use thrum_core::{Error, Result};
+use thrum_native::{LibrarySearch, NativeLibrary, Visibility};
 
 use crate::ENGINE;
 
@@ -21,34 +20,22 @@ pub const INSTALL: &str = "thrum engines install ort";
 /// Oldest ONNX Runtime minor version the `ort` bindings accept (their C API level).
 pub const MIN_MINOR: u32 = ort::MINOR_VERSION;
 
-/// The library this process loaded.
-#[derive(Debug)]
-pub struct Loaded {
-    /// Where it was loaded from.
-    pub path: PathBuf,
-    /// Its version (`1.32.0`).
-    pub version: String,
-    /// Keeps our handle open for the life of the process, as `ort`'s is.
-    _library: libloading::Library,
-}
+/// The library this process loaded: its path and version.
+pub type Loaded = thrum_native::Loaded<()>;
 
-static LOADED: OnceLock<Loaded> = OnceLock::new();
-/// Serialises the first load so two threads cannot race two different paths.
-static LOADING: Mutex<()> = Mutex::new(());
-
-/// Where the library is searched for, and how messages name it.
-const SEARCH: LibrarySearch = LibrarySearch {
+/// The process's ONNX Runtime library, searched for as `SEARCH` says.
+static LIBRARY: NativeLibrary<()> = NativeLibrary::new(LibrarySearch {
     engine: ENGINE,
     library: "the ONNX Runtime library (libonnxruntime.so)",
     option: "ort.library_path",
     option_env: "THRUM_ORT_LIBRARY_PATH",
     native_env: "ORT_DYLIB_PATH",
     install: INSTALL,
-};
+});
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    SEARCH.find(explicit, || {
+    LIBRARY.search().find(explicit, || {
         let dir = engine_home(ENGINE);
         newest_in(&dir)
             .ok_or_else(|| (format!("`{}`", dir.display()), "no libonnxruntime.so*".into()))
@@ -77,57 +64,41 @@ fn version_key(name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Loads the library at `path` (once per process) after checking its version.
+/// Loads the library at `path` (once per process) after checking its version, and hands it to
+/// the `ort` crate.
 pub fn load(path: &Path) -> Result<&'static Loaded> {
-    let _guard = LOADING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(loaded) = LOADED.get() {
-        let same = std::fs::canonicalize(path).ok() == std::fs::canonicalize(&loaded.path).ok();
-        return if same {
-            Ok(loaded)
-        } else {
-            Err(Error::EngineUnavailable {
-                engine: ENGINE,
-                reason: format!(
-                    "ONNX Runtime {} is already loaded from `{}` in this process; a process loads one \
-                     ONNX Runtime library, so `{}` cannot be used as well",
-                    loaded.version,
-                    loaded.path.display(),
-                    path.display()
-                ),
-            })
-        };
-    }
-    let unavailable = |reason: String| Error::EngineUnavailable { engine: ENGINE, reason };
-    // SAFETY: loading a shared library runs its initialisers; this is ONNX Runtime's own library
-    // (or what the user named as such), loaded once, as the `ort` crate itself does.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| unavailable(format!("cannot load `{}`: {e}", path.display())))?;
-    let version = version_of(&library, path)?;
-    let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
-    if !version.starts_with("1.") || minor < MIN_MINOR {
-        return Err(unavailable(format!(
-            "ONNX Runtime {version} at `{}` is not compatible: thrum needs 1.{MIN_MINOR} or newer; install a \
-             compatible one with `{INSTALL}`",
-            path.display()
-        )));
-    }
-    ort::init_from(path).map_err(|e| unavailable(e.to_string()))?;
-    Ok(LOADED.get_or_init(|| Loaded { path: path.to_path_buf(), version, _library: library }))
+    LIBRARY.load(
+        path,
+        Visibility::Local,
+        &[],
+        || {},
+        |library| {
+            let version = version_of(library, path)?;
+            let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+            if !version.starts_with("1.") || minor < MIN_MINOR {
+                return Err(format!(
+                    "ONNX Runtime {version} is not compatible: thrum needs 1.{MIN_MINOR} or newer; \
+                 install a compatible one with `{INSTALL}`"
+                ));
+            }
+            ort::init_from(path).map_err(|e| e.to_string())?;
+            Ok((version, ()))
+        },
+    )
 }
 
 /// The library's version string, read through `OrtGetApiBase`.
-fn version_of(library: &libloading::Library, path: &Path) -> Result<String> {
+fn version_of(library: &libloading::Library, path: &Path) -> std::result::Result<String, String> {
     #[repr(C)]
     struct ApiBase {
         get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
         get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
     }
-    let missing = || Error::EngineUnavailable {
-        engine: ENGINE,
-        reason: format!(
+    let missing = || {
+        format!(
             "`{}` is not an ONNX Runtime library: it does not export OrtGetApiBase",
             path.display()
-        ),
+        )
     };
     // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime release (onnxruntime_c_api.h).
     let get_base =
@@ -146,7 +117,7 @@ fn version_of(library: &libloading::Library, path: &Path) -> Result<String> {
 
 /// The library loaded in this process, if any.
 pub fn loaded() -> Option<&'static Loaded> {
-    LOADED.get()
+    LIBRARY.loaded()
 }
 
 #[cfg(test)]

@@ -36,11 +36,13 @@ fn check_against_run(options: &Options) {
 
 #[test]
 fn a_per_thread_predictor_matches_run_across_shape_changes() {
+    thrum_testkit::require_engine!("ort");
     check_against_run(&Options::default().with_intra_op_threads(1));
 }
 
 #[test]
 fn a_predictor_with_its_own_session_matches_run_too() {
+    thrum_testkit::require_engine!("ort");
     let mut options = Options::default().with_intra_op_threads(1);
     options.set("ort.session_per_predictor", "true").unwrap();
     check_against_run(&options);
@@ -97,16 +99,18 @@ fn nonzero_model(output_dims: &[&str]) -> ModelSource {
         graph: Some(graph),
         ..Default::default()
     };
-    ModelSource::memory("nonzero", ModelFormat::Onnx, proto.encode_to_vec())
+    ModelSource::memory("nonzero", ModelFormat::ONNX, proto.encode_to_vec())
 }
 
 #[test]
 fn an_output_whose_shape_follows_the_values_is_right_on_every_call() {
+    thrum_testkit::require_engine!("ort");
     check_nonzero(&["1", "K"]);
 }
 
 #[test]
 fn an_output_declared_with_the_wrong_shape_is_right_on_every_call() {
+    thrum_testkit::require_engine!("ort");
     // Declared as [1, N]: as if its shape followed the input's, so the first predictor binds
     // its outputs, fails when the values change its length, and retries without.
     check_nonzero(&["1", "N"]);

@@ -9,10 +9,11 @@ use thrum_core::Options;
 
 #[test]
 fn loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent() {
+    thrum_testkit::require_engine!("ort");
     let source = common::zoo_source("transformer");
     let input = {
         let model = common::ort(&source, &Options::default());
-        thrum_zoo::sample_inputs(model.inputs(), 1, 3)
+        thrum_zoo::sample_inputs(model.inputs(), 1, 3).unwrap()
     };
     thrum_testkit::assert_rss_flat_over_load_drop(
         "loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent",

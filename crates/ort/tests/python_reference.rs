@@ -16,6 +16,7 @@ const TOLERANCE: f64 = 1e-5;
 
 #[test]
 fn outputs_equal_the_onnxruntime_python_package_on_light_models() {
+    thrum_testkit::require_engine!("ort");
     let models = ["resnet50", "squeezenet", "inception_v1", "densenet121"];
     let python = common::testdata().join("venv-ort/bin/python");
     assert!(

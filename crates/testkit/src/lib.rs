@@ -1,14 +1,59 @@
 //! # thrum-testkit
 //!
-//! What every engine's integration tests check the same way, in one place: outputs compared
-//! with a relative tolerance, predictors run from many threads against a sequential run, and
-//! RSS across a load/drop loop. A dev-dependency of the engine crates only.
+//! What every engine's integration tests check the same way, in one place: whether the engine
+//! is here to test ([`require_engine!`]), outputs compared with a relative tolerance,
+//! predictors run from many threads against a sequential run, and RSS across a load/drop
+//! loop. A dev-dependency of the engine crates and the CLI only.
 // Test support: a failed step is a failed test, so panicking is the right report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::Write;
 use std::process::Command;
 
 use thrum_core::{Model, Tensor};
+
+/// The variable that makes a missing engine a test failure: engine names separated by commas,
+/// or `all`. The test command sets it; a plain `cargo test` reports and skips what is missing.
+pub const REQUIRE_VAR: &str = "THRUM_REQUIRE_ENGINES";
+
+/// Whether `engine`'s tests must run here ([`REQUIRE_VAR`]).
+pub fn engine_required(engine: &str) -> bool {
+    std::env::var(REQUIRE_VAR).is_ok_and(|v| {
+        v.split(',').map(str::trim).any(|e| e.eq_ignore_ascii_case(engine) || e == "all")
+    })
+}
+
+/// Whether `engine` (a name registered in this test binary) can run here. When it cannot, a
+/// test that needs it fails if the engine is required ([`REQUIRE_VAR`]); otherwise this says
+/// on stderr, past the test harness's capture, that the test was not run and why.
+pub fn engine_under_test(engine: &str, test: &str) -> bool {
+    let check = thrum_core::engine::info(engine).map(|info| (info.engine)().check());
+    let reason = match &check {
+        Ok(check) if check.available => return true,
+        Ok(check) => check.detail.clone().unwrap_or_else(|| "not available".into()),
+        Err(e) => e.to_string(),
+    };
+    if engine_required(engine) {
+        panic!("{REQUIRE_VAR} requires engine `{engine}`, which cannot run here: {reason}");
+    }
+    // Written to the process's stderr directly: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOT TESTED: {test} needs engine `{engine}`: {reason} (set {REQUIRE_VAR}={engine} to make this a failure)"
+    );
+    false
+}
+
+/// Returns from the calling test, saying so, when `engine` cannot run here and is not required
+/// (see [`engine_under_test`]); a required engine that is missing fails the test.
+#[macro_export]
+macro_rules! require_engine {
+    ($engine:expr) => {
+        if !$crate::engine_under_test($engine, module_path!()) {
+            return;
+        }
+    };
+}
 
 /// Largest absolute difference relative to the largest magnitude of the reference:
 /// `max |got − reference| / max |reference|`.
@@ -17,6 +62,26 @@ pub fn relative_difference(got: &Tensor, reference: &Tensor) -> f64 {
     let (g, r) = (got.to_f64_vec().unwrap(), reference.to_f64_vec().unwrap());
     let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
     g.iter().zip(&r).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+/// Asserts that two engines' outputs agree: as many outputs, the same shapes, and each within
+/// `tolerance` of the reference ([`relative_difference`]). `what` names the comparison.
+pub fn assert_outputs_agree(got: &[Tensor], reference: &[Tensor], tolerance: f64, what: &str) {
+    assert_eq!(
+        got.len(),
+        reference.len(),
+        "{what}: {} outputs against {}",
+        got.len(),
+        reference.len()
+    );
+    for (k, (g, r)) in got.iter().zip(reference).enumerate() {
+        assert_eq!(g.shape(), r.shape(), "{what}: output {k} shapes differ");
+        let diff = relative_difference(g, r);
+        assert!(
+            diff <= tolerance,
+            "{what}: output {k} differs by {diff:.2e} (tolerance {tolerance:.0e})"
+        );
+    }
 }
 
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
@@ -98,7 +163,7 @@ pub const PER_THREAD: usize = 3;
 
 /// Input `i` of the concurrency check: the zoo's deterministic sample inputs, batch 1.
 pub fn sample(model: &Model, i: usize) -> Vec<Tensor> {
-    thrum_zoo::sample_inputs(model.inputs(), 1, 1000 + i as u64)
+    thrum_zoo::sample_inputs(model.inputs(), 1, 1000 + i as u64).unwrap()
 }
 
 /// How the concurrent threads run the model.

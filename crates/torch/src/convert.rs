@@ -7,10 +7,11 @@ use thrum_core::{DType, Error, Result, Tensor, TensorData};
 use crate::ENGINE;
 
 fn fail(model: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Inference { engine: ENGINE, model: model.into(), reason: reason.to_string() }
+    Error::inference(ENGINE, model, reason)
 }
 
-pub(crate) fn kind(dtype: DType) -> Option<Kind> {
+/// libtorch's kind for a dtype; `None` for the dtypes libtorch lacks.
+pub fn kind(dtype: DType) -> Option<Kind> {
     Some(match dtype {
         DType::Bool => Kind::Bool,
         DType::U8 => Kind::Uint8,
@@ -26,8 +27,8 @@ pub(crate) fn kind(dtype: DType) -> Option<Kind> {
     })
 }
 
-/// A thrum tensor as a libtorch tensor.
-pub(crate) fn to_tch(tensor: &Tensor, model: &str) -> Result<TchTensor> {
+/// A thrum tensor as a libtorch tensor (a copy).
+pub fn to_tch(tensor: &Tensor, model: &str) -> Result<TchTensor> {
     let shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
     let flat = match tensor.data() {
         TensorData::Bool(v) => TchTensor::f_from_slice(v),
@@ -52,7 +53,7 @@ pub(crate) fn to_tch(tensor: &Tensor, model: &str) -> Result<TchTensor> {
 }
 
 /// A libtorch tensor (dense, CPU) as a thrum tensor.
-pub(crate) fn from_tch(tensor: &TchTensor, model: &str) -> Result<Tensor> {
+pub fn from_tch(tensor: &TchTensor, model: &str) -> Result<Tensor> {
     let tensor = tensor.f_contiguous().map_err(|e| fail(model, e))?;
     let shape: Vec<usize> = tensor.size().iter().map(|&d| d.max(0) as usize).collect();
     let n: usize = shape.iter().product();

@@ -106,7 +106,7 @@ pub(crate) fn guard<T>(model: &str, f: impl FnOnce() -> Result<T>) -> Result<T> 
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "libtorch raised an error".into());
-        Err(Error::Inference { engine: ENGINE, model: model.into(), reason: message })
+        Err(Error::inference(ENGINE, model, message))
     })
 }
 

@@ -16,6 +16,7 @@ fn load_err(source: &ModelSource, options: &Options) -> Error {
 
 #[test]
 fn a_file_that_is_not_torchscript_is_an_invalid_model_error() {
+    thrum_testkit::require_engine!("torch");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.pt");
     std::fs::write(&path, b"not a zip archive").unwrap();
@@ -26,6 +27,7 @@ fn a_file_that_is_not_torchscript_is_an_invalid_model_error() {
 
 #[test]
 fn an_onnx_file_is_refused_with_the_export_command() {
+    thrum_testkit::require_engine!("torch");
     let err = load_err(&ModelSource::path("model.onnx"), &Options::default());
     assert!(matches!(err, Error::UnsupportedFormat { .. }), "{err:?}");
     assert!(err.to_string().contains("thrum zoo export"), "{err}");
@@ -33,6 +35,7 @@ fn an_onnx_file_is_refused_with_the_export_command() {
 
 #[test]
 fn a_model_without_input_specs_says_how_to_give_them() {
+    thrum_testkit::require_engine!("torch");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("mlp", dir.path());
     std::fs::remove_file(thrum_torch::spec_path(&path)).unwrap();
@@ -51,15 +54,20 @@ fn a_model_without_input_specs_says_how_to_give_them() {
 
 #[test]
 fn an_input_of_the_wrong_shape_is_an_inference_error_naming_the_model() {
+    thrum_testkit::require_engine!("torch");
     let (_dir, model) = common::torch("mlp", &Options::default());
-    let err =
-        model.predictor().unwrap().predict(vec![Tensor::zeros(DType::F32, &[1, 3])]).unwrap_err();
+    let err = model
+        .predictor()
+        .unwrap()
+        .predict(vec![Tensor::zeros(DType::F32, &[1, 3]).unwrap()])
+        .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("mlp") && message.contains("[1, 3]"), "{message}");
 }
 
 #[test]
 fn mkldnn_with_integer_inputs_is_refused_naming_the_input_and_dtype() {
+    thrum_testkit::require_engine!("torch");
     let dir = tempfile::tempdir().unwrap();
     let path = common::export("transformer", dir.path());
     let err = load_err(&ModelSource::path(&path), &Options::default().with_onednn(true));

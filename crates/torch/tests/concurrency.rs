@@ -16,12 +16,14 @@ fn options() -> Options {
 
 #[test]
 fn per_thread_predictors_on_resnet18_match_a_sequential_run_bit_for_bit() {
+    thrum_testkit::require_engine!("torch");
     let (_dir, model) = common::torch("resnet18", &options());
     assert_concurrent_runs_match_sequential(&model, Predictors::PerThread);
 }
 
 #[test]
 fn shared_predictor_used_by_many_threads_matches_a_sequential_run() {
+    thrum_testkit::require_engine!("torch");
     let (_dir, model) = common::torch("transformer", &options());
     assert_concurrent_runs_match_sequential(&model, Predictors::Shared);
 }

@@ -11,6 +11,7 @@ use thrum_torch::TorchEngine;
 
 #[test]
 fn a_second_different_inter_op_thread_count_is_an_error() {
+    thrum_testkit::require_engine!("torch");
     let dir = tempfile::tempdir().unwrap();
     let source = ModelSource::path(common::export("mlp", dir.path()));
     let first = TorchEngine.load(&source, &Options::default().with_inter_op_threads(2)).unwrap();

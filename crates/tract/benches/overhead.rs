@@ -20,7 +20,7 @@ fn overhead(c: &mut Criterion) {
     for name in ["mlp", "resnet50"] {
         let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
         let bytes = thrum_zoo::onnx::export(&graph);
-        let input = thrum_zoo::sample_inputs(&graph.inputs, 1, 7).remove(0);
+        let input = thrum_zoo::sample_inputs(&graph.inputs, 1, 7).unwrap().remove(0);
 
         // The same pipeline thrum-tract runs: decluttered, N=1, optimized, one plan, one state.
         let typed =
@@ -37,7 +37,7 @@ fn overhead(c: &mut Criterion) {
         let raw_input =
             Arc::new(Tensor::from_shape(input.shape(), input.as_slice::<f32>().unwrap()).unwrap());
 
-        let source = ModelSource::memory(name, ModelFormat::Onnx, bytes);
+        let source = ModelSource::memory(name, ModelFormat::ONNX, bytes);
         let model = TractEngine.load(&source, &Options::default()).unwrap();
         let mut predictor = model.predictor().unwrap();
         let inputs = vec![input];

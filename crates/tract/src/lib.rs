@@ -10,23 +10,24 @@
 //!   least recently used first out beyond `tract.max_cached_plans`;
 //! - a [`Predictor`](thrum_core::Predictor) keeps one tract state per plan it has used: the
 //!   plan — with its packed weights — is shared, only scratch buffers are per thread;
-//! - the shared predictor runs plans through tract's `&self` entry point, which makes a fresh
-//!   state per call, so it is safe from any number of threads;
+//! - the shared predictor makes a fresh state per call (tract's `&self` entry point does the
+//!   same), so it is safe from any number of threads;
 //! - `intra_op_threads` sizes a per-model thread pool for tract's matrix kernels.
+//!
+//! This file is what thrum knows of tract in every build (its [`INFO`], options and format);
+//! the engine itself is compiled with the `runtime` feature (on by default).
 
+#[cfg(feature = "runtime")]
 mod convert;
+#[cfg(feature = "runtime")]
+mod engine;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use thrum_core::{
-    Capabilities, Dim, Engine, EngineCheck, Error, Model, ModelBackend, ModelFormat, ModelSource,
-    Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
-    ThreadConfig,
-};
-use tract_linalg::multithread::Executor;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::runtime::RunOptions;
+#[cfg(feature = "runtime")]
+pub use engine::TractEngine;
+use thrum_core::config::{OptionKey, Scope, check_bool, parse_count};
+use thrum_core::{Engine, EngineInfo, ModelFormat, Options, Result};
 
 /// The engine's name in thrum.
 pub const ENGINE: &str = "tract";
@@ -34,377 +35,105 @@ pub const ENGINE: &str = "tract";
 /// Version of the tract crates thrum is built with (pinned in the workspace manifest).
 pub const TRACT_VERSION: &str = "0.23.9";
 
-const EXPECTED: &str = "an ONNX model (.onnx) or an NNEF model (.nnef, .nnef.tar, .nnef.tgz)";
+/// NNEF, tract's native format: a file or a directory holding `graph.nnef`.
+pub const NNEF: ModelFormat = ModelFormat {
+    id: "nnef",
+    name: "NNEF",
+    suffixes: &[".nnef.tar.gz", ".nnef.tgz", ".nnef.tar", ".nnef"],
+    directory_marker: Some("graph.nnef"),
+};
 
-/// The tract engine. Stateless: all state lives in the models it loads.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TractEngine;
+/// tract's options, read from [`Options`] when a model loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TractOptions {
+    /// Run tract's codegen optimiser (on by default); off keeps the decluttered graph.
+    pub optimize: bool,
+    /// How many shape-specialised plans one model keeps (least recently used dropped first).
+    pub max_cached_plans: usize,
+}
 
-impl TractEngine {
-    /// The engine.
-    pub fn new() -> TractEngine {
-        TractEngine
+impl Default for TractOptions {
+    fn default() -> TractOptions {
+        TractOptions { optimize: true, max_cached_plans: 8 }
     }
 }
 
-impl Engine for TractEngine {
-    fn name(&self) -> &'static str {
-        ENGINE
-    }
-
-    fn check(&self) -> EngineCheck {
-        EngineCheck::available(ENGINE, TRACT_VERSION)
-            .with_providers(vec![format!("cpu ({} kernels, linked in)", std::env::consts::ARCH)])
-            .with_detail("pure Rust, no native library")
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new(
-            Support::Yes,
-            Support::No {
-                reason:
-                    "tract runs its own Rust kernels; oneDNN applies to the torch and mxnet engines"
-                        .into(),
-            },
-            vec!["cpu".into()],
-            vec![ModelFormat::Onnx, ModelFormat::Nnef],
-        )
-    }
-
-    fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
-        options.validate()?;
-        if let Some(n) = options.inter_op_threads.filter(|&n| n != 1) {
-            return Err(Error::Unsupported {
-                engine: ENGINE,
-                feature: format!("inter_op_threads={n}"),
-                reason: "tract runs operators one after another; use intra_op_threads for \
-                         parallelism inside operators, or more predictor threads"
-                    .into(),
-            });
-        }
-        if options.onednn == Some(true) {
-            return Err(Error::Unsupported {
-                engine: ENGINE,
-                feature: "oneDNN".into(),
-                reason: "tract runs its own Rust kernels; oneDNN applies to the torch and mxnet \
-                         engines"
-                    .into(),
-            });
-        }
-        let name = source.name();
-        let typed = read_model(source, &name)?;
-        let model = TractModel::new(name.clone(), typed, options)?;
-        Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
-    }
-}
-
-fn invalid(model: &str, e: impl std::fmt::Display) -> Error {
-    Error::InvalidModel { engine: ENGINE, model: model.into(), reason: e.to_string() }
-}
-
-/// Parses, type-checks and declutters a model.
-fn read_model(source: &ModelSource, name: &str) -> Result<TypedModel> {
-    let format = source.format().unwrap_or(ModelFormat::Onnx);
-    source.check_file(EXPECTED)?;
-    match format {
-        ModelFormat::Onnx => {
-            let onnx = tract_onnx::onnx();
-            let parsed = match source {
-                ModelSource::Path(path) => onnx.model_for_path(path),
-                ModelSource::Memory { bytes, .. } => onnx.model_for_read(&mut &bytes[..]),
-            }
-            .map_err(|e| invalid(name, format!("{e:#}")))?;
-            // tract keeps unknown operators as placeholders that fail during analysis with a
-            // long message; name the operator instead.
-            for node in parsed.nodes() {
-                let op = node.op.name();
-                if let Some(op) =
-                    op.strip_prefix("Unimplemented(").and_then(|s| s.strip_suffix(')'))
-                {
-                    return Err(Error::UnsupportedOperator {
-                        engine: ENGINE,
-                        model: name.into(),
-                        op: op.into(),
-                    });
-                }
-            }
-            let typed = parsed.into_typed().map_err(|e| invalid(name, format!("{e:#}")))?;
-            typed.into_decluttered().map_err(|e| invalid(name, format!("{e:#}")))
-        }
-        ModelFormat::Nnef => {
-            let nnef = tract_nnef::nnef().with_onnx();
-            match source {
-                ModelSource::Path(path) => nnef.model_for_path(path),
-                ModelSource::Memory { bytes, .. } => nnef.model_for_read(&mut &bytes[..]),
-            }
-            .map_err(|e| invalid(name, format!("{e:#}")))
-        }
-        other => Err(Error::UnsupportedFormat {
-            engine: ENGINE,
-            model: name.into(),
-            reason: format!("tract reads ONNX and NNEF, not {other}"),
-        }),
-    }
-}
-
-type Plan = Arc<TypedSimplePlan>;
-
-/// Values of the model's input symbols, in [`TractModel::symbols`] order; empty for models
-/// with fixed shapes, and for models whose dynamic dimensions are expressions tract resolves
-/// at run time (those run one generic plan).
-type PlanKey = Vec<i64>;
-
-struct TractModel {
-    name: String,
-    /// Decluttered graph, symbols unresolved: the template every plan is specialised from.
-    typed: TypedModel,
-    inputs: Vec<TensorSpec>,
-    outputs: Vec<TensorSpec>,
-    /// Each input symbol with the (input, axis) positions that carry it.
-    symbols: Vec<(Symbol, Vec<(usize, usize)>)>,
-    optimize: bool,
-    max_plans: usize,
-    intra_op_threads: usize,
-    executor: Option<Executor>,
-    /// Most recently used last.
-    plans: Mutex<Vec<(PlanKey, Plan)>>,
-}
-
-impl TractModel {
-    fn new(name: String, typed: TypedModel, options: &Options) -> Result<TractModel> {
-        let mut inputs = Vec::new();
-        let mut symbols: Vec<(Symbol, Vec<(usize, usize)>)> = Vec::new();
-        let mut resolvable = true;
-        for (ix, outlet) in typed.input_outlets().map_err(|e| invalid(&name, e))?.iter().enumerate()
-        {
-            let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
-            let dtype = convert::dtype(fact.datum_type).ok_or_else(|| {
-                invalid(
-                    &name,
-                    format!(
-                        "input {ix} has tract type {:?}, which thrum cannot feed",
-                        fact.datum_type
-                    ),
-                )
-            })?;
-            let mut shape = Vec::new();
-            for (axis, dim) in fact.shape.iter().enumerate() {
-                if let Ok(n) = dim.to_i64() {
-                    shape.push(Dim::Fixed(n as usize));
-                    continue;
-                }
-                shape.push(Dim::named(dim.to_string()));
-                match dim {
-                    TDim::Sym(sym) => match symbols.iter_mut().find(|(s, _)| s == sym) {
-                        Some((_, at)) => at.push((ix, axis)),
-                        None => symbols.push((sym.clone(), vec![(ix, axis)])),
-                    },
-                    _ => resolvable = false,
-                }
-            }
-            inputs.push(TensorSpec::new(typed.node(outlet.node).name.clone(), dtype, shape));
-        }
-        if !resolvable {
-            symbols.clear();
-        }
-        let mut outputs = Vec::new();
-        for outlet in typed.output_outlets().map_err(|e| invalid(&name, e))? {
-            let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
-            let label = typed.outlet_label(*outlet).map(str::to_string);
-            let out_name = label.unwrap_or_else(|| typed.node(outlet.node).name.clone());
-            let dtype = convert::dtype(fact.datum_type).ok_or_else(|| {
-                invalid(&name, format!("output `{out_name}` has tract type {:?}", fact.datum_type))
-            })?;
-            let shape = fact
-                .shape
-                .iter()
-                .map(|d| {
-                    d.to_i64()
-                        .map_or_else(|_| Dim::named(d.to_string()), |n| Dim::Fixed(n as usize))
-                })
-                .collect();
-            outputs.push(TensorSpec::new(out_name, dtype, shape));
-        }
-        let intra = options.intra_op_threads.unwrap_or(1);
-        let model = TractModel {
-            name,
-            typed,
-            inputs,
-            outputs,
-            symbols,
-            optimize: options.tract.optimize,
-            max_plans: options.tract.max_cached_plans,
-            intra_op_threads: intra,
-            executor: (intra > 1).then(|| Executor::multithread_with_name(intra, "thrum-tract")),
-            plans: Mutex::new(Vec::new()),
-        };
-        // Fixed-shape models get their one plan now, so load errors surface at load and the
-        // first inference is not a compilation.
-        if model.symbols.is_empty() && model.typed.symbols.all_symbols().is_empty() {
-            model.plan(&[])?;
-        }
-        Ok(model)
-    }
-
-    fn plans(&self) -> MutexGuard<'_, Vec<(PlanKey, Plan)>> {
-        // A panic while holding the lock leaves the cache consistent (entries are pushed
-        // whole), so a poisoned lock is safe to keep using.
-        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn key(&self, inputs: &[Tensor]) -> PlanKey {
-        self.symbols
-            .iter()
-            .map(|(_, at)| at.first().map_or(0, |&(ix, axis)| dim(inputs, ix, axis)))
-            .collect()
-    }
-
-    /// Whether `key` is the key of `inputs`, without building one (the per-call path).
-    fn key_matches(&self, key: &[i64], inputs: &[Tensor]) -> bool {
-        self.symbols.iter().zip(key).all(|((_, at), &value)| {
-            at.first().is_none_or(|&(ix, axis)| dim(inputs, ix, axis) == value)
+impl TractOptions {
+    /// tract's options as `options` sets them.
+    pub fn from_options(options: &Options) -> Result<TractOptions> {
+        let default = TractOptions::default();
+        Ok(TractOptions {
+            optimize: options.bool_or("tract.optimize", default.optimize)?,
+            max_cached_plans: options.parse_or(
+                "tract.max_cached_plans",
+                default.max_cached_plans,
+                |v| parse_count(v, 1, 1024),
+            )?,
         })
     }
-
-    /// The plan for `key`, built and cached on first use. Building holds the cache lock so
-    /// that threads asking for the same new shape build it once.
-    fn plan(&self, key: &[i64]) -> Result<Plan> {
-        let mut plans = self.plans();
-        if let Some(pos) = plans.iter().position(|(k, _)| k == key) {
-            let entry = plans.remove(pos);
-            let plan = entry.1.clone();
-            plans.push(entry);
-            return Ok(plan);
-        }
-        let plan = self.build_plan(key)?;
-        plans.push((key.to_vec(), plan.clone()));
-        if plans.len() > self.max_plans {
-            plans.remove(0);
-        }
-        Ok(plan)
-    }
-
-    fn build_plan(&self, key: &[i64]) -> Result<Plan> {
-        let fail = |e: TractError| Error::Inference {
-            engine: ENGINE,
-            model: self.name.clone(),
-            reason: format!("preparing a plan for {}: {e:#}", self.describe_key(key)),
-        };
-        let mut model = self.typed.clone();
-        if !key.is_empty() {
-            let subs: HashMap<Symbol, TDim> = self
-                .symbols
-                .iter()
-                .zip(key)
-                .map(|((s, _), &v)| (s.clone(), TDim::Val(v)))
-                .collect();
-            model = model.set_symbols(&subs).map_err(fail)?;
-        }
-        if self.optimize {
-            model = model.into_optimized().map_err(fail)?;
-        }
-        let options = RunOptions { executor: self.executor.clone(), ..Default::default() };
-        TypedSimplePlan::new_with_options(model, &options).map_err(fail)
-    }
-
-    fn describe_key(&self, key: &[i64]) -> String {
-        if key.is_empty() {
-            return "the model's shapes".into();
-        }
-        let parts: Vec<String> =
-            self.symbols.iter().zip(key).map(|((s, _), v)| format!("{s}={v}")).collect();
-        parts.join(", ")
-    }
-
-    fn run(&self, state: &mut TypedSimpleState, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let values: TVec<TValue> = inputs
-            .iter()
-            .map(|t| convert::to_tract(t, &self.name).map(TValue::from))
-            .collect::<Result<_>>()?;
-        let outputs = state.run(values).map_err(|e| Error::Inference {
-            engine: ENGINE,
-            model: self.name.clone(),
-            reason: format!("{e:#}"),
-        })?;
-        outputs.iter().map(|t| convert::from_tract(t, &self.name)).collect()
-    }
 }
 
-/// Size of `inputs[ix]` along `axis`; inputs were checked against the specs these positions
-/// come from.
-fn dim(inputs: &[Tensor], ix: usize, axis: usize) -> i64 {
-    inputs.get(ix).and_then(|t| t.shape().get(axis)).map_or(0, |&d| d as i64)
+/// tract's option keys.
+pub static KEYS: &[OptionKey] = &[
+    OptionKey {
+        key: "tract.optimize",
+        env: "THRUM_TRACT_OPTIMIZE",
+        default: "true",
+        engine: ENGINE,
+        expected: "true or false",
+        effect: "Run tract's codegen optimiser on each plan; false runs the decluttered graph \
+                 (slower; for debugging numerical differences).",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_bool,
+    },
+    OptionKey {
+        key: "tract.max_cached_plans",
+        env: "THRUM_TRACT_MAX_CACHED_PLANS",
+        default: "8",
+        engine: ENGINE,
+        expected: "an integer from 1 to 1024",
+        effect: "Plans specialised per concrete input shape (batch size) kept per model; the \
+                 least recently used is dropped beyond this. Each plan holds its packed weights.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: |v| parse_count(v, 1, 1024).map(|n| n.to_string()),
+    },
+];
+
+fn engine() -> Arc<dyn Engine> {
+    #[cfg(feature = "runtime")]
+    return Arc::new(TractEngine::new());
+    #[cfg(not(feature = "runtime"))]
+    Arc::new(thrum_core::NotCompiled::new(&INFO))
 }
 
-/// The backend thrum's `Model` holds; predictors hold clones of the same `Arc`.
-struct Shared(Arc<TractModel>);
-
-impl ModelBackend for Shared {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.0.inputs
+thrum_core::register_engine!(
+    INFO = EngineInfo {
+        name: ENGINE,
+        title: "tract",
+        aliases: &[],
+        formats: &[ModelFormat::ONNX, NNEF],
+        feature: "tract",
+        build_note: "",
+        options: KEYS,
+        process_keys: &[],
+        packages: &[],
+        order: 0,
+        engine,
     }
+);
 
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.0.outputs
-    }
-
-    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        Ok(Box::new(TractPredictor { model: self.0.clone(), states: Vec::new() }))
-    }
-
-    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        Ok(Box::new(TractSharedPredictor { model: self.0.clone() }))
-    }
-
-    fn threads(&self) -> ThreadConfig {
-        ThreadConfig::new(Some(self.0.intra_op_threads), Some(1))
-            .with_note("tract: one matmul thread pool per model, shared by its predictors")
-    }
-}
-
-/// Per-thread predictor: one tract state per plan it has run, oldest dropped first beyond
-/// `tract.max_cached_plans`.
-struct TractPredictor {
-    model: Arc<TractModel>,
-    states: Vec<(PlanKey, TypedSimpleState)>,
-}
-
-impl PredictorBackend for TractPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let model = &self.model;
-        let index = match self.states.iter().position(|(k, _)| model.key_matches(k, &inputs)) {
-            Some(i) => i,
-            None => {
-                let key = model.key(&inputs);
-                let state = model.plan(&key)?.spawn().map_err(|e| Error::Inference {
-                    engine: ENGINE,
-                    model: model.name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
-                if self.states.len() >= model.max_plans {
-                    self.states.remove(0);
-                }
-                self.states.push((key, state));
-                self.states.len() - 1
-            }
-        };
-        model.run(&mut self.states[index].1, inputs)
-    }
-}
-
-/// Shared predictor: a fresh tract state per call, so calls never share mutable state.
-struct TractSharedPredictor {
-    model: Arc<TractModel>,
-}
-
-impl SharedPredictorBackend for TractSharedPredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let plan = self.model.plan(&self.model.key(&inputs))?;
-        let mut state = plan.spawn().map_err(|e| Error::Inference {
-            engine: ENGINE,
-            model: self.model.name.clone(),
-            reason: format!("{e:#}"),
-        })?;
-        self.model.run(&mut state, inputs)
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_key_table_matches_the_typed_options() {
+        thrum_core::config::check_engine_table(
+            "tract",
+            super::KEYS,
+            super::TractOptions::from_options,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -12,10 +12,10 @@ use thrum_tract::TractEngine;
 #[test]
 fn loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent() {
     let source =
-        ModelSource::memory("transformer", ModelFormat::Onnx, common::zoo_onnx("transformer"));
+        ModelSource::memory("transformer", ModelFormat::ONNX, common::zoo_onnx("transformer"));
     let input = {
         let model = TractEngine.load(&source, &Options::default()).unwrap();
-        thrum_zoo::sample_inputs(model.inputs(), 1, 3)
+        thrum_zoo::sample_inputs(model.inputs(), 1, 3).unwrap()
     };
     thrum_testkit::assert_rss_flat_over_load_drop(
         "loading_and_dropping_a_model_200_times_keeps_rss_within_10_percent",

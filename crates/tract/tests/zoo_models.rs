@@ -18,7 +18,7 @@ fn zoo_models_give_finite_varied_outputs() {
     for name in ["mlp", "resnet18", "resnet50", "transformer"] {
         let model = common::load_zoo(name, &Options::default());
         assert_eq!(model.inputs()[0].shape[0], Dim::named("N"), "{name} batch axis");
-        let x = thrum_zoo::sample_inputs(model.inputs(), 1, 7);
+        let x = thrum_zoo::sample_inputs(model.inputs(), 1, 7).unwrap();
         let y = model.predictor().unwrap().predict(x).unwrap();
         let (mean, std, finite) = stats(&y[0]);
         eprintln!("{name}: output {:?} mean {mean:.4} std {std:.4}", y[0].shape());
@@ -31,7 +31,7 @@ fn zoo_models_give_finite_varied_outputs() {
 fn dynamic_batch_rows_match_single_sample_runs() {
     let model = common::load_zoo("transformer", &Options::default());
     let mut predictor = model.predictor().unwrap();
-    let batch = thrum_zoo::sample_inputs(model.inputs(), 3, 11);
+    let batch = thrum_zoo::sample_inputs(model.inputs(), 3, 11).unwrap();
     let together = predictor.predict(batch.clone()).unwrap();
     assert_eq!(together[0].shape(), &[3, 128, 128]);
     for (row, item) in batch[0].unstack().unwrap().into_iter().enumerate() {
@@ -50,7 +50,8 @@ fn more_batch_sizes_than_cached_plans_still_run() {
     let model = common::load_zoo("mlp", &options);
     let mut predictor = model.predictor().unwrap();
     for batch in [1, 2, 3, 4, 1, 5, 2] {
-        let y = predictor.predict(thrum_zoo::sample_inputs(model.inputs(), batch, 1)).unwrap();
+        let y =
+            predictor.predict(thrum_zoo::sample_inputs(model.inputs(), batch, 1).unwrap()).unwrap();
         assert_eq!(y[0].shape(), &[batch, 10]);
     }
 }
@@ -60,7 +61,7 @@ fn batch_predict_with_a_stack_batchifier_is_one_forward_matching_single_predicti
     let model = common::load_zoo("mlp", &Options::default());
     let items: Vec<Vec<Tensor>> = (0..4)
         .map(|i| {
-            let x = thrum_zoo::sample_inputs(model.inputs(), 1, i);
+            let x = thrum_zoo::sample_inputs(model.inputs(), 1, i).unwrap();
             vec![x[0].reshape([64]).unwrap()]
         })
         .collect();

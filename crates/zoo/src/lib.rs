@@ -4,9 +4,12 @@
 //! overhead), ResNet-18 and ResNet-50 (the real torchvision architectures) and a small
 //! transformer encoder. Weights are deterministic functions of a seed and the weight's name.
 //!
-//! Models are described once in a framework-neutral [`Graph`]; [`onnx::export`] writes ONNX.
-//! The TorchScript and MXNet exporters live in the engine crates that link those runtimes and
-//! write the same weights, so one model can be compared across engines.
+//! Models are described once in a framework-neutral [`Graph`], and every exporter writes the
+//! same weights, so one model can be compared across engines: [`onnx`] (ONNX), [`mxnet`] (MXNet
+//! symbol + params, written by thrum itself) and, with the `torch` feature, [`torchscript`]
+//! (traced through libtorch). Exporters live here, beside the graphs they read, and use only
+//! the always-compiled part of each engine crate (its format and file conventions); engine
+//! crates never depend on the zoo. [`export`] picks the exporter for a format.
 //!
 //! ```
 //! let model = thrum_zoo::find("mlp")?;
@@ -14,52 +17,28 @@
 //! assert_eq!(graph.inputs[0].shape_string(), "[N,64]");
 //! let onnx_bytes = thrum_zoo::onnx::export(&graph);
 //! assert!(!onnx_bytes.is_empty());
-//! # Ok::<(), thrum_zoo::Error>(())
+//! # Ok::<(), thrum_core::Error>(())
 //! ```
 #![forbid(unsafe_code)]
 
 mod graph;
 mod models;
+pub mod mxnet;
 pub mod onnx;
+#[cfg(feature = "torch")]
+pub mod torchscript;
 
 use std::path::Path;
-use std::str::FromStr;
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
-use thrum_core::{DType, Tensor, TensorSpec};
+use thrum_core::{DType, Error, ModelFormat, Result, Tensor, TensorSpec};
 
 pub use graph::{Graph, Node, Op};
 pub use models::{MLP_FEATURES, TRANSFORMER_SEQ, TRANSFORMER_VOCAB};
 
 /// The seed used when none is given.
 pub const DEFAULT_SEED: u64 = 42;
-
-/// Errors of the zoo.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// No zoo model of that name.
-    #[error("unknown zoo model `{name}`; the zoo has: {valid}")]
-    UnknownModel {
-        /// The name asked for.
-        name: String,
-        /// The zoo's models.
-        valid: String,
-    },
-    /// An export format that does not exist or cannot be told from the file name.
-    #[error("{reason}; export formats: onnx (.onnx), torchscript (.pt), mxnet (-symbol.json)")]
-    Format {
-        /// What is wrong.
-        reason: String,
-    },
-    /// A `TensorProto` file that cannot be read.
-    #[error("invalid ONNX TensorProto: {reason}")]
-    TensorProto {
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// A model the zoo can build.
 #[derive(Clone, Copy, Debug)]
@@ -107,70 +86,70 @@ pub fn models() -> &'static [ZooModel] {
 }
 
 /// The zoo model called `name`.
-pub fn find(name: &str) -> Result<&'static ZooModel, Error> {
-    MODELS.iter().find(|m| m.name == name).ok_or_else(|| Error::UnknownModel {
+pub fn find(name: &str) -> Result<&'static ZooModel> {
+    MODELS.iter().find(|m| m.name == name).ok_or_else(|| Error::Unknown {
+        what: "zoo model",
         name: name.into(),
-        valid: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
     })
 }
 
-/// Serialization formats for zoo models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// ONNX (`.onnx`), written by [`onnx::export`].
-    Onnx,
-    /// TorchScript (`.pt`), written by the torch engine crate.
-    TorchScript,
-    /// MXNet symbol JSON + params (`NAME-symbol.json`), written by the mxnet engine crate.
-    Mxnet,
+/// The formats the zoo writes: ONNX, TorchScript and MXNet.
+pub fn export_formats() -> [ModelFormat; 3] {
+    [ModelFormat::ONNX, thrum_torch::TORCHSCRIPT, thrum_mxnet::SYMBOL]
 }
 
-impl Format {
-    /// The format a file name implies.
-    pub fn from_path(path: &Path) -> Result<Format, Error> {
-        let name =
-            path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        if name.ends_with(".onnx") {
-            Ok(Format::Onnx)
-        } else if name.ends_with(".pt") || name.ends_with(".torchscript") {
-            Ok(Format::TorchScript)
-        } else if name.ends_with("-symbol.json") {
-            Ok(Format::Mxnet)
-        } else {
-            Err(Error::Format {
-                reason: format!(
-                    "cannot tell the format of `{}` from its name; pass --format",
-                    path.display()
-                ),
-            })
-        }
-    }
+/// The export format `path`'s name implies, or an error asking for one.
+pub fn format_of(path: &Path) -> Result<ModelFormat> {
+    let formats = export_formats();
+    formats.into_iter().find(|f| f.matches(path)).ok_or_else(|| Error::InvalidValue {
+        what: "export file name".into(),
+        value: path.display().to_string(),
+        expected: format!(
+            "a name that tells the format ({}), or --format {}",
+            formats.iter().map(|f| f.suffixes[0]).collect::<Vec<_>>().join(", "),
+            formats.iter().map(|f| f.id).collect::<Vec<_>>().join("|")
+        ),
+    })
 }
 
-impl FromStr for Format {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Format, Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "onnx" => Ok(Format::Onnx),
-            "torchscript" | "pt" | "torch" => Ok(Format::TorchScript),
-            "mxnet" => Ok(Format::Mxnet),
-            _ => Err(Error::Format { reason: format!("unknown format `{s}`") }),
-        }
+/// Writes `graph` to `path` in `format`: ONNX and MXNet always (thrum writes them itself),
+/// TorchScript with the `torch` feature (traced through libtorch).
+pub fn export(graph: &Graph, format: ModelFormat, path: &Path) -> Result<()> {
+    match format.id {
+        "onnx" => std::fs::write(path, onnx::export(graph)).map_err(|e| Error::write(path, e)),
+        "mxnet" => mxnet::export(graph, path),
+        #[cfg(feature = "torch")]
+        "torchscript" => torchscript::export(graph, path),
+        #[cfg(not(feature = "torch"))]
+        "torchscript" => Err(Error::EngineNotCompiled {
+            engine: thrum_torch::INFO.name,
+            feature: thrum_torch::INFO.feature,
+            note: thrum_torch::INFO.build_note,
+        }),
+        _ => Err(Error::UnsupportedFormat {
+            engine: "zoo",
+            model: graph.name.clone(),
+            reason: format!(
+                "the zoo exports {}, not {}",
+                export_formats().iter().map(|f| f.id).collect::<Vec<_>>().join(", "),
+                format.name
+            ),
+        }),
     }
 }
 
 /// Random inputs for `specs` with every dynamic dimension at `batch`: floats uniform in
 /// [-1, 1], integers in [0, 1000) (valid token ids for the zoo's transformer), deterministic
 /// from `seed`.
-pub fn sample_inputs(specs: &[TensorSpec], batch: usize, seed: u64) -> Vec<Tensor> {
+pub fn sample_inputs(specs: &[TensorSpec], batch: usize, seed: u64) -> Result<Vec<Tensor>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     specs
         .iter()
         .map(|spec| {
             let shape = spec.concrete_shape(batch);
-            let len: usize = shape.iter().product();
-            let tensor = match spec.dtype {
+            let len = thrum_core::tensor::checked_len(spec.dtype, &shape)?;
+            match spec.dtype {
                 DType::F32 => Tensor::from_vec(
                     shape.clone(),
                     (0..len).map(|_| unit(&mut rng) * 2.0 - 1.0).collect::<Vec<f32>>(),
@@ -191,9 +170,8 @@ pub fn sample_inputs(specs: &[TensorSpec], batch: usize, seed: u64) -> Vec<Tenso
                         .map(|_| (rng.next_u32() % TRANSFORMER_VOCAB as u32) as i32)
                         .collect::<Vec<i32>>(),
                 ),
-                other => Ok(Tensor::zeros(other, &shape)),
-            };
-            tensor.unwrap_or_else(|_| Tensor::zeros(spec.dtype, &shape))
+                other => Tensor::zeros(other, &shape),
+            }
         })
         .collect()
 }
@@ -260,11 +238,9 @@ mod tests {
 
     #[test]
     fn format_comes_from_the_extension() {
-        assert_eq!(Format::from_path(Path::new("a/m.onnx")).unwrap(), Format::Onnx);
-        assert_eq!(Format::from_path(Path::new("m.pt")).unwrap(), Format::TorchScript);
-        assert_eq!(Format::from_path(Path::new("m-symbol.json")).unwrap(), Format::Mxnet);
-        assert!(
-            Format::from_path(Path::new("m.bin")).unwrap_err().to_string().contains("--format")
-        );
+        assert_eq!(format_of(Path::new("a/m.onnx")).unwrap(), ModelFormat::ONNX);
+        assert_eq!(format_of(Path::new("m.pt")).unwrap(), thrum_torch::TORCHSCRIPT);
+        assert_eq!(format_of(Path::new("m-symbol.json")).unwrap(), thrum_mxnet::SYMBOL);
+        assert!(format_of(Path::new("m.bin")).unwrap_err().to_string().contains("--format"));
     }
 }

@@ -261,24 +261,23 @@ pub fn encode_tensor(name: &str, tensor: &Tensor) -> Vec<u8> {
 
 /// Reads a serialized `TensorProto` (the `.pb` files of ONNX test data): its name and tensor.
 pub fn decode_tensor(bytes: &[u8]) -> Result<(String, Tensor), Error> {
-    let proto = pb::TensorProto::decode(bytes)
-        .map_err(|e| Error::TensorProto { reason: format!("not a TensorProto: {e}") })?;
-    let shape: Vec<usize> =
-        proto.dims.iter().map(|&d| usize::try_from(d)).collect::<Result<_, _>>().map_err(|_| {
-            Error::TensorProto { reason: format!("negative dimension in {:?}", proto.dims) }
-        })?;
+    let invalid = |reason: String| Error::InvalidData { what: "ONNX TensorProto".into(), reason };
+    let proto =
+        pb::TensorProto::decode(bytes).map_err(|e| invalid(format!("not a TensorProto: {e}")))?;
+    let shape: Vec<usize> = proto
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid(format!("negative dimension in {:?}", proto.dims)))?;
     if proto.data_location == Some(1) || !proto.external_data.is_empty() {
-        return Err(Error::TensorProto {
-            reason: format!(
-                "tensor `{}` keeps its data in an external file; inline data is expected",
-                proto.name
-            ),
-        });
+        return Err(invalid(format!(
+            "tensor `{}` keeps its data in an external file; inline data is expected",
+            proto.name
+        )));
     }
     let dims = proto.dims.clone();
-    let bad = |what: &str| Error::TensorProto {
-        reason: format!("tensor `{}` of shape {dims:?}: {what}", proto.name),
-    };
+    let bad = |what: &str| invalid(format!("tensor `{}` of shape {dims:?}: {what}", proto.name));
     let data_type = DataType::try_from(proto.data_type)
         .map_err(|_| bad(&format!("unknown data type {}", proto.data_type)))?;
     let raw = &proto.raw_data;

@@ -8,17 +8,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use thrum::{Engine, ModelSource, Options};
-use thrum_bench::{InputPlan, PredictorMode, RunPlan, Stop, SweepGrid, shapes};
+use thrum::{Engine, ModelRef, ModelSource, Options, PredictorKind};
+use thrum_bench::{InputPlan, RunPlan, Stop, SweepGrid, shapes};
 
 use super::options::OptionArgs;
 
 /// Seconds measured when neither --iteration nor --duration is given.
 const DEFAULT_DURATION_S: f64 = 5.0;
 
+/// Largest --batch-size: beyond it the inputs of any model are past `Tensor::MAX_BYTES`.
+const MAX_BATCH: u64 = 1 << 32;
+
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  thrum bench                                   # zoo:resnet18 on tract, 5 s, one worker per usable core\n  thrum bench -p model.onnx -s '(1,3,224,224)f' -t 2 -c 200\n  thrum bench -p zoo:transformer -e tract -t 1 -d 10 --json report.json\n  thrum bench --sweep threads=1,2 intra=1,2 batch=1,4 --plot sweep.svg\n  thrum bench -p zoo:resnet50 --memory-report"
+    after_help = "Examples:\n  thrum bench                                   # zoo:resnet18 on tract, 5 s, one worker per usable core\n  thrum bench -p model.onnx -s '(1,3,224,224)f' -t 2 -c 200\n  thrum bench -p zoo:transformer -e tract -t 1 -d 10 --json report.json\n  thrum bench --sweep threads=1,2 intra=1,2 batch=1,4 --plot sweep.svg\n  thrum bench -e ort --sweep ort.execution_mode=sequential,parallel\n  thrum bench -p zoo:resnet50 --memory-report"
 )]
 pub struct BenchArgs {
     /// Model file, or zoo:NAME for a model built by thrum (see `thrum zoo list`).
@@ -35,52 +38,40 @@ pub struct BenchArgs {
     input_shapes: Option<String>,
 
     /// Total calls across all workers. With --duration, the run stops at whichever comes first.
-    #[arg(short = 'c', long = "iteration", value_name = "N", allow_negative_numbers = true)]
-    iteration: Option<i64>,
+    #[arg(short = 'c', long = "iteration", value_name = "N", allow_negative_numbers = true,
+          value_parser = |v: &str| count(v, 1, u64::MAX, "calls"))]
+    iteration: Option<u64>,
 
     /// Warm-up calls per worker, on the worker's own thread, after its first call.
-    #[arg(
-        short = 'w',
-        long = "warmup-iteration",
-        value_name = "N",
-        default_value_t = 2,
-        allow_negative_numbers = true
-    )]
-    warmup: i64,
+    #[arg(short = 'w', long = "warmup-iteration", value_name = "N", default_value_t = 2,
+          allow_negative_numbers = true, value_parser = |v: &str| count(v, 0, 1 << 32, "calls"))]
+    warmup: u64,
 
     /// Seconds to measure (default 5 when --iteration is not given).
-    #[arg(short = 'd', long = "duration", value_name = "SECONDS", allow_negative_numbers = true)]
-    duration: Option<f64>,
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = seconds)]
+    duration: Option<Duration>,
 
     /// Worker threads; 0 or less means one per usable core (affinity and cgroup quota).
-    #[arg(
-        short = 't',
-        long = "threads",
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    threads: i64,
+    #[arg(short = 't', long = "threads", value_name = "N", default_value_t = 0,
+          allow_negative_numbers = true, value_parser = workers)]
+    threads: usize,
 
     /// Milliseconds between worker starts.
-    #[arg(
-        short = 'l',
-        long = "delay",
-        value_name = "MS",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    delay: i64,
+    #[arg(short = 'l', long = "delay", value_name = "MS", default_value_t = 0,
+          allow_negative_numbers = true, value_parser = |v: &str| count(v, 0, 3_600_000, "milliseconds"))]
+    delay: u64,
 
-    /// Samples per call: the size of the model's dynamic batch axis (not with --input-shapes
-    /// that disagree).
-    #[arg(short = 'b', long = "batch-size", value_name = "N", allow_negative_numbers = true)]
-    batch_size: Option<i64>,
+    /// Samples per call: the size of the model's batch axis (not with --input-shapes that
+    /// disagree).
+    #[arg(short = 'b', long = "batch-size", value_name = "N", allow_negative_numbers = true,
+          value_parser = |v: &str| count(v, 1, MAX_BATCH, "samples"))]
+    batch_size: Option<u64>,
 
     /// per-thread (one predictor per worker) or shared (one thread-safe predictor for all);
-    /// a comma-separated list with --sweep.
-    #[arg(long, value_name = "MODE", default_value = "per-thread")]
-    predictor: String,
+    /// a comma-separated list with --sweep. Default: the `predictor` option, else per-thread.
+    #[arg(long, value_name = "MODE", value_delimiter = ',', value_parser = predictor_kind)]
+    predictor: Vec<PredictorKind>,
 
     #[command(flatten)]
     options: OptionArgs,
@@ -97,10 +88,15 @@ pub struct BenchArgs {
     #[arg(short, long)]
     quiet: bool,
 
-    /// Run a grid of configurations: KEY=V1,V2 with KEY one of threads, intra, inter, batch,
-    /// predictor.
+    /// Run a grid of configurations: KEY=V1,V2 with KEY one of threads, batch, predictor, or
+    /// any option key (intra, inter, onednn, ort.execution_mode, …; see docs/configuration.md).
     #[arg(long, num_args = 1.., value_name = "KEY=V1,V2")]
     sweep: Vec<String>,
+
+    /// Internal: a sweep's child process, with these settings its parent varies across
+    /// processes fixed (KEY=V,...); it prints its points as JSON on stdout and nothing else.
+    #[arg(long, hide = true, value_name = "K=V,...")]
+    sweep_fixed: Option<String>,
 
     /// Plot a sweep's throughput against P99 latency (.svg or .png), Pareto front marked.
     #[arg(long, value_name = "FILE")]
@@ -111,8 +107,41 @@ pub struct BenchArgs {
     memory_report: bool,
 
     /// Predictor counts for --memory-report.
-    #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_value = "1,2,4,8")]
-    memory_steps: Vec<usize>,
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_value = "1,2,4,8",
+          value_parser = |v: &str| count(v, 1, 4096, "predictors"))]
+    memory_steps: Vec<u64>,
+}
+
+/// A number of `unit` in `min..=max`, or what was expected.
+fn count(v: &str, min: u64, max: u64, unit: &str) -> Result<u64, String> {
+    match v.trim().parse::<i128>() {
+        Ok(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(n as u64),
+        Ok(n) if n < i128::from(min) => Err(format!("expected at least {min} ({unit})")),
+        Ok(_) => Err(format!("expected at most {max} ({unit})")),
+        Err(_) => Err(format!("expected a whole number ({unit})")),
+    }
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    match v.trim().parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d <= 1e7 => Ok(Duration::from_secs_f64(d)),
+        _ => Err("expected a number of seconds above 0".into()),
+    }
+}
+
+fn workers(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if n <= 0 => Ok(0),
+        Ok(n) if n <= 4096 => Ok(n as usize),
+        Ok(_) => {
+            Err("expected at most 4096 worker threads (0 or less: one per usable core)".into())
+        }
+        Err(_) => Err("expected a whole number of worker threads".into()),
+    }
+}
+
+fn predictor_kind(v: &str) -> Result<PredictorKind, String> {
+    v.parse().map_err(|_| "expected per-thread or shared".to_string())
 }
 
 enum Mode {
@@ -121,14 +150,19 @@ enum Mode {
     Memory(Vec<usize>),
 }
 
-/// A validated `bench` command.
+/// A validated `bench` command. Building it does no I/O: options files are read, zoo models
+/// built and output directories checked when it runs, before the model loads.
 pub struct BenchPlan {
     engine: Arc<dyn Engine>,
     model_path: String,
-    source: ModelSource,
-    options: Options,
+    model: ModelRef,
+    options: OptionArgs,
     inputs: InputPlan,
     run: RunPlan,
+    /// `--predictor` as given (empty: the `predictor` option decides).
+    predictors: Vec<PredictorKind>,
+    /// In a sweep's child process: the process-wide settings this process runs with.
+    sweep_fixed: Option<Vec<(String, String)>>,
     mode: Mode,
     json: Option<PathBuf>,
     output_dir: Option<PathBuf>,
@@ -143,79 +177,36 @@ fn config_error(what: impl Into<String>, expected: impl Into<String>) -> thrum_b
 impl BenchPlan {
     pub fn from_args(args: BenchArgs) -> anyhow::Result<BenchPlan> {
         let engine = thrum::registry().get(&args.engine)?;
-        let source = thrum::model_source(&args.model_path, engine.as_ref())?;
-        let options = args.options.resolve()?;
+        let model = ModelRef::parse(&args.model_path)?;
         let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
-        let batch_size = match args.batch_size {
-            Some(b) if b < 1 => {
-                return Err(config_error(format!("--batch-size {b}"), "at least 1").into());
-            }
-            b => b.map(|b| b as usize),
-        };
-        let iterations = match args.iteration {
-            Some(n) if n < 1 => {
-                return Err(config_error(format!("--iteration {n}"), "at least 1 call").into());
-            }
-            n => n.map(|n| n as u64),
-        };
-        let duration = match args.duration {
-            Some(d) if !(d.is_finite() && d > 0.0) => {
-                return Err(
-                    config_error(format!("--duration {d}"), "a number of seconds above 0").into()
-                );
-            }
-            d => d.map(Duration::from_secs_f64),
-        };
-        let duration = match (iterations, duration) {
+        let duration = match (args.iteration, args.duration) {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
             (_, d) => d,
         };
-        if args.warmup < 0 {
-            return Err(
-                config_error(format!("--warmup-iteration {}", args.warmup), "0 or more").into()
-            );
-        }
-        if args.delay < 0 {
-            return Err(
-                config_error(format!("--delay {}", args.delay), "0 or more milliseconds").into()
-            );
-        }
-        let workers = if args.threads <= 0 {
-            thrum_bench::system::cores().usable
-        } else {
-            args.threads as usize
-        };
-        let modes: Vec<PredictorMode> =
-            args.predictor.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        let workers =
+            if args.threads == 0 { thrum_bench::system::cores().usable } else { args.threads };
         let mode = match (args.sweep.is_empty(), args.memory_report) {
             (false, true) => {
                 return Err(config_error("--sweep with --memory-report", "one of them").into());
             }
             (false, false) => {
                 let mut grid = SweepGrid::parse(&args.sweep)?;
-                if grid.predictor.is_empty() && modes.len() > 1 {
-                    grid.predictor = modes.clone();
+                if grid.predictor.is_empty() && args.predictor.len() > 1 {
+                    grid.predictor = args.predictor.clone();
                 }
                 Mode::Sweep(grid)
             }
             (true, true) => {
-                if args.memory_steps.is_empty() || args.memory_steps.contains(&0) {
-                    return Err(config_error(
-                        "--memory-steps",
-                        "positive predictor counts, e.g. 1,2,4,8",
-                    )
-                    .into());
-                }
-                let mut steps = args.memory_steps.clone();
+                let mut steps: Vec<usize> = args.memory_steps.iter().map(|&n| n as usize).collect();
                 steps.sort_unstable();
                 steps.dedup();
                 Mode::Memory(steps)
             }
             (true, false) => Mode::Run,
         };
-        if modes.len() > 1 && !matches!(mode, Mode::Sweep(_)) {
+        if args.predictor.len() > 1 && !matches!(mode, Mode::Sweep(_)) {
             return Err(config_error(
-                format!("--predictor {}", args.predictor),
+                format!("--predictor with {} modes", args.predictor.len()),
                 "one mode (lists need --sweep)",
             )
             .into());
@@ -223,26 +214,35 @@ impl BenchPlan {
         if args.plot.is_some() && !matches!(mode, Mode::Sweep(_)) {
             return Err(config_error("--plot without --sweep", "--sweep KEY=V1,V2 to plot").into());
         }
-        if let Some(dir) = &args.output_dir {
-            check_writable_dir(dir)?;
-        }
-        for file in [&args.json, &args.plot].into_iter().flatten() {
-            check_parent(file)?;
-        }
+        let sweep_fixed = args
+            .sweep_fixed
+            .map(|pairs| {
+                pairs
+                    .split(',')
+                    .map(|p| {
+                        p.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .ok_or_else(|| config_error(format!("--sweep-fixed `{p}`"), "KEY=V"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         Ok(BenchPlan {
             engine,
             model_path: args.model_path,
-            source,
-            options,
-            inputs: InputPlan { shapes, batch_size },
+            model,
+            options: args.options,
+            inputs: InputPlan { shapes, batch_size: args.batch_size.map(|b| b as usize) },
             run: RunPlan {
                 workers,
-                stop: Stop { iterations, duration },
+                stop: Stop { iterations: args.iteration, duration },
                 warmup: args.warmup as usize,
-                delay: Duration::from_millis(args.delay as u64),
-                predictor: modes[0],
+                delay: Duration::from_millis(args.delay),
+                predictor: args.predictor.first().copied().unwrap_or_default(),
                 progress: !args.quiet,
             },
+            predictors: args.predictor,
+            sweep_fixed,
             mode,
             json: args.json,
             output_dir: args.output_dir,
@@ -251,20 +251,38 @@ impl BenchPlan {
         })
     }
 
-    pub fn run(self) -> anyhow::Result<()> {
+    /// What every mode does first: options resolved, outputs checked writable, the model
+    /// source resolved (a zoo model built) — all before any model loads.
+    fn prepare(&mut self) -> anyhow::Result<(Options, ModelSource)> {
+        let options = self.options.resolve()?;
+        if self.predictors.is_empty() {
+            self.run.predictor = options.predictor.unwrap_or_default();
+        }
+        if let Some(dir) = &self.output_dir {
+            check_writable_dir(dir)?;
+        }
+        for file in [&self.json, &self.plot].into_iter().flatten() {
+            check_parent(file)?;
+        }
+        let source = self.model.source(self.engine.as_ref())?;
+        Ok((options, source))
+    }
+
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let (options, source) = self.prepare()?;
         match &self.mode {
-            Mode::Run => self.run_once(),
-            Mode::Sweep(grid) => self.run_sweep(grid),
-            Mode::Memory(steps) => self.run_memory(steps),
+            Mode::Run => self.run_once(&options, &source),
+            Mode::Sweep(grid) => self.run_sweep(grid, &options, &source),
+            Mode::Memory(steps) => self.run_memory(steps, &options, &source),
         }
     }
 
-    fn run_once(&self) -> anyhow::Result<()> {
+    fn run_once(&self, options: &Options, source: &ModelSource) -> anyhow::Result<()> {
         let mut report = thrum_bench::run_benchmark(
             self.engine.as_ref(),
-            &self.source,
+            source,
             &self.model_path,
-            &self.options,
+            options,
             &self.inputs,
             &self.run,
         )?;
@@ -272,11 +290,16 @@ impl BenchPlan {
         self.emit(&report, "report.json", |out| report.write_summary(out))
     }
 
-    fn run_memory(&self, steps: &[usize]) -> anyhow::Result<()> {
+    fn run_memory(
+        &self,
+        steps: &[usize],
+        options: &Options,
+        source: &ModelSource,
+    ) -> anyhow::Result<()> {
         let mut report = thrum_bench::memory_report(
             self.engine.as_ref(),
-            &self.source,
-            &self.options,
+            source,
+            options,
             &self.inputs,
             self.run.predictor,
             steps,
@@ -285,31 +308,62 @@ impl BenchPlan {
         self.emit(&report, "memory.json", |out| report.write_summary(out))
     }
 
-    fn run_sweep(&self, grid: &SweepGrid) -> anyhow::Result<()> {
+    fn run_sweep(
+        &self,
+        grid: &SweepGrid,
+        options: &Options,
+        source: &ModelSource,
+    ) -> anyhow::Result<()> {
+        let run = RunPlan { progress: false, ..self.run.clone() };
+        if let Some(fixed) = &self.sweep_fixed {
+            // A child: run the part of the grid this process can, print the points.
+            let mut options = options.clone();
+            let mut grid = grid.clone();
+            for (key, value) in fixed {
+                options.set(key, value)?;
+                grid.options.retain(|(k, _)| k != key);
+            }
+            let points = thrum_bench::run_sweep(
+                self.engine.as_ref(),
+                source,
+                &options,
+                &self.inputs,
+                &run,
+                &grid,
+                |_| {},
+            )?;
+            println!("{}", serde_json::to_string(&points)?);
+            return Ok(());
+        }
         if !self.quiet {
             eprintln!("sweep: {} configurations", grid.len());
         }
         let quiet = self.quiet;
-        let run = RunPlan { progress: false, ..self.run.clone() };
-        let points = thrum_bench::run_sweep(
-            self.engine.as_ref(),
-            &self.source,
-            &self.options,
-            &self.inputs,
-            &run,
-            grid,
-            |p| {
-                if !quiet {
-                    eprintln!(
-                        "  {}: {:.2} samples/s, P99 {:.3} ms",
-                        p.label(),
-                        p.samples_per_s,
-                        p.p99_ms
-                    );
-                }
-            },
-        )?;
-        let name = self.source.name();
+        let report = |p: &thrum_bench::SweepPoint| {
+            if !quiet {
+                eprintln!(
+                    "  {}: {:.2} samples/s, P99 {:.3} ms",
+                    p.label(),
+                    p.samples_per_s,
+                    p.p99_ms
+                );
+            }
+        };
+        let across = grid.process_keys(self.engine.info());
+        let points = if across.is_empty() {
+            thrum_bench::run_sweep(
+                self.engine.as_ref(),
+                source,
+                options,
+                &self.inputs,
+                &run,
+                grid,
+                report,
+            )?
+        } else {
+            self.sweep_across_processes(grid, &across, report)?
+        };
+        let name = source.name();
         let json = thrum_bench::sweep_json(&points, &name, self.engine.name());
         self.emit(&json, "sweep.json", |out| thrum_bench::write_table(&points, out))?;
         let title = format!("{name} on {}: throughput vs P99 latency", self.engine.name());
@@ -325,6 +379,55 @@ impl BenchPlan {
             }
         }
         Ok(())
+    }
+
+    /// Runs a sweep that varies settings the engine fixes once per process (`across`): one
+    /// child `thrum bench` per combination of their values, each sweeping the rest of the grid.
+    fn sweep_across_processes(
+        &self,
+        grid: &SweepGrid,
+        across: &[&'static str],
+        report: impl Fn(&thrum_bench::SweepPoint),
+    ) -> anyhow::Result<Vec<thrum_bench::SweepPoint>> {
+        let fixed = SweepGrid {
+            options: grid.options.iter().filter(|(k, _)| across.contains(k)).cloned().collect(),
+            ..SweepGrid::default()
+        };
+        if !self.quiet {
+            eprintln!(
+                "sweep: {} varies per process ({}): one `thrum bench` process per value",
+                across.join(", "),
+                self.engine.info().title
+            );
+        }
+        let exe = std::env::current_exe().context("cannot find the `thrum` executable")?;
+        let mut points = Vec::new();
+        for (_, values) in fixed.option_sets(&Options::default())? {
+            let pairs: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let out = std::process::Command::new(&exe)
+                .args(std::env::args_os().skip(1))
+                .arg("--sweep-fixed")
+                .arg(pairs.join(","))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("cannot run `{}`", exe.display()))?;
+            if !out.status.success() {
+                return Err(config_error(
+                    format!("the sweep's process with {}", pairs.join(", ")),
+                    format!("success; it exited with {} (its error is above)", out.status),
+                )
+                .into());
+            }
+            let mut child: Vec<thrum_bench::SweepPoint> = serde_json::from_slice(&out.stdout)
+                .context("reading the points of a sweep's child process")?;
+            for point in &mut child {
+                point.options.extend(values.iter().cloned());
+                report(point);
+            }
+            points.extend(child);
+        }
+        thrum_bench::mark_pareto_front(&mut points);
+        Ok(points)
     }
 
     /// Prints the human summary (unless quiet), and writes the JSON to `--json` and to the

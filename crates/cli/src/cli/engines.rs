@@ -1,8 +1,8 @@
 //! `thrum engines`: every engine with its `check()` result and capabilities.
 
+use crate::install::{self, Installed};
 use clap::{Args, Subcommand};
 use thrum::Support;
-use thrum::install::{self, Installed};
 
 use super::report;
 
@@ -43,7 +43,7 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
                 Installed::Already(dir) => {
                     println!(
                         "{} {} already installed in {}",
-                        package.engine,
+                        package.name,
                         package.version,
                         dir.display()
                     );
@@ -51,7 +51,7 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
                 Installed::Fresh(dir, files) => {
                     println!(
                         "installed {} {} into {} ({} files)",
-                        package.engine,
+                        package.name,
                         package.version,
                         dir.display(),
                         files.len()

@@ -24,6 +24,7 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Run one inference on a model and summarise (or save) its outputs.
     Predict(predict::PredictArgs),
+
     /// List every engine and whether it can run here (library, version, providers).
     Engines(engines::EnginesArgs),
     /// Models built by code, no download: list them, export them.
@@ -43,19 +44,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Exit status for an error: 1 when an engine failed while running a model, 2 for everything
-/// the user can fix (bad arguments, files, models, options), like clap's usage errors.
+/// The kind of an error: that of the first error in its chain that has one (thrum's errors and
+/// the benchmark library's). An error without one comes from the command line's own checks of
+/// its arguments and files: invalid input.
+pub fn kind(err: &anyhow::Error) -> thrum::ErrorKind {
+    err.chain()
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<thrum::Error>()
+                .map(thrum::Error::kind)
+                .or_else(|| cause.downcast_ref::<thrum_bench::BenchError>().map(|e| e.kind()))
+        })
+        .unwrap_or(thrum::ErrorKind::InvalidInput)
+}
+
+/// Exit status for an error, from its kind alone: 2 when the caller can fix it (bad arguments,
+/// files, models, options, an engine not installed), like clap's usage errors; 1 otherwise (an
+/// engine failed while running).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if let Some(bench) = err.downcast_ref::<thrum_bench::BenchError>() {
-        return if bench.is_user_error() { 2 } else { 1 };
+    if kind(err).is_caller_error() { 2 } else { 1 }
+}
+
+/// The error and its causes, each once: a cause whose text the level above already includes
+/// is not repeated.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&line);
+        }
     }
-    let core = match err.downcast_ref::<thrum::Error>() {
-        Some(thrum::Error::Core(core)) => Some(core),
-        Some(_) => None,
-        None => err.downcast_ref::<thrum::CoreError>(),
-    };
-    match core {
-        Some(thrum::CoreError::Inference { .. }) => 1,
-        _ => 2,
-    }
+    text
 }

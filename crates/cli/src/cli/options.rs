@@ -6,15 +6,23 @@ use std::path::PathBuf;
 use clap::Args;
 use thrum::Options;
 
+/// `--config FILE` (an options TOML) and the option flags.
 #[derive(Args, Debug)]
 pub struct OptionArgs {
-    /// Options as key=value pairs separated by commas (keys: docs/configuration.md).
-    #[arg(long, value_name = "K=V,...")]
-    model_options: Option<String>,
-
     /// TOML file of options, applied before environment variables and flags.
     #[arg(long, env = "THRUM_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+
+    #[command(flatten)]
+    flags: OptionFlags,
+}
+
+/// The flags that set options, applied over a file and the environment.
+#[derive(Args, Debug)]
+pub struct OptionFlags {
+    /// Options as key=value pairs separated by commas (keys: docs/configuration.md).
+    #[arg(long, value_name = "K=V,...")]
+    model_options: Option<String>,
 
     /// Threads inside one operator (the intra_op_threads option).
     #[arg(long, value_name = "N")]
@@ -29,10 +37,26 @@ pub struct OptionArgs {
     onednn: bool,
 }
 
+/// Warns about the `THRUM_*` variables `Options::resolve` ignored.
+pub fn warn(warnings: Vec<thrum::config::EnvWarning>) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 impl OptionArgs {
     /// Defaults ← TOML file ← `THRUM_*` environment ← `--model-options` ← dedicated flags.
     pub fn resolve(&self) -> anyhow::Result<Options> {
-        let mut options = Options::resolve(self.config.as_deref())?;
+        let (mut options, warnings) = Options::resolve(self.config.as_deref())?;
+        warn(warnings);
+        self.flags.apply(&mut options)?;
+        Ok(options)
+    }
+}
+
+impl OptionFlags {
+    /// Applies `--model-options`, then the dedicated flags, over `options`.
+    pub fn apply(&self, options: &mut Options) -> anyhow::Result<()> {
         if let Some(pairs) = &self.model_options {
             options.apply_pairs(pairs)?;
         }
@@ -45,6 +69,6 @@ impl OptionArgs {
         if self.onednn {
             options.set("onednn", "true")?;
         }
-        Ok(options)
+        Ok(())
     }
 }

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use thrum::{Engine, Model, ModelSource, Options, Tensor};
+use thrum::{Engine, Model, ModelRef, Tensor};
 
 use super::options::OptionArgs;
 use super::report::{self, OutputSummary};
+use crate::io;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -58,30 +59,30 @@ enum OutputTarget {
     Dir(PathBuf),
 }
 
-/// A validated `predict` command.
+/// A validated `predict` command. Building it does no I/O: files are read, and zoo models
+/// built, when it runs.
 pub struct PredictPlan {
     engine: Arc<dyn Engine>,
     model_path: String,
-    source: ModelSource,
-    options: Options,
+    model: ModelRef,
+    options: OptionArgs,
     inputs: Inputs,
     output: Option<OutputTarget>,
     json: bool,
 }
 
 impl PredictPlan {
-    /// Checks everything that can be checked before loading the model.
+    /// Checks everything that can be checked without reading a file.
     pub fn from_args(args: PredictArgs) -> anyhow::Result<PredictPlan> {
         let engine = thrum::registry().get(&args.engine)?;
-        let source = thrum::model_source(&args.model_path, engine.as_ref())?;
-        let options = args.options.resolve()?;
+        let model = ModelRef::parse(&args.model_path)?;
         let inputs = parse_inputs(&args.inputs)?;
-        let output = args.output.map(output_target).transpose()?;
+        let output = args.output.map(output_target);
         Ok(PredictPlan {
             engine,
             model_path: args.model_path,
-            source,
-            options,
+            model,
+            options: args.options,
             inputs,
             output,
             json: args.json,
@@ -89,8 +90,14 @@ impl PredictPlan {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
+        let options = self.options.resolve()?;
+        self.inputs.check_files()?;
+        if let Some(target) = &self.output {
+            target.prepare()?;
+        }
+        let source = self.model.source(self.engine.as_ref())?;
         let start = Instant::now();
-        let model = self.engine.load(&self.source, &self.options)?;
+        let model = self.engine.load(&source, &options)?;
         let load_time = start.elapsed();
         let (inputs, described) = self.read_inputs(&model)?;
         let mut predictor = model.predictor()?;
@@ -122,7 +129,7 @@ impl PredictPlan {
         let dtype_of = |name: &str| specs.iter().find(|s| s.name == name).map(|s| s.dtype);
         let (tensors, described) = match &self.inputs {
             Inputs::Zeros => {
-                let tensors = model.zero_inputs(1);
+                let tensors = model.zero_inputs(1)?;
                 let described = specs
                     .iter()
                     .zip(&tensors)
@@ -132,7 +139,7 @@ impl PredictPlan {
             }
             Inputs::Positional(paths) => {
                 if paths.len() != specs.len() {
-                    return Err(thrum::CoreError::InputCount {
+                    return Err(thrum::Error::InputCount {
                         model: model.name().into(),
                         expected: specs.len(),
                         names: specs
@@ -146,7 +153,7 @@ impl PredictPlan {
                 }
                 let mut tensors = Vec::new();
                 for (spec, path) in specs.iter().zip(paths) {
-                    tensors.push(thrum::io::read_tensor(path, Some(spec.dtype))?);
+                    tensors.push(io::read_tensor(path, Some(spec.dtype))?);
                 }
                 let described = specs
                     .iter()
@@ -158,7 +165,7 @@ impl PredictPlan {
             Inputs::Named(pairs) => {
                 let mut named = Vec::new();
                 for (name, path) in pairs {
-                    named.push((name.clone(), thrum::io::read_tensor(path, dtype_of(name))?));
+                    named.push((name.clone(), io::read_tensor(path, dtype_of(name))?));
                 }
                 let described =
                     pairs.iter().map(|(n, p)| format!("{n}: {}", p.display())).collect();
@@ -174,14 +181,14 @@ impl PredictPlan {
             None => {}
             Some(OutputTarget::File(path)) => {
                 if let Some(first) = outputs.first() {
-                    thrum::io::write_npy(path, first)?;
+                    io::write_npy(path, first)?;
                     saved.push(path.display().to_string());
                 }
             }
             Some(OutputTarget::Dir(dir)) => {
                 for (spec, tensor) in model.outputs().iter().zip(outputs) {
                     let path = dir.join(format!("{}.npy", sanitize(&spec.name)));
-                    thrum::io::write_npy(&path, tensor)?;
+                    io::write_npy(&path, tensor)?;
                     saved.push(path.display().to_string());
                 }
             }
@@ -205,11 +212,6 @@ fn parse_inputs(raw: &[String]) -> anyhow::Result<Inputs> {
             _ => positional.push(PathBuf::from(arg)),
         }
     }
-    for path in positional.iter().chain(named.iter().map(|(_, p)| p)) {
-        if !path.is_file() {
-            anyhow::bail!("input file `{}` does not exist (or is not a file)", path.display());
-        }
-    }
     match (positional.is_empty(), named.is_empty()) {
         (false, true) => Ok(Inputs::Positional(positional)),
         (true, false) => Ok(Inputs::Named(named)),
@@ -219,25 +221,59 @@ fn parse_inputs(raw: &[String]) -> anyhow::Result<Inputs> {
     }
 }
 
-fn output_target(path: PathBuf) -> anyhow::Result<OutputTarget> {
-    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if is_npy {
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if !parent.is_dir() {
-            anyhow::bail!(
-                "cannot write `{}`: directory `{}` does not exist",
-                path.display(),
-                parent.display()
-            );
+impl Inputs {
+    /// Checks that every input file exists, before the model loads.
+    fn check_files(&self) -> anyhow::Result<()> {
+        let paths: Vec<&PathBuf> = match self {
+            Inputs::Zeros => Vec::new(),
+            Inputs::Positional(paths) => paths.iter().collect(),
+            Inputs::Named(pairs) => pairs.iter().map(|(_, p)| p).collect(),
+        };
+        for path in paths {
+            if !path.is_file() {
+                return Err(thrum::Error::Io {
+                    action: "read input file",
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "it does not exist"),
+                }
+                .into());
+            }
         }
-        return Ok(OutputTarget::File(path));
+        Ok(())
     }
-    std::fs::create_dir_all(&path)
-        .with_context(|| format!("cannot create output directory `{}`", path.display()))?;
-    Ok(OutputTarget::Dir(path))
+}
+
+fn output_target(path: PathBuf) -> OutputTarget {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        OutputTarget::File(path)
+    } else {
+        OutputTarget::Dir(path)
+    }
+}
+
+impl OutputTarget {
+    /// Checks the file's directory exists, or creates the output directory, before the model
+    /// loads.
+    fn prepare(&self) -> anyhow::Result<()> {
+        match self {
+            OutputTarget::File(path) => {
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !parent.is_dir() {
+                    anyhow::bail!(
+                        "cannot write `{}`: directory `{}` does not exist",
+                        path.display(),
+                        parent.display()
+                    );
+                }
+                Ok(())
+            }
+            OutputTarget::Dir(path) => std::fs::create_dir_all(path)
+                .with_context(|| format!("cannot create output directory `{}`", path.display())),
+        }
+    }
 }
 
 /// Output names like `gpu_0/softmax_1` become file names `gpu_0_softmax_1`.

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use thrum::zoo::{self, Format};
+use thrum::ModelFormat;
+use thrum::zoo;
 
 use super::report;
 
@@ -23,10 +24,10 @@ pub enum ZooCommand {
 pub struct ExportArgs {
     /// Zoo model name (see `thrum zoo list`).
     name: String,
-    /// onnx, torchscript or mxnet; taken from the output's extension when omitted
-    /// (.onnx, .pt, -symbol.json).
-    #[arg(short, long)]
-    format: Option<String>,
+    /// onnx, torchscript or mxnet; taken from the output's name when omitted (.onnx, .pt,
+    /// -symbol.json). With --format, any name: the engine loads it back from that name.
+    #[arg(short, long, value_parser = parse_format)]
+    format: Option<ModelFormat>,
     /// Output file.
     #[arg(short, long, value_name = "PATH")]
     output: PathBuf,
@@ -89,10 +90,20 @@ fn list(json: bool) -> anyhow::Result<()> {
     )
 }
 
+fn parse_format(text: &str) -> Result<ModelFormat, String> {
+    let formats = zoo::export_formats();
+    formats.iter().copied().find(|f| f.id.eq_ignore_ascii_case(text.trim())).ok_or_else(|| {
+        format!(
+            "unknown format `{text}`; the zoo exports {}",
+            formats.iter().map(|f| f.id).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// A validated export.
 struct ExportPlan {
     model: &'static zoo::ZooModel,
-    format: Format,
+    format: ModelFormat,
     output: PathBuf,
     seed: u64,
 }
@@ -100,15 +111,15 @@ struct ExportPlan {
 fn export(args: ExportArgs) -> anyhow::Result<()> {
     let plan = ExportPlan {
         model: zoo::find(&args.name)?,
-        format: match &args.format {
-            Some(f) => f.parse()?,
-            None => Format::from_path(&args.output)?,
+        format: match args.format {
+            Some(f) => f,
+            None => zoo::format_of(&args.output)?,
         },
         output: args.output,
         seed: args.seed,
     };
     let graph = plan.model.build(plan.seed);
-    thrum::export(&graph, plan.format, &plan.output)?;
+    zoo::export(&graph, plan.format, &plan.output)?;
     println!(
         "exported {} ({:.2} M parameters, seed {}) to {}",
         graph.name,

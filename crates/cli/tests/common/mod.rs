@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use assert_cmd::Command;
 
+/// The binary's tensor files (`.npy`, `.pb`, `.json`), to write inputs and read outputs.
+#[path = "../../src/io.rs"]
+pub mod io;
+
 /// The `thrum` binary under test.
 pub fn thrum() -> Command {
     let mut cmd = Command::cargo_bin("thrum").unwrap();
@@ -30,13 +34,17 @@ pub fn light_models_dir() -> PathBuf {
     dir
 }
 
-/// An engine this build of `thrum` does not include, if any.
+/// An engine whose runtime this build of `thrum` does not include, if any.
 pub fn engine_not_compiled_in() -> Option<&'static str> {
-    ["ort", "torch", "mxnet"]
+    thrum::engine::infos()
         .into_iter()
-        .zip([cfg!(feature = "ort"), cfg!(feature = "torch"), cfg!(feature = "mxnet")])
-        .find(|(_, compiled)| !compiled)
-        .map(|(engine, _)| engine)
+        .find(|i| {
+            matches!(
+                (i.engine)().load(&thrum::ModelSource::path("x"), &thrum::Options::default()),
+                Err(thrum::Error::EngineNotCompiled { .. })
+            )
+        })
+        .map(|i| i.name)
 }
 
 /// Runs `thrum bench --memory-report -q` with `args` and returns the steps of its

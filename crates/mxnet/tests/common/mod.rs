@@ -8,24 +8,16 @@ use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options};
 use thrum_mxnet::MxnetEngine;
 use thrum_tract::TractEngine;
 
-/// Fails loudly when the library is missing: these tests must run in the test command.
-pub fn require_library() {
-    if let Err(e) = thrum_mxnet::library::find(None) {
-        panic!("MXNet is required by these tests: {e}. The README's test command installs it.");
-    }
-}
-
 /// The zoo model `name` exported to MXNet's format in `dir`; returns the symbol file.
 pub fn export(name: &str, dir: &Path) -> PathBuf {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
     let path = dir.join(format!("{name}-symbol.json"));
-    thrum_mxnet::export_mxnet(&graph, &path).unwrap();
+    thrum_zoo::mxnet::export(&graph, &path).unwrap();
     path
 }
 
 /// The zoo model `name` as MXNet files, loaded on mxnet with `options`.
 pub fn mxnet(name: &str, options: &Options) -> (tempfile::TempDir, Model) {
-    require_library();
     let dir = tempfile::tempdir().unwrap();
     let path = export(name, dir.path());
     let model = MxnetEngine.load(&ModelSource::path(path), options).unwrap();
@@ -35,7 +27,7 @@ pub fn mxnet(name: &str, options: &Options) -> (tempfile::TempDir, Model) {
 /// The same zoo model (same seed, same weights) as ONNX, on tract.
 pub fn tract(name: &str) -> Model {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
-    let source = ModelSource::memory(name, ModelFormat::Onnx, thrum_zoo::onnx::export(&graph));
+    let source = ModelSource::memory(name, ModelFormat::ONNX, thrum_zoo::onnx::export(&graph));
     TractEngine.load(&source, &Options::default()).unwrap()
 }
 

@@ -7,22 +7,12 @@ use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options};
 use thrum_ort::OrtEngine;
 use thrum_tract::TractEngine;
 
-/// Fails loudly when the library is missing: these tests must run in the test command.
-pub fn require_library() {
-    if let Err(e) = thrum_ort::library::find(None) {
-        panic!(
-            "ONNX Runtime is required by these tests: {e}. The README's test command installs it."
-        );
-    }
-}
-
 pub fn zoo_source(name: &str) -> ModelSource {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
-    ModelSource::memory(name, ModelFormat::Onnx, thrum_zoo::onnx::export(&graph))
+    ModelSource::memory(name, ModelFormat::ONNX, thrum_zoo::onnx::export(&graph))
 }
 
 pub fn ort(source: &ModelSource, options: &Options) -> Model {
-    require_library();
     OrtEngine.load(source, options).unwrap()
 }
 

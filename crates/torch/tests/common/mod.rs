@@ -11,7 +11,7 @@ use thrum_tract::TractEngine;
 pub fn export(name: &str, dir: &Path) -> PathBuf {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
     let path = dir.join(format!("{name}.pt"));
-    thrum_torch::export_torchscript(&graph, &path).unwrap();
+    thrum_zoo::torchscript::export(&graph, &path).unwrap();
     path
 }
 
@@ -26,6 +26,6 @@ pub fn torch(name: &str, options: &Options) -> (tempfile::TempDir, Model) {
 /// The same zoo model (same seed, same weights) as ONNX, on tract.
 pub fn tract(name: &str) -> Model {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
-    let source = ModelSource::memory(name, ModelFormat::Onnx, thrum_zoo::onnx::export(&graph));
+    let source = ModelSource::memory(name, ModelFormat::ONNX, thrum_zoo::onnx::export(&graph));
     TractEngine.load(&source, &Options::default()).unwrap()
 }

@@ -12,6 +12,6 @@ pub fn zoo_onnx(name: &str) -> Vec<u8> {
 
 /// A zoo model loaded on tract.
 pub fn load_zoo(name: &str, options: &Options) -> Model {
-    let source = ModelSource::memory(name, ModelFormat::Onnx, zoo_onnx(name));
+    let source = ModelSource::memory(name, ModelFormat::ONNX, zoo_onnx(name));
     TractEngine.load(&source, options).unwrap()
 }

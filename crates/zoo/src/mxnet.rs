@@ -1,36 +1,23 @@
 //! Zoo graphs in MXNet's format: the symbol JSON (`NAME-symbol.json`, the graph MXNet's
-//! `export()` writes) and the parameters (`NAME-0000.params`, `arg:NAME` / `aux:NAME` arrays
-//! in MXNet's NDArray-list format), with the zoo's weights.
-//!
-//! The params file is written here rather than through `MXNDArraySave`: exporting must not load
-//! libmxnet, which reads its engine type and thread counts once, when it loads, and those must
-//! come from the options of the model that runs next, not from the export. A test checks that
-//! the bytes equal `MXNDArraySave`'s for the same arrays.
+//! `export()` writes) and the parameters (`NAME-0000.params`, `arg:NAME` / `aux:NAME` arrays,
+//! encoded by [`thrum_mxnet::encode_params`]), with the zoo's weights. No library is loaded:
+//! libmxnet reads its settings once, when it loads, and those must come from the model that
+//! runs next, not from an export.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use thrum_core::{Error, Result, Tensor};
-use thrum_zoo::{Graph, Op};
+use thrum_mxnet::{encode_params, params_path};
 
-use crate::ENGINE;
+use crate::{Graph, Op};
 
 fn fail<T: std::fmt::Display>(what: T) -> Error {
-    Error::InvalidModel { engine: ENGINE, model: "export".into(), reason: what.to_string() }
-}
-
-/// `dir/NAME-0000.params` for `dir/NAME-symbol.json`.
-pub fn params_path(symbol: &Path) -> PathBuf {
-    symbol.with_file_name(format!("{}-0000.params", model_stem(symbol)))
-}
-
-/// `NAME` of `NAME-symbol.json` (or of `NAME.json`).
-pub fn model_stem(symbol: &Path) -> String {
-    let file = symbol.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    file.strip_suffix("-symbol.json")
-        .or_else(|| file.strip_suffix(".json"))
-        .unwrap_or(&file)
-        .to_string()
+    Error::Unsupported {
+        engine: thrum_mxnet::ENGINE,
+        feature: "this zoo graph in MXNet's format".into(),
+        reason: what.to_string(),
+    }
 }
 
 fn tuple(values: &[usize]) -> String {
@@ -38,26 +25,25 @@ fn tuple(values: &[usize]) -> String {
     format!("({})", items.join(", "))
 }
 
-/// Writes `graph` as `path` (`NAME-symbol.json`) and its parameters beside it
-/// ([`params_path`]).
-pub fn export_mxnet(graph: &Graph, path: &Path) -> Result<()> {
+/// Writes `graph` as `path` (`NAME-symbol.json`, or any name) and its parameters beside it
+/// ([`thrum_mxnet::params_path`]), in the files MXNet's `export()` writes.
+pub fn export(graph: &Graph, path: &Path) -> Result<()> {
     let (symbol, params) = symbol_json(graph)?;
     let text = serde_json::to_string_pretty(&symbol).map_err(fail)?;
-    std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    std::fs::write(path, text).map_err(|e| Error::write(path, e))?;
     let params_file = params_path(path);
-    std::fs::write(&params_file, encode_params(&params)?)
-        .map_err(|source| Error::Io { path: params_file, source })
+    std::fs::write(&params_file, encode_params(&params)?).map_err(|e| Error::write(&params_file, e))
 }
 
 /// The symbol JSON and the `(arg:/aux:NAME, tensor)` parameters of `graph`.
-pub(crate) fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
+pub fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
     let mut nodes: Vec<Value> = Vec::new();
     let mut ids: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut arg_nodes = Vec::new();
     let mut params = Vec::new();
     for spec in &graph.inputs {
         let shape: Vec<usize> = spec.shape.iter().map(|d| d.fixed().unwrap_or(0)).collect();
-        let dtype = crate::ffi::dtype_code(spec.dtype)
+        let dtype = thrum_mxnet::dtype_code(spec.dtype)
             .ok_or_else(|| fail(format!("{} inputs", spec.dtype)))?;
         ids.insert(spec.name.clone(), nodes.len());
         arg_nodes.push(nodes.len());
@@ -147,68 +133,4 @@ pub(crate) fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>
         "attrs": {"mxnet_version": ["int", 10901]},
     });
     Ok((symbol, params))
-}
-
-/// MXNet's NDArray-list file (`NDArray::Save` in MXNet 1.x): a list magic and a reserved
-/// word, the arrays (each: V2 magic, dense storage type, shape as u32 rank + i64 dims, CPU
-/// context, dtype code, raw little-endian data), then the names. All integers little-endian.
-pub(crate) fn encode_params(params: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    const LIST_MAGIC: u64 = 0x112;
-    const NDARRAY_V2_MAGIC: u32 = 0xF993_FAC9;
-    let mut out = Vec::new();
-    out.extend(LIST_MAGIC.to_le_bytes());
-    out.extend(0u64.to_le_bytes());
-    out.extend((params.len() as u64).to_le_bytes());
-    for (name, tensor) in params {
-        let code = crate::ffi::dtype_code(tensor.dtype())
-            .ok_or_else(|| fail(format!("`{name}`: {} arrays", tensor.dtype())))?;
-        out.extend(NDARRAY_V2_MAGIC.to_le_bytes());
-        out.extend(0i32.to_le_bytes()); // dense storage
-        out.extend((tensor.shape().len() as u32).to_le_bytes());
-        for &d in tensor.shape() {
-            out.extend((d as i64).to_le_bytes());
-        }
-        out.extend(1i32.to_le_bytes()); // device type: CPU
-        out.extend(0i32.to_le_bytes()); // device id
-        out.extend(code.to_le_bytes());
-        out.extend(
-            tensor
-                .to_le_bytes()
-                .ok_or_else(|| fail(format!("`{name}`: {} arrays", tensor.dtype())))?,
-        );
-    }
-    out.extend((params.len() as u64).to_le_bytes());
-    for (name, _) in params {
-        out.extend((name.len() as u64).to_le_bytes());
-        out.extend(name.as_bytes());
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
-
-    use super::*;
-    use crate::ffi::NDArray;
-
-    /// The hand-written params file is byte for byte what MXNet's own `MXNDArraySave` writes.
-    #[test]
-    fn params_bytes_equal_mxnet_ndarray_save() {
-        let graph = thrum_zoo::find("resnet18").unwrap().build(3);
-        let (_, params) = symbol_json(&graph).unwrap();
-        let path = crate::library::find(None)
-            .expect("libmxnet is required: run `thrum engines install mxnet`");
-        let loaded = crate::library::load(&path, &crate::library::Settings::default()).unwrap();
-        let arrays: Vec<(String, NDArray)> = params
-            .iter()
-            .map(|(k, t)| {
-                (k.clone(), NDArray::from_tensor(&loaded.api, t, fail::<String>).unwrap())
-            })
-            .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("mxnet.params");
-        NDArray::save_file(&loaded.api, &file, &arrays, fail::<String>).unwrap();
-        assert_eq!(std::fs::read(&file).unwrap(), encode_params(&params).unwrap());
-    }
 }

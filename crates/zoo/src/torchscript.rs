@@ -1,46 +1,35 @@
-//! Zoo graphs as TorchScript: the graph is traced through tch's operators with the zoo's
-//! weights (the same tensors the ONNX export writes, as constants of the traced graph), saved
-//! as `NAME.pt`, and its specs written to `NAME.spec.json` beside it (TorchScript does not
-//! record input shapes or dtypes).
+//! Zoo graphs as TorchScript (the `torch` feature): the graph is traced through libtorch's
+//! operators with the zoo's weights (the same tensors the ONNX export writes, as constants of
+//! the traced graph), saved as `NAME.pt`, and its specs written to `NAME.spec.json` beside it
+//! ([`thrum_torch::SpecFile`]: TorchScript does not record input shapes or dtypes).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tch::{CModule, Kind, Tensor as TchTensor};
-use thrum_core::{Error, Result, TensorSpec};
-use thrum_zoo::{Graph, Op};
+use thrum_core::{Error, Result};
+use thrum_torch::convert;
+use thrum_torch::tch::{CModule, Kind, Tensor as TchTensor};
+use thrum_torch::{SpecFile, spec_path};
 
-use crate::ENGINE;
-use crate::convert;
-
-/// Input and output specs stored beside a TorchScript file.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct SpecFile {
-    /// Input specs, in `forward`'s argument order.
-    pub inputs: Vec<TensorSpec>,
-    /// Output specs, in the order `forward` returns them.
-    pub outputs: Vec<TensorSpec>,
-}
-
-/// `dir/NAME.spec.json` for `dir/NAME.pt`.
-pub fn spec_path(model: &Path) -> PathBuf {
-    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    model.with_file_name(format!("{stem}.spec.json"))
-}
+use crate::{Graph, Op};
 
 fn fail(what: impl std::fmt::Display) -> Error {
-    Error::InvalidModel { engine: ENGINE, model: "export".into(), reason: what.to_string() }
+    Error::Unsupported {
+        engine: thrum_torch::ENGINE,
+        feature: "this zoo graph as TorchScript".into(),
+        reason: what.to_string(),
+    }
 }
 
 /// Writes `graph` as TorchScript to `path` and its specs to [`spec_path`].
-pub fn export_torchscript(graph: &Graph, path: &Path) -> Result<()> {
-    let _guard = tch::no_grad_guard();
+pub fn export(graph: &Graph, path: &Path) -> Result<()> {
+    let _guard = thrum_torch::tch::no_grad_guard();
     let weights: HashMap<&str, TchTensor> = graph
         .weights
         .iter()
         .map(|(name, t)| convert::to_tch(t, &graph.name).map(|t| (name.as_str(), t)))
         .collect::<Result<_>>()?;
-    let examples: Vec<TchTensor> = thrum_zoo::sample_inputs(&graph.inputs, 1, 0)
+    let examples: Vec<TchTensor> = crate::sample_inputs(&graph.inputs, 1, 0)?
         .iter()
         .map(|t| convert::to_tch(t, &graph.name))
         .collect::<Result<_>>()?;
@@ -62,14 +51,11 @@ pub fn export_torchscript(graph: &Graph, path: &Path) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    module.save(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    module.save(path).map_err(|e| Error::write(path, std::io::Error::other(e.to_string())))?;
     let spec = SpecFile { inputs: graph.inputs.clone(), outputs: graph.outputs.clone() };
     let json = serde_json::to_string_pretty(&spec).map_err(fail)?;
     let spec_file = spec_path(path);
-    std::fs::write(&spec_file, json).map_err(|source| Error::Io { path: spec_file, source })
+    std::fs::write(&spec_file, json).map_err(|e| Error::write(&spec_file, e))
 }
 
 /// Interprets the zoo IR with tch operators (traced when called under `create_by_tracing`).
@@ -136,7 +122,6 @@ fn run_graph(
             }
             Op::Gelu => x.f_gelu("none"),
             Op::Scale { factor } => x.f_mul_scalar(f64::from(*factor)),
-            other => return Err(fail(format!("operator {other:?} has no TorchScript export"))),
         }
         .map_err(fail)?;
         values.insert(node.output.clone(), y);

@@ -1,0 +1,593 @@
+//! The ONNX Runtime engine itself (compiled with the `runtime` feature).
+
+use std::ffi::{CString, c_char};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ort::environment::{Environment, GlobalThreadPoolOptions};
+use ort::ep;
+use ort::logging::LogLevel;
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
+use ort::value::ValueType;
+use thrum_core::{
+    Capabilities, Dim, Engine, EngineCheck, EngineInfo, Error, ErrorKind, Model, ModelBackend,
+    ModelFormat, ModelSource, NativeError, Options, PredictorBackend, Result,
+    SharedPredictorBackend, Support, Tensor, TensorSpec, ThreadConfig,
+};
+
+use crate::{ENGINE, OrtOptions, binding, convert, ffi, library};
+
+const EXPECTED: &str = "an ONNX model (.onnx)";
+
+/// thrum's provider names and ONNX Runtime's.
+const PROVIDER_NAMES: &[(&str, &str)] = &[
+    ("cpu", "CPUExecutionProvider"),
+    ("cuda", "CUDAExecutionProvider"),
+    ("dnnl", "DnnlExecutionProvider"),
+    ("openvino", "OpenVINOExecutionProvider"),
+];
+
+fn ort_name(provider: &str) -> &'static str {
+    PROVIDER_NAMES.iter().find(|(t, _)| *t == provider).map_or("?", |(_, o)| o)
+}
+
+/// The ONNX Runtime engine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrtEngine;
+
+impl OrtEngine {
+    /// The engine.
+    pub fn new() -> OrtEngine {
+        OrtEngine
+    }
+}
+
+/// The environment, created once per process with the first model's thread-pool settings.
+pub(crate) struct Env {
+    env: Environment,
+    /// `Some((intra, inter))` when created with global thread pools.
+    global: Option<(Option<usize>, Option<usize>)>,
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+static ENV_INIT: Mutex<()> = Mutex::new(());
+
+fn unavailable(reason: impl Into<String>) -> Error {
+    Error::EngineUnavailable { engine: ENGINE, reason: reason.into() }
+}
+
+fn environment(
+    loaded: &library::Loaded,
+    options: &Options,
+    ort_options: &OrtOptions,
+) -> Result<&'static Env> {
+    let wanted = ort_options
+        .global_thread_pools
+        .then_some((options.intra_op_threads, options.inter_op_threads));
+    let _guard = ENV_INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = ENV.get() {
+        return match (env.global, wanted) {
+            (_, None) => Ok(env),
+            (Some(have), Some(want)) if have == want => Ok(env),
+            (Some(have), Some(want)) => Err(Error::Unsupported {
+                engine: ENGINE,
+                feature: format!("global thread pools of {want:?} (intra, inter) threads"),
+                reason: format!(
+                    "this process's ONNX Runtime environment already has global pools of {have:?}; they \
+                     are created once per process"
+                ),
+            }),
+            (None, Some(_)) => Err(Error::Unsupported {
+                engine: ENGINE,
+                feature: "ort.global_thread_pools".into(),
+                reason:
+                    "ONNX Runtime's environment, which owns the global pools, was already created \
+                         without them; set the option for the first model loaded in the process"
+                        .into(),
+            }),
+        };
+    }
+    let mut builder =
+        ort::init_from(&loaded.path).map_err(|e| unavailable(e.to_string()))?.with_name("thrum");
+    if let Some((intra, inter)) = wanted {
+        let fail = |e: ort::Error| unavailable(format!("creating global thread pools: {e}"));
+        let mut pools = GlobalThreadPoolOptions::default();
+        if let Some(n) = intra {
+            pools = pools.with_intra_threads(n).map_err(fail)?;
+        }
+        if let Some(n) = inter {
+            pools = pools.with_inter_threads(n).map_err(fail)?;
+        }
+        if let Some(spin) = ort_options.spinning {
+            pools = pools.with_spin_control(spin).map_err(fail)?;
+        }
+        builder = builder.with_global_thread_pool(pools);
+    }
+    let env = builder
+        .build()
+        .map_err(|e| unavailable(format!("creating the ONNX Runtime environment: {e}")))?;
+    Ok(ENV.get_or_init(|| Env { env, global: wanted }))
+}
+
+/// The process's ONNX Runtime environment, once thrum has created it (at the first model
+/// load). `ort` allows one per process: code that builds its own `ort` sessions next to
+/// thrum's must use this one.
+pub fn ort_environment() -> Option<&'static Environment> {
+    ENV.get().map(|e| &e.env)
+}
+
+fn providers() -> Vec<String> {
+    ffi::available_providers().unwrap_or_default()
+}
+
+fn thrum_provider_list(providers: &[String]) -> String {
+    providers
+        .iter()
+        .map(|p| match PROVIDER_NAMES.iter().find(|(_, o)| o == p) {
+            Some((t, _)) => format!("{p} ({t})"),
+            None => p.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Engine for OrtEngine {
+    fn info(&self) -> &'static EngineInfo {
+        &crate::INFO
+    }
+
+    fn check(&self) -> EngineCheck {
+        let loaded = match library::loaded() {
+            Some(l) => Ok(l),
+            None => library::find(None).and_then(|p| library::load(&p)),
+        };
+        match loaded {
+            Ok(l) => {
+                let providers = providers();
+                let mut devices = vec!["cpu".to_string()];
+                if providers.iter().any(|p| p == "CUDAExecutionProvider") {
+                    devices.push("cuda".into());
+                }
+                EngineCheck::available(ENGINE, l.version.clone())
+                    .with_library(&l.path)
+                    .with_providers(providers)
+                    .with_devices(devices)
+            }
+            Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let onednn = match library::loaded() {
+            Some(_) if providers().iter().any(|p| p == "DnnlExecutionProvider") => Support::Yes,
+            Some(l) => Support::No {
+                reason: format!(
+                    "the ONNX Runtime library at `{}` has no DNNL (oneDNN) execution provider; its providers: {}",
+                    l.path.display(),
+                    thrum_provider_list(&providers())
+                ),
+            },
+            None => Support::No {
+                reason: "known once the library is loaded (the PyPI build has no DNNL provider)"
+                    .into(),
+            },
+        };
+        Capabilities::new(Support::Yes, onednn, vec!["cpu".into(), "cuda".into()])
+    }
+
+    fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
+        options.validate()?;
+        let ort_options = OrtOptions::from_options(options)?;
+        let loaded = match library::loaded() {
+            Some(l) if ort_options.library_path.is_none() => l,
+            _ => library::load(&library::find(ort_options.library_path.as_deref())?)?,
+        };
+        let env = environment(loaded, options, &ort_options)?;
+        let name = source.name();
+        source.check_format(
+            ENGINE,
+            &[ModelFormat::ONNX],
+            "ONNX Runtime reads ONNX models",
+            EXPECTED,
+        )?;
+        let providers = select_providers(loaded, options, &ort_options)?;
+        let recipe = ort_options.session_per_predictor.then(|| Recipe {
+            env,
+            source: source.clone(),
+            options: options.clone(),
+            ort_options: ort_options.clone(),
+            providers: providers.clone(),
+            prepacked: PrepackedWeights::new(),
+        });
+        let session = build_session(
+            env,
+            source,
+            options,
+            &ort_options,
+            &name,
+            &providers,
+            recipe.as_ref().map(|r| &r.prepacked),
+        )?;
+        let model =
+            OrtModel::new(name.clone(), session, options, &ort_options, env, &providers, recipe)?;
+        Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
+    }
+}
+
+/// The providers to register, in priority order, each checked against the loaded library.
+fn select_providers(
+    loaded: &library::Loaded,
+    options: &Options,
+    ort_options: &OrtOptions,
+) -> Result<Vec<String>> {
+    let available = providers();
+    let mut wanted: Vec<String> = ort_options.execution_providers.clone();
+    match options.onednn {
+        Some(true) if !wanted.iter().any(|p| p == "dnnl") => wanted.insert(0, "dnnl".into()),
+        Some(false) => wanted.retain(|p| p != "dnnl"),
+        _ => {}
+    }
+    for provider in &wanted {
+        if !available.iter().any(|a| a == ort_name(provider)) {
+            let (feature, what) = if provider == "dnnl" {
+                ("oneDNN".to_string(), "no DNNL (oneDNN) execution provider: the PyPI onnxruntime build ships without it".to_string())
+            } else {
+                (format!("execution provider `{provider}`"), format!("no {}", ort_name(provider)))
+            };
+            return Err(Error::Unsupported {
+                engine: ENGINE,
+                feature,
+                reason: format!(
+                    "the ONNX Runtime {} library at `{}` has {what}; its providers: {}",
+                    loaded.version,
+                    loaded.path.display(),
+                    thrum_provider_list(&available)
+                ),
+            });
+        }
+    }
+    wanted.retain(|p| p != "cpu");
+    wanted.push("cpu".into());
+    Ok(wanted)
+}
+
+fn build_session(
+    env: &Env,
+    source: &ModelSource,
+    options: &Options,
+    o: &OrtOptions,
+    name: &str,
+    providers: &[String],
+    prepacked: Option<&PrepackedWeights>,
+) -> Result<Session> {
+    let setting = |what: &str, e: &dyn std::fmt::Display| Error::InvalidValue {
+        what: format!("ONNX Runtime session setting {what} for model `{name}`"),
+        value: e.to_string(),
+        expected: "a value ONNX Runtime accepts".into(),
+    };
+    let mut b = Session::builder(&env.env).map_err(|e| unavailable(e.to_string()))?;
+    b = b.with_log_level(LogLevel::Error).map_err(|e| setting("log level", &e))?;
+    if o.global_thread_pools {
+        // Sessions of an environment with global pools use them by default.
+    } else {
+        if env.global.is_some() {
+            b = b
+                .with_independent_thread_pool()
+                .map_err(|e| setting("independent thread pool", &e))?;
+        }
+        if let Some(n) = options.intra_op_threads {
+            b = b.with_intra_threads(n).map_err(|e| setting("intra_op_threads", &e))?;
+        }
+        if let Some(n) = options.inter_op_threads {
+            b = b.with_inter_threads(n).map_err(|e| setting("inter_op_threads", &e))?;
+        }
+        if let Some(spin) = o.spinning {
+            b = b.with_intra_op_spinning(spin).map_err(|e| setting("ort.spinning", &e))?;
+            b = b.with_inter_op_spinning(spin).map_err(|e| setting("ort.spinning", &e))?;
+        }
+        if let Some(affinity) = &o.intra_op_affinity {
+            b = b
+                .with_config_entry("session.intra_op_thread_affinities", affinity)
+                .map_err(|e| setting("ort.intra_op_affinity", &e))?;
+        }
+    }
+    b = b
+        .with_parallel_execution(o.parallel_execution)
+        .map_err(|e| setting("ort.execution_mode", &e))?;
+    let level = match o.optimization_level.as_str() {
+        "disable" => GraphOptimizationLevel::Disable,
+        "basic" => GraphOptimizationLevel::Level1,
+        "extended" => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::All,
+    };
+    b = b.with_optimization_level(level).map_err(|e| setting("ort.optimization_level", &e))?;
+    b = b.with_memory_pattern(o.memory_pattern).map_err(|e| setting("ort.memory_pattern", &e))?;
+    if let Some(prefix) = &o.profiling {
+        b = b.with_profiling(prefix).map_err(|e| setting("ort.profiling", &e))?;
+    }
+    for (dim, size) in &o.free_dimension_overrides {
+        b = b
+            .with_dimension_override(dim, *size)
+            .map_err(|e| setting("ort.free_dimension_overrides", &e))?;
+    }
+    let dispatch: Vec<ep::ExecutionProviderDispatch> = providers
+        .iter()
+        .map(|p| match p.as_str() {
+            "cuda" => ep::CUDA::default().build().error_on_failure(),
+            "dnnl" => {
+                ep::OneDNN::default().with_arena_allocator(o.cpu_arena).build().error_on_failure()
+            }
+            "openvino" => ep::OpenVINO::default().build().error_on_failure(),
+            _ => ep::CPU::default().with_arena_allocator(o.cpu_arena).build().error_on_failure(),
+        })
+        .collect();
+    b = b.with_execution_providers(dispatch).map_err(|e| setting("ort.execution_providers", &e))?;
+    if let Some(prepacked) = prepacked {
+        b = b
+            .with_prepacked_weights(prepacked)
+            .map_err(|e| setting("ort.session_per_predictor", &e))?;
+    }
+    let committed = match source {
+        ModelSource::Path(path) => b.commit_from_file(path),
+        ModelSource::Memory { bytes, .. } => b.commit_from_memory(bytes),
+    };
+    committed.map_err(|e| model_error(name, &e))
+}
+
+/// ONNX Runtime's load error: its code decides the kind (a missing file, an operator or feature
+/// ONNX Runtime does not implement, else a model it cannot load); its message names the detail
+/// (an unknown operator, for one).
+fn model_error(model: &str, e: &ort::Error) -> Error {
+    let code = ffi::native_code(e.code().into());
+    let source = NativeError::with_code(code, e.message());
+    match kind_of(code) {
+        ErrorKind::NotFound | ErrorKind::Unsupported | ErrorKind::InvalidInput => {
+            Error::inference_native(ENGINE, model, kind_of(code), source)
+        }
+        _ => Error::InvalidModel { engine: ENGINE, model: model.into(), source },
+    }
+}
+
+/// The kind of failure an ONNX Runtime error code means.
+pub(crate) fn kind_of(code: thrum_core::NativeCode) -> ErrorKind {
+    match code.name {
+        "ORT_INVALID_ARGUMENT" => ErrorKind::InvalidInput,
+        "ORT_NO_SUCHFILE" | "ORT_NOT_FOUND" => ErrorKind::NotFound,
+        "ORT_NO_MODEL" | "ORT_INVALID_PROTOBUF" | "ORT_INVALID_GRAPH" | "ORT_MODEL_LOADED" => {
+            ErrorKind::InvalidModel
+        }
+        "ORT_NOT_IMPLEMENTED" | "ORT_MODEL_REQUIRES_COMPILATION" => ErrorKind::Unsupported,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// A failure while running `model`, of the kind its ONNX Runtime code means.
+pub(crate) fn run_error(model: &str, cause: impl Into<NativeError>) -> Error {
+    let source = cause.into();
+    let kind = source.code.map_or(ErrorKind::Internal, kind_of);
+    Error::inference_native(ENGINE, model, kind, source)
+}
+
+/// NUL-terminated names and the pointer array the C API takes.
+pub(crate) struct Names {
+    _owned: Vec<CString>,
+    pub(crate) ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the pointers point into `_owned`, which the struct owns, never mutates and frees only
+// on drop; sharing read-only pointers to immutable strings between threads is sound.
+unsafe impl Send for Names {}
+// SAFETY: as above; no interior mutability.
+unsafe impl Sync for Names {}
+
+impl Names {
+    fn new(names: impl Iterator<Item = String>, model: &str) -> Result<Names> {
+        let owned: Vec<CString> = names
+            .map(|n| {
+                CString::new(n)
+                    .map_err(|_| Error::invalid_model(ENGINE, model, "a tensor name contains NUL"))
+            })
+            .collect::<Result<_>>()?;
+        let ptrs = owned.iter().map(|c| c.as_ptr()).collect();
+        Ok(Names { _owned: owned, ptrs })
+    }
+}
+
+pub(crate) struct OrtModel {
+    pub(crate) name: String,
+    pub(crate) session: Session,
+    pub(crate) inputs: Vec<TensorSpec>,
+    pub(crate) outputs: Vec<TensorSpec>,
+    pub(crate) input_names: Names,
+    pub(crate) output_names: Names,
+    pub(crate) threads: ThreadConfig,
+    /// Describes thrum's buffers to ONNX Runtime when they are passed as inputs.
+    pub(crate) memory: ffi::CpuMemory,
+    /// Options for every run, created once.
+    pub(crate) run_options: ffi::RunOptions,
+    /// Serialises runs when an accelerator provider is active (see the crate docs).
+    pub(crate) exclusive: Option<Mutex<()>>,
+    /// With `ort.session_per_predictor`: how to build each predictor's own session.
+    pub(crate) recipe: Option<Recipe>,
+}
+
+/// What a predictor needs to build its own session of the same model.
+pub(crate) struct Recipe {
+    env: &'static Env,
+    source: ModelSource,
+    options: Options,
+    ort_options: OrtOptions,
+    providers: Vec<String>,
+    /// Shared by every session of the model, so weights are prepacked once.
+    prepacked: PrepackedWeights,
+}
+
+fn spec(outlet: &ort::value::Outlet, model: &str) -> Result<TensorSpec> {
+    let ValueType::Tensor { ty, shape, dimension_symbols } = outlet.dtype() else {
+        return Err(Error::invalid_model(
+            ENGINE,
+            model,
+            format!("`{}` is a {:?}; thrum exchanges tensors only", outlet.name(), outlet.dtype()),
+        ));
+    };
+    let dtype = convert::dtype(*ty).ok_or_else(|| {
+        Error::invalid_model(
+            ENGINE,
+            model,
+            format!("`{}` has element type {ty:?}, which thrum has no dtype for", outlet.name()),
+        )
+    })?;
+    let symbols: Vec<String> = dimension_symbols.iter().map(|s| s.to_string()).collect();
+    let dims = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d >= 0 {
+                Dim::Fixed(d as usize)
+            } else {
+                Dim::Dynamic(symbols.get(i).filter(|s| !s.is_empty()).cloned())
+            }
+        })
+        .collect();
+    Ok(TensorSpec::new(outlet.name(), dtype, dims))
+}
+
+impl OrtModel {
+    fn new(
+        name: String,
+        session: Session,
+        options: &Options,
+        ort_options: &OrtOptions,
+        env: &Env,
+        providers: &[String],
+        recipe: Option<Recipe>,
+    ) -> Result<OrtModel> {
+        let inputs = session.inputs().iter().map(|o| spec(o, &name)).collect::<Result<Vec<_>>>()?;
+        let outputs =
+            session.outputs().iter().map(|o| spec(o, &name)).collect::<Result<Vec<_>>>()?;
+        let input_names = Names::new(inputs.iter().map(|s| s.name.clone()), &name)?;
+        let output_names = Names::new(outputs.iter().map(|s| s.name.clone()), &name)?;
+        let threads = match (ort_options.global_thread_pools, env.global) {
+            (true, Some((intra, inter))) => ThreadConfig::new(intra, inter).with_note(
+                "ONNX Runtime global thread pools, shared by every session in the process",
+            ),
+            // Sequential execution never uses the inter-op pool: one operator at a time.
+            _ => ThreadConfig::new(
+                options.intra_op_threads,
+                if ort_options.parallel_execution { options.inter_op_threads } else { Some(1) },
+            )
+            .with_note(if options.intra_op_threads.is_none() {
+                "ONNX Runtime's default intra-op pool: one thread per physical core, per session"
+            } else {
+                "one intra-op pool per session (model), shared by its predictors"
+            }),
+        };
+        let accelerated = providers.iter().any(|p| p != "cpu");
+        Ok(OrtModel {
+            name,
+            session,
+            inputs,
+            outputs,
+            input_names,
+            output_names,
+            threads,
+            memory: ffi::CpuMemory::new().map_err(|e| unavailable(e.to_string()))?,
+            run_options: ffi::RunOptions::new().map_err(|e| unavailable(e.to_string()))?,
+            exclusive: accelerated.then(|| Mutex::new(())),
+            recipe,
+        })
+    }
+
+    fn run(&self, session: &Session, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        // `values` borrow the buffers of `inputs`, which outlive them.
+        let values = inputs
+            .iter()
+            .map(|t| convert::to_ort(t, &self.memory, &self.name))
+            .collect::<Result<Vec<_>>>()?;
+        let ptrs: Vec<_> = values.iter().map(convert::Input::ptr).collect();
+        let _serial = self.exclusive.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let outputs = ffi::run(
+            session,
+            &self.run_options,
+            &self.input_names.ptrs,
+            &ptrs,
+            &self.output_names.ptrs,
+        )
+        .map_err(|reason| self.fail(reason))?;
+        drop(values);
+        outputs.into_iter().map(|v| convert::from_ort(v, session, &self.name)).collect()
+    }
+}
+
+/// The backend thrum's `Model` holds; predictors hold clones of the same `Arc`.
+struct Shared(Arc<OrtModel>);
+
+impl ModelBackend for Shared {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.0.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.0.outputs
+    }
+
+    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
+        let own = match &self.0.recipe {
+            Some(r) => Some(build_session(
+                r.env,
+                &r.source,
+                &r.options,
+                &r.ort_options,
+                &self.0.name,
+                &r.providers,
+                Some(&r.prepacked),
+            )?),
+            None => None,
+        };
+        let binding = binding::Binding::new(&self.0, own.as_ref().unwrap_or(&self.0.session))?;
+        Ok(Box::new(OrtPredictor { binding, model: self.0.clone(), own }))
+    }
+
+    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
+        if self.0.exclusive.is_some() {
+            return Err(Error::Unsupported {
+                engine: ENGINE,
+                feature: "a shared predictor with an accelerator execution provider".into(),
+                reason: "concurrent runs are offered on the CPU provider only; use per-thread predictors".into(),
+            });
+        }
+        Ok(Box::new(OrtSharedPredictor(self.0.clone())))
+    }
+
+    fn threads(&self) -> ThreadConfig {
+        self.0.threads.clone()
+    }
+}
+
+/// A per-thread predictor: a binding on the model's one session, or (with
+/// `ort.session_per_predictor`) on its own.
+struct OrtPredictor {
+    /// Declared first so that it is dropped before the session it was made on.
+    binding: Option<binding::Binding>,
+    model: Arc<OrtModel>,
+    own: Option<Session>,
+}
+
+impl PredictorBackend for OrtPredictor {
+    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let session = self.own.as_ref().unwrap_or(&self.model.session);
+        match &mut self.binding {
+            Some(b) => b.run(&self.model, session, &self.model.run_options, &inputs),
+            None => self.model.run(session, &inputs),
+        }
+    }
+}
+
+/// The shared predictor: concurrent `Run`s on the model's session.
+struct OrtSharedPredictor(Arc<OrtModel>);
+
+impl SharedPredictorBackend for OrtSharedPredictor {
+    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.0.run(&self.0.session, &inputs)
+    }
+}
