@@ -5,6 +5,11 @@
 #   ort-1.20.1/     an ONNX Runtime too old for thrum, to test the version check
 #   venv-ort/       a Python venv with the real onnxruntime package (same version thrum loads)
 #                   and numpy, for reference outputs and the speed comparison
+#   venv-serve/     a Python venv with tritonclient[http,grpc], the client `thrum serve` is
+#                   checked with, and jsonschema + PyYAML, which validate deploy/kserve/
+#                   against KServe's CRD schemas
+#   venv-mlserver/  a Python venv with MLServer (a v2 server no one here wrote) and
+#                   onnxruntime, which `thrum load` is checked against
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -12,7 +17,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 ONNX_VERSION=1.23.2
 ORT_VERSION=1.32.0   # must match the version `thrum engines install ort` installs
 ORT_OLD_VERSION=1.20.1
+TRITONCLIENT_VERSION=2.73.0
+MLSERVER_VERSION=1.7.1
 data="$(thrum_home)/testdata"
+
+# The serve tests run docs/serve.md's curl lines as printed: curl comes from Debian's packages
+# where a machine lacks it.
+if ! command -v curl >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q curl >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q curl >/dev/null; }
+  else
+    echo "curl is missing and cannot be installed here (needs apt-get as root): install curl" >&2
+    exit 1
+  fi
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -40,3 +58,24 @@ if [ ! -f "$venv/.installed-$ORT_VERSION" ]; then
   touch "$venv/.installed-$ORT_VERSION"
 fi
 echo "test data: python onnxruntime $ORT_VERSION in $venv"
+
+venv="$data/venv-serve"
+if [ ! -f "$venv/.installed-$TRITONCLIENT_VERSION" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet "tritonclient[http,grpc]==$TRITONCLIENT_VERSION" numpy \
+    "jsonschema==4.*" "pyyaml==6.*"
+  touch "$venv/.installed-$TRITONCLIENT_VERSION"
+fi
+echo "test data: python tritonclient $TRITONCLIENT_VERSION, jsonschema, pyyaml in $venv"
+
+venv="$data/venv-mlserver"
+if [ ! -f "$venv/.installed-$MLSERVER_VERSION-$ORT_VERSION" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  # uvloop 0.22 and later break MLServer 1.7's worker processes.
+  "$venv/bin/python" -m pip install --quiet "mlserver==$MLSERVER_VERSION" "onnxruntime==$ORT_VERSION" numpy \
+    "uvloop<0.22"
+  touch "$venv/.installed-$MLSERVER_VERSION-$ORT_VERSION"
+fi
+echo "test data: python mlserver $MLSERVER_VERSION with onnxruntime $ORT_VERSION in $venv"

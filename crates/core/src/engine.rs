@@ -548,6 +548,45 @@ impl Registry {
         self.engines.iter()
     }
 
+    /// The engine `auto` picks for the model at `path`: the first, in [`EngineInfo::order`],
+    /// that reads its format and whose runtime is available here.
+    pub fn for_file(&self, path: &Path) -> Result<Arc<dyn Engine>> {
+        let Some(format) = ModelFormat::detect(path) else {
+            return Err(Error::UnsupportedFormat {
+                engine: "auto",
+                model: path.display().to_string(),
+                reason: format!(
+                    "its name matches no format an engine reads; expected a file ending in {}",
+                    all_formats().iter().map(|f| f.suffixes[0]).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        let mut readers: Vec<&Arc<dyn Engine>> =
+            self.engines.iter().filter(|e| e.info().formats.contains(&format)).collect();
+        readers.sort_by_key(|e| e.info().order);
+        let mut why = Vec::new();
+        for engine in readers {
+            let check = engine.check();
+            if check.available {
+                return Ok(engine.clone());
+            }
+            why.push(format!(
+                "{}: {}",
+                engine.name(),
+                check.detail.unwrap_or_else(|| "unavailable".into())
+            ));
+        }
+        Err(Error::EngineUnavailable {
+            engine: "auto",
+            reason: format!(
+                "no engine here can run `{}` ({}): {}",
+                path.display(),
+                format.name,
+                if why.is_empty() { "none reads that format".to_string() } else { why.join("; ") }
+            ),
+        })
+    }
+
     /// Looks up `engine` and loads `source` with it.
     pub fn load(&self, engine: &str, source: &ModelSource, options: &Options) -> Result<Model> {
         self.get(engine)?.load(source, options)

@@ -46,6 +46,42 @@ pub fn export(graph: &Graph) -> Vec<u8> {
     model.encode_to_vec()
 }
 
+/// A model whose outputs echo its inputs (`NAME` → `Identity` → `NAME_out`), each of the
+/// given dtype with a dynamic batch axis and `width` values per sample: what protocol tests
+/// send every datatype through.
+pub fn identity(specs: &[(&str, DType)], width: usize) -> Vec<u8> {
+    let spec = |name: String, dtype: DType| {
+        TensorSpec::new(name, dtype, vec![Dim::named("N"), Dim::Fixed(width)])
+    };
+    let inputs: Vec<TensorSpec> = specs.iter().map(|(n, d)| spec(n.to_string(), *d)).collect();
+    let outputs: Vec<TensorSpec> =
+        specs.iter().map(|(n, d)| spec(format!("{n}_out"), *d)).collect();
+    let nodes = specs
+        .iter()
+        .map(|(n, _)| pb::NodeProto {
+            op_type: "Identity".into(),
+            name: format!("echo_{n}"),
+            input: vec![n.to_string()],
+            output: vec![format!("{n}_out")],
+            ..Default::default()
+        })
+        .collect();
+    pb::ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        producer_name: "thrum-zoo".into(),
+        graph: Some(pb::GraphProto {
+            name: "identity".into(),
+            node: nodes,
+            input: inputs.iter().map(value_info).collect(),
+            output: outputs.iter().map(value_info).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 #[derive(Default)]
 struct Writer {
     nodes: Vec<pb::NodeProto>,

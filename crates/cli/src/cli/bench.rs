@@ -448,7 +448,13 @@ impl BenchPlan {
             }
         }
         match self.json.as_deref() {
-            Some(path) if path == Path::new("-") => println!("{json}"),
+            Some(path) if path == Path::new("-") => {
+                // A reader that stops early (`| head`) is not an error worth a panic.
+                match writeln!(std::io::stdout().lock(), "{json}") {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.context("cannot write the JSON report to stdout")?,
+                }
+            }
             Some(path) => std::fs::write(path, &json)
                 .with_context(|| format!("cannot write `{}`", path.display()))?,
             None => {}

@@ -3,9 +3,11 @@
 
 mod bench;
 mod engines;
+mod load;
 mod options;
 mod predict;
 mod report;
+mod serve;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +26,10 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Run one inference on a model and summarise (or save) its outputs.
     Predict(predict::PredictArgs),
-
+    /// Serve models over the KServe v2 / Open Inference Protocol (REST and gRPC).
+    Serve(Box<serve::ServeArgs>),
+    /// Load a KServe v2 server and measure it (perf_analyzer's job): throughput, latency, server split.
+    Load(Box<load::LoadArgs>),
     /// List every engine and whether it can run here (library, version, providers).
     Engines(engines::EnginesArgs),
     /// Models built by code, no download: list them, export them.
@@ -39,6 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => bench::BenchPlan::from_args(*args)?.run(),
         Command::Predict(args) => predict::PredictPlan::from_args(args)?.run(),
+        Command::Serve(args) => serve::ServePlan::from_args(*args)?.run(),
+        Command::Load(args) => load::LoadCommand::from_args(*args)?.run(),
         Command::Engines(args) => engines::run(args),
         Command::Zoo { command } => zoo::run(command),
     }
@@ -54,6 +61,8 @@ pub fn kind(err: &anyhow::Error) -> thrum::ErrorKind {
                 .downcast_ref::<thrum::Error>()
                 .map(thrum::Error::kind)
                 .or_else(|| cause.downcast_ref::<thrum_bench::BenchError>().map(|e| e.kind()))
+                .or_else(|| cause.downcast_ref::<thrum_serve::ServeError>().map(|e| e.kind()))
+                .or_else(|| cause.downcast_ref::<thrum_load::LoadError>().map(|e| e.kind()))
         })
         .unwrap_or(thrum::ErrorKind::InvalidInput)
 }

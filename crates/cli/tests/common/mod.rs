@@ -1,7 +1,9 @@
 //! Helpers shared by the CLI integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test crates; tests fail by panicking
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 
 use assert_cmd::Command;
 
@@ -63,4 +65,83 @@ pub fn memory_report_steps(args: &[&str]) -> Vec<serde_json::Value> {
     let steps = report["steps"].as_array().unwrap().clone();
     assert_eq!(steps.last().unwrap()["predictors"], 8);
     steps
+}
+
+/// The Python of one of the venvs `scripts/install-test-data.sh` makes (`venv-serve` with
+/// tritonclient, jsonschema and PyYAML; `venv-mlserver` with MLServer). Missing is a failure.
+pub fn venv_python(venv: &str) -> PathBuf {
+    let python = thrum::config::thrum_home().join("testdata").join(venv).join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run `bash scripts/install-test-data.sh` (the README's test command does)",
+        python.display()
+    );
+    python
+}
+
+/// A `thrum serve` process on free ports of 127.0.0.1; killed when dropped.
+pub struct Serving {
+    pub child: Child,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `thrum serve ARGS` on free ports and waits until it listens.
+pub fn serve(args: &[&str]) -> Serving {
+    serve_with(|exe| std::process::Command::new(exe), args)
+}
+
+/// Like [`serve`], with the command built by `wrap` from the binary's path (to run it under
+/// `taskset`, in a cgroup…): `wrap` returns a command that runs that binary with the arguments
+/// added after it.
+pub fn serve_with(wrap: impl FnOnce(&Path) -> std::process::Command, args: &[&str]) -> Serving {
+    let exe = assert_cmd::cargo::cargo_bin("thrum");
+    let mut command = wrap(&exe);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("THRUM_") && name != "THRUM_HOME" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .arg("serve")
+        .args(["--http-port", "0", "--grpc-port", "0"])
+        // No drain delay in tests unless the test is about it.
+        .args(if args.contains(&"--shutdown-grace-s") {
+            &[][..]
+        } else {
+            &["--shutdown-grace-s", "0"][..]
+        })
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .unwrap_or_else(|| panic!("thrum serve {args:?} exited before listening"))
+        .unwrap();
+    // "thrum serve: listening on http 127.0.0.1:P grpc 127.0.0.1:Q"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let http = words[words.iter().position(|w| *w == "http").unwrap() + 1].to_string();
+    let grpc = words[words.iter().position(|w| *w == "grpc").unwrap() + 1].to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Serving { child, http, grpc }
+}
+
+/// GET `url` and parse its JSON body (any status).
+pub fn get_json(url: &str) -> serde_json::Value {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }

@@ -1,0 +1,414 @@
+//! The gRPC front (tonic): `inference.GRPCInferenceService` as the protocol publishes it. Data
+//! arrives in `raw_input_contents` (what tritonclient sends) or the typed `contents`, and
+//! leaves in `raw_output_contents`, one entry per output in order (the only form tritonclient
+//! reads). The messages come from `proto/`, compiled at build time by protox.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thrum_core::{DType, Tensor};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use crate::error::ServeError;
+use crate::metadata;
+use crate::server::{ServedModel, State};
+use crate::v2::{self, InferRequest, RequestedOutput};
+
+/// The messages and service of `proto/grpc_service.proto` and `proto/model_config.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
+pub mod pb {
+    tonic::include_proto!("inference");
+}
+
+use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use pb::infer_parameter::ParameterChoice;
+
+struct Service {
+    state: Arc<State>,
+}
+
+/// Serves `state`'s models on `listener` until `stop` completes, then lets in-flight calls
+/// finish.
+pub async fn serve(
+    state: Arc<State>,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let limit = state.body_limit;
+    let service = GrpcInferenceServiceServer::new(Service { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stop,
+        )
+        .await
+        .map_err(|e| ServeError::Config { what: "the gRPC server".into(), reason: e.to_string() })
+}
+
+fn version(v: &str) -> Option<&str> {
+    Some(v).filter(|v| !v.is_empty())
+}
+
+fn tensor_metadata(
+    specs: &[thrum_core::TensorSpec],
+) -> Vec<pb::model_metadata_response::TensorMetadata> {
+    specs
+        .iter()
+        .map(|s| pb::model_metadata_response::TensorMetadata {
+            name: s.name.clone(),
+            datatype: v2::datatype(s.dtype).into(),
+            shape: v2::wire_shape(s),
+        })
+        .collect()
+}
+
+fn data_type(dtype: DType) -> i32 {
+    match dtype {
+        DType::Bool => pb::DataType::TypeBool as i32,
+        DType::U8 => pb::DataType::TypeUint8 as i32,
+        DType::U16 => pb::DataType::TypeUint16 as i32,
+        DType::U32 => pb::DataType::TypeUint32 as i32,
+        DType::U64 => pb::DataType::TypeUint64 as i32,
+        DType::I8 => pb::DataType::TypeInt8 as i32,
+        DType::I16 => pb::DataType::TypeInt16 as i32,
+        DType::I32 => pb::DataType::TypeInt32 as i32,
+        DType::I64 => pb::DataType::TypeInt64 as i32,
+        DType::F16 => pb::DataType::TypeFp16 as i32,
+        DType::BF16 => pb::DataType::TypeBf16 as i32,
+        DType::F32 => pb::DataType::TypeFp32 as i32,
+        DType::F64 => pb::DataType::TypeFp64 as i32,
+        DType::Bytes => pb::DataType::TypeString as i32,
+    }
+}
+
+fn duration(stat: (u64, u64)) -> Option<pb::StatisticDuration> {
+    Some(pb::StatisticDuration { count: stat.0, ns: stat.1 })
+}
+
+fn statistics(m: &ServedModel) -> pb::ModelStatistics {
+    let s = m.pool.stats();
+    pb::ModelStatistics {
+        name: m.name.clone(),
+        version: ServedModel::VERSION.into(),
+        last_inference: s.last_inference_ms,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
+        inference_stats: Some(pb::InferStatistics {
+            success: duration(s.success),
+            fail: duration(s.fail),
+            queue: duration(s.queue),
+            compute_input: duration(s.compute_input),
+            compute_infer: duration(s.compute_infer),
+            compute_output: duration(s.compute_output),
+            cache_hit: duration((0, 0)),
+            cache_miss: duration((0, 0)),
+        }),
+        batch_stats: s
+            .batches
+            .iter()
+            .map(|(size, b)| pb::InferBatchStatistics {
+                batch_size: *size as u64,
+                compute_input: duration((b.count, b.compute_input_ns)),
+                compute_infer: duration((b.count, b.compute_infer_ns)),
+                compute_output: duration((b.count, b.compute_output_ns)),
+            })
+            .collect(),
+    }
+}
+
+/// A gRPC input's tensor: from its `raw_input_contents` entry, else its typed contents.
+fn input_tensor(
+    input: &pb::model_infer_request::InferInputTensor,
+    raw: Option<&[u8]>,
+) -> Result<Tensor, ServeError> {
+    let what = format!("input `{}`", input.name);
+    let dtype = v2::dtype_of(&input.datatype, &what)?;
+    let shape = v2::shape_of(&input.shape, dtype, &what)?;
+    if let Some(raw) = raw {
+        return v2::tensor_from_binary(dtype, &shape, raw, &what);
+    }
+    let c = input.contents.clone().unwrap_or_default();
+    let fits = |n: usize| -> Result<(), ServeError> {
+        let count = thrum_core::tensor::checked_len(dtype, &shape)
+            .map_err(|e| ServeError::bad(format!("{what}: {e}")))?;
+        if n == count {
+            Ok(())
+        } else {
+            Err(ServeError::bad(format!(
+                "{what}: shape {shape:?} holds {count} elements, but contents has {n}"
+            )))
+        }
+    };
+    macro_rules! typed {
+        ($field:expr, $t:ty) => {{
+            fits($field.len())?;
+            let values = $field
+                .iter()
+                .map(|&x| {
+                    <$t>::try_from(x).map_err(|_| {
+                        ServeError::bad(format!("{what}: {x} does not fit {}", v2::datatype(dtype)))
+                    })
+                })
+                .collect::<Result<Vec<$t>, _>>()?;
+            Tensor::from_vec(shape.clone(), values)
+        }};
+    }
+    let tensor = match dtype {
+        DType::Bool => {
+            fits(c.bool_contents.len())?;
+            Tensor::from_vec(shape.clone(), c.bool_contents)
+        }
+        DType::I8 => typed!(c.int_contents, i8),
+        DType::I16 => typed!(c.int_contents, i16),
+        DType::I32 => typed!(c.int_contents, i32),
+        DType::I64 => typed!(c.int64_contents, i64),
+        DType::U8 => typed!(c.uint_contents, u8),
+        DType::U16 => typed!(c.uint_contents, u16),
+        DType::U32 => typed!(c.uint_contents, u32),
+        DType::U64 => typed!(c.uint64_contents, u64),
+        DType::F32 => {
+            fits(c.fp32_contents.len())?;
+            Tensor::from_vec(shape.clone(), c.fp32_contents)
+        }
+        DType::F64 => {
+            fits(c.fp64_contents.len())?;
+            Tensor::from_vec(shape.clone(), c.fp64_contents)
+        }
+        DType::Bytes => {
+            fits(c.bytes_contents.len())?;
+            Tensor::from_vec(
+                shape.clone(),
+                c.bytes_contents.iter().map(|b| b.to_vec()).collect::<Vec<_>>(),
+            )
+        }
+        DType::F16 | DType::BF16 => {
+            return Err(ServeError::bad(format!(
+                "{what}: {} data must come in raw_input_contents (the protocol has no typed field for it)",
+                v2::datatype(dtype)
+            )));
+        }
+    };
+    tensor.map_err(|e| ServeError::bad(format!("{what}: {e}")))
+}
+
+fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
+    if !request.raw_input_contents.is_empty()
+        && request.raw_input_contents.len() != request.inputs.len()
+    {
+        return Err(ServeError::bad(format!(
+            "raw_input_contents has {} entries for {} inputs; it needs one per input, in order",
+            request.raw_input_contents.len(),
+            request.inputs.len()
+        )));
+    }
+    let inputs = request
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let raw = request.raw_input_contents.get(i).map(|b| &b[..]);
+            input_tensor(input, raw).map(|t| (input.name.clone(), t))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout = match request.parameters.get("timeout").and_then(|p| p.parameter_choice.clone()) {
+        None => None,
+        Some(ParameterChoice::Int64Param(us)) if us >= 0 => Some(Duration::from_micros(us as u64)),
+        Some(ParameterChoice::Uint64Param(us)) => Some(Duration::from_micros(us)),
+        Some(other) => {
+            return Err(ServeError::bad(format!(
+                "parameter `timeout` must be a count of microseconds, not {other:?}"
+            )));
+        }
+    };
+    let outputs = (!request.outputs.is_empty()).then(|| {
+        request
+            .outputs
+            .iter()
+            .map(|o| RequestedOutput { name: o.name.clone(), binary: Some(true) })
+            .collect()
+    });
+    Ok(InferRequest {
+        id: Some(request.id).filter(|id| !id.is_empty()),
+        inputs,
+        outputs,
+        binary_output: true,
+        timeout,
+    })
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: self.state.is_ready() }))
+    }
+
+    async fn model_ready(
+        &self,
+        r: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let r = r.into_inner();
+        let model = self.state.model(&r.name, version(&r.version))?;
+        Ok(Response::new(pb::ModelReadyResponse {
+            ready: model.pool.is_ready() && self.state.is_ready(),
+        }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: metadata::NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: metadata::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let r = r.into_inner();
+        let m = self.state.model(&r.name, version(&r.version))?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: m.name.clone(),
+            versions: vec![ServedModel::VERSION.into()],
+            platform: m.platform.clone(),
+            inputs: tensor_metadata(m.model().inputs()),
+            outputs: tensor_metadata(m.model().outputs()),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        r: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let r = r.into_inner();
+        let model = self.state.model(&r.model_name, version(&r.model_version))?;
+        let request = decode(r)?;
+        let answer = crate::http::run(model, request).await?;
+        let (outputs, raw): (Vec<_>, Vec<_>) = answer
+            .outputs
+            .into_iter()
+            .map(|(name, tensor, _)| {
+                let out = pb::model_infer_response::InferOutputTensor {
+                    name,
+                    datatype: v2::datatype(tensor.dtype()).into(),
+                    shape: tensor.shape().iter().map(|&d| d as i64).collect(),
+                    parameters: Default::default(),
+                    contents: None,
+                };
+                (out, bytes::Bytes::from(v2::binary_of(&tensor)))
+            })
+            .unzip();
+        Ok(Response::new(pb::ModelInferResponse {
+            model_name: answer.model,
+            model_version: ServedModel::VERSION.into(),
+            id: answer.id.unwrap_or_default(),
+            parameters: Default::default(),
+            outputs,
+            raw_output_contents: raw,
+        }))
+    }
+
+    async fn model_config(
+        &self,
+        r: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let r = r.into_inner();
+        let m = self.state.model(&r.name, version(&r.version))?;
+        let max_batch = metadata::max_batch_size(m);
+        let batching = max_batch > 0;
+        let config = m.pool.config();
+        let dynamic = config.batching.as_ref().filter(|_| batching).map(|b| {
+            pb::model_config::SchedulingChoice::DynamicBatching(pb::ModelDynamicBatching {
+                preferred_batch_size: b.preferred_batch_sizes.iter().map(|&s| s as i32).collect(),
+                max_queue_delay_microseconds: b.max_queue_delay.as_micros() as u64,
+            })
+        });
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(pb::ModelConfig {
+                name: m.name.clone(),
+                platform: m.platform.clone(),
+                backend: m.model().engine().into(),
+                max_batch_size: max_batch as i32,
+                input: m
+                    .model()
+                    .inputs()
+                    .iter()
+                    .map(|s| pb::ModelInput {
+                        name: s.name.clone(),
+                        data_type: data_type(s.dtype),
+                        dims: metadata::config_dims(s, batching),
+                        is_shape_tensor: false,
+                        optional: false,
+                    })
+                    .collect(),
+                output: m
+                    .model()
+                    .outputs()
+                    .iter()
+                    .map(|s| pb::ModelOutput {
+                        name: s.name.clone(),
+                        data_type: data_type(s.dtype),
+                        dims: metadata::config_dims(s, batching),
+                        is_shape_tensor: false,
+                    })
+                    .collect(),
+                instance_group: vec![pb::ModelInstanceGroup {
+                    name: format!("{}_0", m.name),
+                    count: config.workers as i32,
+                    kind: pb::model_instance_group::Kind::Cpu as i32,
+                }],
+                scheduling_choice: dynamic,
+                model_transaction_policy: Some(pb::ModelTransactionPolicy { decoupled: false }),
+            }),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        r: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let r = r.into_inner();
+        let model_stats = if r.name.is_empty() {
+            self.state.models().map(statistics).collect()
+        } else {
+            vec![statistics(self.state.model(&r.name, version(&r.version))?)]
+        };
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn repository_index(
+        &self,
+        _: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        Ok(Response::new(pb::RepositoryIndexResponse {
+            models: self
+                .state
+                .models()
+                .map(|m| pb::repository_index_response::ModelIndex {
+                    name: m.name.clone(),
+                    version: ServedModel::VERSION.into(),
+                    state: if m.pool.is_ready() { "READY" } else { "UNAVAILABLE" }.into(),
+                    reason: String::new(),
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,431 @@
+//! The REST front (axum): the v2 protocol's endpoints, the binary tensor data extension, the
+//! Triton extensions tools need (model configuration, statistics, repository index), and
+//! Prometheus `/metrics`. Handlers validate, hand the request to the model's pool, and await;
+//! they never run a model.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use thrum_core::Tensor;
+
+use crate::error::ServeError;
+use crate::metadata;
+use crate::server::{ServedModel, State};
+use crate::v2::{self, InferRequest};
+
+type Shared = Arc<State>;
+
+/// The header that says how much of the body is the JSON header (the binary extension).
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Every route of the REST front.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/config", get(model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(model_config_v))
+        .route("/v2/models/{model}/stats", get(model_stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/metrics", get(prometheus))
+        .fallback(not_found)
+        // The body is read by the infer handler itself, against the server's own limit.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The one way errors leave the REST front: `{"error": "..."}` with the status of the error's
+/// kind ([`ServeError::http_status`]) and `Retry-After` where it applies.
+pub fn error_response(e: &ServeError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(json!({ "error": e.to_string() }))).into_response();
+    if let Some(seconds) = e.retry_after()
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn json_response(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+fn reply(result: Result<Value, ServeError>) -> Response {
+    match result {
+        Ok(value) => json_response(value),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn not_found() -> Response {
+    let mut response = error_response(&ServeError::bad(
+        "no such endpoint; the v2 protocol's are /v2, /v2/health/{live,ready}, \
+         /v2/models/NAME[/versions/V][/ready|/config|/stats|/infer], /v2/repository/index, /metrics",
+    ));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(Extract(state): Extract<Shared>) -> Response {
+    match state.not_ready() {
+        None => StatusCode::OK.into_response(),
+        Some(e) => error_response(&e),
+    }
+}
+
+async fn server_metadata() -> Response {
+    json_response(metadata::server())
+}
+
+async fn model_metadata(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
+    reply(s.model(&model, None).map(metadata::model))
+}
+
+async fn model_metadata_v(
+    Extract(s): Extract<Shared>,
+    Path((model, v)): Path<(String, String)>,
+) -> Response {
+    reply(s.model(&model, Some(&v)).map(metadata::model))
+}
+
+fn readiness(s: &State, model: &str, version: Option<&str>) -> Response {
+    match s.model(model, version) {
+        Ok(m) if m.pool.is_ready() && s.is_ready() => StatusCode::OK.into_response(),
+        Ok(m) => error_response(&ServeError::NotReady {
+            what: format!("model `{}`", m.name),
+            reason: "the server is shutting down".into(),
+        }),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn model_ready(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
+    readiness(&s, &model, None)
+}
+
+async fn model_ready_v(
+    Extract(s): Extract<Shared>,
+    Path((model, v)): Path<(String, String)>,
+) -> Response {
+    readiness(&s, &model, Some(&v))
+}
+
+async fn model_config(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
+    reply(s.model(&model, None).map(metadata::config))
+}
+
+async fn model_config_v(
+    Extract(s): Extract<Shared>,
+    Path((model, v)): Path<(String, String)>,
+) -> Response {
+    reply(s.model(&model, Some(&v)).map(metadata::config))
+}
+
+async fn all_stats(Extract(s): Extract<Shared>) -> Response {
+    json_response(json!({ "model_stats": s.models().map(metadata::stats).collect::<Vec<_>>() }))
+}
+
+async fn model_stats(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
+    reply(s.model(&model, None).map(|m| json!({ "model_stats": [metadata::stats(m)] })))
+}
+
+async fn model_stats_v(
+    Extract(s): Extract<Shared>,
+    Path((model, v)): Path<(String, String)>,
+) -> Response {
+    reply(s.model(&model, Some(&v)).map(|m| json!({ "model_stats": [metadata::stats(m)] })))
+}
+
+async fn repository_index(Extract(s): Extract<Shared>) -> Response {
+    json_response(Value::Array(s.models().map(metadata::index_entry).collect()))
+}
+
+async fn prometheus() -> Response {
+    match crate::metrics::render() {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        None => error_response(&ServeError::NotReady {
+            what: "metrics".into(),
+            reason: "another metrics recorder is installed in this process; it exports them".into(),
+        }),
+    }
+}
+
+async fn infer(
+    Extract(s): Extract<Shared>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_common(s, model, None, headers, body).await
+}
+
+async fn infer_v(
+    Extract(s): Extract<Shared>,
+    Path((model, v)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_common(s, model, Some(v), headers, body).await
+}
+
+async fn infer_common(
+    state: Shared,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = state.requests.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("infer", request, model = %model);
+    let _enter = span.enter();
+    let start = Instant::now();
+    let result = infer_inner(&state, &model, version.as_deref(), &headers, body).await;
+    match result {
+        Ok(response) => {
+            tracing::debug!(request, elapsed_us = start.elapsed().as_micros() as u64, "ok");
+            response
+        }
+        Err(e) => {
+            tracing::info!(request, model = %model, status = e.http_status(), error = %e, "request failed");
+            error_response(&e)
+        }
+    }
+}
+
+async fn infer_inner(
+    state: &State,
+    model: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ServeError> {
+    let served = state.model(model, version)?;
+    let limit = state.body_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(size) = declared.filter(|&n| n > limit) {
+        drain(body).await;
+        return Err(ServeError::BodyTooLarge { size, limit });
+    }
+    let bytes = read_body(body, limit).await?;
+    let bytes = decompress(headers, bytes, limit)?;
+    let header_length = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => {
+            Some(v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+                ServeError::bad(format!(
+                    "Inference-Header-Content-Length `{v:?}` is not a byte count"
+                ))
+            })?)
+        }
+    };
+    let request = match header_length {
+        Some(0) => v2::parse_raw_request(&bytes, served.model().inputs())?,
+        Some(n) if n > bytes.len() => {
+            return Err(ServeError::bad(format!(
+                "Inference-Header-Content-Length is {n}, but the body has {} bytes",
+                bytes.len()
+            )));
+        }
+        Some(n) => v2::parse_rest_request(&bytes[..n], &bytes[n..])?,
+        None => v2::parse_rest_request(&bytes, &[])?,
+    };
+    let outputs = run(served, request).await?;
+    encode_response(outputs)
+}
+
+/// Reads the body up to `limit` bytes; more is [`ServeError::BodyTooLarge`].
+///
+/// An oversized body is read on and thrown away (up to [`DRAIN_BYTES`] or [`DRAIN_TIME`]) before
+/// the 413 goes out, as nginx's lingering close does: a client still writing its body would
+/// otherwise see a broken pipe instead of the answer that says what was wrong.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ServeError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ServeError::bad(format!("the request body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            let seen = buf.len() + data.len();
+            return Err(ServeError::BodyTooLarge { size: seen + drain(body).await, limit });
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Most bytes of an oversized body read and discarded before answering 413.
+const DRAIN_BYTES: usize = 1 << 30;
+/// Longest time spent discarding an oversized body before answering 413.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and discards what is left of `body` (bounded); returns the bytes discarded.
+async fn drain(mut body: Body) -> usize {
+    use http_body_util::BodyExt;
+    let mut discarded = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            discarded += frame.data_ref().map_or(0, Bytes::len);
+            if discarded > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    discarded
+}
+
+/// Undoes `Content-Encoding: gzip` or `deflate` (zlib), capped at `limit` bytes inflated.
+fn decompress(headers: &HeaderMap, bytes: Bytes, limit: usize) -> Result<Bytes, ServeError> {
+    let encoding =
+        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim);
+    let mut out = Vec::new();
+    let read = match encoding {
+        None | Some("identity") | Some("") => return Ok(bytes),
+        Some(e) if e.eq_ignore_ascii_case("gzip") => {
+            flate2::read::GzDecoder::new(&bytes[..]).take(limit as u64 + 1).read_to_end(&mut out)
+        }
+        Some(e) if e.eq_ignore_ascii_case("deflate") => {
+            flate2::read::ZlibDecoder::new(&bytes[..]).take(limit as u64 + 1).read_to_end(&mut out)
+        }
+        Some(other) => {
+            return Err(ServeError::bad(format!(
+                "Content-Encoding `{other}` is not supported; send gzip, deflate or none"
+            )));
+        }
+    };
+    read.map_err(|e| ServeError::bad(format!("the compressed body does not decompress: {e}")))?;
+    if out.len() > limit {
+        return Err(ServeError::BodyTooLarge { size: out.len(), limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The request's outputs, each with whether it goes back in binary.
+pub(crate) struct Answer {
+    pub(crate) id: Option<String>,
+    pub(crate) model: String,
+    pub(crate) outputs: Vec<(String, Tensor, bool)>,
+}
+
+/// Orders a decoded request's inputs for the model, runs it in the pool, and picks the outputs
+/// the request asked for (shared by the REST and gRPC fronts).
+pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<Answer, ServeError> {
+    let model = served.model();
+    if let Some(outputs) = &request.outputs {
+        for out in outputs {
+            if !model.outputs().iter().any(|s| s.name == out.name) {
+                return Err(ServeError::bad(format!(
+                    "model `{}` has no output `{}`; its outputs are {}",
+                    served.name,
+                    out.name,
+                    model
+                        .outputs()
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some((name, _)) = request.inputs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+        return Err(ServeError::bad(format!("input `{name}` is given twice")));
+    }
+    let inputs = model.order_named_inputs(request.inputs)?;
+    let outputs = served.pool.submit_with_timeout(inputs, request.timeout).await?;
+    let picked = match &request.outputs {
+        None => model
+            .outputs()
+            .iter()
+            .zip(outputs)
+            .map(|(spec, t)| (spec.name.clone(), t, request.binary_output))
+            .collect(),
+        Some(wanted) => {
+            let mut by_name: Vec<(String, Option<Tensor>)> = model
+                .outputs()
+                .iter()
+                .map(|s| s.name.clone())
+                .zip(outputs.into_iter().map(Some))
+                .collect();
+            wanted
+                .iter()
+                .filter_map(|w| {
+                    let slot = by_name.iter_mut().find(|(n, _)| *n == w.name)?;
+                    let tensor = slot.1.clone()?;
+                    Some((w.name.clone(), tensor, w.binary.unwrap_or(request.binary_output)))
+                })
+                .collect()
+        }
+    };
+    Ok(Answer { id: request.id, model: served.name.clone(), outputs: picked })
+}
+
+fn encode_response(answer: Answer) -> Result<Response, ServeError> {
+    let mut binary = Vec::new();
+    let mut outputs = Vec::with_capacity(answer.outputs.len());
+    for (name, tensor, as_binary) in &answer.outputs {
+        let mut out = serde_json::Map::new();
+        out.insert("name".into(), json!(name));
+        out.insert("datatype".into(), json!(v2::datatype(tensor.dtype())));
+        out.insert("shape".into(), json!(tensor.shape()));
+        if *as_binary {
+            let data = v2::binary_of(tensor);
+            out.insert("parameters".into(), json!({ "binary_data_size": data.len() }));
+            binary.extend(data);
+        } else {
+            // No `parameters` on JSON outputs: Triton's C++ client then requires a binary size.
+            out.insert("data".into(), v2::json_of(tensor, name)?);
+        }
+        outputs.push(Value::Object(out));
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("model_name".into(), json!(answer.model));
+    body.insert("model_version".into(), json!(ServedModel::VERSION));
+    if let Some(id) = answer.id {
+        body.insert("id".into(), json!(id));
+    }
+    body.insert("outputs".into(), Value::Array(outputs));
+    let mut header_json = serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| ServeError::bad(format!("encoding the response: {e}")))?;
+    if binary.is_empty() && !answer.outputs.iter().any(|(_, _, b)| *b) {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], header_json).into_response());
+    }
+    let json_length = header_json.len();
+    header_json.extend(binary);
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(json_length)),
+        ],
+        header_json,
+    )
+        .into_response())
+}

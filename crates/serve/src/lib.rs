@@ -1,0 +1,39 @@
+//! # thrum-serve
+//!
+//! thrum's model server: the KServe v2 / Open Inference Protocol over REST (axum) and gRPC
+//! (tonic), in front of per-model worker pools — the seed's per-thread predictors behind a
+//! socket, with Triton's dynamic batching and a bounded queue.
+//!
+//! - [`pool`]: [`ModelPool`], the part a Rust service can embed without HTTP: workers,
+//!   batching, admission, statistics.
+//! - [`server`]: the [`Server`] and its life (readiness, graceful shutdown).
+//! - [`http`] and [`grpc`]: the protocol fronts; [`v2`] the wire formats; [`metadata`] what
+//!   the server says about its models; [`metrics`] Prometheus.
+//! - [`config`]: what to serve, from a `thrum.toml` or a model repository.
+//! - [`ServeError`]: the one error type; its kind decides the HTTP and gRPC status, in one
+//!   place ([`ServeError::http_status`], [`ServeError::grpc_code`]).
+
+pub mod config;
+mod error;
+pub mod grpc;
+pub mod http;
+pub mod metadata;
+pub mod metrics;
+pub mod pool;
+pub mod server;
+pub mod v2;
+
+pub use error::ServeError;
+pub use pool::{Batching, ModelPool, PoolConfig, PoolStats};
+pub use server::{Bound, Listen, ServedModel, Server};
+
+/// The protocol's platform string for a model on `engine` (what model metadata reports).
+pub fn platform(engine: &str) -> String {
+    match engine {
+        "ort" => "onnxruntime_onnx".into(),
+        "torch" => "pytorch_libtorch".into(),
+        "tensorflow" => "tensorflow_savedmodel".into(),
+        "mxnet" => "mxnet_symbol".into(),
+        other => format!("thrum_{other}"),
+    }
+}

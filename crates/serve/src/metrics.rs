@@ -1,0 +1,56 @@
+//! Prometheus metrics, through the `metrics` facade: the pool records them (names modelled on
+//! Triton's: `thrum_inference_request_success`, `…_failure{reason}`, `…_count`, `…_exec_count`,
+//! queue and compute durations, pending requests, batch sizes), and the server renders them at
+//! `/metrics` with `metrics-exporter-prometheus`. A process installs one recorder: the first
+//! server installs it; an application that embeds the pool with its own recorder keeps it.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs thrum's Prometheus recorder for this process, unless one is installed already.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let seconds = [
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+            0.25, 0.5, 1.0, 2.5,
+        ];
+        let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &seconds)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("thrum_inference_batch_size".into()), &batch)
+            });
+        let Ok(builder) = builder else { return None };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).ok().map(|()| {
+            metrics::describe_counter!(
+                "thrum_inference_request_success",
+                "Requests answered with outputs"
+            );
+            metrics::describe_counter!(
+                "thrum_inference_request_failure",
+                "Requests answered with an error after admission, or refused (reason)"
+            );
+            metrics::describe_counter!(
+                "thrum_inference_count",
+                "Samples inferred (a batch of 8 counts 8)"
+            );
+            metrics::describe_counter!("thrum_inference_exec_count", "Engine calls (batches)");
+            metrics::describe_gauge!(
+                "thrum_inference_pending_request_count",
+                "Requests admitted and waiting for a worker: the queue depth to autoscale on"
+            );
+            metrics::describe_histogram!("thrum_inference_batch_size", "Samples per engine call");
+            handle
+        })
+    });
+}
+
+/// The metrics in Prometheus' text format, if thrum's recorder is the process's.
+pub fn render() -> Option<String> {
+    HANDLE.get().and_then(|h| h.as_ref()).map(PrometheusHandle::render)
+}

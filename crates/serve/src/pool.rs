@@ -1,0 +1,844 @@
+//! A model's worker pool: the seed's pattern (one predictor per OS thread over one shared
+//! model) behind a bounded queue, with Triton's dynamic batching. This is a library: the server
+//! is a protocol layer over it, and a Rust service can embed it directly.
+//!
+//! ```no_run
+//! # async fn demo(model: thrum_core::Model) -> Result<(), thrum_serve::ServeError> {
+//! use thrum_serve::{Batching, ModelPool, PoolConfig};
+//! let config = PoolConfig::new(2).with_batching(Batching::new(8, std::time::Duration::from_micros(500)));
+//! let pool = ModelPool::start("mlp", model.clone(), config)?; // warm, ready
+//! let outputs = pool.submit(model.zero_inputs(1)?).await?;   // from any task
+//! # Ok(()) }
+//! ```
+//!
+//! - Admission is bounded: when `queue_capacity` requests wait, `submit` answers
+//!   [`ServeError::QueueFull`] at once, never an unbounded wait.
+//! - Without batching, each worker takes the next request from the queue. With batching, one
+//!   batcher thread waits for a free worker, then forms a batch: the first waiting request,
+//!   plus what arrives within `max_queue_delay` of it, up to `max_batch_size` samples along the
+//!   model's batch axis, stopping early at a preferred size when nothing else waits. Requests
+//!   are merged along the batch axis and the outputs split back; a request that cannot merge
+//!   (other non-batch dimensions) runs in the next batch.
+//! - Inference runs on the pool's OS threads only, never on the caller's (async) thread.
+//! - A request whose caller went away (a disconnected client) is dropped unrun; one whose
+//!   timeout passed in the queue is answered [`ServeError::Timeout`].
+//! - A worker that panics answers its requests with [`ServeError::WorkerPanicked`], gets a new
+//!   predictor, and keeps serving.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use thrum_core::{Error, Model, Predictor, PredictorKind, SharedPredictor, Tensor};
+use tokio::sync::oneshot;
+
+use crate::error::ServeError;
+
+/// Triton's dynamic batching settings for one model.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Batching {
+    /// Most samples in one batch (Triton's `max_batch_size`; at least 1).
+    pub max_batch_size: usize,
+    /// How long the first request of a batch may wait for others.
+    pub max_queue_delay: Duration,
+    /// Batch sizes to stop at when nothing else is waiting (empty: only the maximum).
+    pub preferred_batch_sizes: Vec<usize>,
+}
+
+impl Batching {
+    /// Batches of up to `max_batch_size` samples, waiting up to `max_queue_delay`.
+    pub fn new(max_batch_size: usize, max_queue_delay: Duration) -> Batching {
+        Batching { max_batch_size, max_queue_delay, preferred_batch_sizes: Vec::new() }
+    }
+
+    /// Sets the preferred batch sizes.
+    pub fn with_preferred(mut self, sizes: Vec<usize>) -> Batching {
+        self.preferred_batch_sizes = sizes;
+        self
+    }
+}
+
+/// How a model is served: workers, predictor kind, batching, queue bound.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PoolConfig {
+    /// Worker OS threads (Triton's instance count).
+    pub workers: usize,
+    /// One predictor per worker, or one shared predictor (engines that allow it).
+    pub predictor: PredictorKind,
+    /// Dynamic batching; `None` runs each request alone.
+    pub batching: Option<Batching>,
+    /// Requests that may wait; one more is refused with [`ServeError::QueueFull`].
+    pub queue_capacity: usize,
+}
+
+impl PoolConfig {
+    /// Requests that may wait per worker by default.
+    pub const DEFAULT_QUEUE_PER_WORKER: usize = 64;
+
+    /// `workers` per-thread predictors, no batching, a queue of
+    /// [`DEFAULT_QUEUE_PER_WORKER`](Self::DEFAULT_QUEUE_PER_WORKER) requests per worker.
+    pub fn new(workers: usize) -> PoolConfig {
+        PoolConfig {
+            workers,
+            predictor: PredictorKind::PerThread,
+            batching: None,
+            queue_capacity: Self::DEFAULT_QUEUE_PER_WORKER * workers.max(1),
+        }
+    }
+
+    /// Turns dynamic batching on.
+    pub fn with_batching(mut self, batching: Batching) -> PoolConfig {
+        self.batching = Some(batching);
+        self
+    }
+
+    /// Sets the predictor kind.
+    pub fn with_predictor(mut self, predictor: PredictorKind) -> PoolConfig {
+        self.predictor = predictor;
+        self
+    }
+
+    /// Sets the queue bound.
+    pub fn with_queue_capacity(mut self, capacity: usize) -> PoolConfig {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Checks the settings against `model`: batching needs a batch axis every input and
+    /// output shares.
+    pub fn validate(&self, name: &str, model: &Model) -> Result<Option<usize>, ServeError> {
+        let bad = |reason: String| ServeError::Config { what: format!("model `{name}`"), reason };
+        if self.workers == 0 {
+            return Err(bad("0 workers; at least 1 runs the model".into()));
+        }
+        if self.queue_capacity == 0 {
+            return Err(bad("a queue capacity of 0 admits no request; at least 1".into()));
+        }
+        let Some(batching) = &self.batching else { return Ok(None) };
+        if batching.max_batch_size == 0 {
+            return Err(bad("max_batch_size 0 with batching on; 0 means off".into()));
+        }
+        if let Some(p) =
+            batching.preferred_batch_sizes.iter().find(|&&p| p == 0 || p > batching.max_batch_size)
+        {
+            return Err(bad(format!(
+                "preferred batch size {p} is outside 1..={}",
+                batching.max_batch_size
+            )));
+        }
+        let axis = model.batch_axis().ok_or_else(|| {
+            bad(format!(
+                "dynamic batching needs a dynamic batch axis shared by every input and output; \
+                 the model's inputs are {} and outputs {}",
+                describe(model.inputs()),
+                describe(model.outputs())
+            ))
+        })?;
+        Ok(Some(axis))
+    }
+}
+
+fn describe(specs: &[thrum_core::TensorSpec]) -> String {
+    specs.iter().map(|s| format!("{} {}", s.name, s.shape_string())).collect::<Vec<_>>().join(", ")
+}
+
+/// One request waiting in the queue.
+struct Job {
+    inputs: Vec<Tensor>,
+    /// Samples along the batch axis (1 without batching).
+    samples: usize,
+    reply: oneshot::Sender<Result<Vec<Tensor>, ServeError>>,
+    enqueued: Instant,
+    timeout: Option<Duration>,
+}
+
+/// A model's cumulative statistics, as Triton's statistics extension reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Requests answered with outputs, and their total time in the server (ns).
+    pub success: (u64, u64),
+    /// Requests answered with an error after admission.
+    pub fail: (u64, u64),
+    /// Time requests waited in the queue.
+    pub queue: (u64, u64),
+    /// Time merging inputs into batches (per request).
+    pub compute_input: (u64, u64),
+    /// Time in the engine (per request).
+    pub compute_infer: (u64, u64),
+    /// Time splitting outputs (per request).
+    pub compute_output: (u64, u64),
+    /// Samples inferred.
+    pub inference_count: u64,
+    /// Engine calls (batches).
+    pub execution_count: u64,
+    /// Milliseconds since the epoch of the last inference (0: none yet).
+    pub last_inference_ms: u64,
+    /// Per batch size: executions and their input / infer / output ns.
+    pub batches: BTreeMap<usize, BatchStat>,
+    /// Requests dropped unrun because their caller went away.
+    pub cancelled: u64,
+    /// Predictors replaced after a worker panicked.
+    pub restarts: u64,
+}
+
+/// Executions at one batch size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchStat {
+    /// Executions.
+    pub count: u64,
+    /// Time merging inputs (ns).
+    pub compute_input_ns: u64,
+    /// Time in the engine (ns).
+    pub compute_infer_ns: u64,
+    /// Time splitting outputs (ns).
+    pub compute_output_ns: u64,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn add(stat: &mut (u64, u64), count: u64, d: Duration) {
+    stat.0 += count;
+    stat.1 += ns(d) * count;
+}
+
+struct Inner {
+    name: String,
+    model: Model,
+    config: PoolConfig,
+    batch_axis: Option<usize>,
+    /// `None` once shutdown began: dropping the sender lets the workers drain and stop.
+    queue: Mutex<Option<Sender<Job>>>,
+    queued: AtomicUsize,
+    closing: AtomicBool,
+    stats: Mutex<PoolStats>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stats(&self) -> std::sync::MutexGuard<'_, PoolStats> {
+        // Statistics are plain counters: a panic mid-update leaves them usable.
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A model served by a pool of worker threads; cheap to clone (clones share the pool). When the
+/// last clone is dropped, the pool shuts down: admitted requests finish, the threads stop.
+#[derive(Clone)]
+pub struct ModelPool {
+    inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Shuts the pool down when the last [`ModelPool`] clone goes (the threads hold `Inner`, so it
+/// cannot be `Inner`'s own drop).
+struct Owner(Arc<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        shutdown(&self.0);
+    }
+}
+
+fn shutdown(inner: &Inner) {
+    inner.closing.store(true, Ordering::Release);
+    inner.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let threads: Vec<JoinHandle<()>> =
+        std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+impl std::fmt::Debug for ModelPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelPool").field("name", &self.inner.name).finish_non_exhaustive()
+    }
+}
+
+/// How a worker runs the model.
+enum Runner {
+    PerThread(Predictor),
+    Shared(Arc<SharedPredictor>),
+}
+
+impl Runner {
+    fn predict(&mut self, inputs: Vec<Tensor>) -> thrum_core::Result<Vec<Tensor>> {
+        match self {
+            Runner::PerThread(p) => p.predict(inputs),
+            Runner::Shared(p) => p.predict(inputs),
+        }
+    }
+}
+
+impl ModelPool {
+    /// Starts `config.workers` threads for `model`, each with its predictor (or the one shared
+    /// predictor), and returns once every worker has run a warm-up call: the pool is ready.
+    /// Blocks; from async code call it in `spawn_blocking`.
+    pub fn start(name: &str, model: Model, config: PoolConfig) -> Result<ModelPool, ServeError> {
+        let batch_axis = config.validate(name, &model)?;
+        let shared = match config.predictor {
+            PredictorKind::Shared => Some(Arc::new(model.shared_predictor()?)),
+            PredictorKind::PerThread => None,
+        };
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Job>(config.queue_capacity);
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            model: model.clone(),
+            config: config.clone(),
+            batch_axis,
+            queue: Mutex::new(Some(queue_tx)),
+            queued: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            stats: Mutex::new(PoolStats::default()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<(), ServeError>>();
+        let mut threads = Vec::new();
+        let mut work_txs = Vec::new();
+        let (idle_tx, idle_rx) = crossbeam_channel::unbounded::<usize>();
+        for w in 0..config.workers {
+            let inner = inner.clone();
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let source = match batch_axis {
+                None => Source::Queue(queue_rx.clone()),
+                Some(_) => {
+                    let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(1);
+                    work_txs.push(tx);
+                    Source::Batches { index: w, idle: idle_tx.clone(), batches: rx }
+                }
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("thrum-{}-{w}", inner.name))
+                .spawn(move || worker(&inner, shared, source, &ready))
+                .map_err(|e| ServeError::Config {
+                    what: format!("model `{name}`"),
+                    reason: format!("cannot start worker thread {w}: {e}"),
+                })?;
+            threads.push(thread);
+        }
+        drop((ready_tx, idle_tx));
+        if let (Some(_), Some(batching)) = (batch_axis, config.batching.clone()) {
+            let inner_b = inner.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("thrum-{}-batcher", inner.name))
+                .spawn(move || batcher(&inner_b, &batching, &queue_rx, &idle_rx, work_txs))
+                .map_err(|e| ServeError::Config {
+                    what: format!("model `{name}`"),
+                    reason: format!("cannot start the batcher thread: {e}"),
+                })?;
+            threads.push(thread);
+        } else {
+            drop(queue_rx);
+        }
+        *inner.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
+        let pool = ModelPool { _owner: Arc::new(Owner(inner.clone())), inner };
+        for _ in 0..config.workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    pool.shutdown();
+                    return Err(ServeError::Config {
+                        what: format!("model `{name}`"),
+                        reason: "a worker stopped before it was ready".into(),
+                    });
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The model's name in the pool.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.inner.model
+    }
+
+    /// How the pool serves it.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// The batch axis requests are merged along, when batching is on.
+    pub fn batch_axis(&self) -> Option<usize> {
+        self.inner.batch_axis
+    }
+
+    /// Requests admitted and not yet taken by a worker.
+    pub fn pending(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// False once shutdown began.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> PoolStats {
+        self.inner.stats().clone()
+    }
+
+    /// Runs `inputs` (the model's inputs in order) and returns its outputs.
+    pub async fn submit(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
+        self.submit_with_timeout(inputs, None).await
+    }
+
+    /// Like [`ModelPool::submit`]; a request still queued after `timeout` is answered
+    /// [`ServeError::Timeout`] instead of running.
+    pub async fn submit_with_timeout(
+        &self,
+        inputs: Vec<Tensor>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Tensor>, ServeError> {
+        let rx = self.enqueue(inputs, timeout)?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ServeError::NotReady {
+                what: format!("model `{}`", self.inner.name),
+                reason: "its workers stopped before answering".into(),
+            })
+        })
+    }
+
+    /// Checks and admits a request; the receiver gets its answer.
+    fn enqueue(
+        &self,
+        inputs: Vec<Tensor>,
+        timeout: Option<Duration>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, ServeError>>, ServeError> {
+        let inner = &self.inner;
+        let shutting_down = || ServeError::NotReady {
+            what: format!("model `{}`", inner.name),
+            reason: "the server is shutting down".into(),
+        };
+        if inner.closing.load(Ordering::Acquire) {
+            return Err(shutting_down());
+        }
+        inner.model.check_inputs(&inputs)?;
+        let samples = match (inner.batch_axis, &inner.config.batching) {
+            (Some(axis), Some(batching)) => {
+                let samples =
+                    inputs.first().and_then(|t| t.shape().get(axis)).copied().unwrap_or(1);
+                if samples == 0 {
+                    return Err(Error::EmptyBatch {
+                        what: format!("a request to model `{}`", inner.name),
+                    }
+                    .into());
+                }
+                if samples > batching.max_batch_size {
+                    return Err(ServeError::bad(format!(
+                        "the request holds {samples} samples along axis {axis}; model `{}` takes at \
+                         most max_batch_size = {} per request",
+                        inner.name, batching.max_batch_size
+                    )));
+                }
+                samples
+            }
+            _ => 1,
+        };
+        let (reply, rx) = oneshot::channel();
+        let job = Job { inputs, samples, reply, enqueued: Instant::now(), timeout };
+        let queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = queue.as_ref() else { return Err(shutting_down()) };
+        // Counted before the send so a worker's decrement never runs first.
+        inner.queued.fetch_add(1, Ordering::AcqRel);
+        match queue.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!("thrum_inference_pending_request_count", "model" => inner.name.clone())
+                    .set(inner.queued.load(Ordering::Relaxed) as f64);
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) => {
+                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "REJECTED").increment(1);
+                Err(ServeError::QueueFull {
+                    model: inner.name.clone(),
+                    queued: inner.config.queue_capacity,
+                    retry_after: self.retry_after(),
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                Err(shutting_down())
+            }
+        }
+    }
+
+    /// A guess of when a full queue has room: the time it takes to run a queue's worth of
+    /// requests at the average execution time so far.
+    fn retry_after(&self) -> Duration {
+        let stats = self.inner.stats();
+        let (count, total) = stats.compute_infer;
+        let per_request =
+            total.checked_div(count).map_or(Duration::from_millis(10), Duration::from_nanos);
+        per_request
+            * u32::try_from(self.inner.config.queue_capacity / self.inner.config.workers.max(1))
+                .unwrap_or(u32::MAX)
+    }
+
+    /// Stops admitting requests, lets the workers finish every admitted one, and waits for
+    /// them. Idempotent.
+    pub fn shutdown(&self) {
+        shutdown(&self.inner);
+    }
+
+    /// Stops admitting requests without waiting (the server's first shutdown step).
+    pub fn stop_admitting(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+    }
+}
+
+/// Where a worker gets its work.
+enum Source {
+    /// Straight from the queue, one request at a time.
+    Queue(Receiver<Job>),
+    /// Batches the batcher sends it, after it says it is idle.
+    Batches { index: usize, idle: Sender<usize>, batches: Receiver<Vec<Job>> },
+}
+
+fn make_runner(inner: &Inner, shared: &Option<Arc<SharedPredictor>>) -> Result<Runner, ServeError> {
+    Ok(match shared {
+        Some(p) => Runner::Shared(p.clone()),
+        None => Runner::PerThread(inner.model.predictor()?),
+    })
+}
+
+fn worker(
+    inner: &Inner,
+    shared: Option<Arc<SharedPredictor>>,
+    source: Source,
+    ready: &Sender<Result<(), ServeError>>,
+) {
+    // Create and warm the predictor on the thread that will use it (per-thread state).
+    let warm = make_runner(inner, &shared).and_then(|mut runner| {
+        let zeros = inner.model.zero_inputs(1)?;
+        match catch_unwind(AssertUnwindSafe(|| runner.predict(zeros))) {
+            Ok(Ok(_)) => Ok(runner),
+            Ok(Err(e)) => Err(e.into()),
+            Err(panic) => Err(ServeError::WorkerPanicked {
+                model: inner.name.clone(),
+                message: panic_message(&panic),
+            }),
+        }
+    });
+    let mut runner = match warm {
+        Ok(r) => {
+            let _ = ready.send(Ok(()));
+            r
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    match source {
+        Source::Queue(queue) => {
+            while let Ok(job) = queue.recv() {
+                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                if let Some(job) = admit(inner, job) {
+                    run(inner, &shared, &mut runner, vec![job]);
+                }
+            }
+        }
+        Source::Batches { index, idle, batches } => {
+            while idle.send(index).is_ok() {
+                match batches.recv() {
+                    Ok(jobs) => run(inner, &shared, &mut runner, jobs),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// A job taken from the queue, unless its caller is gone (dropped, counted) or its timeout
+/// passed (answered).
+fn admit(inner: &Inner, job: Job) -> Option<Job> {
+    if job.reply.is_closed() {
+        inner.stats().cancelled += 1;
+        metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "CANCELED").increment(1);
+        return None;
+    }
+    if let Some(timeout) = job.timeout
+        && job.enqueued.elapsed() > timeout
+    {
+        let waited = job.enqueued.elapsed();
+        add(&mut inner.stats().fail, 1, waited);
+        metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "TIMEOUT").increment(1);
+        let _ = job.reply.send(Err(ServeError::Timeout { model: inner.name.clone(), timeout }));
+        return None;
+    }
+    Some(job)
+}
+
+fn batcher(
+    inner: &Inner,
+    batching: &Batching,
+    queue: &Receiver<Job>,
+    idle: &Receiver<usize>,
+    workers: Vec<Sender<Vec<Job>>>,
+) {
+    let mut held: Option<Job> = None;
+    while let Ok(w) = idle.recv() {
+        let Some(jobs) = gather(inner, batching, queue, &mut held) else { break };
+        if workers[w].send(jobs).is_err() {
+            break;
+        }
+    }
+    // Dropping `workers` stops the workers once they finish.
+}
+
+/// The next batch: the first live request, and whatever can join it within the delay.
+/// `None` once the queue is closed and empty.
+fn gather(
+    inner: &Inner,
+    batching: &Batching,
+    queue: &Receiver<Job>,
+    held: &mut Option<Job>,
+) -> Option<Vec<Job>> {
+    let take = |job: Job| {
+        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        admit(inner, job)
+    };
+    let first = loop {
+        let job = match held.take() {
+            Some(job) => Some(job),
+            None => take(queue.recv().ok()?),
+        };
+        if let Some(job) = job {
+            break job;
+        }
+    };
+    let deadline = first.enqueued + batching.max_queue_delay;
+    let mut size = first.samples;
+    let mut jobs = vec![first];
+    while size < batching.max_batch_size {
+        let next = match queue.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                if batching.preferred_batch_sizes.contains(&size) {
+                    break;
+                }
+                match queue.recv_deadline(deadline) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        let Some(next) = take(next) else { continue };
+        if size + next.samples <= batching.max_batch_size
+            && mergeable(&jobs[0], &next, inner.batch_axis)
+        {
+            size += next.samples;
+            jobs.push(next);
+        } else {
+            // Counted back: it waits in `held`, outside the channel.
+            inner.queued.fetch_add(1, Ordering::AcqRel);
+            *held = Some(next);
+            break;
+        }
+    }
+    Some(jobs)
+}
+
+/// Whether two requests' inputs can be joined along the batch axis: the same shape on every
+/// other axis.
+fn mergeable(a: &Job, b: &Job, axis: Option<usize>) -> bool {
+    let Some(axis) = axis else { return false };
+    a.inputs.iter().zip(&b.inputs).all(|(x, y)| {
+        x.rank() == y.rank()
+            && x.shape().iter().zip(y.shape()).enumerate().all(|(k, (p, q))| k == axis || p == q)
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs a batch of one or more requests and answers each.
+fn run(
+    inner: &Inner,
+    shared: &Option<Arc<SharedPredictor>>,
+    runner: &mut Runner,
+    mut jobs: Vec<Job>,
+) {
+    let start = Instant::now();
+    let n = jobs.len() as u64;
+    let sizes: Vec<usize> = jobs.iter().map(|j| j.samples).collect();
+    let samples: usize = sizes.iter().sum();
+    let queue_ns: u64 = jobs.iter().map(|j| ns(start.duration_since(j.enqueued))).sum();
+    let inputs = if jobs.len() == 1 {
+        Ok(std::mem::take(&mut jobs[0].inputs))
+    } else {
+        let axis = inner.batch_axis.unwrap_or(0);
+        (0..jobs[0].inputs.len())
+            .map(|k| {
+                let column: Vec<Tensor> = jobs.iter().map(|j| j.inputs[k].clone()).collect();
+                Tensor::concat(&column, axis)
+            })
+            .collect::<thrum_core::Result<Vec<_>>>()
+    };
+    let merged = Instant::now();
+    let result = match inputs {
+        Ok(inputs) => match catch_unwind(AssertUnwindSafe(|| runner.predict(inputs))) {
+            Ok(result) => result.map_err(ServeError::from),
+            Err(panic) => {
+                let message = panic_message(&panic);
+                tracing::error!(model = %inner.name, %message, "a worker panicked; replacing its predictor");
+                inner.stats().restarts += 1;
+                match make_runner(inner, shared) {
+                    Ok(fresh) => *runner = fresh,
+                    Err(e) => {
+                        tracing::error!(model = %inner.name, error = %e, "cannot replace the predictor")
+                    }
+                }
+                Err(ServeError::WorkerPanicked { model: inner.name.clone(), message })
+            }
+        },
+        Err(e) => Err(e.into()),
+    };
+    let inferred = Instant::now();
+    let answers: Vec<Result<Vec<Tensor>, ServeError>> = match result {
+        Ok(outputs) if jobs.len() == 1 => vec![Ok(outputs)],
+        Ok(outputs) => split(inner, outputs, &sizes),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            // Each request of the batch gets the failure; the first keeps the original error.
+            let kind = e.kind();
+            let text = e.to_string();
+            std::iter::once(Err(e))
+                .chain((1..jobs.len()).map(|_| {
+                    Err(ServeError::Core(Error::inference_native(
+                        inner.model.engine(),
+                        inner.name.clone(),
+                        kind,
+                        thrum_core::NativeError::message(text.clone()),
+                    )))
+                }))
+                .collect()
+        }
+    };
+    let done = Instant::now();
+    let (input_d, infer_d, output_d) = (merged - start, inferred - merged, done - inferred);
+    let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+    {
+        let mut stats = inner.stats();
+        stats.queue.0 += n;
+        stats.queue.1 += queue_ns;
+        add(&mut stats.compute_input, n, input_d);
+        add(&mut stats.compute_infer, n, infer_d);
+        add(&mut stats.compute_output, n, output_d);
+        for job in &jobs {
+            let total = done.duration_since(job.enqueued);
+            if ok == n {
+                add(&mut stats.success, 1, total);
+            } else {
+                add(&mut stats.fail, 1, total);
+            }
+        }
+        if ok == n {
+            stats.inference_count += samples as u64;
+            stats.execution_count += 1;
+            stats.last_inference_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let b = stats.batches.entry(samples).or_default();
+            b.count += 1;
+            b.compute_input_ns += ns(input_d);
+            b.compute_infer_ns += ns(infer_d);
+            b.compute_output_ns += ns(output_d);
+        }
+    }
+    record_metrics(inner, &jobs, ok, samples, input_d, infer_d, output_d, start);
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        // The caller may be gone (a disconnected client): nothing to answer then.
+        let _ = job.reply.send(answer);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_metrics(
+    inner: &Inner,
+    jobs: &[Job],
+    ok: u64,
+    samples: usize,
+    input_d: Duration,
+    infer_d: Duration,
+    output_d: Duration,
+    start: Instant,
+) {
+    let model = inner.name.clone();
+    let n = jobs.len() as u64;
+    metrics::counter!("thrum_inference_request_success", "model" => model.clone()).increment(ok);
+    if n > ok {
+        metrics::counter!("thrum_inference_request_failure", "model" => model.clone(), "reason" => "BACKEND").increment(n - ok);
+    }
+    metrics::counter!("thrum_inference_count", "model" => model.clone()).increment(samples as u64);
+    metrics::counter!("thrum_inference_exec_count", "model" => model.clone()).increment(1);
+    metrics::histogram!("thrum_inference_batch_size", "model" => model.clone())
+        .record(samples as f64);
+    for job in jobs {
+        metrics::histogram!("thrum_inference_queue_duration_seconds", "model" => model.clone())
+            .record(start.duration_since(job.enqueued).as_secs_f64());
+    }
+    metrics::histogram!("thrum_inference_compute_input_duration_seconds", "model" => model.clone())
+        .record(input_d.as_secs_f64());
+    metrics::histogram!("thrum_inference_compute_infer_duration_seconds", "model" => model.clone())
+        .record(infer_d.as_secs_f64());
+    metrics::histogram!("thrum_inference_compute_output_duration_seconds", "model" => model.clone())
+        .record(output_d.as_secs_f64());
+    metrics::gauge!("thrum_inference_pending_request_count", "model" => model)
+        .set(inner.queued.load(Ordering::Relaxed) as f64);
+}
+
+/// Splits a batch's outputs back into each request's share, along each output's batch axis.
+fn split(
+    inner: &Inner,
+    outputs: Vec<Tensor>,
+    sizes: &[usize],
+) -> Vec<Result<Vec<Tensor>, ServeError>> {
+    let mut per_job: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); sizes.len()];
+    for (k, output) in outputs.iter().enumerate() {
+        let axis = inner.model.outputs().get(k).and_then(|s| s.batch_axis).unwrap_or(0);
+        match output.split(axis, sizes) {
+            Ok(parts) => {
+                for (slot, part) in per_job.iter_mut().zip(parts) {
+                    slot.push(part);
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                return sizes
+                    .iter()
+                    .map(|_| {
+                        Err(ServeError::Core(Error::inference(
+                            inner.model.engine(),
+                            inner.name.clone(),
+                            format!("splitting output {k} of a batch: {text}"),
+                        )))
+                    })
+                    .collect();
+            }
+        }
+    }
+    per_job.into_iter().map(Ok).collect()
+}
