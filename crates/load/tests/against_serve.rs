@@ -111,13 +111,15 @@ fn every_protocol_measures_and_agrees_with_the_server_statistics() {
             assert!(step.requests > 0 && step.errors.is_empty(), "{protocol} {step:?}");
             assert!(step.latency.p50_us <= step.latency.p99_us, "{step:?}");
             let server = step.server.expect("the server reports statistics");
-            // The windows' edges cut through requests in flight, and the statistics are read a
-            // round trip after the client's window closes: the windows agree to within 1 %.
+            // The windows' edges cut through requests in flight, and the server's snapshot is
+            // taken half a round trip before the client cuts its window; on a loaded machine
+            // (the whole test suite on two cores) that round trip varies by tens of ms, so the
+            // windows agree to within 10 %. The whole runs agree exactly (below).
             let slack = match step.step {
                 thrum_load::Step::Concurrency(n) => n as u64,
                 _ => 0,
             } + 1
-                + step.requests / 100;
+                + step.requests / 10;
             assert!(
                 step.requests.abs_diff(server.requests) <= slack,
                 "{protocol}: client {} vs server {}",
