@@ -262,7 +262,9 @@ impl Context<'_> {
         }));
         match outcome {
             Ok(result) => result.map_err(BenchError::from),
-            Err(panic) => Err(BenchError::Panic { message: panic_message(&panic) }),
+            Err(panic) => {
+                Err(BenchError::Panic { message: thrum_core::error::panic_message(&panic) })
+            }
         }
     }
 
@@ -273,8 +275,10 @@ impl Context<'_> {
         let setup = (|| -> Result<(), BenchError> {
             let t = Instant::now();
             if self.shared.is_none() {
-                let created = catch_unwind(AssertUnwindSafe(|| self.model.predictor()))
-                    .map_err(|p| BenchError::Panic { message: panic_message(&p) })?;
+                let created =
+                    catch_unwind(AssertUnwindSafe(|| self.model.predictor())).map_err(|p| {
+                        BenchError::Panic { message: thrum_core::error::panic_message(&p) }
+                    })?;
                 predictor = Some(created?);
             }
             result.setup = Some(t.elapsed());
@@ -387,12 +391,4 @@ impl Context<'_> {
         }
         Some(bar)
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }

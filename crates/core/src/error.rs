@@ -542,6 +542,16 @@ impl Error {
     }
 }
 
+/// The text of a caught panic's payload (`catch_unwind`, `JoinHandle::join`): what a worker
+/// thread that panicked reports instead of taking its process down.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

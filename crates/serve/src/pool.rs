@@ -531,7 +531,7 @@ fn worker(
             Ok(Err(e)) => Err(e.into()),
             Err(panic) => Err(ServeError::WorkerPanicked {
                 model: inner.name.clone(),
-                message: panic_message(&panic),
+                message: thrum_core::error::panic_message(&panic),
             }),
         }
     });
@@ -666,14 +666,6 @@ fn mergeable(a: &Job, b: &Job, axis: Option<usize>) -> bool {
     })
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
 /// Runs a batch of one or more requests and answers each.
 fn run(
     inner: &Inner,
@@ -702,7 +694,7 @@ fn run(
         Ok(inputs) => match catch_unwind(AssertUnwindSafe(|| runner.predict(inputs))) {
             Ok(result) => result.map_err(ServeError::from),
             Err(panic) => {
-                let message = panic_message(&panic);
+                let message = thrum_core::error::panic_message(&panic);
                 tracing::error!(model = %inner.name, %message, "a worker panicked; replacing its predictor");
                 inner.stats().restarts += 1;
                 match make_runner(inner, shared) {
