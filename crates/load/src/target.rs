@@ -1,13 +1,13 @@
 //! The server under load: finding out what it serves (v2 metadata, readiness, configuration),
-//! building the request once, and sending it over HTTP/1.1 (hyper, one keep-alive connection
-//! per caller) or gRPC (tonic).
+//! building the request once, and sending it over HTTP/1.1 (one keep-alive connection per
+//! caller, [`crate::http1`]; hyper for the one-off metadata and statistics calls) or gRPC
+//! (tonic).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 use crate::error::LoadError;
+pub use crate::http1::HttpConnection;
+use crate::http1::encode_request;
 use crate::plan::{InputData, LoadPlan, Protocol};
 
 /// One input as sent.
@@ -91,8 +93,7 @@ pub enum Outcome {
 
 /// A caller's connection.
 pub enum Connection {
-    /// An HTTP/1.1 keep-alive connection, driven by its caller's task (no hop to a connection
-    /// task per request: that hop was a quarter of the client's cost per request).
+    /// An HTTP/1.1 keep-alive connection, driven by its caller's task.
     Http(Box<HttpConnection>),
     /// A gRPC channel.
     Grpc(GrpcInferenceServiceClient<Channel>),
@@ -117,8 +118,8 @@ pub struct Target {
     /// Whether the server reports statistics (the extension).
     pub statistics: bool,
     infer_path: String,
-    body: Bytes,
-    header_length: Option<usize>,
+    /// The HTTP request, head and body, encoded once.
+    http_request: Vec<u8>,
     grpc_request: Option<pb::ModelInferRequest>,
 }
 
@@ -138,8 +139,7 @@ async fn http_call(
     path: &str,
 ) -> Result<(StatusCode, Bytes), LoadError> {
     let unreachable = |reason: String| LoadError::Unreachable { url: url.to_string(), reason };
-    let HttpConnection { mut sender, connection, .. } =
-        http_connect(addr).await.map_err(unreachable)?;
+    let (mut sender, connection) = http_connect(addr).await.map_err(unreachable)?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -159,25 +159,22 @@ async fn http_call(
     Ok((status, body))
 }
 
-/// One caller's HTTP/1.1 connection: the request half and the connection future that moves
-/// the bytes, polled together by the caller.
-pub struct HttpConnection {
-    sender: SendRequest<Full<Bytes>>,
-    connection: hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
-    /// The connection future has completed: it must not be polled again.
-    closed: bool,
-}
-
-async fn http_connect(addr: SocketAddr) -> Result<HttpConnection, String> {
+/// A hyper connection for one-off calls: the request half and the connection future.
+async fn http_connect(
+    addr: SocketAddr,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    ),
+    String,
+> {
     let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
         .await
         .map_err(|_| "connecting timed out after 10 s".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(HttpConnection { sender, connection, closed: false })
+    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())
 }
 
 fn json_of(body: &[u8], url: &str, what: &str) -> Result<Value, LoadError> {
@@ -241,8 +238,7 @@ impl Target {
             batch: plan.batch,
             statistics,
             infer_path: format!("{}/infer", model_path(&plan.model, &plan.version)),
-            body: Bytes::new(),
-            header_length: None,
+            http_request: Vec::new(),
             grpc_request: None,
         };
         target.prepare()?;
@@ -268,10 +264,16 @@ impl Target {
                     &json!({"inputs": inputs, "parameters": {"binary_data_output": true}}),
                 )
                 .map_err(|e| LoadError::usage("inputs", e.to_string()))?;
-                self.header_length = Some(header.len());
+                let header_length = header.len();
                 let mut body = header;
                 body.extend(binary);
-                self.body = Bytes::from(body);
+                self.http_request = encode_request(
+                    &self.url,
+                    &self.infer_path,
+                    "application/octet-stream",
+                    &[("Inference-Header-Content-Length", header_length.to_string())],
+                    &body,
+                );
             }
             Protocol::HttpJson => {
                 let inputs = self
@@ -282,10 +284,10 @@ impl Target {
                         Ok(json!({"name": i.name, "shape": i.tensor.shape(), "datatype": v2::datatype(i.tensor.dtype()), "data": data}))
                     })
                     .collect::<Result<Vec<Value>, LoadError>>()?;
-                self.body = Bytes::from(
-                    serde_json::to_vec(&json!({"inputs": inputs}))
-                        .map_err(|e| LoadError::usage("inputs", e.to_string()))?,
-                );
+                let body = serde_json::to_vec(&json!({"inputs": inputs}))
+                    .map_err(|e| LoadError::usage("inputs", e.to_string()))?;
+                self.http_request =
+                    encode_request(&self.url, &self.infer_path, "application/json", &[], &body);
             }
             Protocol::Grpc => {
                 self.grpc_request = Some(pb::ModelInferRequest {
@@ -316,7 +318,7 @@ impl Target {
     /// A new connection for one caller.
     pub async fn connect_caller(&self) -> Result<Connection, LoadError> {
         match self.protocol {
-            Protocol::Http | Protocol::HttpJson => http_connect(self.addr)
+            Protocol::Http | Protocol::HttpJson => HttpConnection::connect(self.addr)
                 .await
                 .map(|c| Connection::Http(Box::new(c)))
                 .map_err(|reason| LoadError::Unreachable { url: self.url.clone(), reason }),
@@ -327,38 +329,7 @@ impl Target {
     /// Sends the request once on `connection` and waits for the whole answer.
     pub async fn send(&self, connection: &mut Connection) -> Result<Outcome, String> {
         match connection {
-            Connection::Http(http) => {
-                let HttpConnection { sender, connection, closed } = &mut **http;
-                // Nothing is sent yet: a connection the server closed since its last answer
-                // (nginx ends keep-alive after 1000 requests) is stale, not a failure.
-                if *closed {
-                    return Ok(Outcome::Stale);
-                }
-                let ready = tokio::select! {
-                    biased;
-                    ready = sender.ready() => ready.is_ok(),
-                    _ = &mut *connection => {
-                        *closed = true;
-                        false
-                    }
-                };
-                if !ready {
-                    return Ok(Outcome::Stale);
-                }
-                let exchange = self.exchange(sender);
-                tokio::pin!(exchange);
-                tokio::select! {
-                    biased;
-                    answer = &mut exchange => answer,
-                    // The connection ended (the server's `Connection: close` after its last
-                    // answer, or a failure): what it read is delivered, so the exchange now
-                    // completes with the answer or fails.
-                    _ = &mut *connection => {
-                        *closed = true;
-                        exchange.await
-                    }
-                }
-            }
+            Connection::Http(http) => http.exchange(&self.http_request).await,
             Connection::Grpc(client) => {
                 let request = self.grpc_request.clone().ok_or("no gRPC request")?;
                 // A channel reconnects by itself: a lost connection is an UNAVAILABLE answer.
@@ -369,39 +340,6 @@ impl Target {
                         retry_after: None,
                     }),
                 }
-            }
-        }
-    }
-
-    /// One HTTP request and its whole answer on a ready `sender`.
-    async fn exchange(&self, sender: &mut SendRequest<Full<Bytes>>) -> Result<Outcome, String> {
-        {
-            {
-                let mut request = Request::builder()
-                    .method(Method::POST)
-                    .uri(&self.infer_path)
-                    .header(hyper::header::HOST, &self.url)
-                    .header(hyper::header::CONTENT_LENGTH, self.body.len());
-                if let Some(n) = self.header_length {
-                    request = request.header("inference-header-content-length", n);
-                }
-                let request =
-                    request.body(Full::new(self.body.clone())).map_err(|e| e.to_string())?;
-                let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-                let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get(hyper::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                // The whole body is read, so the connection can carry the next request.
-                response.into_body().collect().await.map_err(|e| e.to_string())?;
-                Ok(if status == StatusCode::OK {
-                    Outcome::Ok
-                } else {
-                    Outcome::Failed { status: status.as_u16().to_string(), retry_after }
-                })
             }
         }
     }
