@@ -10,6 +10,8 @@
 #                   against KServe's CRD schemas
 #   venv-mlserver/  a Python venv with MLServer (a v2 server no one here wrote) and
 #                   onnxruntime, which `thrum load` is checked against
+#   venv-tf/        a Python venv with the real tensorflow-cpu package (the version thrum
+#                   loads), which builds the SavedModel the TensorFlow engine is checked against
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -19,6 +21,7 @@ ORT_VERSION=1.32.0   # must match the version `thrum engines install ort` instal
 ORT_OLD_VERSION=1.20.1
 TRITONCLIENT_VERSION=2.73.0
 MLSERVER_VERSION=1.7.1
+TF_VERSION=2.21.0   # must match the version `thrum engines install tensorflow` installs
 data="$(thrum_home)/testdata"
 
 # The serve tests run docs/serve.md's curl lines as printed: curl comes from Debian's packages
@@ -79,3 +82,12 @@ if [ ! -f "$venv/.installed-$MLSERVER_VERSION-$ORT_VERSION" ]; then
   touch "$venv/.installed-$MLSERVER_VERSION-$ORT_VERSION"
 fi
 echo "test data: python mlserver $MLSERVER_VERSION with onnxruntime $ORT_VERSION in $venv"
+
+venv="$data/venv-tf"
+if [ ! -f "$venv/.installed-$TF_VERSION" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet "tensorflow-cpu==$TF_VERSION" numpy
+  touch "$venv/.installed-$TF_VERSION"
+fi
+echo "test data: python tensorflow-cpu $TF_VERSION in $venv"

@@ -32,6 +32,7 @@ pub use thrum_zoo as zoo;
 // in by this crate's feature of the same name (Cargo.toml).
 pub use thrum_mxnet as mxnet;
 pub use thrum_ort as ort;
+pub use thrum_tensorflow as tensorflow;
 pub use thrum_torch as torch;
 pub use thrum_tract as tract;
 

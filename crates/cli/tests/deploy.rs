@@ -92,7 +92,7 @@ fn kserve_manifests_validate_against_kserve_crds_and_say_what_kserve_expects() {
         "onnx" => Some("onnx"),
         "torchscript" => Some("pytorch"),
         "mxnet" => Some("mxnet"),
-        "savedmodel" | "tensorflow" => Some("tensorflow"),
+        "savedmodel" | "tf-graph" => Some("tensorflow"),
         "nnef" => None,
         other => panic!("format `{other}` is new: give it its KServe name here and in the runtime"),
     };

@@ -222,8 +222,8 @@ fn model_and_engine_problems_are_clear_errors_with_exit_code_2() {
             "unknown zoo model `vgg`; known zoo models: mlp, resnet18, resnet50, transformer",
         ),
         (
-            vec!["-p".into(), "zoo:mlp".into(), "-e".into(), "tensorflow".into()],
-            "unknown engine `tensorflow`; known engines: tract, ort, torch, mxnet",
+            vec!["-p".into(), "zoo:mlp".into(), "-e".into(), "caffe".into()],
+            "unknown engine `caffe`; known engines: tract, ort, torch, mxnet, tensorflow",
         ),
         (
             vec!["-p".into(), "zoo:mlp".into(), "--model-options".into(), "intra_threads=2".into()],

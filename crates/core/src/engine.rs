@@ -38,6 +38,16 @@ impl ModelFormat {
     pub const ONNX: ModelFormat =
         ModelFormat { id: "onnx", name: "ONNX", suffixes: &[".onnx"], directory_marker: None };
 
+    /// How a file of this format is recognised, for messages: its suffix (`.onnx`), or the
+    /// file that marks a directory of it (`a directory with saved_model.pb`).
+    pub fn hint(&self) -> String {
+        match (self.suffixes.first(), self.directory_marker) {
+            (Some(suffix), _) => (*suffix).to_string(),
+            (None, Some(marker)) => format!("a directory with {marker}"),
+            (None, None) => self.name.to_string(),
+        }
+    }
+
     /// True when `path` looks like a file (or directory) of this format.
     pub fn matches(&self, path: &Path) -> bool {
         if let Some(marker) = self.directory_marker
@@ -556,8 +566,8 @@ impl Registry {
                 engine: "auto",
                 model: path.display().to_string(),
                 reason: format!(
-                    "its name matches no format an engine reads; expected a file ending in {}",
-                    all_formats().iter().map(|f| f.suffixes[0]).collect::<Vec<_>>().join(", ")
+                    "its name matches no format an engine reads; expected one of {}",
+                    all_formats().iter().map(ModelFormat::hint).collect::<Vec<_>>().join(", ")
                 ),
             });
         };

@@ -255,8 +255,12 @@ pub fn read_model_dir(
     Ok(vec![ModelEntry::new(default_name, model.display().to_string(), engine)])
 }
 
-/// The one model in `folder`: a file (or folder) whose name a registered format claims.
+/// The one model in `folder`: the folder itself when it is a model stored as a directory (a
+/// SavedModel), else a file (or folder) in it whose name a registered format claims.
 fn model_in(folder: &Path) -> Result<PathBuf, ServeError> {
+    if ModelFormat::detect(folder).is_some_and(|f| f.directory_marker.is_some()) {
+        return Ok(folder.to_path_buf());
+    }
     let entries =
         std::fs::read_dir(folder).map_err(|e| bad(folder, format!("cannot read it: {e}")))?;
     let mut models: Vec<PathBuf> = entries
@@ -272,7 +276,7 @@ fn model_in(folder: &Path) -> Result<PathBuf, ServeError> {
                 "no model file in it; expected one of {}",
                 thrum_core::engine::all_formats()
                     .iter()
-                    .map(|f| f.suffixes[0])
+                    .map(ModelFormat::hint)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

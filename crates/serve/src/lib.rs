@@ -27,11 +27,13 @@ pub use error::ServeError;
 pub use pool::{Batching, ModelPool, PoolConfig, PoolStats};
 pub use server::{Bound, Listen, ServedModel, Server};
 
-/// The protocol's platform string for a model on `engine` (what model metadata reports).
-pub fn platform(engine: &str) -> String {
+/// The protocol's platform string for a model on `engine` in the format whose id is `format`
+/// (what model metadata reports; Triton's names where Triton has the engine).
+pub fn platform(engine: &str, format: Option<&str>) -> String {
     match engine {
         "ort" => "onnxruntime_onnx".into(),
         "torch" => "pytorch_libtorch".into(),
+        "tensorflow" if format == Some("tf-graph") => "tensorflow_graphdef".into(),
         "tensorflow" => "tensorflow_savedmodel".into(),
         "mxnet" => "mxnet_symbol".into(),
         other => format!("thrum_{other}"),

@@ -6,7 +6,8 @@
 //!
 //! Models are described once in a framework-neutral [`Graph`], and every exporter writes the
 //! same weights, so one model can be compared across engines: [`onnx`] (ONNX), [`mxnet`] (MXNet
-//! symbol + params, written by thrum itself) and, with the `torch` feature, [`torchscript`]
+//! symbol + params, written by thrum itself), [`tensorflow`] (a frozen graph, written by thrum
+//! itself) and, with the `torch` feature, [`torchscript`]
 //! (traced through libtorch). Exporters live here, beside the graphs they read, and use only
 //! the always-compiled part of each engine crate (its format and file conventions); engine
 //! crates never depend on the zoo. [`export`] picks the exporter for a format.
@@ -25,6 +26,7 @@ mod graph;
 mod models;
 pub mod mxnet;
 pub mod onnx;
+pub mod tensorflow;
 #[cfg(feature = "torch")]
 pub mod torchscript;
 
@@ -94,9 +96,14 @@ pub fn find(name: &str) -> Result<&'static ZooModel> {
     })
 }
 
-/// The formats the zoo writes: ONNX, TorchScript and MXNet.
-pub fn export_formats() -> [ModelFormat; 3] {
-    [ModelFormat::ONNX, thrum_torch::TORCHSCRIPT, thrum_mxnet::SYMBOL]
+/// The formats the zoo writes: ONNX, TorchScript, MXNet and TensorFlow frozen graphs.
+pub fn export_formats() -> [ModelFormat; 4] {
+    [
+        ModelFormat::ONNX,
+        thrum_torch::TORCHSCRIPT,
+        thrum_mxnet::SYMBOL,
+        thrum_tensorflow::FROZEN_GRAPH,
+    ]
 }
 
 /// The export format `path`'s name implies, or an error asking for one.
@@ -113,12 +120,13 @@ pub fn format_of(path: &Path) -> Result<ModelFormat> {
     })
 }
 
-/// Writes `graph` to `path` in `format`: ONNX and MXNet always (thrum writes them itself),
+/// Writes `graph` to `path` in `format`: ONNX, MXNet and TensorFlow always (thrum writes them itself),
 /// TorchScript with the `torch` feature (traced through libtorch).
 pub fn export(graph: &Graph, format: ModelFormat, path: &Path) -> Result<()> {
     match format.id {
         "onnx" => std::fs::write(path, onnx::export(graph)).map_err(|e| Error::write(path, e)),
         "mxnet" => mxnet::export(graph, path),
+        "tf-graph" => tensorflow::export(graph, path),
         #[cfg(feature = "torch")]
         "torchscript" => torchscript::export(graph, path),
         #[cfg(not(feature = "torch"))]

@@ -28,7 +28,7 @@ pub struct BenchArgs {
     #[arg(short = 'p', long = "model-path", value_name = "MODEL", default_value = "zoo:resnet18")]
     model_path: String,
 
-    /// Engine: tract (default, built in), ort, torch, mxnet.
+    /// Engine: tract (default, built in), ort, torch, mxnet, tensorflow.
     #[arg(short, long, default_value = "tract")]
     engine: String,
 

@@ -14,7 +14,7 @@ use crate::io;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Engine: tract (default, built in), ort, torch, mxnet.
+    /// Engine: tract (default, built in), ort, torch, mxnet, tensorflow.
     #[arg(short, long, default_value = "tract")]
     engine: String,
 

@@ -316,7 +316,7 @@ impl ServePlan {
             served.push(ServedModel {
                 name: entry.name,
                 pool,
-                platform: thrum_serve::platform(engine.name()),
+                platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
             });
         }
         let server = Server::new(served, self.listen)?;

@@ -24,8 +24,8 @@ pub enum ZooCommand {
 pub struct ExportArgs {
     /// Zoo model name (see `thrum zoo list`).
     name: String,
-    /// onnx, torchscript or mxnet; taken from the output's name when omitted (.onnx, .pt,
-    /// -symbol.json). With --format, any name: the engine loads it back from that name.
+    /// onnx, torchscript, mxnet or tf-graph; taken from the output's name when omitted (.onnx,
+    /// .pt, -symbol.json, .pb). With --format, any name: the engine loads it back from that name.
     #[arg(short, long, value_parser = parse_format)]
     format: Option<ModelFormat>,
     /// Output file.
