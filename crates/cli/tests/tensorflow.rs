@@ -178,17 +178,6 @@ fn broken_savedmodels_are_invalid_model_errors() {
     predict_fails(&cut, &[], &["TensorFlow cannot load the SavedModel"]);
 }
 
-fn predict_npy(engine: &str, model: &str, input: &Path, out: &Path) -> thrum::Tensor {
-    thrum()
-        .args(["predict", "-e", engine, "-p", model, "--input"])
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .assert()
-        .success();
-    common::io::read_npy(out).unwrap()
-}
-
 /// `zoo:NAME` on tensorflow is the zoo's frozen graph of the same weights as the ONNX export
 /// tract runs (images converted to NHWC inside the graph): outputs agree within the tolerance.
 #[test]
@@ -200,10 +189,18 @@ fn zoo_models_agree_with_tract() {
         common::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5).unwrap()[0])
             .unwrap();
         let model = format!("zoo:{name}");
-        let tract =
-            predict_npy("tract", &model, &input, &dir.path().join(format!("{name}-tract.npy")));
-        let tf =
-            predict_npy("tensorflow", &model, &input, &dir.path().join(format!("{name}-tf.npy")));
+        let tract = common::predict_npy(
+            "tract",
+            &model,
+            &input,
+            &dir.path().join(format!("{name}-tract.npy")),
+        );
+        let tf = common::predict_npy(
+            "tensorflow",
+            &model,
+            &input,
+            &dir.path().join(format!("{name}-tf.npy")),
+        );
         let diff = thrum_testkit::relative_difference(&tf, &tract);
         eprintln!("{name}: tensorflow vs tract: {diff:.2e}");
         assert!(diff <= TOLERANCE, "{name}: tensorflow and tract differ by {diff:.2e}");

@@ -21,30 +21,18 @@ fn engines_reports_libtorch_version_path_and_mkldnn() {
     assert!(torch.to_string().contains("mkldnn"), "{torch}");
 }
 
-fn predict(
-    engine: &str,
-    model: &str,
-    input: &std::path::Path,
-    out: &std::path::Path,
-) -> thrum::Tensor {
-    thrum()
-        .args(["predict", "-e", engine, "-p", model, "--input"])
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .assert()
-        .success();
-    common::io::read_npy(out).unwrap()
-}
-
-/// `zoo:NAME` on torch is the TorchScript export of the same weights as the ONNX export the
-/// other engines run: every engine compiled in agrees within the tolerance.
+/// `zoo:NAME` on torch is the TorchScript export of the same weights as the ONNX export tract
+/// and ort run and the frozen graph tensorflow runs: every engine compiled in agrees within
+/// the tolerance.
 #[test]
-fn zoo_models_agree_across_torch_tract_and_ort() {
+fn zoo_models_agree_across_torch_tract_ort_and_tensorflow() {
     let dir = tempfile::tempdir().unwrap();
     let mut engines = vec!["tract"];
     if cfg!(feature = "ort") {
         engines.push("ort");
+    }
+    if cfg!(feature = "tensorflow") {
+        engines.push("tensorflow");
     }
     for name in ["mlp", "resnet18", "resnet50", "transformer"] {
         let graph = thrum::zoo::find(name).unwrap().build(thrum::zoo::DEFAULT_SEED);
@@ -52,10 +40,19 @@ fn zoo_models_agree_across_torch_tract_and_ort() {
         common::io::write_npy(&input, &thrum::zoo::sample_inputs(&graph.inputs, 2, 5).unwrap()[0])
             .unwrap();
         let model = format!("zoo:{name}");
-        let torch = predict("torch", &model, &input, &dir.path().join(format!("{name}-torch.npy")));
+        let torch = common::predict_npy(
+            "torch",
+            &model,
+            &input,
+            &dir.path().join(format!("{name}-torch.npy")),
+        );
         for engine in &engines {
-            let other =
-                predict(engine, &model, &input, &dir.path().join(format!("{name}-{engine}.npy")));
+            let other = common::predict_npy(
+                engine,
+                &model,
+                &input,
+                &dir.path().join(format!("{name}-{engine}.npy")),
+            );
             let diff = thrum_testkit::relative_difference(&torch, &other);
             eprintln!("{name}: torch vs {engine}: {diff:.2e}");
             assert!(diff <= TOLERANCE, "{name}: torch and {engine} differ by {diff:.2e}");

@@ -145,3 +145,15 @@ pub fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
+
+/// `thrum predict -e ENGINE -p MODEL --input INPUT -o OUT` (OUT a `.npy`): the first output.
+pub fn predict_npy(engine: &str, model: &str, input: &Path, out: &Path) -> thrum::Tensor {
+    thrum()
+        .args(["predict", "-e", engine, "-p", model, "--input"])
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .assert()
+        .success();
+    io::read_npy(out).unwrap()
+}
