@@ -25,7 +25,7 @@ step() {
 # Engines ship as PyPI wheels; `thrum engines install` fetches them with pip (the default build
 # has ort and mxnet; installing needs no engine compiled in). Test data: the onnx wheel's light
 # models, an old ONNX Runtime for the version check, and the onnxruntime Python package.
-step "install engines" cargo run --quiet --locked -p thrum -- engines install ort torch mxnet tensorflow
+step "install engines" cargo run --quiet --locked -p thrum -- engines install ort ort-openvino torch mxnet tensorflow
 step "install test data" bash scripts/install-test-data.sh
 
 # thrum-torch links libtorch at build time (tch reads LIBTORCH); its tests and the `thrum`

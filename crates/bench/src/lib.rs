@@ -27,7 +27,9 @@ pub mod system;
 
 pub use error::BenchError;
 pub use memory::{MemoryReport, MemoryStep, memory_report};
-pub use plan::{InputPlan, PredictorKind, RunPlan, Stop, build_inputs};
+pub use plan::{
+    DEFAULT_WINDOW, InputPlan, PredictorKind, RunPlan, STABLE_WINDOWS, Stop, build_inputs,
+};
 pub use plot::plot_sweep;
 pub use report::{BenchReport, SCHEMA, run_benchmark};
 pub use runner::{CpuUsage, Measurement, StageLatencies, measure};

@@ -17,6 +17,30 @@ pub struct Stop {
     /// Wall-clock duration of the measured phase.
     #[serde(rename = "duration_s", serialize_with = "seconds")]
     pub duration: Option<Duration>,
+    /// Stop early once throughput is stable: the last [`STABLE_WINDOWS`] windows each within
+    /// this many percent of their mean (perf_analyzer's `--stability-percentage`).
+    pub stability_percent: Option<f64>,
+    /// Length of the windows throughput is sampled in (reported in `window_samples_per_s`).
+    #[serde(rename = "window_s", serialize_with = "seconds_always")]
+    pub window: Duration,
+}
+
+/// Windows that must agree for a stability stop.
+pub const STABLE_WINDOWS: usize = 3;
+
+/// The default window length.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(500);
+
+impl Stop {
+    /// Stops after `iterations` calls or `duration`, whichever comes first; default windows,
+    /// no stability stop.
+    pub fn new(iterations: Option<u64>, duration: Option<Duration>) -> Stop {
+        Stop { iterations, duration, stability_percent: None, window: DEFAULT_WINDOW }
+    }
+}
+
+fn seconds_always<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -71,7 +95,17 @@ impl RunPlan {
                 what: "duration 0".into(),
                 expected: "more than 0 seconds".into(),
             }),
-            _ => Ok(()),
+            _ if self.stop.window < Duration::from_millis(10) => Err(BenchError::Config {
+                what: format!("window of {:?}", self.stop.window),
+                expected: "at least 10 ms".into(),
+            }),
+            _ => match self.stop.stability_percent {
+                Some(p) if !(p > 0.0 && p <= 100.0) => Err(BenchError::Config {
+                    what: format!("stability of {p} %"),
+                    expected: "a percentage above 0 and at most 100".into(),
+                }),
+                _ => Ok(()),
+            },
         }
     }
 }

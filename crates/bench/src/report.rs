@@ -126,6 +126,10 @@ pub struct Results {
     pub samples_per_s: f64,
     /// Latency percentiles, whole call and per stage.
     pub latency_ms: StageLatencies,
+    /// Samples per second in each whole window of `plan.stop.window_s`.
+    pub window_samples_per_s: Vec<f64>,
+    /// Whether the run stopped early because throughput was stable.
+    pub stable: bool,
 }
 
 /// Resident set size at each stage, MiB.
@@ -160,7 +164,7 @@ pub fn run_benchmark(
     let cores = system::cores();
     let rss_before_load = system::rss_bytes();
     let t = Instant::now();
-    let check = engine.check();
+    let check = engine.check_with(options);
     let engine_load = t.elapsed();
     let t = Instant::now();
     let model = engine.load(source, options)?;
@@ -226,6 +230,8 @@ pub fn run_benchmark(
             calls_per_s: m.calls_per_s,
             samples_per_s: m.samples_per_s,
             latency_ms: m.latency,
+            window_samples_per_s: m.window_samples_per_s,
+            stable: m.stable,
         },
         memory: MemoryInfo {
             rss_before_load_mib: mib(rss_before_load),

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use thrum_core::{Model, Predictor, SharedPredictor, StageTimings, Tensor};
 
 use crate::error::BenchError;
-use crate::plan::{PredictorKind, RunPlan};
+use crate::plan::{PredictorKind, RunPlan, STABLE_WINDOWS};
 use crate::stats::{LatencySummary, MinMax, Recorder};
 use crate::system;
 
@@ -68,6 +68,11 @@ pub struct Measurement {
     pub rss_after_predictors: Option<u64>,
     /// Highest RSS sampled during the measured phase, bytes.
     pub rss_peak_run: Option<u64>,
+    /// Samples per second in each whole window of `stop.window` (a partial last window is left
+    /// out): the spread a caller needs for a confidence interval.
+    pub window_samples_per_s: Vec<f64>,
+    /// Whether the run stopped because throughput was stable (`stop.stability_percent`).
+    pub stable: bool,
 }
 
 /// Runs the measured phase of `plan` on `model`, feeding `inputs` to every call.
@@ -96,7 +101,7 @@ pub fn measure(
         start: OnceLock::new(),
     };
     let ctx = &ctx;
-    let (results, rss_after_predictors, cpu_before, start, rss_peak_run) =
+    let (results, rss_after_predictors, cpu_before, start, (rss_peak_run, windows, stable)) =
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..plan.workers)
                 .map(|index| {
@@ -129,7 +134,7 @@ pub fn measure(
             let start = Instant::now();
             let _ = ctx.start.set(start);
             ctx.line.go();
-            let rss_peak = ctx.watch(&handles, start);
+            let rss_peak = ctx.watch(&handles, start, samples_per_call);
             let results: Vec<WorkerResult> =
                 handles.into_iter().map(|h| h.join().unwrap_or_default()).collect();
             (results, rss_after_predictors, cpu_before, start, rss_peak)
@@ -175,6 +180,8 @@ pub fn measure(
         },
         rss_after_predictors,
         rss_peak_run,
+        window_samples_per_s: windows,
+        stable,
     })
 }
 
@@ -339,23 +346,43 @@ impl Context<'_> {
         result
     }
 
-    /// Samples RSS and drives the progress bar until every worker has finished.
+    /// Samples RSS, throughput per window and drives the progress bar until every worker has
+    /// finished; stops the workers early once throughput is stable, when asked to.
+    /// Returns the RSS peak, the windows' samples per second and whether it stopped on
+    /// stability.
     fn watch(
         &self,
         handles: &[std::thread::ScopedJoinHandle<'_, WorkerResult>],
         start: Instant,
-    ) -> Option<u64> {
+        samples_per_call: usize,
+    ) -> (Option<u64>, Vec<f64>, bool) {
         let mut peak = system::rss_bytes();
         let bar = self.progress_bar();
+        let window = self.plan.stop.window;
+        let mut windows = Vec::new();
+        let mut window_start = (start, 0u64);
+        let mut stable = false;
         while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10).min(window / 4));
             peak = peak.max(system::rss_bytes());
+            let now = Instant::now();
+            let done = self.completed.load(Ordering::Relaxed);
+            if now - window_start.0 >= window && !self.stop.load(Ordering::Relaxed) {
+                let seconds = (now - window_start.0).as_secs_f64();
+                windows.push((done - window_start.1) as f64 * samples_per_call as f64 / seconds);
+                window_start = (now, done);
+                if let Some(percent) = self.plan.stop.stability_percent
+                    && is_stable(&windows, percent)
+                {
+                    stable = true;
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+            }
             if let Some(bar) = &bar {
                 let elapsed = start.elapsed();
                 if elapsed > Duration::from_secs(2) && bar.is_hidden() {
                     bar.set_draw_target(ProgressDrawTarget::stderr());
                 }
-                let done = self.completed.load(Ordering::Relaxed);
                 match self.plan.stop.iterations {
                     Some(_) => bar.set_position(done),
                     None => bar.set_position(elapsed.as_millis() as u64),
@@ -369,7 +396,7 @@ impl Context<'_> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        peak.max(system::rss_bytes())
+        (peak.max(system::rss_bytes()), windows, stable)
     }
 
     /// A progress bar on stderr, hidden at first and shown once the run passes 2 s; none
@@ -390,5 +417,29 @@ impl Context<'_> {
             bar.set_style(style);
         }
         Some(bar)
+    }
+}
+
+/// The last [`STABLE_WINDOWS`] windows each within `percent` % of their mean (and not all
+/// empty).
+pub fn is_stable(windows: &[f64], percent: f64) -> bool {
+    if windows.len() < STABLE_WINDOWS {
+        return false;
+    }
+    let last = &windows[windows.len() - STABLE_WINDOWS..];
+    let mean = last.iter().sum::<f64>() / last.len() as f64;
+    mean > 0.0 && last.iter().all(|w| (w - mean).abs() <= mean * percent / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stable;
+
+    #[test]
+    fn stability_needs_three_windows_within_the_band() {
+        assert!(!is_stable(&[100.0, 100.0], 5.0));
+        assert!(is_stable(&[10.0, 100.0, 103.0, 98.0], 5.0));
+        assert!(!is_stable(&[100.0, 120.0, 100.0], 5.0));
+        assert!(!is_stable(&[0.0, 0.0, 0.0], 5.0));
     }
 }

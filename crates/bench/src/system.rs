@@ -17,20 +17,40 @@ pub struct Cores {
     pub cgroup_quota: Option<f64>,
     /// What `std::thread::available_parallelism` reports, for comparison.
     pub available_parallelism: usize,
+    /// Physical cores behind the CPUs of the affinity mask (SMT siblings counted once), from
+    /// sysfs topology; `None` when it cannot be read.
+    pub physical: Option<usize>,
 }
 
 /// Reads the affinity mask and cgroup quota.
 pub fn cores() -> Cores {
     let available_parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let affinity = Process::myself().ok().and_then(|p| p.status().ok()).and_then(|s| {
-        s.cpus_allowed_list.map(|ranges| ranges.iter().map(|&(a, b)| (b - a + 1) as usize).sum())
-    });
+    let allowed: Option<Vec<u32>> =
+        Process::myself().ok().and_then(|p| p.status().ok()).and_then(|s| {
+            s.cpus_allowed_list.map(|ranges| ranges.iter().flat_map(|&(a, b)| a..=b).collect())
+        });
+    let affinity = allowed.as_ref().map(Vec::len);
+    let physical = allowed.as_deref().and_then(physical_cores);
     let cgroup_quota = cgroup_quota_cores();
     let mut usable = affinity.unwrap_or(available_parallelism);
     if let Some(q) = cgroup_quota {
         usable = usable.min((q.floor() as usize).max(1));
     }
-    Cores { usable: usable.max(1), affinity, cgroup_quota, available_parallelism }
+    Cores { usable: usable.max(1), affinity, cgroup_quota, available_parallelism, physical }
+}
+
+/// Distinct (package, core) pairs among `cpus`, read from
+/// `/sys/devices/system/cpu/cpuN/topology`.
+fn physical_cores(cpus: &[u32]) -> Option<usize> {
+    let mut cores = std::collections::BTreeSet::new();
+    for cpu in cpus {
+        let dir = PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/topology"));
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        let core = read("core_id")?;
+        let package = read("physical_package_id").unwrap_or_default();
+        cores.insert((package.trim().to_string(), core.trim().to_string()));
+    }
+    (!cores.is_empty()).then_some(cores.len())
 }
 
 /// The tightest CPU quota on this process's cgroup or its ancestors, in cores.

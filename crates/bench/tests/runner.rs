@@ -107,7 +107,7 @@ fn model(script: Script) -> (Model, Vec<Tensor>) {
 fn plan(workers: usize, iterations: u64, predictor: PredictorKind) -> RunPlan {
     RunPlan {
         workers,
-        stop: Stop { iterations: Some(iterations), duration: None },
+        stop: Stop::new(Some(iterations), None),
         warmup: 0,
         delay: Duration::ZERO,
         predictor,
@@ -152,7 +152,7 @@ fn every_worker_counts_toward_one_iteration_budget() {
 fn duration_stops_the_run() {
     let (model, inputs) = model(Script::Schedule);
     let plan = RunPlan {
-        stop: Stop { iterations: None, duration: Some(Duration::from_millis(300)) },
+        stop: Stop::new(None, Some(Duration::from_millis(300))),
         ..plan(2, 1, PredictorKind::PerThread)
     };
     let m = measure(&model, &inputs, 1, &plan, 2).unwrap();

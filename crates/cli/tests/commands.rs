@@ -130,7 +130,7 @@ fn install_names_are_checked_before_anything_is_downloaded() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "unknown installable engine `caffe`; known installable engines: ort, torch, mxnet, tensorflow",
+            "unknown installable engine `caffe`; known installable engines: ort, ort-openvino, torch, mxnet, tensorflow",
         ));
     thrum()
         .env("THRUM_HOME", home.path())

@@ -189,3 +189,63 @@ fn a_sweep_over_a_process_wide_setting_runs_a_process_per_value() {
     );
     assert!(points.iter().any(|p| p["pareto"] == true));
 }
+
+/// The OpenVINO flavour (`thrum engines install ort-openvino`, from the onnxruntime-openvino
+/// wheel) is what `ort.execution_providers=openvino` runs on: its own library and version,
+/// outputs that agree with the plain CPU provider's.
+#[test]
+fn the_openvino_flavour_runs_when_openvino_is_asked_for_and_agrees_with_cpu() {
+    let flavour = thrum::config::engine_home(thrum::ort::OPENVINO_FLAVOUR);
+    assert!(
+        flavour.is_dir(),
+        "{} missing: the test command installs it (thrum engines install ort-openvino)",
+        flavour.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("x.npy");
+    let mut x = vec![0f32; 64];
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = (i as f32 / 64.0) - 0.5;
+    }
+    common::io::write_npy(&input, &thrum::Tensor::from_vec(vec![1, 64], x).unwrap()).unwrap();
+    let run = |options: &str, out: &str| {
+        let report = thrum()
+            .args([
+                "bench", "-e", "ort", "-p", "zoo:mlp", "-c", "20", "-t", "1", "-q", "--json", "-",
+            ])
+            .args(["--model-options", options])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+        let output = dir.path().join(format!("{out}.npy"));
+        thrum()
+            .args(["predict", "-e", "ort", "-p", "zoo:mlp", "--model-options", options, "--input"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .assert()
+            .success();
+        (report, common::io::read_npy(&output).unwrap())
+    };
+    let (openvino, got) = run("ort.execution_providers=openvino", "openvino");
+    assert_eq!(openvino["engine"]["version"], "1.24.1");
+    assert!(
+        openvino["engine"]["library"].as_str().unwrap().contains("ort-openvino"),
+        "{}",
+        openvino["engine"]
+    );
+    let (cpu, reference) = run("ort.execution_providers=cpu", "cpu");
+    assert_eq!(cpu["engine"]["version"], "1.32.0");
+    thrum_testkit::assert_outputs_agree(&[got], &[reference], 1e-4, "OpenVINO vs CPU provider");
+}
+
+#[test]
+fn engines_lists_each_installed_flavour_with_its_providers() {
+    thrum().args(["engines"]).assert().success().stdout(
+        predicate::str::contains("ort-openvino at")
+            .and(predicate::str::contains("(openvino, cpu)")),
+    );
+}

@@ -96,6 +96,11 @@ pub struct Options {
     engine_values: BTreeMap<&'static str, String>,
 }
 
+/// The top-level keys of a model's `thrum.toml` (the serving layout; its options are the
+/// `[options]` table).
+pub const DEPLOYMENT_KEYS: &[&str] =
+    &["name", "model", "engine", "workers", "predictor", "queue_capacity", "options", "batching"];
+
 /// Largest thread count an option accepts.
 pub const MAX_THREADS: usize = 1024;
 
@@ -498,12 +503,44 @@ impl Options {
     }
 
     /// Applies TOML text; `path` is only used in error messages.
+    ///
+    /// Two layouts are read: an options file (keys at the top level or in one table per
+    /// engine), and a model's `thrum.toml` (what `thrum tune` writes and `thrum serve` reads:
+    /// `engine`, `workers`, `[batching]`… with the options in its `[options]` table), recognised
+    /// by that table. From the second, options take `[options]` and the top-level `predictor`;
+    /// the serving keys ([`DEPLOYMENT_KEYS`]) are for runners (`thrum_serve::config`).
     pub fn apply_toml_str(&mut self, text: &str, path: &Path) -> Result<()> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::ConfigFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        self.apply_toml_table(&table, path)
+        if table.contains_key("models") {
+            return Err(Error::ConfigFile {
+                path: path.to_path_buf(),
+                reason: "it describes several models ([[models]]); options come from a file \
+                         with one model, or an options file"
+                    .into(),
+            });
+        }
+        match table.get("options") {
+            Some(toml::Value::Table(options)) => {
+                if let Some(k) = table.keys().find(|k| !DEPLOYMENT_KEYS.contains(&k.as_str())) {
+                    return Err(Error::ConfigFile {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "unknown key `{k}` beside [options]; a model's thrum.toml holds {}",
+                            DEPLOYMENT_KEYS.join(", ")
+                        ),
+                    });
+                }
+                self.apply_toml_table(options, path)?;
+                if let Some(toml::Value::String(p)) = table.get("predictor") {
+                    self.set_from("predictor", p, &format!(" in `{}`", path.display()))?;
+                }
+                Ok(())
+            }
+            _ => self.apply_toml_table(&table, path),
+        }
     }
 
     /// Applies an already parsed TOML table (a section of a larger file, for instance).
@@ -650,6 +687,23 @@ pub fn check_engine_table<T: PartialEq + fmt::Debug + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_models_thrum_toml_gives_its_options_table_and_predictor() {
+        let file = "model = \"m.onnx\"\nengine = \"ort\"\nworkers = 2\npredictor = \"shared\"\n\
+                    [options]\nintra_op_threads = 1\nonednn = true\n\
+                    [batching]\nmax_batch_size = 4\n";
+        let mut options = Options::default();
+        options.apply_toml_str(file, Path::new("thrum.toml")).unwrap();
+        assert_eq!(options.intra_op_threads, Some(1));
+        assert_eq!(options.predictor, Some(PredictorKind::Shared));
+        assert_eq!(options.onednn, Some(true));
+        let err = Options::default()
+            .apply_toml_str("engine = \"ort\"\nwokers = 2\n[options]\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `wokers`"), "{err}");
+    }
 
     #[test]
     fn every_key_has_a_matching_env_var() {

@@ -459,6 +459,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Is the engine usable here: native library, version, devices, providers.
     fn check(&self) -> EngineCheck;
 
+    /// [`Engine::check`] for a model loaded with `options`: engines whose options pick the
+    /// native library (`ort.library_path`, ONNX Runtime's OpenVINO flavour) check that one.
+    fn check_with(&self, options: &Options) -> EngineCheck {
+        let _ = options;
+        self.check()
+    }
+
     /// What the engine supports.
     fn capabilities(&self) -> Capabilities;
 

@@ -137,10 +137,19 @@ impl Engine for OrtEngine {
     }
 
     fn check(&self) -> EngineCheck {
-        let loaded = match library::loaded() {
-            Some(l) => Ok(l),
-            None => library::find(None).and_then(|p| library::load(&p)),
-        };
+        self.check_with(&Options::default())
+    }
+
+    fn check_with(&self, options: &Options) -> EngineCheck {
+        let loaded = OrtOptions::from_options(options).and_then(|o| library_for(&o));
+        let flavours: Vec<String> = library::installed_flavours()
+            .into_iter()
+            .map(|(name, path, providers)| {
+                format!("{name} at {} ({})", path.display(), providers.join(", "))
+            })
+            .collect();
+        let note =
+            (!flavours.is_empty()).then(|| format!("installed flavours: {}", flavours.join("; ")));
         match loaded {
             Ok(l) => {
                 let providers = providers();
@@ -148,10 +157,14 @@ impl Engine for OrtEngine {
                 if providers.iter().any(|p| p == "CUDAExecutionProvider") {
                     devices.push("cuda".into());
                 }
-                EngineCheck::available(ENGINE, l.version.clone())
+                let check = EngineCheck::available(ENGINE, l.version.clone())
                     .with_library(&l.path)
                     .with_providers(providers)
-                    .with_devices(devices)
+                    .with_devices(devices);
+                match note {
+                    Some(note) => check.with_detail(note),
+                    None => check,
+                }
             }
             Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
         }
@@ -178,10 +191,7 @@ impl Engine for OrtEngine {
     fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
         options.validate()?;
         let ort_options = OrtOptions::from_options(options)?;
-        let loaded = match library::loaded() {
-            Some(l) if ort_options.library_path.is_none() => l,
-            _ => library::load(&library::find(ort_options.library_path.as_deref())?)?,
-        };
+        let loaded = library_for(&ort_options)?;
         let env = environment(loaded, options, &ort_options)?;
         let name = source.name();
         source.check_format(
@@ -211,6 +221,22 @@ impl Engine for OrtEngine {
         let model =
             OrtModel::new(name.clone(), session, options, &ort_options, env, &providers, recipe)?;
         Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
+    }
+}
+
+/// The library a model with these options runs on: the one this process loaded, unless the
+/// options name another (`ort.library_path`) or ask for OpenVINO, which the loaded one lacks;
+/// else found (the OpenVINO flavour first when OpenVINO is asked for) and loaded.
+fn library_for(o: &OrtOptions) -> Result<&'static library::Loaded> {
+    let openvino = o.execution_providers.iter().any(|p| p == "openvino");
+    match library::loaded() {
+        Some(l)
+            if o.library_path.is_none()
+                && (!openvino || providers().iter().any(|p| p == ort_name("openvino"))) =>
+        {
+            Ok(l)
+        }
+        _ => library::load(&library::find_flavour(o.library_path.as_deref(), openvino)?),
     }
 }
 

@@ -254,9 +254,11 @@ pub static KEYS: &[OptionKey] = &[
         engine: ENGINE,
         expected: "a comma-separated priority list of cpu, cuda, dnnl, openvino",
         effect: "Execution providers in priority order; CPU is always the last fallback. A provider \
-                 the loaded library lacks is an error listing those it has. DJL: `ortDevice`.",
+                 the loaded library lacks is an error listing those it has. `openvino` without \
+                 `ort.library_path` runs on the ort-openvino flavour (`thrum engines install \
+                 ort-openvino`). DJL: `ortDevice`.",
         scope: Scope::Model,
-        tunable: &[],
+        tunable: &["cpu", "openvino"],
         check: |v| {
             let list: Vec<String> = v
                 .split(',')
@@ -317,21 +319,62 @@ pub static KEYS: &[OptionKey] = &[
 ];
 
 /// The libraries `thrum engines install ort` takes from the PyPI `onnxruntime` wheel.
-pub static PACKAGES: &[Package] = &[Package {
-    name: "ort",
-    dir: "ort",
-    version: "1.32.0",
-    wheels: &[Wheel {
-        requirement: "onnxruntime==1.32.0",
-        members: &[
-            Member { pattern: "onnxruntime/capi/libonnxruntime.so*", strip: "onnxruntime/capi/" },
-            Member {
-                pattern: "onnxruntime/capi/libonnxruntime_providers_shared.so",
-                strip: "onnxruntime/capi/",
-            },
-        ],
-    }],
-}];
+pub static PACKAGES: &[Package] = &[
+    Package {
+        name: "ort",
+        dir: "ort",
+        version: "1.32.0",
+        wheels: &[Wheel {
+            requirement: "onnxruntime==1.32.0",
+            members: &[
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime.so*",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime_providers_shared.so",
+                    strip: "onnxruntime/capi/",
+                },
+            ],
+        }],
+    },
+    // ONNX Runtime with OpenVINO's execution provider and OpenVINO's CPU plugin, all in one
+    // directory (each library finds the next through RPATH $ORIGIN, under its SONAME).
+    Package {
+        name: OPENVINO_FLAVOUR,
+        dir: OPENVINO_FLAVOUR,
+        version: "1.24.1",
+        wheels: &[Wheel {
+            requirement: "onnxruntime-openvino==1.24.1",
+            members: &[
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime.so*",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libonnxruntime_providers_*.so",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libopenvino.so.2541",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libopenvino_onnx_frontend.so.2541",
+                    strip: "onnxruntime/capi/",
+                },
+                Member {
+                    pattern: "onnxruntime/capi/libopenvino_intel_cpu_plugin.so",
+                    strip: "onnxruntime/capi/",
+                },
+                Member { pattern: "onnxruntime/capi/libtbb.so.12", strip: "onnxruntime/capi/" },
+            ],
+        }],
+    },
+];
+
+/// The install name and directory of ONNX Runtime's OpenVINO flavour.
+pub const OPENVINO_FLAVOUR: &str = "ort-openvino";
 
 fn engine() -> Arc<dyn Engine> {
     #[cfg(feature = "runtime")]

@@ -3,7 +3,8 @@
 //! Search order: the `ort.library_path` option, `$THRUM_ORT_LIBRARY_PATH` (the same option from
 //! the environment), `$ORT_DYLIB_PATH` (the `ort` crate's variable), then
 //! `$THRUM_HOME/engines/ort/` where `thrum engines install ort` puts the library from the PyPI
-//! `onnxruntime` wheel. A process loads one ONNX Runtime library, once.
+//! `onnxruntime` wheel — after `$THRUM_HOME/engines/ort-openvino/` (the `onnxruntime-openvino`
+//! wheel) when the options ask for OpenVINO. A process loads one ONNX Runtime library, once.
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,45 @@ static LIBRARY: NativeLibrary<()> = NativeLibrary::new(LibrarySearch {
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
+    find_flavour(explicit, false)
+}
+
+/// [`find`], with the OpenVINO flavour's install directory (`thrum engines install
+/// ort-openvino`) searched before the plain one when `openvino` is set.
+pub fn find_flavour(explicit: Option<&Path>, openvino: bool) -> Result<PathBuf> {
     LIBRARY.search().find(explicit, || {
-        let dir = engine_home(ENGINE);
-        newest_in(&dir)
-            .ok_or_else(|| (format!("`{}`", dir.display()), "no libonnxruntime.so*".into()))
+        let plain = engine_home(ENGINE);
+        let flavour = engine_home(crate::OPENVINO_FLAVOUR);
+        let dirs: Vec<&Path> = if openvino { vec![&flavour, &plain] } else { vec![&plain] };
+        dirs.iter().find_map(|d| newest_in(d)).ok_or_else(|| {
+            let shown: Vec<String> = dirs.iter().map(|d| format!("`{}`", d.display())).collect();
+            (shown.join(" and "), "no libonnxruntime.so*".into())
+        })
     })
+}
+
+/// Each installed flavour (`ort`, `ort-openvino`): its library and the execution providers its
+/// files hold besides CPU, read from the directory without loading anything.
+pub fn installed_flavours() -> Vec<(&'static str, PathBuf, Vec<String>)> {
+    crate::PACKAGES
+        .iter()
+        .filter_map(|package| {
+            let dir = engine_home(package.dir);
+            let library = newest_in(&dir)?;
+            let mut providers: Vec<String> = std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                    let provider =
+                        name.strip_prefix("libonnxruntime_providers_")?.strip_suffix(".so")?;
+                    (provider != "shared").then(|| provider.to_string())
+                })
+                .collect();
+            providers.sort();
+            providers.push("cpu".into());
+            Some((package.name, library, providers))
+        })
+        .collect()
 }
 
 /// The highest-versioned `libonnxruntime.so*` in `dir`.

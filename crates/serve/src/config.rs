@@ -108,16 +108,7 @@ fn entry(
     default_name: Option<&str>,
     model_file: Option<&Path>,
 ) -> Result<ModelEntry, ServeError> {
-    const KEYS: &[&str] = &[
-        "name",
-        "model",
-        "engine",
-        "workers",
-        "predictor",
-        "queue_capacity",
-        "options",
-        "batching",
-    ];
+    const KEYS: &[&str] = thrum_core::config::DEPLOYMENT_KEYS;
     if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
         let near = thrum_core::config::closest(k, KEYS.iter().copied())
             .map(|n| format!("did you mean `{n}`? "))

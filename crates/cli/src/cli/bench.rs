@@ -24,13 +24,15 @@ const MAX_BATCH: u64 = 1 << 32;
     after_help = "Examples:\n  thrum bench                                   # zoo:resnet18 on tract, 5 s, one worker per usable core\n  thrum bench -p model.onnx -s '(1,3,224,224)f' -t 2 -c 200\n  thrum bench -p zoo:transformer -e tract -t 1 -d 10 --json report.json\n  thrum bench --sweep threads=1,2 intra=1,2 batch=1,4 --plot sweep.svg\n  thrum bench -e ort --sweep ort.execution_mode=sequential,parallel\n  thrum bench -p zoo:resnet50 --memory-report"
 )]
 pub struct BenchArgs {
-    /// Model file, or zoo:NAME for a model built by thrum (see `thrum zoo list`).
-    #[arg(short = 'p', long = "model-path", value_name = "MODEL", default_value = "zoo:resnet18")]
-    model_path: String,
+    /// Model file, or zoo:NAME for a model built by thrum (see `thrum zoo list`). Default: the
+    /// `--config` thrum.toml's model, else zoo:resnet18.
+    #[arg(short = 'p', long = "model-path", value_name = "MODEL")]
+    model_path: Option<String>,
 
-    /// Engine: tract (default, built in), ort, torch, mxnet, tensorflow.
-    #[arg(short, long, default_value = "tract")]
-    engine: String,
+    /// Engine: tract, ort, torch, mxnet, tensorflow. Default: the `--config` thrum.toml's
+    /// engine, else tract.
+    #[arg(short, long)]
+    engine: Option<String>,
 
     /// Input shapes in djl-bench syntax, e.g. '(1,3,224,224)f' or '(1,128)l,(1,128)l'
     /// (dtype suffixes f d s i l b u B). Default: the model's input spec at --batch-size.
@@ -52,10 +54,21 @@ pub struct BenchArgs {
           value_parser = seconds)]
     duration: Option<Duration>,
 
+    /// Stop before --duration once throughput is stable: the last 3 windows each within this
+    /// many percent of their mean (perf_analyzer's rule).
+    #[arg(long, value_name = "PCT", value_parser = percent)]
+    stability_percentage: Option<f64>,
+
+    /// Length of the windows throughput is sampled in (the report's window_samples_per_s).
+    #[arg(long, value_name = "MS", default_value_t = 500, allow_negative_numbers = true,
+          value_parser = |v: &str| count(v, 10, 3_600_000, "milliseconds"))]
+    window_ms: u64,
+
     /// Worker threads; 0 or less means one per usable core (affinity and cgroup quota).
-    #[arg(short = 't', long = "threads", value_name = "N", default_value_t = 0,
-          allow_negative_numbers = true, value_parser = workers)]
-    threads: usize,
+    /// Default: the `--config` thrum.toml's workers, else 0.
+    #[arg(short = 't', long = "threads", value_name = "N", allow_negative_numbers = true,
+          value_parser = workers)]
+    threads: Option<usize>,
 
     /// Milliseconds between worker starts.
     #[arg(short = 'l', long = "delay", value_name = "MS", default_value_t = 0,
@@ -63,7 +76,7 @@ pub struct BenchArgs {
     delay: u64,
 
     /// Samples per call: the size of the model's batch axis (not with --input-shapes that
-    /// disagree).
+    /// disagree). Default: the `--config` thrum.toml's max_batch_size, else the model's.
     #[arg(short = 'b', long = "batch-size", value_name = "N", allow_negative_numbers = true,
           value_parser = |v: &str| count(v, 1, MAX_BATCH, "samples"))]
     batch_size: Option<u64>,
@@ -129,6 +142,13 @@ fn seconds(v: &str) -> Result<Duration, String> {
     }
 }
 
+fn percent(v: &str) -> Result<f64, String> {
+    match v.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err("expected a percentage above 0 and at most 100".into()),
+    }
+}
+
 fn workers(v: &str) -> Result<usize, String> {
     match v.trim().parse::<i64>() {
         Ok(n) if n <= 0 => Ok(0),
@@ -144,6 +164,14 @@ fn predictor_kind(v: &str) -> Result<PredictorKind, String> {
     v.parse().map_err(|_| "expected per-thread or shared".to_string())
 }
 
+/// Which settings the command line gave (they win over a `--config` thrum.toml's).
+struct Given {
+    engine: bool,
+    model: bool,
+    workers: bool,
+    batch: bool,
+}
+
 enum Mode {
     Run,
     Sweep(SweepGrid),
@@ -156,6 +184,8 @@ pub struct BenchPlan {
     engine: Arc<dyn Engine>,
     model_path: String,
     model: ModelRef,
+    /// What the command line set itself (a `--config` thrum.toml fills in the rest).
+    given: Given,
     options: OptionArgs,
     inputs: InputPlan,
     run: RunPlan,
@@ -176,15 +206,24 @@ fn config_error(what: impl Into<String>, expected: impl Into<String>) -> thrum_b
 
 impl BenchPlan {
     pub fn from_args(args: BenchArgs) -> anyhow::Result<BenchPlan> {
-        let engine = thrum::registry().get(&args.engine)?;
-        let model = ModelRef::parse(&args.model_path)?;
+        let given = Given {
+            engine: args.engine.is_some(),
+            model: args.model_path.is_some(),
+            workers: args.threads.is_some(),
+            batch: args.batch_size.is_some(),
+        };
+        let engine = thrum::registry().get(args.engine.as_deref().unwrap_or("tract"))?;
+        let model_path = args.model_path.unwrap_or_else(|| "zoo:resnet18".into());
+        let model = ModelRef::parse(&model_path)?;
         let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
         let duration = match (args.iteration, args.duration) {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
             (_, d) => d,
         };
-        let workers =
-            if args.threads == 0 { thrum_bench::system::cores().usable } else { args.threads };
+        let workers = match args.threads {
+            None | Some(0) => thrum_bench::system::cores().usable,
+            Some(n) => n,
+        };
         let mode = match (args.sweep.is_empty(), args.memory_report) {
             (false, true) => {
                 return Err(config_error("--sweep with --memory-report", "one of them").into());
@@ -229,13 +268,18 @@ impl BenchPlan {
             .transpose()?;
         Ok(BenchPlan {
             engine,
-            model_path: args.model_path,
+            model_path,
             model,
+            given,
             options: args.options,
             inputs: InputPlan { shapes, batch_size: args.batch_size.map(|b| b as usize) },
             run: RunPlan {
                 workers,
-                stop: Stop { iterations: args.iteration, duration },
+                stop: Stop {
+                    stability_percent: args.stability_percentage,
+                    window: Duration::from_millis(args.window_ms),
+                    ..Stop::new(args.iteration, duration)
+                },
                 warmup: args.warmup as usize,
                 delay: Duration::from_millis(args.delay),
                 predictor: args.predictor.first().copied().unwrap_or_default(),
@@ -255,6 +299,9 @@ impl BenchPlan {
     /// source resolved (a zoo model built) — all before any model loads.
     fn prepare(&mut self) -> anyhow::Result<(Options, ModelSource)> {
         let options = self.options.resolve()?;
+        if let Some(entry) = self.options.model_file()? {
+            self.apply_model_file(entry)?;
+        }
         if self.predictors.is_empty() {
             self.run.predictor = options.predictor.unwrap_or_default();
         }
@@ -266,6 +313,28 @@ impl BenchPlan {
         }
         let source = self.model.source(self.engine.as_ref())?;
         Ok((options, source))
+    }
+
+    /// What a `--config` thrum.toml (`thrum tune`'s output) says about the engine, model,
+    /// workers and batch, where the command line said nothing.
+    fn apply_model_file(&mut self, entry: thrum_serve::config::ModelEntry) -> anyhow::Result<()> {
+        if !self.given.engine {
+            self.engine = thrum::registry().get(&entry.engine)?;
+        }
+        if !self.given.model {
+            self.model = ModelRef::parse(&entry.model)?;
+            self.model_path = entry.model;
+        }
+        if !self.given.workers && entry.pool.workers > 0 {
+            self.run.workers = entry.pool.workers;
+        }
+        if !self.given.batch
+            && self.inputs.shapes.is_none()
+            && let Some(b) = &entry.pool.batching
+        {
+            self.inputs.batch_size = Some(b.max_batch_size);
+        }
+        Ok(())
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {

@@ -2,12 +2,14 @@
 //! a validated plan first, then runs the plan: execution never sees raw strings.
 
 mod bench;
+mod compare;
 mod engines;
 mod load;
 mod options;
 mod predict;
 mod report;
 mod serve;
+mod tune;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Load a KServe v2 server and measure it (perf_analyzer's job): throughput, latency, server split.
     Load(Box<load::LoadArgs>),
+    /// Find the fastest configuration for a model on this machine, across engines (writes thrum.toml).
+    Tune(Box<tune::TuneArgs>),
+    /// Run a model on every engine with the same input and compare outputs and latency.
+    Compare(compare::CompareArgs),
     /// List every engine and whether it can run here (library, version, providers).
     Engines(engines::EnginesArgs),
     /// Models built by code, no download: list them, export them.
@@ -46,6 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => predict::PredictPlan::from_args(args)?.run(),
         Command::Serve(args) => serve::ServePlan::from_args(*args)?.run(),
         Command::Load(args) => load::LoadCommand::from_args(*args)?.run(),
+        Command::Tune(args) => tune::TunePlan::from_args(*args)?.run(),
+        Command::Compare(args) => compare::ComparePlan::from_args(args)?.run(),
         Command::Engines(args) => engines::run(args),
         Command::Zoo { command } => zoo::run(command),
     }
@@ -63,6 +71,7 @@ pub fn kind(err: &anyhow::Error) -> thrum::ErrorKind {
                 .or_else(|| cause.downcast_ref::<thrum_bench::BenchError>().map(|e| e.kind()))
                 .or_else(|| cause.downcast_ref::<thrum_serve::ServeError>().map(|e| e.kind()))
                 .or_else(|| cause.downcast_ref::<thrum_load::LoadError>().map(|e| e.kind()))
+                .or_else(|| cause.downcast_ref::<thrum_tune::TuneError>().map(|e| e.kind()))
         })
         .unwrap_or(thrum::ErrorKind::InvalidInput)
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use thrum::Options;
 
@@ -45,6 +46,26 @@ pub fn warn(warnings: Vec<thrum::config::EnvWarning>) {
 }
 
 impl OptionArgs {
+    /// The `--config` file's model settings (engine, model, workers, batching) when it is a
+    /// model's thrum.toml (what `thrum tune` writes) rather than an options file.
+    pub fn model_file(&self) -> anyhow::Result<Option<thrum_serve::config::ModelEntry>> {
+        let Some(path) = &self.config else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            // Options::resolve reports the syntax error.
+            Err(_) => return Ok(None),
+        };
+        if !table.contains_key("options") {
+            return Ok(None);
+        }
+        // A file without `model` leaves it to -p (or bench's default model).
+        let default_model = std::path::Path::new("zoo:resnet18");
+        let mut entries = thrum_serve::config::read_file(path, Some("model"), Some(default_model))?;
+        Ok(entries.pop())
+    }
+
     /// Defaults ← TOML file ← `THRUM_*` environment ← `--model-options` ← dedicated flags.
     pub fn resolve(&self) -> anyhow::Result<Options> {
         let (mut options, warnings) = Options::resolve(self.config.as_deref())?;

@@ -94,3 +94,15 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// Writes `text` to `path`, or to stdout for `-` (a reader that stops early is not an error).
+pub fn write_output(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if path == std::path::Path::new("-") {
+        return match writeln!(std::io::stdout().lock(), "{text}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("cannot write to stdout"),
+        };
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))
+}

@@ -1,0 +1,581 @@
+//! The search: hill climbing on each engine's ordered dimensions with short measurements, then
+//! the best few re-measured longer, then the winner against the default configuration in
+//! alternating runs. Every measurement is a child process ([`crate::child`]); every finished
+//! one goes to the checkpoint file at once, so an interrupted search resumes where it stopped.
+//!
+//! Why hill climbing and not successive halving over the grid: the grid is a product (ONNX
+//! Runtime alone has 3 thread splits × 4 batch sizes × 2 predictor kinds × 2 inter-op × 2 ×
+//! 3 × 2 × 2 × 2 engine settings = 2 304 points on 2 cores), and successive halving's first rung
+//! still runs every point once. The dimensions are nearly separable (the thread split and the
+//! batch size decide most of the throughput; engine settings move it by a few percent, see
+//! docs/performance.md), so one pass along each dimension from a good start finds the same
+//! optimum in a few dozen runs; the re-measurement of the best few at 3× the time then guards
+//! against a lucky short run.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::child::{Budget, INTERRUPTED, Launcher, Metrics, Outcome};
+use crate::error::TuneError;
+use crate::space::{Candidate, EngineSpace, Objective};
+
+/// Limits a configuration must meet to be proposed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Constraints {
+    /// Largest P99 latency, ms.
+    pub max_p99_ms: Option<f64>,
+    /// Largest peak RSS, MiB.
+    pub max_rss_mib: Option<f64>,
+}
+
+impl Constraints {
+    /// By how much `m` misses each limit, in words; empty when it meets them.
+    pub fn misses(&self, m: &Metrics) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(max) = self.max_p99_ms
+            && m.p99_ms.partial_cmp(&max) != Some(std::cmp::Ordering::Less)
+            && m.p99_ms != max
+        {
+            out.push(format!(
+                "P99 {:.2} ms > {max} ms (+{:.0} %)",
+                m.p99_ms,
+                100.0 * (m.p99_ms / max - 1.0)
+            ));
+        }
+        if let Some(max) = self.max_rss_mib
+            && m.rss_mib.partial_cmp(&max) != Some(std::cmp::Ordering::Less)
+            && m.rss_mib != max
+        {
+            out.push(format!(
+                "RSS {:.0} MiB > {max} MiB (+{:.0} %)",
+                m.rss_mib,
+                100.0 * (m.rss_mib / max - 1.0)
+            ));
+        }
+        out
+    }
+
+    /// How far `m` is from meeting every limit (0 when it does): the sum of relative misses.
+    pub fn distance(&self, m: &Metrics) -> f64 {
+        let over = |v: f64, max: Option<f64>| max.map_or(0.0, |max| (v / max - 1.0).max(0.0));
+        over(m.p99_ms, self.max_p99_ms) + over(m.rss_mib, self.max_rss_mib)
+    }
+}
+
+/// How the space is explored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Hill climbing per engine, then the best few re-measured.
+    Climb,
+    /// Every point of the grid (what the climb is checked against), then the best few
+    /// re-measured the same way.
+    Exhaustive,
+}
+
+/// What a measurement was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A short run while exploring.
+    Explore,
+    /// The oversubscribed probe.
+    Probe,
+    /// A finalist's longer run.
+    Final,
+    /// The winner or the default in the alternating comparison.
+    Confirm,
+}
+
+/// One finished measurement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trial {
+    /// What ran.
+    pub candidate: Candidate,
+    /// Why.
+    pub phase: Phase,
+    /// How long it could measure.
+    pub budget: Budget,
+    /// What it found.
+    pub outcome: Outcome,
+    /// The child's wall time, seconds.
+    pub wall_s: f64,
+}
+
+impl Trial {
+    /// Its metrics when it ran.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        match &self.outcome {
+            Outcome::Measured(m) => Some(m),
+            Outcome::Failed { .. } => None,
+        }
+    }
+}
+
+/// Everything a search needs.
+#[derive(Clone, Debug)]
+pub struct SearchPlan {
+    /// Each engine's space.
+    pub spaces: Vec<EngineSpace>,
+    /// Starts children.
+    pub launcher: Launcher,
+    /// What is optimised.
+    pub objective: Objective,
+    /// What a pick must meet.
+    pub constraints: Constraints,
+    /// Wall-clock budget, seconds (the final and confirming runs included).
+    pub budget_s: f64,
+    /// Exploration runs.
+    pub short: Budget,
+    /// Finalists' and confirming runs.
+    pub long: Budget,
+    /// Finalists re-measured.
+    pub finalists: usize,
+    /// Alternating rounds of winner and default.
+    pub confirm_rounds: usize,
+    /// The default configuration the winner is compared with.
+    pub default: Candidate,
+    /// Climb or exhaustive.
+    pub strategy: Strategy,
+    /// Usable cores (a probe exceeds them once; nothing proposed does).
+    pub usable: usize,
+    /// Where finished measurements are written.
+    pub checkpoint: PathBuf,
+    /// Measurements of an interrupted run of the same search, reused in order.
+    pub resumed: Vec<Trial>,
+    /// Seconds one measurement is estimated to take before any ran.
+    pub first_estimate_s: f64,
+    /// Draw a progress bar (when stderr is a terminal) and print each measurement.
+    pub progress: bool,
+}
+
+/// The winner against the default configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Versus {
+    /// The default configuration.
+    pub default: Candidate,
+    /// Winner's objective over the default's, from the means of the alternating runs.
+    pub speedup: f64,
+    /// Smallest and largest ratio of a winner run to its neighbouring default run.
+    pub band: (f64, f64),
+    /// Winner's runs (samples/s, or ms for latency).
+    pub winner_runs: Vec<f64>,
+    /// Default's runs.
+    pub default_runs: Vec<f64>,
+}
+
+/// What a search found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// Every measurement, in order.
+    pub trials: Vec<Trial>,
+    /// The proposed configuration and its final measurement.
+    pub winner: Option<(Candidate, Metrics)>,
+    /// Finalists tied with the winner (confidence intervals overlap), settled by fewer
+    /// threads then less memory.
+    pub tied: Vec<String>,
+    /// When nothing meets the constraints: the closest, with what each misses.
+    pub closest: Vec<(Candidate, Metrics, Vec<String>)>,
+    /// Winner against the default.
+    pub versus_default: Option<Versus>,
+    /// Points in the grids of every engine.
+    pub space_size: usize,
+    /// Distinct configurations measured.
+    pub distinct_measured: usize,
+    /// Seconds the search took (this run; resumed measurements cost none).
+    pub wall_s: f64,
+    /// Whether the budget ran out before the search was done.
+    pub budget_exhausted: bool,
+}
+
+/// The score a search maximises.
+pub fn score(m: &Metrics, objective: Objective) -> f64 {
+    match objective {
+        Objective::Throughput => m.samples_per_s,
+        Objective::Latency => -m.p50_ms,
+    }
+}
+
+struct Search<'a> {
+    plan: &'a SearchPlan,
+    trials: Vec<Trial>,
+    resumed: BTreeMap<(String, Phase), VecDeque<Trial>>,
+    start: Instant,
+    bar: ProgressBar,
+    exhausted: bool,
+    /// While one engine is explored: when its share of the budget ends (seconds from start).
+    share_ends: Option<f64>,
+}
+
+impl Search<'_> {
+    fn spent(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Average child wall time per second of measuring so far.
+    fn estimate(&self, budget: &Budget) -> f64 {
+        let fresh: Vec<&Trial> = self.trials.iter().filter(|t| t.metrics().is_some()).collect();
+        if fresh.is_empty() {
+            return self.plan.first_estimate_s + budget.max_s;
+        }
+        let overhead = fresh.iter().map(|t| (t.wall_s - t.budget.max_s).max(0.0)).sum::<f64>()
+            / fresh.len() as f64;
+        overhead + budget.max_s
+    }
+
+    fn fits(&mut self, budget: &Budget) -> bool {
+        let end = self.share_ends.map_or(self.plan.budget_s, |e| e.min(self.plan.budget_s));
+        let fits = self.spent() + self.estimate(budget) <= end;
+        if !fits {
+            self.exhausted = true;
+        }
+        fits
+    }
+
+    /// Measures `c` (or takes its measurement from the resumed checkpoint).
+    fn measure(&mut self, c: &Candidate, phase: Phase, budget: Budget) -> Result<Trial, TuneError> {
+        let reused = self.resumed.get_mut(&(c.key(), phase)).and_then(VecDeque::pop_front);
+        let trial = match reused {
+            Some(t) => t,
+            None => {
+                self.bar.set_message(format!("measuring {}", c.key()));
+                let (outcome, wall_s) = self.plan.launcher.measure(c, &budget);
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    return Err(TuneError::Interrupted {
+                        checkpoint: self.plan.checkpoint.clone(),
+                        trials: self.trials.len(),
+                    });
+                }
+                Trial { candidate: c.clone(), phase, budget, outcome, wall_s }
+            }
+        };
+        self.trials.push(trial.clone());
+        write_checkpoint(&self.plan.checkpoint, &self.trials)?;
+        self.bar.inc(1);
+        if self.plan.progress {
+            let line = match &trial.outcome {
+                Outcome::Measured(m) => format!(
+                    "  {:<8} {}: {:.2} ± {:.2} samples/s, P99 {:.2} ms, RSS {:.0} MiB",
+                    format!("{phase:?}").to_lowercase(),
+                    c.key(),
+                    m.samples_per_s,
+                    m.ci95,
+                    m.p99_ms,
+                    m.rss_mib
+                ),
+                Outcome::Failed { reason, .. } => format!(
+                    "  {:<8} {}: failed: {reason}",
+                    format!("{phase:?}").to_lowercase(),
+                    c.key()
+                ),
+            };
+            if self.bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                self.bar.println(line);
+            }
+            if let Some((best, m)) = self.best_explored() {
+                self.bar.set_message(format!(
+                    "best so far: {} ({:.2} samples/s)",
+                    best.key(),
+                    m.samples_per_s
+                ));
+            }
+        }
+        Ok(trial)
+    }
+
+    fn best_explored(&self) -> Option<(Candidate, Metrics)> {
+        let plan = self.plan;
+        self.trials
+            .iter()
+            .filter(|t| !t.candidate.probe)
+            .filter_map(|t| t.metrics().map(|m| (t.candidate.clone(), m.clone())))
+            .max_by(|a, b| rank(plan, &a.1).total_cmp(&rank(plan, &b.1)))
+    }
+
+    fn climb(&mut self, space: &EngineSpace, probe: Option<Candidate>) -> Result<(), TuneError> {
+        let short = self.plan.short;
+        // Every engine's start point runs if the whole budget allows, even past its share.
+        if self.spent() + self.estimate(&short) > self.plan.budget_s {
+            self.exhausted = true;
+            return Ok(());
+        }
+        let first = self.measure(&space.start, Phase::Explore, short)?;
+        let mut best = first.metrics().map(|m| (space.start.clone(), m.clone()));
+        if let Some(probe) = probe
+            && self.fits(&short)
+        {
+            self.measure(&probe, Phase::Probe, short)?;
+        }
+        let mut current = space.start.clone();
+        // An engine whose first two configurations both fail (a crash on load, a library
+        // that hangs) is abandoned: the rest would fail the same way.
+        let mut failures = usize::from(best.is_none());
+        for dim in &space.dims {
+            for value in &dim.values {
+                if *value == current.value(&dim.name) {
+                    continue;
+                }
+                let c = current.with(&dim.name, value);
+                if !self.fits(&short) {
+                    continue;
+                }
+                if best.is_none() && failures >= 2 {
+                    return Ok(());
+                }
+                let t = self.measure(&c, Phase::Explore, short)?;
+                failures += usize::from(t.metrics().is_none());
+                if let Some(m) = t.metrics()
+                    && best.as_ref().is_none_or(|(_, b)| rank(self.plan, m) > rank(self.plan, b))
+                {
+                    best = Some((c, m.clone()));
+                }
+            }
+            if let Some((c, _)) = &best {
+                current = c.clone();
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&mut self, space: &EngineSpace) -> Result<(), TuneError> {
+        let short = self.plan.short;
+        for c in space.all() {
+            if !self.fits(&short) {
+                break;
+            }
+            self.measure(&c, Phase::Explore, short)?;
+        }
+        Ok(())
+    }
+}
+
+/// Part of the budget exploring may use.
+const EXPLORE_SHARE: f64 = 0.7;
+
+/// Feasible points first, then the objective: a single number to sort by.
+fn rank(plan: &SearchPlan, m: &Metrics) -> f64 {
+    let d = plan.constraints.distance(m);
+    if d > 0.0 { -1e12 * (1.0 + d) } else { score(m, plan.objective) }
+}
+
+/// Runs the search.
+pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
+    let mut resumed: BTreeMap<(String, Phase), VecDeque<Trial>> = BTreeMap::new();
+    for t in &plan.resumed {
+        resumed.entry((t.candidate.key(), t.phase)).or_default().push_back(t.clone());
+    }
+    let space_size: usize = plan.spaces.iter().map(EngineSpace::size).sum();
+    let planned: usize = match plan.strategy {
+        Strategy::Climb => plan
+            .spaces
+            .iter()
+            .map(|s| 1 + s.dims.iter().map(|d| d.values.len().saturating_sub(1)).sum::<usize>())
+            .sum(),
+        Strategy::Exhaustive => space_size,
+    } + 1
+        + plan.finalists
+        + 2 * plan.confirm_rounds;
+    let bar = if plan.progress {
+        ProgressBar::with_draw_target(Some(planned as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len}  {msg}")
+    {
+        bar.set_style(style);
+    }
+    let mut search = Search {
+        plan,
+        trials: Vec::new(),
+        resumed,
+        start: Instant::now(),
+        bar,
+        exhausted: false,
+        share_ends: None,
+    };
+    let probe = plan.spaces.first().map(|s| crate::space::oversubscribed_probe(s, plan.usable));
+    // Exploring may use this much of the budget; the rest is for finalists and the default.
+    let explore_end = plan.budget_s * EXPLORE_SHARE;
+    for (i, space) in plan.spaces.iter().enumerate() {
+        match plan.strategy {
+            Strategy::Climb => {
+                // Each engine left gets an equal part of what exploring has left, so that the
+                // last engines are not starved by the first ones.
+                let left = (explore_end - search.spent()).max(0.0);
+                search.share_ends = Some(search.spent() + left / (plan.spaces.len() - i) as f64);
+                search.climb(space, probe.clone().filter(|_| i == 0))?;
+            }
+            Strategy::Exhaustive => search.sweep(space)?,
+        }
+    }
+    search.share_ends = None;
+    // The finalists: the best distinct explored configurations (probes never).
+    let mut explored: Vec<(Candidate, Metrics)> = Vec::new();
+    for t in &search.trials {
+        if let Some(m) = t.metrics()
+            && !t.candidate.probe
+            && t.candidate.threads() <= plan.usable.max(1) * inter_allowance(&t.candidate)
+            && !explored.iter().any(|(c, _)| *c == t.candidate)
+        {
+            explored.push((t.candidate.clone(), m.clone()));
+        }
+    }
+    let distinct_measured = explored.len();
+    explored.sort_by(|a, b| rank(plan, &b.1).total_cmp(&rank(plan, &a.1)));
+    let mut finals: Vec<(Candidate, Metrics)> = Vec::new();
+    for (c, m) in explored.iter().take(plan.finalists) {
+        if search.fits(&plan.long) {
+            let t = search.measure(c, Phase::Final, plan.long)?;
+            if let Some(m) = t.metrics() {
+                finals.push((c.clone(), m.clone()));
+            }
+        } else {
+            finals.push((c.clone(), m.clone()));
+        }
+    }
+    let feasible: Vec<&(Candidate, Metrics)> =
+        finals.iter().filter(|(_, m)| plan.constraints.distance(m) == 0.0).collect();
+    let (winner, tied) = pick(&feasible, plan.objective);
+    let closest = if winner.is_none() {
+        let mut all: Vec<&(Candidate, Metrics)> = explored.iter().collect();
+        all.sort_by(|a, b| {
+            plan.constraints.distance(&a.1).total_cmp(&plan.constraints.distance(&b.1))
+        });
+        all.iter()
+            .take(3)
+            .map(|(c, m)| (c.clone(), m.clone(), plan.constraints.misses(m)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut versus_default = None;
+    if let Some((w, _)) = &winner {
+        let mut winner_runs = Vec::new();
+        let mut default_runs = Vec::new();
+        for _ in 0..plan.confirm_rounds {
+            if !search.fits(&plan.long) {
+                break;
+            }
+            let a = search.measure(w, Phase::Confirm, plan.long)?;
+            let b = search.measure(&plan.default, Phase::Confirm, plan.long)?;
+            if let (Some(a), Some(b)) = (a.metrics(), b.metrics()) {
+                winner_runs.push(objective_value(a, plan.objective));
+                default_runs.push(objective_value(b, plan.objective));
+            }
+        }
+        if !winner_runs.is_empty() {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let ratio = |a: f64, b: f64| match plan.objective {
+                Objective::Throughput => a / b,
+                Objective::Latency => b / a,
+            };
+            let ratios: Vec<f64> =
+                winner_runs.iter().zip(&default_runs).map(|(a, b)| ratio(*a, *b)).collect();
+            versus_default = Some(Versus {
+                default: plan.default.clone(),
+                speedup: ratio(mean(&winner_runs), mean(&default_runs)),
+                band: (
+                    ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                    ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                ),
+                winner_runs,
+                default_runs,
+            });
+        }
+    }
+    search.bar.finish_and_clear();
+    Ok(Outcomes {
+        wall_s: search.spent(),
+        budget_exhausted: search.exhausted,
+        trials: search.trials,
+        winner,
+        tied,
+        closest,
+        versus_default,
+        space_size,
+        distinct_measured,
+    })
+}
+
+/// Inter-op threads are not all busy at once (they run independent operators): a candidate
+/// with inter-op threads may exceed the cores by that factor and still be proposed.
+fn inter_allowance(c: &Candidate) -> usize {
+    c.options.get("inter_op_threads").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1)
+}
+
+fn objective_value(m: &Metrics, objective: Objective) -> f64 {
+    match objective {
+        Objective::Throughput => m.samples_per_s,
+        Objective::Latency => m.p50_ms,
+    }
+}
+
+/// The best finalist; those whose confidence intervals overlap it are ties, settled by fewer
+/// threads, then less memory.
+fn pick(
+    finals: &[&(Candidate, Metrics)],
+    objective: Objective,
+) -> (Option<(Candidate, Metrics)>, Vec<String>) {
+    let Some(best) =
+        finals.iter().max_by(|a, b| score(&a.1, objective).total_cmp(&score(&b.1, objective)))
+    else {
+        return (None, Vec::new());
+    };
+    let overlaps = |m: &Metrics| match objective {
+        Objective::Throughput => m.samples_per_s + m.ci95 >= best.1.samples_per_s - best.1.ci95,
+        // Latency runs have one worker: a 3 % band stands for their noise.
+        Objective::Latency => m.p50_ms <= best.1.p50_ms * 1.03,
+    };
+    let mut tied: Vec<&&(Candidate, Metrics)> =
+        finals.iter().filter(|(_, m)| overlaps(m)).collect();
+    tied.sort_by(|a, b| {
+        a.0.threads()
+            .cmp(&b.0.threads())
+            .then(a.1.rss_mib.total_cmp(&b.1.rss_mib))
+            .then(score(&b.1, objective).total_cmp(&score(&a.1, objective)))
+    });
+    let winner = tied.first().map(|w| (w.0.clone(), w.1.clone()));
+    let names = tied.iter().skip(1).map(|t| t.0.key()).collect();
+    (winner, names)
+}
+
+/// The checkpoint file: the search's fingerprint and every finished measurement.
+#[derive(Serialize, Deserialize)]
+struct CheckpointFile {
+    schema: String,
+    trials: Vec<Trial>,
+}
+
+const CHECKPOINT_SCHEMA: &str = "thrum-tune-checkpoint/1";
+
+fn write_checkpoint(path: &Path, trials: &[Trial]) -> Result<(), TuneError> {
+    let file = CheckpointFile { schema: CHECKPOINT_SCHEMA.into(), trials: trials.to_vec() };
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| TuneError::write(path, e))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| TuneError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TuneError::write(path, e))
+}
+
+/// Reads a checkpoint written by an interrupted search.
+pub fn read_checkpoint(path: &Path) -> Result<Vec<Trial>, TuneError> {
+    let bad = |reason: String| TuneError::File {
+        action: "resume from",
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let file: CheckpointFile =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not a tune checkpoint ({e})")))?;
+    if file.schema != CHECKPOINT_SCHEMA {
+        return Err(bad(format!("schema `{}`, expected `{CHECKPOINT_SCHEMA}`", file.schema)));
+    }
+    Ok(file.trials)
+}
