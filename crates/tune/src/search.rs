@@ -5,8 +5,8 @@
 //!
 //! Why hill climbing and not successive halving over the grid: the grid is a product (ONNX
 //! Runtime alone has 3 thread splits × 4 batch sizes × 2 predictor kinds × 2 inter-op × 2 ×
-//! 3 × 2 × 2 × 2 engine settings = 2 304 points on 2 cores), and successive halving's first rung
-//! still runs every point once. The dimensions are nearly separable (the thread split and the
+//! 3 × 2 × 2 × 2 × 2 engine settings = 4 608 points on 2 cores), and successive halving's first
+//! rung still runs every point once. The dimensions are nearly separable (the thread split and the
 //! batch size decide most of the throughput; engine settings move it by a few percent, see
 //! docs/performance.md), so one pass along each dimension from a good start finds the same
 //! optimum in a few dozen runs; the re-measurement of the best few at 3× the time then guards
