@@ -353,8 +353,11 @@ impl ModelBackend for Shared {
     }
 
     fn threads(&self) -> ThreadConfig {
-        ThreadConfig::new(Some(self.0.intra_op_threads), Some(1))
-            .with_note("tract: one matmul thread pool per model, shared by its predictors")
+        // No inter-op setting: tract runs operators one after another (`inter_op_threads`
+        // other than 1 is refused), so none is reported.
+        ThreadConfig::new(Some(self.0.intra_op_threads), None).with_note(
+            "tract: one matmul thread pool per model, shared by its predictors; operators run one after another",
+        )
     }
 }
 

@@ -431,7 +431,7 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
     let distinct_measured = explored.len();
     explored.sort_by(|a, b| rank(plan, &b.1).total_cmp(&rank(plan, &a.1)));
     let mut finals: Vec<(Candidate, Metrics)> = Vec::new();
-    for (c, m) in explored.iter().take(plan.finalists) {
+    for (c, m) in contenders(&explored, &plan.constraints, plan.objective, plan.finalists) {
         if search.fits(&plan.long) {
             let t = search.measure(c, Phase::Final, plan.long)?;
             if let Some(m) = t.metrics() {
@@ -505,6 +505,32 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
     })
 }
 
+/// The finalists re-measured longer, from `explored` ranked best first: the leader and, up to
+/// `n` in all, those next best whose short-run intervals reach the leader's (the others cannot
+/// win on a longer run any more than they could tie it here).
+fn contenders<'a>(
+    explored: &'a [(Candidate, Metrics)],
+    constraints: &Constraints,
+    objective: Objective,
+    n: usize,
+) -> Vec<&'a (Candidate, Metrics)> {
+    let Some(leader) = explored.first() else { return Vec::new() };
+    let reaches = |m: &Metrics| {
+        constraints.distance(m) == 0.0
+            && match objective {
+                Objective::Throughput => {
+                    m.samples_per_s + m.ci95 >= leader.1.samples_per_s - leader.1.ci95
+                }
+                // Latency runs have one worker and no interval: within 10 % of the leader.
+                Objective::Latency => m.p50_ms <= leader.1.p50_ms * 1.1,
+            }
+    };
+    std::iter::once(leader)
+        .chain(explored.iter().skip(1).filter(|(_, m)| reaches(m)))
+        .take(n)
+        .collect()
+}
+
 /// Inter-op threads are not all busy at once (they run independent operators): a candidate
 /// with inter-op threads may exceed the cores by that factor and still be proposed.
 fn inter_allowance(c: &Candidate) -> usize {
@@ -517,6 +543,9 @@ fn objective_value(m: &Metrics, objective: Objective) -> f64 {
         Objective::Latency => m.p50_ms,
     }
 }
+
+/// Relative RSS difference below which two configurations' memory counts as equal.
+const RSS_NOISE: f64 = 0.05;
 
 /// The best finalist; those whose confidence intervals overlap it are ties, settled by fewer
 /// threads, then less memory.
@@ -536,14 +565,26 @@ fn pick(
     };
     let mut tied: Vec<&&(Candidate, Metrics)> =
         finals.iter().filter(|(_, m)| overlaps(m)).collect();
-    tied.sort_by(|a, b| {
-        a.0.threads()
-            .cmp(&b.0.threads())
-            .then(a.1.rss_mib.total_cmp(&b.1.rss_mib))
-            .then(score(&b.1, objective).total_cmp(&score(&a.1, objective)))
-    });
-    let winner = tied.first().map(|w| (w.0.clone(), w.1.clone()));
-    let names = tied.iter().skip(1).map(|t| t.0.key()).collect();
+    // Fewer threads first. Then memory, but only where it differs by more than its own noise
+    // (RSS moves by a few per cent between runs of one configuration): among those within
+    // that band of the least, the better measurement wins.
+    let Some(threads) = tied.iter().map(|t| t.0.threads()).min() else {
+        return (None, Vec::new());
+    };
+    let fewest: Vec<&&(Candidate, Metrics)> =
+        tied.iter().copied().filter(|t| t.0.threads() == threads).collect();
+    let least_rss = fewest.iter().map(|t| t.1.rss_mib).fold(f64::INFINITY, f64::min);
+    let winner = fewest
+        .iter()
+        .filter(|t| t.1.rss_mib <= least_rss * (1.0 + RSS_NOISE))
+        .max_by(|a, b| score(&a.1, objective).total_cmp(&score(&b.1, objective)))
+        .map(|w| (w.0.clone(), w.1.clone()));
+    tied.sort_by(|a, b| score(&b.1, objective).total_cmp(&score(&a.1, objective)));
+    let names = tied
+        .iter()
+        .filter(|t| winner.as_ref().is_none_or(|w| w.0 != t.0))
+        .map(|t| t.0.key())
+        .collect();
     (winner, names)
 }
 
@@ -578,4 +619,74 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<Trial>, TuneError> {
         return Err(bad(format!("schema `{}`, expected `{CHECKPOINT_SCHEMA}`", file.schema)));
     }
     Ok(file.trials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(workers: usize, samples_per_s: f64, ci95: f64) -> (Candidate, Metrics) {
+        let c = Candidate {
+            engine: "ort".into(),
+            workers,
+            intra: 1,
+            batch: 1,
+            predictor: thrum_core::PredictorKind::PerThread,
+            options: BTreeMap::new(),
+            probe: false,
+        };
+        let m = Metrics {
+            samples_per_s,
+            ci95,
+            p50_ms: 1000.0 / samples_per_s,
+            p99_ms: 1000.0 / samples_per_s,
+            rss_mib: 100.0,
+            cores_busy: 1.0,
+            windows: 4,
+            stable: true,
+        };
+        (c, m)
+    }
+
+    #[test]
+    fn only_configurations_reaching_the_leader_are_remeasured() {
+        // Leader 17.6 ± 0.1: 16.4 ± 4.2 reaches it, 15.5 ± 1.8 does not, 17.0 ± 1 does but
+        // ranks after the limit of three.
+        let explored = vec![
+            point(1, 17.6, 0.1),
+            point(2, 16.4, 4.2),
+            point(3, 15.5, 1.8),
+            point(4, 17.0, 1.0),
+        ];
+        let picked = contenders(&explored, &Constraints::default(), Objective::Throughput, 3);
+        let workers: Vec<usize> = picked.iter().map(|(c, _)| c.workers).collect();
+        assert_eq!(workers, vec![1, 2, 4]);
+        let picked = contenders(&explored, &Constraints::default(), Objective::Throughput, 2);
+        assert_eq!(picked.len(), 2);
+        assert!(contenders(&[], &Constraints::default(), Objective::Throughput, 3).is_empty());
+        // A clear winner is re-measured alone.
+        let alone = vec![point(1, 20.0, 0.5), point(2, 15.0, 1.0)];
+        assert_eq!(contenders(&alone, &Constraints::default(), Objective::Throughput, 3).len(), 1);
+    }
+
+    #[test]
+    fn ties_go_to_fewer_threads_then_clearly_less_memory_then_the_faster() {
+        let mut fast = point(2, 15.8, 0.9);
+        fast.1.rss_mib = 426.0;
+        let mut slow = point(2, 14.6, 2.0);
+        slow.0.predictor = thrum_core::PredictorKind::Shared;
+        slow.1.rss_mib = 424.0;
+        // 2 MiB is noise: the faster of the tied pair wins.
+        let (w, tied) = pick(&[&slow, &fast], Objective::Throughput);
+        assert_eq!(w.unwrap().1.samples_per_s, 15.8);
+        assert_eq!(tied.len(), 1);
+        // A quarter less memory is not.
+        slow.1.rss_mib = 320.0;
+        let (w, _) = pick(&[&fast, &slow], Objective::Throughput);
+        assert_eq!(w.unwrap().1.samples_per_s, 14.6);
+        // Fewer threads first: one worker beats two when they tie.
+        let one = point(1, 15.0, 1.0);
+        let (w, _) = pick(&[&fast, &one], Objective::Throughput);
+        assert_eq!(w.unwrap().0.workers, 1);
+    }
 }
