@@ -515,16 +515,9 @@ fn contenders<'a>(
     n: usize,
 ) -> Vec<&'a (Candidate, Metrics)> {
     let Some(leader) = explored.first() else { return Vec::new() };
-    let reaches = |m: &Metrics| {
-        constraints.distance(m) == 0.0
-            && match objective {
-                Objective::Throughput => {
-                    m.samples_per_s + m.ci95 >= leader.1.samples_per_s - leader.1.ci95
-                }
-                // Latency runs have one worker and no interval: within 10 % of the leader.
-                Objective::Latency => m.p50_ms <= leader.1.p50_ms * 1.1,
-            }
-    };
+    // Latency runs have one worker and no interval: short ones count within 10 % of the leader.
+    let reaches =
+        |m: &Metrics| constraints.distance(m) == 0.0 && within_noise(m, &leader.1, objective, 1.1);
     std::iter::once(leader)
         .chain(explored.iter().skip(1).filter(|(_, m)| reaches(m)))
         .take(n)
@@ -544,11 +537,20 @@ fn objective_value(m: &Metrics, objective: Objective) -> f64 {
     }
 }
 
+/// Whether `m` could be as good as `best`: their 95 % intervals overlap (throughput), or its
+/// median latency is within `latency_band` times the best's (latency runs have no interval).
+fn within_noise(m: &Metrics, best: &Metrics, objective: Objective, latency_band: f64) -> bool {
+    match objective {
+        Objective::Throughput => m.samples_per_s + m.ci95 >= best.samples_per_s - best.ci95,
+        Objective::Latency => m.p50_ms <= best.p50_ms * latency_band,
+    }
+}
+
 /// Relative RSS difference below which two configurations' memory counts as equal.
 const RSS_NOISE: f64 = 0.05;
 
 /// The best finalist; those whose confidence intervals overlap it are ties, settled by fewer
-/// threads, then less memory.
+/// threads, then less memory (beyond `RSS_NOISE`), then the better measurement.
 fn pick(
     finals: &[&(Candidate, Metrics)],
     objective: Objective,
@@ -558,13 +560,9 @@ fn pick(
     else {
         return (None, Vec::new());
     };
-    let overlaps = |m: &Metrics| match objective {
-        Objective::Throughput => m.samples_per_s + m.ci95 >= best.1.samples_per_s - best.1.ci95,
-        // Latency runs have one worker: a 3 % band stands for their noise.
-        Objective::Latency => m.p50_ms <= best.1.p50_ms * 1.03,
-    };
+    // Latency runs have one worker: a 3 % band stands for the noise of a final run.
     let mut tied: Vec<&&(Candidate, Metrics)> =
-        finals.iter().filter(|(_, m)| overlaps(m)).collect();
+        finals.iter().filter(|(_, m)| within_noise(m, &best.1, objective, 1.03)).collect();
     // Fewer threads first. Then memory, but only where it differs by more than its own noise
     // (RSS moves by a few per cent between runs of one configuration): among those within
     // that band of the least, the better measurement wins.
@@ -650,8 +648,8 @@ mod tests {
 
     #[test]
     fn only_configurations_reaching_the_leader_are_remeasured() {
-        // Leader 17.6 ± 0.1: 16.4 ± 4.2 reaches it, 15.5 ± 1.8 does not, 17.0 ± 1 does but
-        // ranks after the limit of three.
+        // Leader 17.6 ± 0.1: 16.4 ± 4.2 and 17.0 ± 1 reach it, 15.5 ± 1.8 does not; a limit
+        // of two keeps the leader and the first that reaches it.
         let explored = vec![
             point(1, 17.6, 0.1),
             point(2, 16.4, 4.2),
