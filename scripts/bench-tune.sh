@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # thrum tune's acceptance measurements, in one session on one machine:
 #  1. the climb (default search) and an exhaustive sweep of the same space, each timed;
-#  2. their picks re-measured alternately (thrum bench --config), 3 rounds: climb / exhaustive;
+#  2. their picks re-measured alternately (thrum bench --config), $ROUNDS rounds (default 5):
+#     climb / exhaustive;
 #  3. the climb's pick against hand-tuned ONNX Runtime Python (scripts/ort_python.py, the best
-#     of workers × intra 1x1, 1x2, 2x1 at batch 1 and the pick's batch), alternating, 3 rounds.
+#     of workers × intra 1x1, 1x2, 2x1 at batch 1 and the pick's batch), in the same rounds.
 # Prints markdown for docs/performance.md.
 #   scripts/bench-tune.sh MODEL OUT_DIR DURATION_S [THRUM TUNE ARGS...]
 # e.g. scripts/bench-tune.sh light_resnet50.onnx /tmp/tune-lr50 10 -e tract,ort --batch 1
@@ -43,6 +44,18 @@ for name in ("climb", "exhaustive"):
     if v:
         print(f"  vs default {v['default']['engine']}: {v['speedup']:.2f}x (runs {v['band'][0]:.2f}x to {v['band'][1]:.2f}x)")
 print(f"wall: climb {climb_s:.0f} s, exhaustive {exh_s:.0f} s, ratio {climb_s / exh_s:.2f}")
+# The children's wall time by phase: finding the pick (explore, probe, final) and the runs
+# against the default that both searches end with.
+phases = {}
+for name in ("climb", "exhaustive"):
+    trials = json.load(open(f"{out}/{name}/tune.json"))["outcome"]["trials"]
+    by = {}
+    for t in trials:
+        by[t["phase"]] = by.get(t["phase"], 0.0) + t["wall_s"]
+    phases[name] = by
+    print(f"{name} phases: " + ", ".join(f"{p} {s:.0f} s" for p, s in sorted(by.items())))
+pick = {n: sum(s for p, s in by.items() if p != "confirm") for n, by in phases.items()}
+print(f"to the pick (explore + probe + final): climb {pick['climb']:.0f} s, exhaustive {pick['exhaustive']:.0f} s, ratio {pick['climb'] / pick['exhaustive']:.2f}")
 PY
 py_bench() {
   "$python" "$here/ort_python.py" bench "$onnx" --workers "$1" --intra "$2" --batch "$3" --duration "$duration" |
@@ -57,11 +70,20 @@ for cfg in 1x1 1x2 2x1; do
     if python3 -c "import sys; sys.exit(0 if $py > $best_py else 1)"; then best_py=$py best="${cfg%x*} ${cfg#*x} $b"; fi
   done
 done
+rm -f "$out/rounds.txt"
 echo "alternating re-measurement, $duration s each (ORT Python at its best: workers intra batch = $best):"
-for round in 1 2 3; do
+for round in $(seq "${ROUNDS:-5}"); do
   c=$(bench "$out/climb/thrum.toml")
   e=$(bench "$out/exhaustive/thrum.toml")
   # shellcheck disable=SC2086
   p=$(py_bench $best)
   python3 -c "print(f'round $round: climb {$c:.2f}, exhaustive {$e:.2f}, ORT Python {$p:.2f} samples/s: climb/exhaustive {$c/$e:.3f}, climb/Python {$c/$p:.3f}')"
+  echo "$c $e $p" >>"$out/rounds.txt"
 done
+python3 - "$out/rounds.txt" <<'PY'
+import statistics, sys
+rows = [tuple(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+c, e, p = (statistics.mean(col) for col in zip(*rows))
+med = lambda k: statistics.median(r[0] / r[k] for r in rows)
+print(f"means of {len(rows)} rounds: climb/exhaustive {c / e:.3f} (median round {med(1):.3f}), climb/Python {c / p:.3f} (median round {med(2):.3f})")
+PY

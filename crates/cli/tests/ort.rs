@@ -242,6 +242,61 @@ fn the_openvino_flavour_runs_when_openvino_is_asked_for_and_agrees_with_cpu() {
     thrum_testkit::assert_outputs_agree(&[got], &[reference], 1e-4, "OpenVINO vs CPU provider");
 }
 
+/// ONNX Runtime runs concurrent calls on its CPU provider only: on OpenVINO a shared predictor
+/// is refused and calls are serialised, its capabilities say so, and tune's exhaustive sweep
+/// gives OpenVINO one worker with a per-thread predictor (no child of it fails) while keeping
+/// shared predictors and several workers on the CPU provider.
+#[test]
+fn serialised_openvino_calls_get_one_worker_in_the_tuning_space() {
+    let flavour = thrum::config::engine_home(thrum::ort::OPENVINO_FLAVOUR);
+    assert!(
+        flavour.is_dir(),
+        "{} missing: the test command installs it (thrum engines install ort-openvino)",
+        flavour.display()
+    );
+    let caps = thrum::registry().get("ort").unwrap().capabilities();
+    assert_eq!(caps.concurrency_needs, vec![("ort.execution_providers", "cpu")]);
+    thrum()
+        .args(["bench", "-e", "ort", "-p", "zoo:mlp", "-c", "5", "-t", "2", "-q"])
+        .args(["--model-options", "ort.execution_providers=openvino,predictor=shared"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("shared predictor"));
+    let dir = tempfile::tempdir().unwrap();
+    thrum()
+        .args(["tune", "-p", "zoo:mlp", "-e", "ort", "--batch", "1", "--search", "exhaustive"])
+        .args(["--measure-s", "0.3", "--budget", "3m", "-q", "-o"])
+        .arg(dir.path())
+        .args([
+            "--fixed",
+            "inter_op_threads=1,ort.execution_mode=sequential,ort.optimization_level=all,\
+             ort.spinning=true,ort.global_thread_pools=false,ort.session_per_predictor=false",
+        ])
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("tune.json")).unwrap()).unwrap();
+    let trials = report["outcome"]["trials"].as_array().unwrap();
+    let kind = |t: &serde_json::Value| {
+        let c = &t["candidate"];
+        let provider = c["options"]["ort.execution_providers"].as_str().unwrap();
+        (provider, c["predictor"].as_str().unwrap(), c["workers"].as_u64().unwrap())
+    };
+    for t in trials {
+        assert_eq!(t["outcome"]["status"], "measured", "{t}");
+        if kind(t).0 == "openvino" {
+            assert_eq!(kind(t), ("openvino", "per-thread", 1), "{t}");
+        }
+    }
+    for expected in [("cpu", "shared"), ("openvino", "per-thread")] {
+        assert!(
+            trials.iter().any(|t| (kind(t).0, kind(t).1) == expected),
+            "no {expected:?} in {trials:?}"
+        );
+    }
+}
+
 #[test]
 fn engines_lists_each_installed_flavour_with_its_providers() {
     thrum().args(["engines"]).assert().success().stdout(

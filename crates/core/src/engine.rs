@@ -361,12 +361,23 @@ pub struct Capabilities {
     pub onednn: Support,
     /// Devices it can run on (`cpu`, `cuda:0`…).
     pub devices: Vec<String>,
+    /// Option values concurrent calls on one model need, as `(key, value)`. With another value
+    /// of such a key (ONNX Runtime: `ort.execution_providers` other than `cpu`) the engine runs
+    /// one call at a time on the model, so more workers only queue, and it refuses
+    /// [`Model::shared_predictor`]. A tuner gives those configurations one worker.
+    pub concurrency_needs: Vec<(&'static str, &'static str)>,
 }
 
 impl Capabilities {
     /// Capabilities from their parts.
     pub fn new(shared_predictor: Support, onednn: Support, devices: Vec<String>) -> Capabilities {
-        Capabilities { shared_predictor, onednn, devices }
+        Capabilities { shared_predictor, onednn, devices, concurrency_needs: Vec::new() }
+    }
+
+    /// These capabilities, with concurrent calls needing `key` = `value`.
+    pub fn with_concurrency_need(mut self, key: &'static str, value: &'static str) -> Capabilities {
+        self.concurrency_needs.push((key, value));
+        self
     }
 }
 

@@ -185,7 +185,10 @@ impl Engine for OrtEngine {
                     .into(),
             },
         };
+        // Concurrent runs of one session are offered on the CPU provider only: with another,
+        // runs are serialised (`OrtModel::exclusive`) and the shared predictor is refused.
         Capabilities::new(Support::Yes, onednn, vec!["cpu".into(), "cuda".into()])
+            .with_concurrency_need("ort.execution_providers", "cpu")
     }
 
     fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
@@ -343,7 +346,14 @@ fn build_session(
             "dnnl" => {
                 ep::OneDNN::default().with_arena_allocator(o.cpu_arena).build().error_on_failure()
             }
-            "openvino" => ep::OpenVINO::default().build().error_on_failure(),
+            // OpenVINO runs its own thread pool (all cores by default): `intra_op_threads`
+            // sizes it, so that a configuration's thread count is what it uses.
+            "openvino" => match options.intra_op_threads {
+                Some(n) => ep::OpenVINO::default().with_num_threads(n),
+                None => ep::OpenVINO::default(),
+            }
+            .build()
+            .error_on_failure(),
             _ => ep::CPU::default().with_arena_allocator(o.cpu_arena).build().error_on_failure(),
         })
         .collect();

@@ -5,9 +5,10 @@
 //!
 //! Why hill climbing and not successive halving over the grid: the grid is a product (ONNX
 //! Runtime alone has 3 thread splits × 4 batch sizes × 2 predictor kinds × 2 inter-op × 2 ×
-//! 3 × 2 × 2 × 2 × 2 engine settings = 4 608 points on 2 cores), and successive halving's first
-//! rung still runs every point once. The dimensions are nearly separable (the thread split and the
-//! batch size decide most of the throughput; engine settings move it by a few percent, see
+//! 3 × 2 × 2 × 2 × 2 engine settings = 4 608 grid points on 2 cores, 3 072 once OpenVINO's
+//! serialised calls keep one worker), and successive halving's first rung still runs every
+//! point once. The dimensions are nearly separable (the thread split and the batch size decide
+//! most of the throughput; engine settings move it by a few percent, see
 //! docs/performance.md), so one pass along each dimension from a good start finds the same
 //! optimum in a few dozen runs; the re-measurement of the best few at 3× the time then guards
 //! against a lucky short run.
@@ -322,7 +323,11 @@ impl Search<'_> {
                 if *value == current.value(&dim.name) {
                     continue;
                 }
-                let c = current.with(&dim.name, value);
+                // A value under which calls are serialised is tried with one worker.
+                let c = space.runnable(current.with(&dim.name, value));
+                if c == current || self.trials.iter().any(|t| t.candidate == c) {
+                    continue;
+                }
                 if !self.fits(&short) {
                     continue;
                 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use thrum_core::{EngineInfo, PredictorKind};
+use thrum_core::{Capabilities, EngineInfo, PredictorKind};
 
 use crate::compare::EngineRun;
 
@@ -128,15 +128,29 @@ pub struct EngineSpace {
     pub start: Candidate,
     /// The dimensions, most influential first.
     pub dims: Vec<Dimension>,
+    /// Option values concurrent calls need ([`Capabilities::concurrency_needs`]). A point with
+    /// another value runs one call at a time: only one worker with per-thread predictors is
+    /// in the grid (more workers would only queue; a shared predictor is refused).
+    pub concurrency_needs: BTreeMap<String, String>,
 }
 
 impl EngineSpace {
-    /// Configurations in the whole grid of this engine.
+    /// Configurations in this engine's grid that it can run.
     pub fn size(&self) -> usize {
-        self.dims.iter().map(|d| d.values.len().max(1)).product()
+        self.all().len()
     }
 
-    /// Every configuration of the grid (an exhaustive sweep's list).
+    /// Whether `c` is in the grid: its calls can run concurrently, or it has the one worker
+    /// with a per-thread predictor that serialised calls leave.
+    pub fn allows(&self, c: &Candidate) -> bool {
+        let concurrent = self
+            .concurrency_needs
+            .iter()
+            .all(|(k, v)| c.options.get(k).is_none_or(|have| have == v));
+        concurrent || (c.predictor == PredictorKind::PerThread && c.workers == 1)
+    }
+
+    /// Every configuration of the grid the engine can run (an exhaustive sweep's list).
     pub fn all(&self) -> Vec<Candidate> {
         let mut out = vec![self.start.clone()];
         for dim in &self.dims {
@@ -145,7 +159,22 @@ impl EngineSpace {
                 .flat_map(|c| dim.values.iter().map(move |v| c.with(&dim.name, v)))
                 .collect();
         }
+        out.retain(|c| self.allows(c));
         out
+    }
+
+    /// `c` if it is in the grid, else its counterpart with serialised calls: one worker with a
+    /// per-thread predictor and all of `c`'s threads (what a climb steps to).
+    pub fn runnable(&self, c: Candidate) -> Candidate {
+        if self.allows(&c) {
+            return c;
+        }
+        Candidate {
+            predictor: PredictorKind::PerThread,
+            workers: 1,
+            intra: c.workers * c.intra,
+            ..c
+        }
     }
 }
 
@@ -175,15 +204,17 @@ pub fn counts_up_to(usable: usize) -> Vec<usize> {
     v
 }
 
-/// The space of one engine. `run` is the engine's run of the model in the agreement check:
-/// its thread report says whether it has an inter-op setting, its latency where to start.
+/// The space of one engine. `caps` say whether it has a shared predictor and oneDNN, and what
+/// concurrent calls need; `run` is the engine's run of the model in the agreement check: its thread report
+/// says whether it has an inter-op setting, its latency where to start.
 pub fn engine_space(
     info: &EngineInfo,
-    shared_predictor: bool,
-    onednn: bool,
+    caps: &Capabilities,
     run: &EngineRun,
     limits: &Limits,
 ) -> EngineSpace {
+    let shared_predictor = caps.shared_predictor.is_yes();
+    let onednn = caps.onednn.is_yes();
     let usable = limits.usable.max(1);
     let counts = counts_up_to(usable);
     let mut splits: Vec<(usize, usize)> = Vec::new();
@@ -274,7 +305,9 @@ pub fn engine_space(
         values.extend(key.tunable.iter().filter(|v| **v != first).map(|v| v.to_string()));
         dims.push(Dimension { name: key.key.into(), values });
     }
-    EngineSpace { engine: info.name.into(), start, dims }
+    let concurrency_needs =
+        caps.concurrency_needs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    EngineSpace { engine: info.name.into(), start, dims, concurrency_needs }
 }
 
 /// The one configuration with more threads than usable cores: the start point with twice
@@ -290,6 +323,48 @@ pub fn oversubscribed_probe(space: &EngineSpace, usable: usize) -> Candidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialised_calls_get_one_worker_and_no_shared_predictor() {
+        let start = Candidate {
+            engine: "ort".into(),
+            workers: 2,
+            intra: 1,
+            batch: 1,
+            predictor: PredictorKind::PerThread,
+            options: BTreeMap::from([("ort.execution_providers".into(), "cpu".into())]),
+            probe: false,
+        };
+        let dim = |name: &str, values: &[&str]| Dimension {
+            name: name.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let space = EngineSpace {
+            engine: "ort".into(),
+            start: start.clone(),
+            dims: vec![
+                dim(THREADS, &["2x1", "1x1", "1x2"]),
+                dim(PREDICTOR, &["per-thread", "shared"]),
+                dim("ort.execution_providers", &["cpu", "openvino"]),
+            ],
+            concurrency_needs: BTreeMap::from([("ort.execution_providers".into(), "cpu".into())]),
+        };
+        // CPU: 3 splits × 2 predictor kinds; OpenVINO serialises calls: 1x1 and 1x2, per-thread.
+        assert_eq!(space.size(), 8);
+        let all = space.all();
+        assert!(all.iter().any(|c| c.predictor == PredictorKind::Shared));
+        for c in all.iter().filter(|c| c.options["ort.execution_providers"] == "openvino") {
+            assert_eq!((c.workers, c.predictor), (1, PredictorKind::PerThread), "{}", c.key());
+        }
+        // A climb at 2 workers sharing a predictor, stepping to OpenVINO, measures one worker
+        // with both threads.
+        let shared = start.with(PREDICTOR, "shared");
+        assert_eq!(space.runnable(shared.clone()), shared);
+        let stepped = space.runnable(shared.with("ort.execution_providers", "openvino"));
+        assert_eq!((stepped.workers, stepped.intra), (1, 2));
+        assert_eq!(stepped.predictor, PredictorKind::PerThread);
+        assert_eq!(stepped.options["ort.execution_providers"], "openvino");
+    }
 
     #[test]
     fn counts_are_powers_of_two_and_the_core_count() {

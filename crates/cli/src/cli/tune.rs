@@ -274,13 +274,7 @@ impl TunePlan {
         for engine in self.engines.iter().filter(|e| agreeing.iter().any(|n| n == e.name())) {
             let Some(run) = comparison.run(engine.name()) else { continue };
             let caps = engine.capabilities();
-            spaces.push(space::engine_space(
-                engine.info(),
-                caps.shared_predictor.is_yes(),
-                caps.onednn.is_yes(),
-                run,
-                &limits,
-            ));
+            spaces.push(space::engine_space(engine.info(), &caps, run, &limits));
         }
         // Measurement lengths from the fastest engine's single call: windows of a few calls.
         let call_s = comparison.runs.iter().map(|r| r.call_ms).fold(f64::INFINITY, f64::min) / 1e3;
