@@ -190,17 +190,22 @@ fn a_sweep_over_a_process_wide_setting_runs_a_process_per_value() {
     assert!(points.iter().any(|p| p["pareto"] == true));
 }
 
-/// The OpenVINO flavour (`thrum engines install ort-openvino`, from the onnxruntime-openvino
-/// wheel) is what `ort.execution_providers=openvino` runs on: its own library and version,
-/// outputs that agree with the plain CPU provider's.
-#[test]
-fn the_openvino_flavour_runs_when_openvino_is_asked_for_and_agrees_with_cpu() {
+/// Fails loudly when the OpenVINO flavour is not installed (the test command installs it).
+fn require_openvino_flavour() {
     let flavour = thrum::config::engine_home(thrum::ort::OPENVINO_FLAVOUR);
     assert!(
         flavour.is_dir(),
         "{} missing: the test command installs it (thrum engines install ort-openvino)",
         flavour.display()
     );
+}
+
+/// The OpenVINO flavour (`thrum engines install ort-openvino`, from the onnxruntime-openvino
+/// wheel) is what `ort.execution_providers=openvino` runs on: its own library and version,
+/// outputs that agree with the plain CPU provider's.
+#[test]
+fn the_openvino_flavour_runs_when_openvino_is_asked_for_and_agrees_with_cpu() {
+    require_openvino_flavour();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("x.npy");
     let mut x = vec![0f32; 64];
@@ -248,12 +253,7 @@ fn the_openvino_flavour_runs_when_openvino_is_asked_for_and_agrees_with_cpu() {
 /// shared predictors and several workers on the CPU provider.
 #[test]
 fn serialised_openvino_calls_get_one_worker_in_the_tuning_space() {
-    let flavour = thrum::config::engine_home(thrum::ort::OPENVINO_FLAVOUR);
-    assert!(
-        flavour.is_dir(),
-        "{} missing: the test command installs it (thrum engines install ort-openvino)",
-        flavour.display()
-    );
+    require_openvino_flavour();
     let caps = thrum::registry().get("ort").unwrap().capabilities();
     assert_eq!(caps.concurrency_needs, vec![("ort.execution_providers", "cpu")]);
     thrum()
