@@ -13,6 +13,7 @@ use common::{get, post, post_json};
 use serde_json::json;
 use thrum_core::Tensor;
 use thrum_serve::{Batching, Listen, PoolConfig};
+use thrum_testkit::assert_outputs_agree;
 
 fn mlp_input(rows: usize) -> Vec<f32> {
     (0..rows * 64).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect()
@@ -321,13 +322,18 @@ fn batching_is_reported_in_the_config_and_batch_stats() {
     assert_eq!(config["dynamic_batching"]["preferred_batch_size"], json!([4]));
     assert_eq!(config["dynamic_batching"]["max_queue_delay_microseconds"], 5000);
     let url = server.url("/v2/models/mlp/infer");
+    let expected = Tensor::from_vec(vec![1, 10], reference(1)).unwrap();
     std::thread::scope(|s| {
         for _ in 0..8 {
             s.spawn(|| {
                 let reply = post_json(&url, &json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": mlp_input(1)}]}));
                 assert_eq!(reply.status, 200);
                 let got: Vec<f32> = reply.json()["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-                assert_eq!(got, reference(1));
+                // A merged request runs as a row of a larger batch: the engine may pick another
+                // matrix kernel for it (another summation order), so the row agrees with the
+                // single call to rounding, not bit for bit (1 ulp apart on an AVX-512 CPU).
+                let got = Tensor::from_vec(vec![1, got.len()], got).unwrap();
+                assert_outputs_agree(&[got], &[expected.clone()], 1e-5, "a batched row against a single call");
             });
         }
     });
