@@ -333,7 +333,7 @@ fn batching_is_reported_in_the_config_and_batch_stats() {
                 // matrix kernel for it (another summation order), so the row agrees with the
                 // single call to rounding, not bit for bit (1 ulp apart on an AVX-512 CPU).
                 let got = Tensor::from_vec(vec![1, got.len()], got).unwrap();
-                assert_outputs_agree(&[got], &[expected.clone()], 1e-5, "a batched row against a single call");
+                assert_outputs_agree(&[got], std::slice::from_ref(&expected), 1e-5, "a batched row against a single call");
             });
         }
     });
