@@ -123,8 +123,9 @@ fn percentiles_match_a_fixed_sleep_schedule() {
     let m = measure(&model, &inputs, 1, &plan(1, 100, PredictorKind::PerThread), 1).unwrap();
     let t = m.latency.total;
     assert_eq!((m.calls, t.count), (100, 100));
-    // A sleep never ends early; it may end late on a busy machine.
-    let within = |got: f64, want: f64| got >= want && got <= want * 1.25 + 1.0;
+    // A sleep never ends early; it may end late on a busy (shared CI) machine: the upper bound
+    // is loose, yet tight enough to tell the schedule's steps (5, 20, 50, 100 ms) apart.
+    let within = |got: f64, want: f64| got >= want && got <= want * 1.5 + 5.0;
     assert!(within(t.p50_ms, 5.0), "P50 {t:?}");
     assert!(within(t.p90_ms, 20.0), "P90 {t:?}");
     assert!(within(t.p99_ms, 50.0), "P99 {t:?}");
@@ -134,7 +135,7 @@ fn percentiles_match_a_fixed_sleep_schedule() {
     // The engine's stage is the sleep; the rest is thrum's bookkeeping.
     assert!(within(m.latency.inference.p50_ms, 5.0), "{:?}", m.latency.inference);
     assert!(m.latency.preprocess.p99_ms < 1.0, "{:?}", m.latency.preprocess);
-    assert!(m.wall_s >= 1.3 && m.wall_s < 1.3 * 1.25 + 0.1, "wall {}", m.wall_s);
+    assert!(m.wall_s >= 1.3 && m.wall_s < 1.3 * 1.5 + 0.1, "wall {}", m.wall_s);
 }
 
 #[test]
@@ -156,7 +157,8 @@ fn duration_stops_the_run() {
         ..plan(2, 1, PredictorKind::PerThread)
     };
     let m = measure(&model, &inputs, 1, &plan, 2).unwrap();
-    assert!(m.wall_s >= 0.3 && m.wall_s < 0.5, "wall {}", m.wall_s);
+    // It stops at 300 ms, after the calls in flight (at most 100 ms each) end.
+    assert!(m.wall_s >= 0.3 && m.wall_s < 0.8, "wall {}", m.wall_s);
     assert!(m.calls > 20, "calls {}", m.calls);
 }
 

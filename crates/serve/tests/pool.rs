@@ -5,89 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use thrum_core::{
-    DType, Dim, Model, ModelBackend, PredictorBackend, Result, SharedPredictorBackend, Tensor,
-    TensorSpec, ThreadConfig,
-};
+use common::{Scripted, scripted, wait_until};
+use thrum_core::{DType, Dim, Model, Tensor, TensorSpec};
 use thrum_serve::{Batching, ModelPool, PoolConfig, ServeError};
-
-/// A model whose output is its input doubled, that sleeps `delay` per call, records the batch
-/// sizes it sees, and panics on an input whose first element is -1.
-struct Scripted {
-    specs: Vec<TensorSpec>,
-    delay: Duration,
-    batches: Arc<std::sync::Mutex<Vec<usize>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-struct ScriptedPredictor {
-    delay: Duration,
-    batches: Arc<std::sync::Mutex<Vec<usize>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl PredictorBackend for ScriptedPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let x = inputs[0].as_slice::<f32>()?;
-        if x.first() == Some(&-1.0) {
-            panic!("scripted panic");
-        }
-        self.batches.lock().unwrap().push(inputs[0].shape()[0]);
-        std::thread::sleep(self.delay);
-        let doubled: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-        Ok(vec![Tensor::from_vec(inputs[0].shape().to_vec(), doubled)?])
-    }
-}
-
-impl ModelBackend for Scripted {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.specs[..1]
-    }
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.specs[1..]
-    }
-    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        Ok(Box::new(ScriptedPredictor {
-            delay: self.delay,
-            batches: self.batches.clone(),
-            calls: self.calls.clone(),
-        }))
-    }
-    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        Err(thrum_core::Error::Unsupported {
-            engine: "scripted",
-            feature: "a shared predictor".into(),
-            reason: "tests use per-thread predictors".into(),
-        })
-    }
-    fn threads(&self) -> ThreadConfig {
-        ThreadConfig::default()
-    }
-}
-
-struct Probe {
-    model: Model,
-    batches: Arc<std::sync::Mutex<Vec<usize>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-fn scripted(delay: Duration) -> Probe {
-    let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let spec = |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::Fixed(2)]);
-    let backend = Scripted {
-        specs: vec![spec("x"), spec("y")],
-        delay,
-        batches: batches.clone(),
-        calls: calls.clone(),
-    };
-    Probe { model: Model::new("scripted", "scripted", backend), batches, calls }
-}
 
 fn input(rows: usize, value: f32) -> Vec<Tensor> {
     vec![Tensor::from_vec(vec![rows, 2], vec![value; rows * 2]).unwrap()]
@@ -134,26 +56,32 @@ fn batching_merges_concurrent_requests_and_splits_the_outputs_back() {
 
 #[test]
 fn a_full_queue_refuses_at_once_with_a_retry_hint() {
-    let probe = scripted(Duration::from_millis(300));
+    let probe = scripted(Duration::ZERO);
     let pool =
-        ModelPool::start("m", probe.model, PoolConfig::new(1).with_queue_capacity(1)).unwrap();
+        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_queue_capacity(1))
+            .unwrap();
+    let warm = probe.calls();
+    probe.gate.close(); // the worker holds the first request until the test opens the gate
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
             let pool = pool.clone();
             async move { pool.submit(input(1, 1.0)).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await; // the worker takes it
+        wait_until("the worker takes the first request", || probe.calls() == warm + 1);
         let queued = tokio::spawn({
             let pool = pool.clone();
             async move { pool.submit(input(1, 2.0)).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let start = std::time::Instant::now();
-        let refused = pool.submit(input(1, 3.0)).await.unwrap_err();
-        assert!(start.elapsed() < Duration::from_millis(100), "the refusal waited");
+        wait_until("the second request is queued", || pool.pending() == 1);
+        // The gate is shut: a refusal that waited for room would never come.
+        let refused = tokio::time::timeout(Duration::from_secs(10), pool.submit(input(1, 3.0)))
+            .await
+            .expect("the refusal waited for room in the queue")
+            .unwrap_err();
         assert!(matches!(refused, ServeError::QueueFull { .. }), "{refused}");
         assert_eq!((refused.http_status(), refused.retry_after().is_some()), (503, true));
+        probe.gate.open();
         busy.await.unwrap().unwrap();
         queued.await.unwrap().unwrap();
     });
@@ -161,43 +89,53 @@ fn a_full_queue_refuses_at_once_with_a_retry_hint() {
 
 #[test]
 fn a_request_whose_timeout_passes_in_the_queue_is_not_run() {
-    let probe = scripted(Duration::from_millis(200));
-    let pool = ModelPool::start("m", probe.model, PoolConfig::new(1)).unwrap();
-    let calls_before = probe.calls.load(Ordering::SeqCst);
+    let probe = scripted(Duration::ZERO);
+    let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
+    let calls_before = probe.calls();
+    probe.gate.close();
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
             let pool = pool.clone();
             async move { pool.submit(input(1, 1.0)).await }
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let late = pool.submit_with_timeout(input(1, 2.0), Some(Duration::from_millis(10))).await;
+        wait_until("the worker takes the first request", || probe.calls() == calls_before + 1);
+        let late = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.submit_with_timeout(input(1, 2.0), Some(Duration::from_millis(10))).await }
+        });
+        wait_until("the second request is queued", || pool.pending() == 1);
+        tokio::time::sleep(Duration::from_millis(20)).await; // its timeout passes in the queue
+        probe.gate.open();
+        let late = late.await.unwrap();
         assert!(matches!(late, Err(ServeError::Timeout { .. })), "{late:?}");
         busy.await.unwrap().unwrap();
     });
-    assert_eq!(probe.calls.load(Ordering::SeqCst) - calls_before, 1, "the expired request ran");
+    assert_eq!(probe.calls() - calls_before, 1, "the expired request ran");
 }
 
 #[test]
 fn a_caller_that_goes_away_frees_its_slot_unrun() {
-    let probe = scripted(Duration::from_millis(200));
-    let pool = ModelPool::start("m", probe.model, PoolConfig::new(1)).unwrap();
-    let calls_before = probe.calls.load(Ordering::SeqCst);
+    let probe = scripted(Duration::ZERO);
+    let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
+    let calls_before = probe.calls();
+    probe.gate.close();
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
             let pool = pool.clone();
             async move { pool.submit(input(1, 1.0)).await }
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until("the worker takes the first request", || probe.calls() == calls_before + 1);
         // A caller that gives up (a client that disconnects drops its request the same way).
         let gone =
             tokio::time::timeout(Duration::from_millis(10), pool.submit(input(1, 2.0))).await;
         assert!(gone.is_err());
+        probe.gate.open();
         busy.await.unwrap().unwrap();
         pool.submit(input(1, 3.0)).await.unwrap();
     });
-    assert_eq!(probe.calls.load(Ordering::SeqCst) - calls_before, 2, "the abandoned request ran");
+    assert_eq!(probe.calls() - calls_before, 2, "the abandoned request ran");
     assert_eq!(pool.stats().cancelled, 1);
     assert_eq!(pool.pending(), 0);
 }
@@ -234,8 +172,10 @@ fn bad_inputs_and_batches_are_refused_before_the_queue() {
 
 #[test]
 fn shutdown_finishes_admitted_requests_then_refuses() {
-    let probe = scripted(Duration::from_millis(50));
-    let pool = ModelPool::start("m", probe.model, PoolConfig::new(1)).unwrap();
+    let probe = scripted(Duration::ZERO);
+    let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
+    let calls_before = probe.calls();
+    probe.gate.close();
     let rt = runtime();
     rt.block_on(async {
         let admitted: Vec<_> = (0..4)
@@ -244,20 +184,24 @@ fn shutdown_finishes_admitted_requests_then_refuses() {
                 tokio::spawn(async move { pool.submit(input(1, i as f32)).await })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until("one request runs and three wait", || {
+            probe.calls() == calls_before + 1 && pool.pending() == 3
+        });
         let closer = pool.clone();
         let shutdown = tokio::task::spawn_blocking(move || closer.shutdown());
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        wait_until("shutdown begins", || !pool.is_ready());
         let refused = pool.submit(input(1, 9.0)).await.unwrap_err();
         assert!(
             refused.to_string().contains("shutting down") && refused.http_status() == 503,
             "{refused}"
         );
+        probe.gate.open();
         for a in admitted {
             a.await.unwrap().unwrap();
         }
         shutdown.await.unwrap();
     });
+    assert_eq!(probe.calls() - calls_before, 4, "an admitted request was not run");
 }
 
 #[test]
@@ -272,6 +216,7 @@ fn batching_needs_a_batch_axis() {
         Scripted {
             specs: vec![spec("x"), spec("y")],
             delay: Duration::ZERO,
+            gate: Default::default(),
             batches: Default::default(),
             calls: Default::default(),
         },

@@ -2,9 +2,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test crates; tests fail by panicking
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use thrum_core::{Engine, Model, ModelFormat, ModelSource, Options};
+use thrum_core::{
+    DType, Dim, Engine, Model, ModelBackend, ModelFormat, ModelSource, Options, PredictorBackend,
+    Result, SharedPredictorBackend, Tensor, TensorSpec, ThreadConfig,
+};
 use thrum_serve::{Listen, ModelPool, PoolConfig, ServedModel, Server};
 
 /// A zoo model on tract.
@@ -12,6 +17,123 @@ pub fn zoo(name: &str) -> Model {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
     let source = ModelSource::memory(name, ModelFormat::ONNX, thrum_zoo::onnx::export(&graph));
     thrum_tract::TractEngine.load(&source, &Options::default()).unwrap()
+}
+
+/// A gate the scripted model's calls wait at while it is closed: the tests decide when a call
+/// ends instead of guessing how long one takes on this CPU.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn close(&self) {
+        *self.0.0.lock().unwrap() = true;
+    }
+
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = false;
+        self.0.1.notify_all();
+    }
+
+    fn pass(&self) {
+        let (closed, cv) = &*self.0;
+        let _open = cv.wait_while(closed.lock().unwrap(), |closed| *closed).unwrap();
+    }
+}
+
+/// A model whose output is its input doubled; each call records its batch size, sleeps
+/// `delay`, waits at the gate, and panics on an input whose first element is -1.
+pub struct Scripted {
+    pub specs: Vec<TensorSpec>,
+    pub delay: Duration,
+    pub gate: Gate,
+    pub batches: Arc<Mutex<Vec<usize>>>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+struct ScriptedPredictor {
+    delay: Duration,
+    gate: Gate,
+    batches: Arc<Mutex<Vec<usize>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl PredictorBackend for ScriptedPredictor {
+    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let x = inputs[0].as_slice::<f32>()?;
+        if x.first() == Some(&-1.0) {
+            panic!("scripted panic");
+        }
+        self.batches.lock().unwrap().push(inputs[0].shape()[0]);
+        std::thread::sleep(self.delay);
+        self.gate.pass();
+        let doubled: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+        Ok(vec![Tensor::from_vec(inputs[0].shape().to_vec(), doubled)?])
+    }
+}
+
+impl ModelBackend for Scripted {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.specs[..1]
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.specs[1..]
+    }
+    fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
+        Ok(Box::new(ScriptedPredictor {
+            delay: self.delay,
+            gate: self.gate.clone(),
+            batches: self.batches.clone(),
+            calls: self.calls.clone(),
+        }))
+    }
+    fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
+        Err(thrum_core::Error::Unsupported {
+            engine: "scripted",
+            feature: "a shared predictor".into(),
+            reason: "tests use per-thread predictors".into(),
+        })
+    }
+    fn threads(&self) -> ThreadConfig {
+        ThreadConfig::default()
+    }
+}
+
+/// A scripted model (input `x`, output `y`, both f32 [N,2]) and the handles the tests watch it by.
+pub struct Probe {
+    pub model: Model,
+    pub gate: Gate,
+    pub batches: Arc<Mutex<Vec<usize>>>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+pub fn scripted(delay: Duration) -> Probe {
+    let (gate, batches, calls) = (Gate::default(), Arc::default(), Arc::new(AtomicUsize::new(0)));
+    let spec = |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::Fixed(2)]);
+    let backend = Scripted {
+        specs: vec![spec("x"), spec("y")],
+        delay,
+        gate: gate.clone(),
+        batches: Arc::clone(&batches),
+        calls: Arc::clone(&calls),
+    };
+    Probe { model: Model::new("scripted", "scripted", backend), gate, batches, calls }
+}
+
+impl Probe {
+    /// Calls so far (the pool's warm-up call included).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (at most 30 s, then fails naming `what`) until `done` holds.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A running server; dropping it shuts it down (and waits for it).
