@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -214,19 +214,22 @@ struct Inner {
     batch_axis: Option<usize>,
     /// `None` once shutdown began: dropping the sender lets the workers drain and stop.
     queue: Mutex<Option<Sender<Job>>>,
-    queued: AtomicUsize,
+    /// Requests admitted and not yet taken by a worker. The gauge is set under the same lock,
+    /// so whatever order admissions and dequeues race in, it ends at the count.
+    queued: Mutex<usize>,
     closing: AtomicBool,
     stats: Mutex<PoolStats>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Inner {
-    /// A request left the queue (taken by a worker, or refused after all); the gauge follows,
-    /// so it reads the requests waiting now, not those waiting when the last call began.
-    fn dequeued(&self) {
-        let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+    /// One more request waits (`true`) or one fewer (`false`: taken by a worker, or refused
+    /// after all); the pending-request gauge follows at once.
+    fn count_queued(&self, one_more: bool) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        *queued = if one_more { *queued + 1 } else { queued.saturating_sub(1) };
         metrics::gauge!("thrum_inference_pending_request_count", "model" => self.name.clone())
-            .set(left as f64);
+            .set(*queued as f64);
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, PoolStats> {
@@ -301,7 +304,7 @@ impl ModelPool {
             config: config.clone(),
             batch_axis,
             queue: Mutex::new(Some(queue_tx)),
-            queued: AtomicUsize::new(0),
+            queued: Mutex::new(0),
             closing: AtomicBool::new(false),
             stats: Mutex::new(PoolStats::default()),
             threads: Mutex::new(Vec::new()),
@@ -388,7 +391,7 @@ impl ModelPool {
 
     /// Requests admitted and not yet taken by a worker.
     pub fn pending(&self) -> usize {
-        self.inner.queued.load(Ordering::Relaxed)
+        *self.inner.queued.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// False once shutdown began.
@@ -463,15 +466,11 @@ impl ModelPool {
         let queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = queue.as_ref() else { return Err(shutting_down()) };
         // Counted before the send so a worker's decrement never runs first.
-        inner.queued.fetch_add(1, Ordering::AcqRel);
+        inner.count_queued(true);
         match queue.try_send(job) {
-            Ok(()) => {
-                metrics::gauge!("thrum_inference_pending_request_count", "model" => inner.name.clone())
-                    .set(inner.queued.load(Ordering::Relaxed) as f64);
-                Ok(rx)
-            }
+            Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => {
-                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                inner.count_queued(false);
                 metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "REJECTED").increment(1);
                 Err(ServeError::QueueFull {
                     model: inner.name.clone(),
@@ -480,7 +479,7 @@ impl ModelPool {
                 })
             }
             Err(TrySendError::Disconnected(_)) => {
-                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                inner.count_queued(false);
                 Err(shutting_down())
             }
         }
@@ -556,7 +555,7 @@ fn worker(
     match source {
         Source::Queue(queue) => {
             while let Ok(job) = queue.recv() {
-                inner.dequeued();
+                inner.count_queued(false);
                 if let Some(job) = admit(inner, job) {
                     run(inner, &shared, &mut runner, vec![job]);
                 }
@@ -619,12 +618,15 @@ fn gather(
     held: &mut Option<Job>,
 ) -> Option<Vec<Job>> {
     let take = |job: Job| {
-        inner.dequeued();
+        inner.count_queued(false);
         admit(inner, job)
     };
     let first = loop {
         let job = match held.take() {
-            Some(job) => Some(job),
+            Some(job) => {
+                inner.count_queued(false); // it was counted back when held
+                Some(job)
+            }
             None => take(queue.recv().ok()?),
         };
         if let Some(job) = job {
@@ -656,7 +658,7 @@ fn gather(
             jobs.push(next);
         } else {
             // Counted back: it waits in `held`, outside the channel.
-            inner.queued.fetch_add(1, Ordering::AcqRel);
+            inner.count_queued(true);
             *held = Some(next);
             break;
         }
@@ -804,10 +806,8 @@ fn record_metrics(
         .record(input_d.as_secs_f64());
     metrics::histogram!("thrum_inference_compute_infer_duration_seconds", "model" => model.clone())
         .record(infer_d.as_secs_f64());
-    metrics::histogram!("thrum_inference_compute_output_duration_seconds", "model" => model.clone())
+    metrics::histogram!("thrum_inference_compute_output_duration_seconds", "model" => model)
         .record(output_d.as_secs_f64());
-    metrics::gauge!("thrum_inference_pending_request_count", "model" => model)
-        .set(inner.queued.load(Ordering::Relaxed) as f64);
 }
 
 /// Splits a batch's outputs back into each request's share, along each output's batch axis.

@@ -284,25 +284,26 @@ fn a_full_queue_answers_503_with_retry_after() {
     let server = common::serve_with(vec![("held", probe.model.clone(), config)], common::quick());
     let url = server.url("/v2/models/held/infer");
     // Raw binary requests (header length 0), one sample each. The gate holds the one worker's
-    // call: one request runs, one waits in the queue of one, the other ten are refused at once.
+    // call: the first request runs, one more waits in the queue of one, the other ten are
+    // refused at once.
     let body: Vec<u8> = [0.5f32; 2].iter().flat_map(|v| v.to_le_bytes()).collect();
     let answered = std::sync::atomic::AtomicUsize::new(0);
+    let warm = probe.calls();
     probe.gate.close();
     let results: Vec<common::Reply> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
-            .map(|_| {
-                s.spawn(|| {
-                    let reply = post(&url, &[("Inference-Header-Content-Length", "0")], &body);
-                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    reply
-                })
-            })
-            .collect();
+        let infer = || {
+            let reply = post(&url, &[("Inference-Header-Content-Length", "0")], &body);
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            reply
+        };
+        let first = s.spawn(infer);
+        common::wait_until("the worker takes the first request", || probe.calls() == warm + 1);
+        let rest: Vec<_> = (0..11).map(|_| s.spawn(infer)).collect();
         common::wait_until("ten requests are answered while the gate is shut", || {
             answered.load(std::sync::atomic::Ordering::SeqCst) == 10
         });
         probe.gate.open();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        std::iter::once(first).chain(rest).map(|h| h.join().unwrap()).collect()
     });
     let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 2, "{statuses:?}");

@@ -52,6 +52,36 @@ fn batching_merges_concurrent_requests_and_splits_the_outputs_back() {
     let stats = pool.stats();
     assert_eq!((stats.success.0, stats.inference_count), (6, 9));
     assert_eq!(stats.execution_count as usize, batches.len());
+    assert_eq!(pool.pending(), 0, "a request held over for the next batch is still counted");
+}
+
+#[test]
+fn a_request_held_over_for_the_next_batch_waits_there_counted_once() {
+    let probe = scripted(Duration::ZERO);
+    let config = PoolConfig::new(1).with_batching(Batching::new(3, Duration::ZERO));
+    let pool = ModelPool::start("m", probe.model.clone(), config).unwrap();
+    let warm = probe.calls();
+    probe.batches.lock().unwrap().clear();
+    probe.gate.close();
+    let rt = runtime();
+    rt.block_on(async {
+        let submit = |rows: usize| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.submit(input(rows, rows as f32)).await })
+        };
+        let first = submit(1);
+        wait_until("the worker takes the first request", || probe.calls() == warm + 1);
+        // Two requests of two samples: they cannot share a batch of at most three, so the
+        // second is held over for the next one.
+        let (a, b) = (submit(2), submit(2));
+        wait_until("both are queued", || pool.pending() == 2);
+        probe.gate.open();
+        for (call, rows) in [(first, 1), (a, 2), (b, 2)] {
+            assert_eq!(call.await.unwrap().unwrap()[0].shape(), &[rows, 2]);
+        }
+    });
+    assert_eq!(*probe.batches.lock().unwrap(), [1, 2, 2]);
+    assert_eq!(pool.pending(), 0, "the held-over request is still counted as waiting");
 }
 
 #[test]
