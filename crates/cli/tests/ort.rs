@@ -305,3 +305,91 @@ fn engines_lists_each_installed_flavour_with_its_providers() {
             .and(predicate::str::contains("(openvino, cpu)")),
     );
 }
+
+/// PaddleOCR's text-direction classifier from the `rapidocr-onnxruntime` wheel (Apache-2.0):
+/// its input is `x [-1,3,?,?]`, two dynamic dimensions both called `?`. They are independent
+/// (ONNX ties only equal real names), so a 48 × 192 image runs, and gives what ONNX Runtime's
+/// Python API gives for the same input, bit for bit (same library, one thread each).
+#[test]
+fn a_model_whose_dynamic_dimensions_have_no_names_runs_as_onnx_runtime_runs_it() {
+    thrum_testkit::require_engine!("ort");
+    let model = testdata().join("rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    assert!(
+        model.is_file(),
+        "{} missing: run `bash scripts/install-test-data.sh`",
+        model.display()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let n = 3 * 48 * 192;
+    let x = thrum::Tensor::from_vec(
+        vec![1, 3, 48, 192],
+        (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let input = work.path().join("x.npy");
+    common::io::write_npy(&input, &x).unwrap();
+    let ours = work.path().join("ours.npy");
+    thrum()
+        .args(["predict", "-e", "ort", "--intra-op-threads", "1", "-p"])
+        .arg(&model)
+        .arg("--input")
+        .arg(&input)
+        .arg("-o")
+        .arg(&ours)
+        .assert()
+        .success();
+    let theirs = work.path().join("theirs.npy");
+    let python = testdata().join("venv-ort/bin/python");
+    let run = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys, numpy as np, onnxruntime as ort\n\
+             o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1\n\
+             s = ort.InferenceSession(sys.argv[1], o, providers=['CPUExecutionProvider'])\n\
+             np.save(sys.argv[3], s.run(None, {'x': np.load(sys.argv[2])})[0])",
+        ])
+        .arg(&model)
+        .arg(&input)
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ours = common::io::read_npy(&ours).unwrap();
+    let theirs = common::io::read_npy(&theirs).unwrap();
+    assert_eq!(ours.shape(), &[1, 2]);
+    assert!(ours.bit_eq(&theirs), "thrum {ours:?} vs onnxruntime {theirs:?}");
+}
+
+/// The seed's rule without any thread flag: workers × intra-op threads = usable cores, and the
+/// header reports the threads ONNX Runtime runs (its own default would be every core per
+/// worker: 2 workers × 2 threads on 2 cores).
+#[test]
+fn bench_without_thread_flags_runs_workers_times_intra_op_threads_equal_to_the_cores() {
+    thrum_testkit::require_engine!("ort");
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = thrum()
+            .args(["bench", "-e", "ort", "-p", "zoo:mlp", "-c", "40", "-q", "--json", "-"])
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    for (args, expect_workers) in [(&[][..], None), (&["-t", "1"][..], Some(1))] {
+        let report = run(args);
+        let usable = report["threads"]["cores"]["usable"].as_u64().unwrap();
+        let workers = report["plan"]["workers"].as_u64().unwrap();
+        let intra = report["threads"]["engine"]["intra_op"].as_u64().unwrap_or(0);
+        assert_eq!(
+            workers * intra,
+            usable,
+            "{args:?}: {workers} workers × {intra} intra-op threads on {usable} cores"
+        );
+        assert_eq!(report["threads"]["oversubscribed"], false);
+        if let Some(w) = expect_workers {
+            assert_eq!(workers, w);
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! `thrum serve` through the binary, driven by clients no one here wrote: the Python
-//! `tritonclient` package (HTTP with its default binary tensors, HTTP with JSON, gRPC) must get
-//! exactly what `thrum predict` computes; every datatype round-trips; SIGTERM loses no request.
+//! `tritonclient` package (HTTP with its default binary tensors, HTTP with JSON, gRPC and its
+//! bidirectional stream) must get exactly what `thrum predict` computes; every datatype
+//! round-trips; SIGTERM loses no request; a Triton model repository serves as it is, and
+//! tritonclient loads and unloads its models.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -81,6 +83,19 @@ fn tritonclient_gets_what_thrum_predict_computes_bit_for_bit() {
         assert_eq!(report["grpc_config"]["config"]["name"], model);
         let stats = &report["stats"]["model_stats"][0];
         assert_eq!(stats["inference_stats"]["success"]["count"], 11, "{stats}");
+        // The stream answered in request order, the bad request with its error, and went on.
+        let stream: Vec<String> = report["stream"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                a["id"].as_str().map_or_else(|| format!("error: {}", a["error"]), String::from)
+            })
+            .collect();
+        assert_eq!(stream.len(), 10, "{stream:?}");
+        assert_eq!(&stream[..8], (0..8).map(|k| format!("s{k}")).collect::<Vec<_>>().as_slice());
+        assert!(stream[8].starts_with("error") && stream[8].contains("dtype"), "{stream:?}");
+        assert_eq!(stream[9], "s8");
         for spec in report["metadata"]["outputs"].as_array().unwrap() {
             let name = spec["name"].as_str().unwrap();
             let want = common::io::read_npy(&expected.join(format!("{name}.npy"))).unwrap();
@@ -89,6 +104,7 @@ fn tritonclient_gets_what_thrum_predict_computes_bit_for_bit() {
                 .map(String::from)
                 .collect::<Vec<_>>();
             ways.extend((0..8).map(|k| format!("http_async{k}")));
+            ways.extend((0..9).map(|k| format!("grpc_stream_s{k}")));
             for way in ways {
                 let got = common::io::read_npy(&out.join(format!("{way}__{name}.npy"))).unwrap();
                 assert!(
@@ -298,6 +314,14 @@ fn serve_refuses_what_it_cannot_serve_with_exit_code_2() {
             "--model-name names the --model-dir model",
         ),
         (vec!["serve", "-p", "zoo:mlp", "--workers", "0"], "invalid value '0' for '--workers <N>'"),
+        (vec!["serve", "-p", "zoo:mlp", "--header-timeout-s", "0"], "--header-timeout-s"),
+        (vec!["serve", "-p", "zoo:mlp", "--keep-alive-timeout-s", "inf"], "--keep-alive-timeout-s"),
+        (vec!["serve", "-p", "zoo:mlp", "--max-connections", "0"], "--max-connections"),
+        (vec!["serve", "-p", "zoo:mlp", "--model-control-mode", "poll"], "`poll` is not offered"),
+        (
+            vec!["serve", "-p", "zoo:mlp", "--model-control-mode", "none", "--load-model", "mlp"],
+            "--load-model picks the models loaded at start",
+        ),
     ] {
         thrum()
             .args(&args)
@@ -392,5 +416,193 @@ fn the_local_try_out_in_docs_deploy_md_runs_as_printed() {
             && text.contains(r#""name":"resnet50""#)
             && text.contains(r#""platform":"#),
         "{curl}: {text}"
+    );
+}
+
+/// A Triton model repository as Triton's users have it: `config.pbtxt` and `1/model.onnx`.
+fn triton_repository(dir: &Path, model: &str, config: &str) {
+    let onnx = dir.join("src.onnx");
+    thrum().args(["zoo", "export", model, "-o"]).arg(&onnx).assert().success();
+    let version = dir.join("repo").join(model).join("1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::rename(&onnx, version.join("model.onnx")).unwrap();
+    std::fs::write(dir.join("repo").join(model).join("config.pbtxt"), config).unwrap();
+}
+
+#[test]
+fn a_triton_repository_serves_as_it_is_with_what_its_config_says() {
+    let work = tempfile::tempdir().unwrap();
+    triton_repository(
+        work.path(),
+        "mlp",
+        r#"
+name: "mlp"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "labels.txt" } ]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+dynamic_batching { max_queue_delay_microseconds: 200 preferred_batch_size: [ 4 ] }
+model_warmup [ { name: "w" batch_size: 1 inputs { key: "input" value { data_type: TYPE_FP32 dims: [ 64 ] zero_data: true } } } ]
+"#,
+    );
+    let repository = work.path().join("repo");
+    let triton = serve(&["--model-repository", repository.to_str().unwrap()]);
+    let config = common::get_json(&format!("http://{}/v2/models/mlp/config", triton.http));
+    assert_eq!(config["platform"], "onnxruntime_onnx", "{config}");
+    assert_eq!(config["max_batch_size"], 8, "{config}");
+    assert_eq!(config["instance_group"][0]["count"], 2, "{config}");
+    assert_eq!(
+        config["dynamic_batching"]["preferred_batch_size"],
+        serde_json::json!([4]),
+        "{config}"
+    );
+    // The same model given with -p, on the same engine: the same outputs, bit for bit.
+    let input = work.path().join("input.npy");
+    common::io::write_npy(&input, &random_f32(&[3, 64], 11)).unwrap();
+    let plain = serve(&[
+        "-e",
+        "ort",
+        "-p",
+        &format!("mlp={}", repository.join("mlp/1/model.onnx").display()),
+    ]);
+    let mut outputs = Vec::new();
+    for (k, server) in [&triton, &plain].into_iter().enumerate() {
+        let out = work.path().join(format!("out{k}.npy"));
+        let run = Command::new(common::venv_python("venv-serve"))
+            .args([
+                "-c",
+                "import sys, numpy as np, tritonclient.http as h\n\
+                 c = h.InferenceServerClient(sys.argv[1])\n\
+                 x = np.load(sys.argv[2]); i = h.InferInput('input', list(x.shape), 'FP32')\n\
+                 i.set_data_from_numpy(x)\n\
+                 np.save(sys.argv[3], c.infer('mlp', [i]).as_numpy('logits'))",
+                &server.http,
+            ])
+            .arg(&input)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        outputs.push(common::io::read_npy(&out).unwrap());
+    }
+    assert!(outputs[0].bit_eq(&outputs[1]), "{:?} vs {:?}", outputs[0], outputs[1]);
+}
+
+#[test]
+fn a_triton_config_that_disagrees_with_its_model_is_refused_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    triton_repository(
+        work.path(),
+        "mlp",
+        "platform: \"onnxruntime_onnx\"\ninput [ { name: \"images\" data_type: TYPE_FP32 dims: [ 64 ] } ]\n",
+    );
+    let out = thrum()
+        .args(["serve", "--http-port", "0", "--no-grpc", "--model-repository"])
+        .arg(work.path().join("repo"))
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("`images`") && stderr.contains("`input`"), "{stderr}");
+    // A field that is not Triton's: named with its line.
+    std::fs::write(
+        work.path().join("repo/mlp/config.pbtxt"),
+        "platform: \"onnxruntime_onnx\"\nmax_batch: 4\n",
+    )
+    .unwrap();
+    let out = thrum()
+        .args(["serve", "--http-port", "0", "--no-grpc", "--model-repository"])
+        .arg(work.path().join("repo"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("config.pbtxt") && stderr.contains("line 2"), "{stderr}");
+}
+
+#[test]
+fn tritonclient_loads_and_unloads_models_of_the_repository() {
+    let work = tempfile::tempdir().unwrap();
+    triton_repository(work.path(), "mlp", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 4\n");
+    let server = serve(&[
+        "--model-repository",
+        work.path().join("repo").to_str().unwrap(),
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "mlp",
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/tritonclient_check.py");
+    let run = Command::new(common::venv_python("venv-serve"))
+        .args([script, "--repository", &server.http, &server.grpc, "mlp"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "tritonclient failed:\n{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let extensions = report["extensions"].as_array().unwrap();
+    assert!(extensions.iter().any(|e| e == "model_repository"), "{report}");
+    assert!(
+        !extensions.iter().any(|e| e == "schedule_policy"),
+        "announced but not served: {report}"
+    );
+    assert_eq!(
+        report["index"],
+        serde_json::json!([{"name": "mlp", "version": "1", "state": "READY"}])
+    );
+    let unloaded = &report["after_http_unload"];
+    assert_eq!(unloaded["ready"], false, "{report}");
+    assert_eq!(unloaded["index"][0]["reason"], "unloaded", "{report}");
+    assert_eq!(unloaded["infer"][0], "404", "{report}");
+    assert_eq!(report["after_http_load"]["ready"], true, "{report}");
+    assert_eq!(report["after_grpc_unload"]["ready"], false, "{report}");
+    assert_eq!(report["after_grpc_load"]["ready"], true, "{report}");
+    assert_eq!(report["http_load_unknown"][0], "404", "{report}");
+    assert_eq!(report["grpc_load_unknown"][0], "StatusCode.NOT_FOUND", "{report}");
+}
+
+/// Every limit is a flag and a `[server]` key of thrum.toml; the flag wins over the file, and a
+/// mistake in the file names the key.
+#[test]
+fn server_limits_come_from_flags_and_the_thrum_toml_server_table() {
+    use predicates::prelude::PredicateBooleanExt;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("thrum.toml");
+    std::fs::write(
+        &config,
+        "[server]\nmax_connections = 3\nheader_timeout_s = 5\nkeep_alive_timeout_s = 9\nmodel_control_mode = \"explicit\"\nload_model = [\"mlp\"]\n",
+    )
+    .unwrap();
+    // The file's settings apply to -p models; a flag overrides the file.
+    let server = serve(&[
+        "-p",
+        "zoo:mlp",
+        "--config",
+        config.to_str().unwrap(),
+        "--header-timeout-s",
+        "0.3",
+    ]);
+    // explicit control from the file: unload works.
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let r = agent
+        .post(&format!("http://{}/v2/repository/models/mlp/unload", server.http))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The flag's header timeout (0.3 s), not the file's (5 s): a silent connection is cut.
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(&server.http).unwrap();
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    let _ = s.read(&mut buf);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "cut after {took:?}"
+    );
+    drop(server);
+    std::fs::write(&config, "[server]\nkeep_alive_timeout = 9\n").unwrap();
+    thrum().args(["serve", "-p", "zoo:mlp", "--config"]).arg(&config).assert().code(2).stderr(
+        predicates::str::contains("unknown key `server.keep_alive_timeout`")
+            .and(predicates::str::contains("keep_alive_timeout_s")),
     );
 }

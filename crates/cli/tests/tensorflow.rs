@@ -252,6 +252,23 @@ fn unknown_frozen_graph_names_list_the_candidates() {
         &["--model-options", "tensorflow.inputs=images"],
         &["tensorflow.inputs", "`images`", "its placeholders are: input"],
     );
+    // Output indices from an option reach TensorFlow's C API, which indexes with them
+    // unchecked: a negative or past-the-end one is refused before it gets there.
+    predict_fails(
+        &path,
+        &["--model-options", "tensorflow.outputs=logits:-1"],
+        &["tensorflow.outputs", "`-1` is not an output index"],
+    );
+    predict_fails(
+        &path,
+        &["--model-options", "tensorflow.outputs=logits:7"],
+        &["tensorflow.outputs", "has 1 outputs; there is no output 7"],
+    );
+    predict_fails(
+        &path,
+        &["--model-options", "tensorflow.outputs=logits:99999999999"],
+        &["tensorflow.outputs", "output index 99999999999 is too large"],
+    );
     // Not a GraphDef at all.
     let junk = dir.path().join("junk.pb");
     std::fs::write(&junk, b"\xff\xff\xff\xff not protobuf").unwrap();

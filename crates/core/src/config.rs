@@ -97,9 +97,18 @@ pub struct Options {
 }
 
 /// The top-level keys of a model's `thrum.toml` (the serving layout; its options are the
-/// `[options]` table).
-pub const DEPLOYMENT_KEYS: &[&str] =
-    &["name", "model", "engine", "workers", "predictor", "queue_capacity", "options", "batching"];
+/// `[options]` table, the server's settings the `[server]` table).
+pub const DEPLOYMENT_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "engine",
+    "workers",
+    "predictor",
+    "queue_capacity",
+    "options",
+    "batching",
+    "server",
+];
 
 /// Largest thread count an option accepts.
 pub const MAX_THREADS: usize = 1024;
@@ -510,10 +519,11 @@ impl Options {
     /// by that table. From the second, options take `[options]` and the top-level `predictor`;
     /// the serving keys ([`DEPLOYMENT_KEYS`]) are for runners (`thrum_serve::config`).
     pub fn apply_toml_str(&mut self, text: &str, path: &Path) -> Result<()> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::ConfigFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::ConfigFile { path: path.to_path_buf(), reason: e.to_string() }
         })?;
+        // `thrum serve`'s own settings; no option among them.
+        table.remove("server");
         if table.contains_key("models") {
             return Err(Error::ConfigFile {
                 path: path.to_path_buf(),

@@ -2,6 +2,11 @@
 //!
 //! - [`SpawnPerCall`]: a shared predictor for engines whose plan can make per-call state cheaply
 //!   (tract's `Runnable::run`): each call gets a fresh per-thread predictor;
+//! - [`Forward`]: per-thread and shared predictor alike for runtimes that take concurrent
+//!   calls on one handle ([`RunConcurrently`]: a TensorFlow session, a TorchScript module, an
+//!   ONNX Runtime session on the CPU provider);
+//! - [`dims_i64`] / [`shape_from_i64`]: shapes across the FFI edge, checked both ways (a
+//!   dimension that does not fit, a negative one, a product that overflows are errors);
 //! - [`discover_outputs`]: run zeros once (twice with a batch axis) to learn output specs, for
 //!   runtimes that do not declare them (TorchScript, MXNet symbols);
 //! - [`dtype_from`] / [`dtype_to`]: one table per engine between its dtype codes and thrum's;
@@ -13,8 +18,8 @@
 use std::sync::Arc;
 
 use crate::dtype::DType;
-use crate::error::Result;
-use crate::model::{ModelBackend, SharedPredictorBackend};
+use crate::error::{Error, Result};
+use crate::model::{ModelBackend, PredictorBackend, SharedPredictorBackend};
 use crate::spec::{Dim, TensorSpec};
 use crate::tensor::Tensor;
 
@@ -32,6 +37,70 @@ impl<B: ModelBackend> SharedPredictorBackend for SpawnPerCall<B> {
     fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.0.predictor()?.predict(inputs)
     }
+}
+
+/// A model whose runtime takes concurrent calls on one handle: its predictors are [`Forward`]s.
+pub trait RunConcurrently: Send + Sync + 'static {
+    /// One forward pass (inputs already checked against the model's specs).
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+}
+
+/// Per-thread and shared predictor alike, for a model whose runtime takes concurrent calls on
+/// one handle: every call forwards to the model.
+///
+/// ```ignore
+/// fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
+///     Ok(Box::new(Forward(self.0.clone())))
+/// }
+/// fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
+///     Ok(Box::new(Forward(self.0.clone())))
+/// }
+/// ```
+pub struct Forward<M: RunConcurrently>(pub Arc<M>);
+
+impl<M: RunConcurrently> PredictorBackend for Forward<M> {
+    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.0.run(inputs)
+    }
+}
+
+impl<M: RunConcurrently> SharedPredictorBackend for Forward<M> {
+    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.0.run(inputs)
+    }
+}
+
+/// A thrum shape as the `i64` dimensions C APIs take (ONNX Runtime, TensorFlow, libtorch):
+/// every dimension of a [`Tensor`] fits (its invariant), so this only fails for shapes made
+/// elsewhere.
+pub fn dims_i64(shape: &[usize]) -> Result<Vec<i64>> {
+    shape
+        .iter()
+        .map(|&d| {
+            i64::try_from(d).map_err(|_| Error::InvalidValue {
+                what: "tensor shape".into(),
+                value: format!("{shape:?}"),
+                expected: "dimensions of at most 2^63 - 1".into(),
+            })
+        })
+        .collect()
+}
+
+/// The shape and element count of a `dtype` tensor whose dimensions a runtime reports as
+/// `i64`: a negative dimension (a runtime's "unknown") is an error, never a silent 0, and the
+/// count is checked ([`crate::tensor::checked_len`]) before anything is read or allocated.
+pub fn shape_from_i64(dtype: DType, dims: &[i64]) -> Result<(Vec<usize>, usize)> {
+    let shape = dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| Error::InvalidValue {
+            what: "a shape the engine reported".into(),
+            value: format!("{dims:?}"),
+            expected: "dimensions of at least 0 (the engine left one unknown)".into(),
+        })?;
+    let count = crate::tensor::checked_len(dtype, &shape)?;
+    Ok((shape, count))
 }
 
 /// Output specs found by running the model on zeros: `run` is called with batch 1, and once
@@ -89,6 +158,22 @@ pub fn dtype_to<C: Copy>(table: &[(DType, C)], dtype: DType) -> Option<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_cross_the_ffi_edge_checked() {
+        assert_eq!(dims_i64(&[2, 3]).unwrap(), vec![2, 3]);
+        assert!(dims_i64(&[usize::MAX]).is_err());
+        assert_eq!(shape_from_i64(DType::F32, &[2, 0, 3]).unwrap(), (vec![2, 0, 3], 0));
+        let e = shape_from_i64(DType::F32, &[2, -1]).unwrap_err().to_string();
+        assert!(e.contains("[2, -1]") && e.contains("unknown"), "{e}");
+        // An overflowing product, and one past the size limit: errors, not a wrap or an abort.
+        assert!(shape_from_i64(DType::F32, &[1 << 40, 1 << 40]).is_err());
+        assert!(shape_from_i64(DType::F32, &[1 << 20, 1 << 20, 1 << 10]).is_err());
+        // Zero-element tensors with huge dimensions: every partial product stays in range.
+        assert!(crate::tensor::checked_len(DType::F32, &[0, 1 << 40, 1 << 40]).is_err());
+        assert!(crate::tensor::checked_len(DType::F32, &[0, usize::MAX]).is_err());
+        assert_eq!(crate::tensor::checked_len(DType::F32, &[0, 3]).unwrap(), 0);
+    }
 
     #[test]
     fn output_axes_that_follow_the_batch_become_dynamic() {

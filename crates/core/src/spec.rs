@@ -20,9 +20,16 @@ pub enum Dim {
 }
 
 impl Dim {
-    /// A dynamic dimension with a name.
+    /// A dynamic dimension with a name. An empty name, or `?` (what exporters such as
+    /// Paddle2ONNX write for "unknown"), names nothing: such dimensions are independent of each
+    /// other, as ONNX's own rule for a missing `dim_param` says. Only equal real names tie two
+    /// dimensions together.
     pub fn named(name: impl Into<String>) -> Dim {
-        Dim::Dynamic(Some(name.into()))
+        let name = name.into();
+        match name.trim() {
+            "" | "?" => Dim::Dynamic(None),
+            _ => Dim::Dynamic(Some(name)),
+        }
     }
 
     /// The fixed size, if any.
@@ -393,6 +400,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("N=3") && e.contains("N=2"), "{e}");
+    }
+
+    #[test]
+    fn unnamed_dynamic_dimensions_are_independent() {
+        // PaddleOCR's classifier: x [?,3,48,?], with `?` as its dim_param on both axes.
+        let spec = TensorSpec::new(
+            "x",
+            DType::F32,
+            vec![Dim::named("?"), Dim::Fixed(3), Dim::Fixed(48), Dim::named("")],
+        );
+        assert_eq!(spec.shape[0], Dim::Dynamic(None));
+        let x = Tensor::zeros(DType::F32, &[1, 3, 48, 192]).unwrap();
+        check_inputs("cls", std::slice::from_ref(&spec), &[x]).unwrap();
+        // Equal real names still tie.
+        let tied = TensorSpec::new("x", DType::F32, vec![Dim::named("w"), Dim::named("w")]);
+        let x = Tensor::zeros(DType::F32, &[2, 3]).unwrap();
+        assert!(check_inputs("m", &[tied], &[x]).is_err());
     }
 
     #[test]

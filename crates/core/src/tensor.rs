@@ -189,13 +189,23 @@ pub struct Tensor {
     data: TensorData,
 }
 
-/// Number of elements a shape holds, or `None` when the product overflows `usize`.
+/// Number of elements a shape holds, or `None` when a dimension does not fit the `i64` every C
+/// API takes, or when the product of the non-zero dimensions overflows. Checking the non-zero
+/// product (not the product itself) keeps every partial product of a valid shape in range,
+/// whatever the order of its dimensions, a zero among them included: `[0, 2^40, 2^40]` is not
+/// a tensor, `[0, 3]` is.
 pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    if shape.iter().any(|&d| i64::try_from(d).is_err()) {
+        return None;
+    }
+    let nonzero =
+        shape.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
-/// The element count of a `dtype` tensor of `shape`, checked: an overflowing product, or a
-/// buffer past [`Tensor::MAX_BYTES`], is [`Error::TensorTooLarge`] instead of an abort.
+/// The element count of a `dtype` tensor of `shape`, checked: an overflowing product, a
+/// dimension past `i64::MAX`, or a buffer past [`Tensor::MAX_BYTES`], is
+/// [`Error::TensorTooLarge`] instead of an abort (or a negative dimension handed to a C API).
 pub fn checked_len(dtype: DType, shape: &[usize]) -> Result<usize> {
     let too_large = |elements: Option<u64>| Error::TensorTooLarge {
         shape: shape.to_vec(),
@@ -203,8 +213,7 @@ pub fn checked_len(dtype: DType, shape: &[usize]) -> Result<usize> {
         elements,
         limit: Tensor::MAX_BYTES,
     };
-    let wide = shape.iter().try_fold(1u128, |acc, &d| acc.checked_mul(d as u128));
-    let count = wide.and_then(|n| u64::try_from(n).ok()).ok_or_else(|| too_large(None))?;
+    let count = element_count(shape).ok_or_else(|| too_large(None))? as u64;
     // Byte strings are counted as one byte each at least: their length is the caller's.
     let bytes = u128::from(count) * dtype.size_of().unwrap_or(1) as u128;
     if bytes > u128::from(Tensor::MAX_BYTES) {

@@ -203,6 +203,7 @@ async fn call(
     target: &Target,
     conn: &mut Option<crate::target::Connection>,
     retry: bool,
+    timeout: Duration,
     shared: &Shared,
 ) -> (Result<(Outcome, u64), String>, bool) {
     let mut retried = false;
@@ -217,7 +218,17 @@ async fn call(
         }
         let Some(c) = conn.as_mut() else { unreachable!() };
         let start = Instant::now();
-        let outcome = target.send(c).await;
+        let outcome = match tokio::time::timeout(timeout, target.send(c)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The answer may still come: the connection is out of step, so it goes.
+                *conn = None;
+                Ok(Outcome::Failed {
+                    status: format!("timeout (no answer within {} ms)", timeout.as_millis()),
+                    retry_after: None,
+                })
+            }
+        };
         let us = elapsed_us(start);
         last_us = us;
         match outcome {
@@ -267,7 +278,7 @@ fn start_callers(
     step: Step,
     shared: &Arc<Shared>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let retry = plan.retry;
+    let (retry, timeout) = (plan.retry, plan.request_timeout);
     match (step, &plan.load) {
         (Step::Concurrency(n), _) => (0..n)
             .map(|_| {
@@ -275,7 +286,8 @@ fn start_callers(
                 tokio::spawn(async move {
                     let mut conn = None;
                     while !shared.stop.load(Ordering::Relaxed) {
-                        let (outcome, retried) = call(&target, &mut conn, retry, &shared).await;
+                        let (outcome, retried) =
+                            call(&target, &mut conn, retry, timeout, &shared).await;
                         if outcome.is_err() {
                             // A server that refuses connections is not hammered in a tight loop.
                             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -302,7 +314,8 @@ fn start_callers(
                                 None => break,
                             };
                             free.fetch_sub(1, Ordering::AcqRel);
-                            let (outcome, retried) = call(&target, &mut conn, retry, &shared).await;
+                            let (outcome, retried) =
+                                call(&target, &mut conn, retry, timeout, &shared).await;
                             free.fetch_add(1, Ordering::AcqRel);
                             shared.record(&outcome, delayed, retried);
                         }
@@ -414,10 +427,13 @@ pub async fn run_step(
         }
     }
     shared.stop.store(true, Ordering::Relaxed);
-    for c in callers {
-        // Callers finish their request in flight; one that hangs is stopped.
-        if tokio::time::timeout(Duration::from_secs(30), c).await.is_err() {
-            break;
+    // Callers finish the request in flight, which its timeout bounds; one still running after
+    // that (a retry's wait, a stuck connect) is aborted, so that nothing of this step loads
+    // the server during the next one.
+    let deadline = tokio::time::Instant::now() + plan.request_timeout + Duration::from_secs(5);
+    for mut c in callers {
+        if tokio::time::timeout_at(deadline, &mut c).await.is_err() {
+            c.abort();
         }
     }
     let last = &windows[windows.len().saturating_sub(m.stable_windows)..];

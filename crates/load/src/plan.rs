@@ -138,16 +138,29 @@ pub struct LoadPlan {
     pub measurement: Measurement,
     /// Honour `Retry-After` on 503 and 429: wait and send again.
     pub retry: bool,
+    /// Longest wait for one answer; a request still unanswered then counts as failed
+    /// (`timeout`) and its connection is dropped.
+    pub request_timeout: Duration,
     /// A progress bar on stderr (when it is a terminal).
     pub progress: bool,
 }
 
-/// Parses perf_analyzer's `START[:END[:STEP]]`: integers for concurrency, numbers for rates.
+/// Most requests in flight at once (callers, each with its connection): one open file each.
+pub const MAX_CONCURRENCY: f64 = 4096.0;
+/// The lowest request rate a step may ask for, per second (one request every 1000 s).
+pub const MIN_RATE: f64 = 0.001;
+/// The highest request rate a step may ask for, per second: beyond what one client process
+/// sends, and a gap under the timer's resolution.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// Parses perf_analyzer's `START[:END[:STEP]]`: integers for concurrency (1 to
+/// [`MAX_CONCURRENCY`]), numbers for rates ([`MIN_RATE`] to [`MAX_RATE`] per second).
 pub fn parse_range(text: &str, what: &str, integer: bool) -> Result<Vec<f64>, LoadError> {
+    let (low, high) = if integer { (1.0, MAX_CONCURRENCY) } else { (MIN_RATE, MAX_RATE) };
     let usage = |why: &str| {
         LoadError::usage(
             format!("{what} `{text}`"),
-            format!("START[:END[:STEP]] with END ≥ START > 0 and STEP > 0 ({why})"),
+            format!("START[:END[:STEP]] with {low} ≤ START ≤ END ≤ {high} and STEP > 0 ({why})"),
         )
     };
     let parts: Vec<&str> = text.split(':').map(str::trim).collect();
@@ -164,16 +177,27 @@ pub fn parse_range(text: &str, what: &str, integer: bool) -> Result<Vec<f64>, Lo
         }
         Ok(v)
     };
-    let start = number(parts[0])?;
-    let end = parts.get(1).map(|p| number(p)).transpose()?.unwrap_or(start);
+    let bounded = |v: f64, p: &str| -> Result<f64, LoadError> {
+        if (low..=high).contains(&v) {
+            Ok(v)
+        } else {
+            Err(usage(&format!("`{p}` is outside {low}..={high}")))
+        }
+    };
+    let start = bounded(number(parts[0])?, parts[0])?;
+    let end = match parts.get(1) {
+        Some(p) => bounded(number(p)?, p)?,
+        None => start,
+    };
     let step = parts.get(2).map(|p| number(p)).transpose()?.unwrap_or(1.0);
     if end < start {
         return Err(usage(&format!("END {end} is below START {start}")));
     }
-    let count = ((end - start) / step).floor() as usize + 1;
-    if count > 1000 {
+    let count = ((end - start) / step).floor() + 1.0;
+    if count > 1000.0 {
         return Err(usage(&format!("{count} steps; at most 1000")));
     }
+    let count = count as usize;
     Ok((0..count).map(|k| start + step * k as f64).collect())
 }
 
@@ -204,10 +228,19 @@ mod tests {
         assert_eq!(parse_range("2:8:3", "c", true).unwrap(), vec![2.0, 5.0, 8.0]);
         assert_eq!(parse_range("4", "c", true).unwrap(), vec![4.0]);
         assert_eq!(parse_range("50:100:25", "r", false).unwrap(), vec![50.0, 75.0, 100.0]);
-        for bad in ["", "0", "1:", "a:2", "4:2", "1:2:0", "1:2:3:4", "1.5", "-1:2"] {
+        assert_eq!(parse_range("0.5", "r", false).unwrap(), vec![0.5]);
+        assert_eq!(parse_range("1:4096:4095", "c", true).unwrap(), vec![1.0, 4096.0]);
+        for bad in
+            ["", "0", "1:", "a:2", "4:2", "1:2:0", "1:2:3:4", "1.5", "-1:2", "1:5000", "1:1e300"]
+        {
             let e = parse_range(bad, "--concurrency-range", true).unwrap_err();
             assert!(e.to_string().contains("START[:END[:STEP]]"), "{bad}: {e}");
             assert!(e.kind().is_caller_error());
+        }
+        // Rates whose gap overflows a Duration, or falls under the timer, are refused.
+        for bad in ["1e-300", "2e6", "1:1e9:1e-9", "inf", "nan"] {
+            let e = parse_range(bad, "--request-rate-range", false).unwrap_err();
+            assert!(e.to_string().contains("START[:END[:STEP]]"), "{bad}: {e}");
         }
     }
 

@@ -14,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde_json::{Value, json};
 use thrum_core::{DType, Tensor};
-use thrum_serve::grpc::pb;
-use thrum_serve::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
-use thrum_serve::v2;
+use thrum_wire::pb;
+use thrum_wire::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+use thrum_wire::v2;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
@@ -214,6 +214,15 @@ impl Target {
             Protocol::Http | Protocol::HttpJson => discover_http(plan, addr).await?,
             Protocol::Grpc => discover_grpc(plan).await?,
         };
+        if metas.is_empty() {
+            return Err(LoadError::Model {
+                model: plan.model.clone(),
+                reason: "its metadata lists no inputs, so there is no request to build: the \
+                         server must say each input's name, datatype and shape (an MLServer \
+                         runtime declares them in model-settings.json)"
+                    .into(),
+            });
+        }
         if plan.batch > 1 && max_batch_size == 0 {
             return Err(LoadError::usage(
                 format!("-b {}", plan.batch),
@@ -226,7 +235,11 @@ impl Target {
                 format!("at most the model's max_batch_size, {max_batch_size}"),
             ));
         }
+        let from_files = files.is_some();
         let inputs = build_inputs(plan, &metas, max_batch_size > 0, files)?;
+        // Samples per request: with input files, what they hold along the batch axis.
+        let batch =
+            if from_files { file_batch(plan, &inputs, max_batch_size)? } else { plan.batch };
         let mut target = Target {
             url: plan.url.clone(),
             addr,
@@ -235,7 +248,7 @@ impl Target {
             protocol: plan.protocol,
             inputs,
             max_batch_size,
-            batch: plan.batch,
+            batch,
             statistics,
             infer_path: format!("{}/infer", model_path(&plan.model, &plan.version)),
             http_request: Vec::new(),
@@ -584,6 +597,49 @@ async fn discover_grpc(plan: &LoadPlan) -> Result<(Vec<InputMeta>, usize, bool),
     Ok((inputs, max_batch, extensions.iter().any(|e| e == "statistics")))
 }
 
+/// The samples each request from input files holds: the files' size along the batch axis
+/// (axis 0) when the model batches, else 1. `-b`, when given, must agree.
+fn file_batch(
+    plan: &LoadPlan,
+    inputs: &[WireInput],
+    max_batch_size: usize,
+) -> Result<usize, LoadError> {
+    if max_batch_size == 0 {
+        return Ok(1);
+    }
+    let mut batch = None;
+    for input in inputs {
+        let n = input.tensor.shape().first().copied().unwrap_or(1);
+        match batch {
+            None => batch = Some((n, &input.name)),
+            Some((m, first)) if m != n => {
+                return Err(LoadError::usage(
+                    format!(
+                        "input files with {n} samples in `{}` but {m} in `{first}` (axis 0)",
+                        input.name
+                    ),
+                    "the same number of samples in every input".to_string(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let batch = batch.map_or(1, |(n, _)| n);
+    if batch == 0 || batch > max_batch_size {
+        return Err(LoadError::usage(
+            format!("input files holding {batch} samples along axis 0"),
+            format!("1 to the model's max_batch_size, {max_batch_size}"),
+        ));
+    }
+    if plan.batch > 1 && plan.batch != batch {
+        return Err(LoadError::usage(
+            format!("-b {} with input files holding {batch} samples along axis 0", plan.batch),
+            "files of -b samples, or no -b (the files' batch counts)".to_string(),
+        ));
+    }
+    Ok(batch)
+}
+
 /// The tensors to send: from files, or made from the metadata's shapes with `-b` on the batch
 /// axis and `--shape` for other dynamic dimensions.
 fn build_inputs(
@@ -613,6 +669,15 @@ fn build_inputs(
                     return Err(LoadError::usage(
                         format!("input file for `{}` of dtype {}", m.name, tensor.dtype()),
                         format!("{} ({})", m.dtype, v2::datatype(m.dtype)),
+                    ));
+                }
+                // Checked here, once, rather than by the server on every request of the run.
+                let fits = tensor.rank() == m.shape.len()
+                    && tensor.shape().iter().zip(&m.shape).all(|(&n, &d)| d < 0 || n as i64 == d);
+                if !fits {
+                    return Err(LoadError::usage(
+                        format!("input file for `{}` of shape {:?}", m.name, tensor.shape()),
+                        format!("the shape the server states, {:?} (-1: any size)", m.shape),
                     ));
                 }
                 Ok(WireInput { name: m.name.clone(), tensor })

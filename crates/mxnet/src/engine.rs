@@ -57,27 +57,7 @@ impl Engine for MxnetEngine {
     }
 
     fn check(&self) -> EngineCheck {
-        // Checking must not load the library: that would fix its settings before a model's
-        // options could choose them.
-        let found = match library::loaded() {
-            Some(loaded) => Ok((loaded.path.clone(), Some(loaded.version.clone()))),
-            None => library::find(None).map(|p| (p, None)),
-        };
-        match found {
-            Ok((path, version)) => {
-                let version = version.unwrap_or_else(|| "1.9 (checked when loaded)".into());
-                let mut check = EngineCheck::available(ENGINE, version)
-                    .with_library(path)
-                    .with_providers(vec!["cpu".into(), "mkldnn (oneDNN)".into(), "openblas".into()])
-                    .with_devices(vec!["cpu".into()]);
-                if let Some(loaded) = library::loaded() {
-                    check = check
-                        .with_detail(format!("loaded with engine type {}", loaded.engine_type()));
-                }
-                check
-            }
-            Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
-        }
+        library::check()
     }
 
     fn capabilities(&self) -> Capabilities {

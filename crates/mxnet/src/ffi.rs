@@ -292,9 +292,15 @@ impl NDArray {
         // SAFETY: live handle; MXNet fills `ndim` and points `dims` at thread-local storage.
         let status = unsafe { (self.api.ndarray_get_shape)(self.handle, &mut ndim, &mut dims) };
         self.api.call(status, internal)?;
-        let ndim = usize::try_from(ndim).unwrap_or(0);
+        // A negative rank or dimension is MXNet's "unknown": an error, never a silent 0.
+        let ndim = usize::try_from(ndim)
+            .map_err(|_| internal(format!("an array of unknown rank ({ndim})")))?;
         // SAFETY: MXNet returned `ndim` dimensions at `dims`.
-        Ok((0..ndim).map(|i| usize::try_from(unsafe { *dims.add(i) }).unwrap_or(0)).collect())
+        let raw: Vec<i64> = (0..ndim).map(|i| i64::from(unsafe { *dims.add(i) })).collect();
+        raw.iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|_| internal(format!("an array of unknown shape {raw:?}")))
     }
 
     pub(crate) fn dtype(&self) -> Result<Option<DType>> {
@@ -316,7 +322,9 @@ impl NDArray {
     /// A host copy; waits for pending writes (MXNet's sync copy does).
     pub(crate) fn to_tensor(&self, wrap: impl Fn(String) -> Error) -> Result<Tensor> {
         let shape = self.shape()?;
-        let n: usize = shape.iter().product();
+        let dtype = self.dtype()?;
+        // Checked before anything is allocated from it.
+        let n = thrum_core::tensor::checked_len(dtype.unwrap_or(DType::U8), &shape)?;
         macro_rules! copy {
             ($t:ty) => {{
                 let mut data: Vec<$t> = vec![<$t>::default(); n];
@@ -328,7 +336,7 @@ impl NDArray {
                 Tensor::from_vec(shape, data)
             }};
         }
-        match self.dtype()? {
+        match dtype {
             Some(DType::F32) => copy!(f32),
             Some(DType::F64) => copy!(f64),
             Some(DType::F16) => copy!(thrum_core::half::f16),
@@ -341,7 +349,17 @@ impl NDArray {
             Some(DType::U16) => copy!(u16),
             Some(DType::U32) => copy!(u32),
             Some(DType::U64) => copy!(u64),
-            Some(DType::Bool) => copy!(bool),
+            // MXNet's bool buffer may hold any byte (a `.params` file is copied in as it is);
+            // a Rust `bool` must be 0 or 1: copy bytes, decoded as `b != 0`.
+            Some(DType::Bool) => {
+                let mut raw = vec![0u8; n];
+                // SAFETY: `raw` has room for `n` one-byte bools.
+                let status = unsafe {
+                    (self.api.ndarray_copy_to_cpu)(self.handle, raw.as_mut_ptr().cast(), n)
+                };
+                self.api.call(status, &wrap)?;
+                Tensor::from_le_bytes(DType::Bool, &shape, &raw)
+            }
             _ => Err(wrap("output of a dtype thrum does not have".into())),
         }
     }

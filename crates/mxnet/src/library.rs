@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-use thrum_core::config::engine_home;
 use thrum_core::{Error, Options, Result};
 use thrum_native::{LibrarySearch, NativeLibrary, Visibility};
 
@@ -94,14 +93,18 @@ static LIBRARY: NativeLibrary<Runtime> = NativeLibrary::new(LibrarySearch {
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    LIBRARY.search().find(explicit, || {
-        let file = engine_home(ENGINE).join("libmxnet.so");
-        if file.is_file() {
-            Ok(file)
-        } else {
-            Err((format!("`{}`", file.display()), "no such file".into()))
-        }
-    })
+    LIBRARY.search().find_installed(explicit, "libmxnet.so")
+}
+
+/// The engine's check, loading nothing: loading fixes settings before a model could choose
+/// them.
+pub fn check() -> thrum_core::EngineCheck {
+    LIBRARY.check(
+        || find(None),
+        "1.9",
+        &["cpu", "mkldnn (oneDNN)", "openblas"],
+        |loaded| Some(format!("loaded with engine type {}", loaded.engine_type())),
+    )
 }
 
 /// Loads the library at `path` with `settings`, once per process; later calls check that the
@@ -123,11 +126,7 @@ pub fn load(path: &Path, settings: &Settings) -> Result<&'static Loaded> {
             api.call(unsafe { (api.get_version)(&mut code) }, |m| Error::inference(ENGINE, "-", m))
                 .map_err(|e| e.to_string())?;
             let version = format!("{}.{}.{}", code / 10000, code / 100 % 100, code % 100);
-            if !version.starts_with("1.") {
-                return Err(format!(
-                    "MXNet {version} is not supported: thrum uses the 1.x C API (1.9); install it with `{INSTALL}`"
-                ));
-            }
+            LIBRARY.search().require_major("MXNet", &version, "1.", "1.x (1.9)")?;
             Ok((version, Runtime { environment, api }))
         },
     )?;

@@ -73,6 +73,38 @@ impl LibrarySearch {
         })
     }
 
+    /// [`LibrarySearch::find`] with the install directory's candidate:
+    /// `$THRUM_HOME/engines/ENGINE/FILE`, where `thrum engines install` puts it.
+    pub fn find_installed(&self, explicit: Option<&Path>, file: &str) -> Result<PathBuf> {
+        self.find(explicit, || {
+            let path = thrum_core::config::engine_home(self.engine).join(file);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err((format!("`{}`", path.display()), "no such file".into()))
+            }
+        })
+    }
+
+    /// Refuses a library of another major version than `major` (`"2."`): thrum's bindings are
+    /// for one C API.
+    pub fn require_major(
+        &self,
+        name: &str,
+        version: &str,
+        major: &str,
+        api: &str,
+    ) -> std::result::Result<(), String> {
+        if version.starts_with(major) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} {version} is not supported: thrum uses the {api} C API; install it with `{}`",
+                self.install
+            ))
+        }
+    }
+
     fn missing(&self, searched: &[(String, String)]) -> String {
         let list: Vec<String> =
             searched.iter().map(|(place, found)| format!("{place} ({found})")).collect();
@@ -139,6 +171,37 @@ pub struct NativeLibrary<T: 'static> {
 }
 
 impl<T: Send + Sync + 'static> NativeLibrary<T> {
+    /// `Engine::check` for an engine whose library is loaded only by its first model (loading
+    /// fixes settings a model's options choose): the loaded library if there is one, else the
+    /// one that would be loaded, found without loading it (its version then reads
+    /// `unloaded_version`). `detail` describes a loaded library's settings.
+    pub fn check(
+        &'static self,
+        find: impl FnOnce() -> Result<PathBuf>,
+        unloaded_version: &str,
+        providers: &[&str],
+        detail: impl FnOnce(&Loaded<T>) -> Option<String>,
+    ) -> thrum_core::EngineCheck {
+        let engine = self.search.engine;
+        let found = match self.loaded() {
+            Some(loaded) => Ok((loaded.path.clone(), loaded.version.clone(), Some(loaded))),
+            None => find().map(|p| (p, format!("{unloaded_version} (checked when loaded)"), None)),
+        };
+        match found {
+            Ok((path, version, loaded)) => {
+                let mut check = thrum_core::EngineCheck::available(engine, version)
+                    .with_library(path)
+                    .with_providers(providers.iter().map(|p| p.to_string()).collect())
+                    .with_devices(vec!["cpu".into()]);
+                if let Some(text) = loaded.and_then(detail) {
+                    check = check.with_detail(text);
+                }
+                check
+            }
+            Err(e) => thrum_core::EngineCheck::unavailable(engine, e.to_string()),
+        }
+    }
+
     /// A library not loaded yet, searched for as `search` says.
     pub const fn new(search: LibrarySearch) -> NativeLibrary<T> {
         NativeLibrary { search, loaded: OnceLock::new(), loading: Mutex::new(()) }

@@ -139,7 +139,7 @@ impl Binding {
                 _ if copy => {
                     let element = convert::element(tensor.dtype())
                         .ok_or_else(|| model.fail("byte strings cannot be bound"))?;
-                    let shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
+                    let shape = thrum_core::kit::dims_i64(tensor.shape())?;
                     let (value, buffer) =
                         ffi::allocate_tensor(&shape, element).map_err(|e| model.fail(e))?;
                     fill(buffer, data);

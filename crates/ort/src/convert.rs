@@ -67,6 +67,11 @@ const ELEMENTS: &[(DType, E)] = &[
     (DType::F64, E::ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE),
 ];
 
+/// thrum's dtype for ONNX Runtime's element type, if it has one.
+pub(crate) fn dtype_of(element: E) -> Option<DType> {
+    dtype_from(ELEMENTS, &element)
+}
+
 /// ONNX Runtime's element type for a numeric dtype; `None` for byte strings.
 pub(crate) fn element(dtype: DType) -> Option<E> {
     dtype_to(ELEMENTS, dtype)
@@ -81,7 +86,7 @@ pub(crate) fn bytes(tensor: &Tensor) -> Option<&[u8]> {
 /// A view of `tensor` that ONNX Runtime reads in place (no copy), or an owned string tensor.
 /// Views borrow the tensor's buffer: drop them before the tensor.
 pub(crate) fn to_ort(tensor: &Tensor, memory: &CpuMemory, model: &str) -> Result<Input> {
-    let shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
+    let shape = thrum_core::kit::dims_i64(tensor.shape())?;
     let value = match (bytes(tensor), element(tensor.dtype())) {
         (Some(data), Some(element)) => {
             ffi::tensor_over(memory, data, &shape, element).map(Input::View)
@@ -113,7 +118,7 @@ pub(crate) fn from_ort(value: OwnedValue, session: &Session, model: &str) -> Res
         let value = value.into_dyn(session);
         let (shape, strings) =
             value.try_extract_strings().map_err(|e| fail(model, e.to_string()))?;
-        let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        let (shape, _) = thrum_core::kit::shape_from_i64(DType::Bytes, shape)?;
         return Tensor::from_vec(
             shape,
             strings.into_iter().map(String::into_bytes).collect::<Vec<_>>(),
@@ -128,9 +133,21 @@ pub(crate) fn copy_out(parts: &ffi::TensorParts, model: &str) -> Result<Tensor> 
     let dtype = dtype_from(ELEMENTS, &parts.element).ok_or_else(|| {
         fail(model, format!("output element type {:?} has no thrum dtype", parts.element))
     })?;
+    if dtype == DType::Bool {
+        // A runtime's bool buffer may hold any byte; a Rust `bool` must be 0 or 1. Read bytes,
+        // decoded as `b != 0`.
+        let bytes = if parts.count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: ONNX Runtime reports `count` (> 0) one-byte bools at `data`, valid while
+            // the value lives (callers keep it alive across this copy).
+            unsafe { std::slice::from_raw_parts(parts.data.cast::<u8>(), parts.count) }
+        };
+        return Tensor::from_le_bytes(dtype, &parts.shape, bytes);
+    }
     dispatch_dtype!(
         dtype,
-        [Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, BF16, F32, F64] T => {
+        [U8, U16, U32, U64, I8, I16, I32, I64, F16, BF16, F32, F64] T => {
             // An empty tensor may have no buffer at all (a null pointer).
             let data = if parts.count == 0 {
                 Vec::<T>::new()

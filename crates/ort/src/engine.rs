@@ -9,6 +9,7 @@ use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::value::ValueType;
+use thrum_core::kit::{Forward, RunConcurrently};
 use thrum_core::{
     Capabilities, Dim, Engine, EngineCheck, EngineInfo, Error, ErrorKind, Model, ModelBackend,
     ModelFormat, ModelSource, NativeError, Options, PredictorBackend, Result,
@@ -481,7 +482,7 @@ fn spec(outlet: &ort::value::Outlet, model: &str) -> Result<TensorSpec> {
             if d >= 0 {
                 Dim::Fixed(d as usize)
             } else {
-                Dim::Dynamic(symbols.get(i).filter(|s| !s.is_empty()).cloned())
+                symbols.get(i).map_or(Dim::Dynamic(None), |s| Dim::named(s.as_str()))
             }
         })
         .collect();
@@ -592,7 +593,7 @@ impl ModelBackend for Shared {
                 reason: "concurrent runs are offered on the CPU provider only; use per-thread predictors".into(),
             });
         }
-        Ok(Box::new(OrtSharedPredictor(self.0.clone())))
+        Ok(Box::new(Forward(self.0.clone())))
     }
 
     fn threads(&self) -> ThreadConfig {
@@ -619,11 +620,9 @@ impl PredictorBackend for OrtPredictor {
     }
 }
 
-/// The shared predictor: concurrent `Run`s on the model's session.
-struct OrtSharedPredictor(Arc<OrtModel>);
-
-impl SharedPredictorBackend for OrtSharedPredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(&self.0.session, &inputs)
+/// The shared predictor: concurrent `Run`s on the model's session (CPU provider only).
+impl RunConcurrently for OrtModel {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        OrtModel::run(self, &self.session, &inputs)
     }
 }

@@ -193,8 +193,12 @@ pub(crate) fn tensor_parts(value: &OwnedValue) -> Result<TensorParts, NativeErro
     // SAFETY: releases the info obtained above, once.
     unsafe { (api.ReleaseTensorTypeAndShapeInfo)(info) };
     let (element, dims) = result?;
-    let shape: Vec<usize> = dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
-    let count = shape.iter().product();
+    // A negative dimension (ONNX Runtime's "unknown") or an overflowing count is an error, not
+    // a silent empty tensor: the count bounds the read below. The dtype only sizes the check;
+    // strings are counted one byte each.
+    let sizing = crate::convert::dtype_of(element).unwrap_or(thrum_core::DType::U8);
+    let (shape, count) = thrum_core::kit::shape_from_i64(sizing, &dims)
+        .map_err(|e| NativeError::message(e.to_string()))?;
     let mut data: *mut c_void = ptr::null_mut();
     // SAFETY: `value` is a live tensor; ONNX Runtime returns a pointer to its buffer, valid
     // while the value lives (we only read it).
@@ -399,6 +403,10 @@ pub(crate) fn run(
     output_names: &[*const c_char],
 ) -> Result<Vec<OwnedValue>, NativeError> {
     let api = ort::api();
+    // `Run` reads as many names as values: the two must agree here, not only in the caller.
+    if input_names.len() != inputs.len() {
+        return Err(NativeError::from("as many input names as input values are needed"));
+    }
     let mut outputs: Vec<*mut OrtValue> = vec![ptr::null_mut(); output_names.len()];
     // SAFETY: the session pointer is valid for `session`'s lifetime; the name arrays hold valid
     // NUL-terminated strings owned by the model; `inputs` point to live values the caller keeps

@@ -22,14 +22,29 @@
 //! ```
 //!
 //! Several models: the same tables as `[[models]]` entries, each with a `name`.
+//!
+//! The server's own settings (ports, limits, timeouts, model control) go in a `[server]` table
+//! beside the model or models, with the names of `thrum serve`'s flags ([`SERVER_KEYS`]):
+//!
+//! ```toml
+//! [server]
+//! max_connections = 4096
+//! header_timeout_s = 30
+//! keep_alive_timeout_s = 75
+//! model_control_mode = "explicit"
+//! load_model = ["resnet50"]
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thrum_core::{ModelFormat, Options, PredictorKind};
 
+use crate::server::ModelControl;
+
 use crate::error::ServeError;
 use crate::pool::{Batching, PoolConfig};
+use crate::triton::TritonModel;
 
 /// One model to serve, before it is loaded.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +60,9 @@ pub struct ModelEntry {
     /// How it is served; `workers` 0 and `queue_capacity` 0 mean "decide from the cores" (the
     /// caller does: see [`PoolConfig::DEFAULT_QUEUE_PER_WORKER`]).
     pub pool: PoolConfig,
+    /// The Triton model folder it comes from, when it does: its configuration's inputs and
+    /// outputs are checked against the loaded model ([`crate::triton::check_model`]).
+    pub triton: Option<TritonModel>,
 }
 
 impl ModelEntry {
@@ -61,7 +79,34 @@ impl ModelEntry {
             engine: engine.into(),
             options: Options::default(),
             pool: PoolConfig { workers: 0, queue_capacity: 0, ..PoolConfig::new(1) },
+            triton: None,
         }
+    }
+
+    /// The entry of a Triton model folder: engine from its platform, workers from its
+    /// instance groups, batching from `max_batch_size` and `dynamic_batching`; a TorchScript
+    /// model gets its input specs from the configuration.
+    pub fn from_triton(name: &str, triton: TritonModel) -> Result<ModelEntry, ServeError> {
+        let mut entry =
+            ModelEntry::new(name, triton.model.display().to_string(), triton.engine.clone());
+        let (workers, batching) = crate::triton::pool_settings(&triton.config);
+        if let Some(w) = workers {
+            entry.pool.workers = w;
+        }
+        entry.pool.batching = batching;
+        if triton.engine == "torch" && !triton.config.input.is_empty() {
+            let specs = crate::triton::specs(&triton.config, true).map_err(|reason| {
+                ServeError::Config { what: format!("model `{name}`: its config.pbtxt"), reason }
+            })?;
+            let text = specs
+                .iter()
+                .map(|s| format!("{}:{}{}", s.name, s.dtype, s.shape_string()))
+                .collect::<Vec<_>>()
+                .join(";");
+            entry.options.set("torch.input_specs", &text)?;
+        }
+        entry.triton = Some(triton);
+        Ok(entry)
     }
 }
 
@@ -78,12 +123,21 @@ pub fn read_file(
 ) -> Result<Vec<ModelEntry>, ServeError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(path, e.to_string()))?;
+    let mut table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| bad(path, e.to_string()))?;
+    // The server's table is read by `read_server`.
+    table.remove("server");
     let dir = path.parent().unwrap_or(Path::new("."));
+    if table.is_empty() {
+        return Ok(Vec::new());
+    }
     match table.get("models") {
         Some(toml::Value::Array(models)) => {
             if table.len() > 1 {
-                return Err(bad(path, "with [[models]], every setting belongs in a model's table"));
+                return Err(bad(
+                    path,
+                    "with [[models]], every setting belongs in a model's table (or [server])",
+                ));
             }
             models
                 .iter()
@@ -206,8 +260,162 @@ fn entry(
     Ok(entry)
 }
 
+/// The keys of a `thrum.toml`'s `[server]` table: `thrum serve`'s flags, with `_` for `-`.
+pub const SERVER_KEYS: &[&str] = &[
+    "host",
+    "http_port",
+    "grpc_port",
+    "body_limit_mib",
+    "shutdown_grace_s",
+    "max_connections",
+    "header_timeout_s",
+    "body_timeout_s",
+    "keep_alive_timeout_s",
+    "write_timeout_s",
+    "shutdown_timeout_s",
+    "grpc_max_streams",
+    "model_control_mode",
+    "load_model",
+];
+
+/// A `[server]` table: every setting it gives (the command line's flags go over them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerFile {
+    /// `host`.
+    pub host: Option<std::net::IpAddr>,
+    /// `http_port`.
+    pub http_port: Option<u16>,
+    /// `grpc_port`.
+    pub grpc_port: Option<u16>,
+    /// `body_limit_mib`, in bytes.
+    pub body_limit: Option<usize>,
+    /// `shutdown_grace_s`.
+    pub shutdown_grace: Option<Duration>,
+    /// `max_connections`.
+    pub max_connections: Option<usize>,
+    /// `header_timeout_s`.
+    pub header_timeout: Option<Duration>,
+    /// `body_timeout_s`.
+    pub body_timeout: Option<Duration>,
+    /// `keep_alive_timeout_s`.
+    pub keep_alive_timeout: Option<Duration>,
+    /// `write_timeout_s`.
+    pub write_timeout: Option<Duration>,
+    /// `shutdown_timeout_s`.
+    pub shutdown_timeout: Option<Duration>,
+    /// `grpc_max_streams`.
+    pub grpc_max_streams: Option<u32>,
+    /// `model_control_mode`.
+    pub model_control: Option<ModelControl>,
+    /// `load_model`.
+    pub load_model: Vec<String>,
+}
+
+/// Seconds a `[server]` timeout may be: above 0, at most a day.
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+/// Reads the `[server]` table of a `thrum.toml` (none: every setting left to the flags and
+/// defaults).
+pub fn read_server(path: &Path) -> Result<ServerFile, ServeError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(path, e.to_string()))?;
+    let Some(server) = table.get("server") else { return Ok(ServerFile::default()) };
+    let server =
+        server.as_table().ok_or_else(|| bad(path, "`server` must be a table ([server])"))?;
+    if let Some(k) = server.keys().find(|k| !SERVER_KEYS.contains(&k.as_str())) {
+        let near = thrum_core::config::closest(k, SERVER_KEYS.iter().copied())
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        return Err(bad(
+            path,
+            format!("unknown key `server.{k}`; {near}keys: {}", SERVER_KEYS.join(", ")),
+        ));
+    }
+    let int = |key: &str, min: i64, max: i64| -> Result<Option<i64>, ServeError> {
+        match server.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if (min..=max).contains(n) => Ok(Some(*n)),
+            Some(other) => Err(bad(
+                path,
+                format!("`server.{key}` must be an integer from {min} to {max}, not {other}"),
+            )),
+        }
+    };
+    let seconds = |key: &str, zero: bool| -> Result<Option<Duration>, ServeError> {
+        let value = match server.get(key) {
+            None => return Ok(None),
+            Some(toml::Value::Integer(n)) => *n as f64,
+            Some(toml::Value::Float(x)) => *x,
+            Some(other) => {
+                return Err(bad(path, format!("`server.{key}` must be seconds, not {other}")));
+            }
+        };
+        let low_ok = if zero { value >= 0.0 } else { value > 0.0 };
+        if !(value.is_finite() && low_ok && value <= MAX_TIMEOUT_S) {
+            return Err(bad(
+                path,
+                format!(
+                    "`server.{key}` = {value}: seconds {} 0 and at most {MAX_TIMEOUT_S}",
+                    if zero { "from" } else { "above" }
+                ),
+            ));
+        }
+        Ok(Some(Duration::from_secs_f64(value)))
+    };
+    let string = |key: &str| -> Result<Option<String>, ServeError> {
+        match server.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(bad(path, format!("`server.{key}` must be a string, not {other}"))),
+        }
+    };
+    Ok(ServerFile {
+        host: string("host")?
+            .map(|h| h.parse().map_err(|e| bad(path, format!("`server.host` `{h}`: {e}"))))
+            .transpose()?,
+        http_port: int("http_port", 0, 65535)?.map(|p| p as u16),
+        grpc_port: int("grpc_port", 0, 65535)?.map(|p| p as u16),
+        body_limit: int("body_limit_mib", 1, 65536)?.map(|m| (m as usize) << 20),
+        shutdown_grace: seconds("shutdown_grace_s", true)?,
+        max_connections: int("max_connections", 1, 1 << 20)?.map(|n| n as usize),
+        header_timeout: seconds("header_timeout_s", false)?,
+        body_timeout: seconds("body_timeout_s", false)?,
+        keep_alive_timeout: seconds("keep_alive_timeout_s", false)?,
+        write_timeout: seconds("write_timeout_s", false)?,
+        shutdown_timeout: seconds("shutdown_timeout_s", true)?,
+        grpc_max_streams: int("grpc_max_streams", 1, 1 << 20)?.map(|n| n as u32),
+        model_control: string("model_control_mode")?
+            .map(|m| {
+                m.parse::<ModelControl>()
+                    .map_err(|e| bad(path, format!("`server.model_control_mode`: {e}")))
+            })
+            .transpose()?,
+        load_model: match server.get("load_model") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(bad(
+                        path,
+                        format!("`server.load_model` holds {other}; model names are strings"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(bad(
+                    path,
+                    format!("`server.load_model` must be an array of model names, not {other}"),
+                ));
+            }
+        },
+    })
+}
+
 /// The models of a repository: one folder per model, named as the folder, holding the model
-/// (the one file or folder of a format some engine reads) and optionally a `thrum.toml`.
+/// (the one file or folder of a format some engine reads) and optionally a `thrum.toml`, or
+/// laid out as Triton's (`config.pbtxt`, version folders: [`crate::triton`]).
 pub fn read_repository(dir: &Path, engine: &str) -> Result<Vec<ModelEntry>, ServeError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| bad(dir, format!("cannot read the model repository: {e}")))?;
@@ -225,11 +433,21 @@ pub fn read_repository(dir: &Path, engine: &str) -> Result<Vec<ModelEntry>, Serv
 }
 
 /// One model's folder (a repository's, or KServe's `--model-dir /mnt/models`): its model file
-/// and optional `thrum.toml`. `name` defaults to the folder's name.
+/// and optional `thrum.toml`, or a Triton model folder. `name` defaults to the folder's name.
 pub fn read_model_dir(
     folder: &Path,
     name: Option<&str>,
     engine: &str,
+) -> Result<Vec<ModelEntry>, ServeError> {
+    read_model_dir_with(folder, name, engine, None)
+}
+
+/// [`read_model_dir`], with Triton's configuration replaced by `config` (a load request's).
+pub fn read_model_dir_with(
+    folder: &Path,
+    name: Option<&str>,
+    engine: &str,
+    config: Option<&crate::pb::ModelConfig>,
 ) -> Result<Vec<ModelEntry>, ServeError> {
     let default_name = match name {
         Some(n) => n.to_string(),
@@ -238,6 +456,17 @@ pub fn read_model_dir(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into()),
     };
+    if crate::triton::is_triton_model(folder) && !folder.join("thrum.toml").is_file() {
+        let triton = crate::triton::read_model(folder, &default_name, config)?;
+        return Ok(vec![ModelEntry::from_triton(&default_name, triton)?]);
+    }
+    if config.is_some() {
+        return Err(ServeError::bad(format!(
+            "load parameter `config` is Triton's model configuration; model `{default_name}` is \
+             not a Triton model folder (it has no config.pbtxt or version folder): change its \
+             thrum.toml instead"
+        )));
+    }
     let model = model_in(folder)?;
     let config = folder.join("thrum.toml");
     if config.is_file() {

@@ -71,6 +71,40 @@ pub enum ServeError {
         /// The panic message.
         message: String,
     },
+    /// The model is known but not served now: loading, unloading, unloaded, or its load
+    /// failed.
+    #[error("model `{model}` is not available ({state}){}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Unavailable {
+        /// The model.
+        model: String,
+        /// Its state in the repository index.
+        state: &'static str,
+        /// Why, when it is unavailable.
+        reason: String,
+    },
+    /// A load or unload request to a server that does not take them.
+    #[error("{reason}")]
+    ModelControl {
+        /// What the server runs with and what would allow it.
+        reason: String,
+    },
+    /// A model could not be loaded from the repository.
+    #[error("load failed for model `{model}`: {source}")]
+    LoadFailed {
+        /// The model.
+        model: String,
+        /// Why.
+        #[source]
+        source: Box<ServeError>,
+    },
+    /// The request's body did not arrive in time.
+    #[error(
+        "the request body did not arrive within {timeout:?} (--body-timeout-s); the connection is closed"
+    )]
+    BodyTimeout {
+        /// The limit.
+        timeout: Duration,
+    },
     /// A configuration that cannot be served (a model repository, a `thrum.toml`, a port).
     #[error("{what}: {reason}")]
     Config {
@@ -79,6 +113,12 @@ pub enum ServeError {
         /// What is wrong and what was expected.
         reason: String,
     },
+}
+
+impl From<thrum_wire::WireError> for ServeError {
+    fn from(e: thrum_wire::WireError) -> ServeError {
+        ServeError::BadRequest { reason: e.reason }
+    }
 }
 
 fn retry_after_text(d: Duration) -> String {
@@ -99,6 +139,18 @@ impl ServeError {
             ServeError::Timeout { .. } => ErrorKind::Timeout,
             ServeError::WorkerPanicked { .. } => ErrorKind::Internal,
             ServeError::Config { .. } => ErrorKind::InvalidInput,
+            ServeError::Unavailable { state: "LOADING" | "UNLOADING", .. } => {
+                ErrorKind::Unavailable
+            }
+            // Unloaded or failed: not there until someone loads it; a retry does not help.
+            ServeError::Unavailable { .. } => ErrorKind::NotFound,
+            ServeError::ModelControl { .. } => ErrorKind::Unavailable,
+            ServeError::LoadFailed { source, .. } => match source.kind() {
+                ErrorKind::NotFound => ErrorKind::NotFound,
+                ErrorKind::Internal => ErrorKind::Internal,
+                _ => ErrorKind::InvalidInput,
+            },
+            ServeError::BodyTimeout { .. } => ErrorKind::Timeout,
         }
     }
 
@@ -110,12 +162,15 @@ impl ServeError {
     /// The HTTP status this error answers with: the one mapping of kinds to statuses.
     ///
     /// 400 for what the caller sent (an unsupported request too: Triton says 501, but the fix
-    /// is the caller's), 404 unknown model, 413 body over the limit, 503 not ready, queue full
-    /// or timed out in the queue (Triton's answer to both; `Retry-After` says when), 500 for
-    /// failures inside the server or the engine.
+    /// is the caller's), 404 unknown or unloaded model, 408 body not sent in time, 413 body
+    /// over the limit, 503 not ready, loading, queue full or timed out in the queue (Triton's
+    /// answer to both; `Retry-After` says when), load and unload refused by the model control
+    /// mode (Triton's 503), 500 for failures inside the server or the engine.
     pub fn http_status(&self) -> u16 {
-        if let ServeError::BodyTooLarge { .. } = self {
-            return 413;
+        match self {
+            ServeError::BodyTooLarge { .. } => return 413,
+            ServeError::BodyTimeout { .. } => return 408,
+            _ => {}
         }
         match self.kind() {
             ErrorKind::InvalidInput | ErrorKind::Unsupported => 400,
@@ -127,8 +182,10 @@ impl ServeError {
 
     /// The gRPC status code this error answers with (same mapping as [`ServeError::http_status`]).
     pub fn grpc_code(&self) -> tonic::Code {
-        if let ServeError::BodyTooLarge { .. } = self {
-            return tonic::Code::ResourceExhausted;
+        match self {
+            ServeError::BodyTooLarge { .. } => return tonic::Code::ResourceExhausted,
+            ServeError::BodyTimeout { .. } => return tonic::Code::DeadlineExceeded,
+            _ => {}
         }
         match self.kind() {
             ErrorKind::InvalidInput | ErrorKind::Unsupported => tonic::Code::InvalidArgument,
@@ -145,6 +202,7 @@ impl ServeError {
         match self {
             ServeError::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             ServeError::NotReady { .. } | ServeError::Timeout { .. } => Some(1),
+            ServeError::Unavailable { state: "LOADING" | "UNLOADING", .. } => Some(1),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! The gRPC front (tonic): `inference.GRPCInferenceService` as the protocol publishes it. Data
 //! arrives in `raw_input_contents` (what tritonclient sends) or the typed `contents`, and
 //! leaves in `raw_output_contents`, one entry per output in order (the only form tritonclient
-//! reads). The messages come from `proto/`, compiled at build time by protox.
+//! reads). The messages come from `thrum-wire`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,15 +12,12 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServeError;
+use crate::front::Fronts;
 use crate::metadata;
 use crate::server::{ServedModel, State};
 use crate::v2::{self, InferRequest, RequestedOutput};
 
-/// The messages and service of `proto/grpc_service.proto` and `proto/model_config.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
-pub mod pb {
-    tonic::include_proto!("inference");
-}
+pub use thrum_wire::pb;
 
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use pb::infer_parameter::ParameterChoice;
@@ -30,22 +27,24 @@ struct Service {
 }
 
 /// Serves `state`'s models on `listener` until `stop` completes, then lets in-flight calls
-/// finish.
-pub async fn serve(
+/// finish (the server cuts connections still open after the shutdown timeout).
+pub(crate) async fn serve(
     state: Arc<State>,
+    fronts: Fronts,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limit = state.body_limit;
+    let limits = fronts.limits().clone();
     let service = GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .http2_keepalive_interval(Some(limits.http2_keep_alive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        )
+        .serve_with_incoming_shutdown(crate::front::grpc_incoming(fronts, listener), stop)
         .await
         .map_err(|e| ServeError::Config { what: "the gRPC server".into(), reason: e.to_string() })
 }
@@ -130,7 +129,7 @@ fn input_tensor(
     let dtype = v2::dtype_of(&input.datatype, &what)?;
     let shape = v2::shape_of(&input.shape, dtype, &what)?;
     if let Some(raw) = raw {
-        return v2::tensor_from_binary(dtype, &shape, raw, &what);
+        return Ok(v2::tensor_from_binary(dtype, &shape, raw, &what)?);
     }
     let c = input.contents.clone().unwrap_or_default();
     let fits = |n: usize| -> Result<(), ServeError> {
@@ -197,6 +196,15 @@ fn input_tensor(
 }
 
 fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
+    for input in &request.inputs {
+        if input.parameters.keys().any(|k| k.starts_with("shared_memory")) {
+            return Err(ServeError::bad(format!(
+                "input `{}` asks for shared memory, which thrum serve does not offer; send the \
+                 data in raw_input_contents",
+                input.name
+            )));
+        }
+    }
     if !request.raw_input_contents.is_empty()
         && request.raw_input_contents.len() != request.inputs.len()
     {
@@ -215,6 +223,17 @@ fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
             input_tensor(input, raw).map(|t| (input.name.clone(), t))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in &request.parameters {
+        let set = match &value.parameter_choice {
+            None | Some(ParameterChoice::BoolParam(false)) => false,
+            Some(ParameterChoice::Int64Param(0) | ParameterChoice::Uint64Param(0)) => false,
+            Some(ParameterChoice::StringParam(s)) => !s.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            v2::refuse_parameter(key)?;
+        }
+    }
     let timeout = match request.parameters.get("timeout").and_then(|p| p.parameter_choice.clone()) {
         None => None,
         Some(ParameterChoice::Int64Param(us)) if us >= 0 => Some(Duration::from_micros(us as u64)),
@@ -225,6 +244,36 @@ fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
             )));
         }
     };
+    // Per-output parameters mean what they mean over REST: what thrum does not offer is
+    // refused, never silently ignored. `binary_data` is accepted: gRPC outputs are always raw.
+    for output in &request.outputs {
+        for key in output.parameters.keys() {
+            match key.as_str() {
+                "binary_data" => {}
+                "classification" => {
+                    return Err(ServeError::bad(format!(
+                        "output `{}` asks for the classification extension, which thrum serve \
+                         does not offer",
+                        output.name
+                    )));
+                }
+                k if k.starts_with("shared_memory") => {
+                    return Err(ServeError::bad(format!(
+                        "output `{}` asks for shared memory, which thrum serve does not offer; \
+                         its data comes in raw_output_contents",
+                        output.name
+                    )));
+                }
+                other => {
+                    return Err(ServeError::bad(format!(
+                        "output `{}` has parameter `{other}`, which thrum serve does not know; \
+                         an output takes `binary_data`",
+                        output.name
+                    )));
+                }
+            }
+        }
+    }
     let outputs = (!request.outputs.is_empty()).then(|| {
         request
             .outputs
@@ -239,6 +288,124 @@ fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
         binary_output: true,
         timeout,
     })
+}
+
+/// Most requests of one stream in flight at once; the stream's further requests wait to be
+/// read (HTTP/2 flow control holds the client back).
+pub const STREAM_IN_FLIGHT: usize = 64;
+
+/// Runs one `ModelInferRequest`: decoded, run in the model's pool, encoded.
+async fn infer_one(
+    state: &State,
+    r: pb::ModelInferRequest,
+) -> Result<pb::ModelInferResponse, ServeError> {
+    let model = state.model(&r.model_name, version(&r.model_version))?;
+    // Large requests are decoded off the async threads (they copy or convert every element).
+    let request = if prost::Message::encoded_len(&r) > crate::http::INLINE_BYTES {
+        crate::http::offload(move || decode(r)).await?
+    } else {
+        decode(r)?
+    };
+    let answer = crate::http::run(&model, request).await?;
+    let size: usize = answer.outputs.iter().map(|(_, t, _)| t.len()).sum();
+    if size * 4 > crate::http::INLINE_BYTES {
+        crate::http::offload(move || Ok(encode(answer))).await
+    } else {
+        Ok(encode(answer))
+    }
+}
+
+/// The answer's outputs in `raw_output_contents`, one entry per output in order.
+fn encode(answer: crate::http::Answer) -> pb::ModelInferResponse {
+    let (outputs, raw): (Vec<_>, Vec<_>) = answer
+        .outputs
+        .into_iter()
+        .map(|(name, tensor, _)| {
+            let out = pb::model_infer_response::InferOutputTensor {
+                name,
+                datatype: v2::datatype(tensor.dtype()).into(),
+                shape: tensor.shape().iter().map(|&d| d as i64).collect(),
+                parameters: Default::default(),
+                contents: None,
+            };
+            (out, bytes::Bytes::from(v2::binary_of(&tensor)))
+        })
+        .unzip();
+    pb::ModelInferResponse {
+        model_name: answer.model,
+        model_version: ServedModel::VERSION.into(),
+        id: answer.id.unwrap_or_default(),
+        parameters: Default::default(),
+        outputs,
+        raw_output_contents: raw,
+    }
+}
+
+/// One request of a stream, answered: its response marked final, or its error with the
+/// request's id and model so that the client knows which failed.
+async fn stream_answer(
+    state: Arc<State>,
+    r: pb::ModelInferRequest,
+) -> pb::ModelStreamInferResponse {
+    let (id, model_name, model_version) =
+        (r.id.clone(), r.model_name.clone(), r.model_version.clone());
+    let request = state.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match infer_one(&state, r).await {
+        Ok(mut response) => {
+            response.parameters.insert(
+                "triton_final_response".into(),
+                pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(true)) },
+            );
+            pb::ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(response),
+            }
+        }
+        Err(e) => {
+            crate::http::log_failure(request, &model_name, &e);
+            pb::ModelStreamInferResponse {
+                error_message: e.to_string(),
+                infer_response: Some(pb::ModelInferResponse {
+                    model_name,
+                    model_version,
+                    id,
+                    ..Default::default()
+                }),
+            }
+        }
+    }
+}
+
+/// The `config` parameter of a load: Triton's model configuration as a JSON string.
+fn load_config(
+    parameters: &std::collections::HashMap<String, pb::ModelRepositoryParameter>,
+) -> Result<Option<pb::ModelConfig>, ServeError> {
+    use pb::model_repository_parameter::ParameterChoice as P;
+    let mut config = None;
+    for (key, value) in parameters {
+        match (key.as_str(), &value.parameter_choice) {
+            ("config", Some(P::StringParam(json))) => {
+                config = Some(crate::triton::config_from_json(json)?);
+            }
+            ("config", _) => {
+                return Err(ServeError::bad(
+                    "load parameter `config` must be a string_param holding the model configuration as JSON",
+                ));
+            }
+            (k, _) if k.starts_with("file:") => {
+                return Err(ServeError::bad(format!(
+                    "load parameter `{k}`: thrum serve loads models from its repository's files, \
+                     not from the request; put the file in the repository"
+                )));
+            }
+            (k, _) => {
+                return Err(ServeError::bad(format!(
+                    "unknown load parameter `{k}`; a load takes `config`"
+                )));
+            }
+        }
+    }
+    Ok(config)
 }
 
 #[tonic::async_trait]
@@ -262,10 +429,14 @@ impl GrpcInferenceService for Service {
         r: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let r = r.into_inner();
-        let model = self.state.model(&r.name, version(&r.version))?;
-        Ok(Response::new(pb::ModelReadyResponse {
-            ready: model.pool.is_ready() && self.state.is_ready(),
-        }))
+        // A model the server knows but does not serve now (unloaded, loading) is not ready;
+        // only an unknown one is an error, as in Triton.
+        let ready = match self.state.model(&r.name, version(&r.version)) {
+            Ok(model) => model.pool.is_ready() && self.state.is_ready(),
+            Err(ServeError::Unavailable { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(
@@ -298,32 +469,58 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let r = r.into_inner();
-        let model = self.state.model(&r.model_name, version(&r.model_version))?;
-        let request = decode(r)?;
-        let answer = crate::http::run(model, request).await?;
-        let (outputs, raw): (Vec<_>, Vec<_>) = answer
-            .outputs
-            .into_iter()
-            .map(|(name, tensor, _)| {
-                let out = pb::model_infer_response::InferOutputTensor {
-                    name,
-                    datatype: v2::datatype(tensor.dtype()).into(),
-                    shape: tensor.shape().iter().map(|&d| d as i64).collect(),
-                    parameters: Default::default(),
-                    contents: None,
-                };
-                (out, bytes::Bytes::from(v2::binary_of(&tensor)))
-            })
-            .unzip();
-        Ok(Response::new(pb::ModelInferResponse {
-            model_name: answer.model,
-            model_version: ServedModel::VERSION.into(),
-            id: answer.id.unwrap_or_default(),
-            parameters: Default::default(),
-            outputs,
-            raw_output_contents: raw,
-        }))
+        let request = self.state.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let model = r.get_ref().model_name.clone();
+        match infer_one(&self.state, r.into_inner()).await {
+            Ok(response) => Ok(Response::new(response)),
+            Err(e) => {
+                crate::http::log_failure(request, &model, &e);
+                Err(e.into())
+            }
+        }
+    }
+
+    type ModelStreamInferStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>,
+    >;
+
+    /// Triton's bidirectional stream: each request is answered on the stream, a failed one
+    /// with its `error_message` (the stream goes on). Requests of one stream run concurrently
+    /// (up to [`STREAM_IN_FLIGHT`]) and their answers go out in request order, as Triton does
+    /// for models that are not decoupled.
+    async fn model_stream_infer(
+        &self,
+        r: Request<tonic::Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        use futures_util::StreamExt;
+        let mut incoming = r.into_inner();
+        let state = self.state.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT);
+        tokio::spawn(async move {
+            let mut pending = futures_util::stream::FuturesOrdered::new();
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    next = incoming.message(), if open && pending.len() < STREAM_IN_FLIGHT => match next {
+                        Ok(Some(request)) => pending.push_back(stream_answer(state.clone(), request)),
+                        Ok(None) => open = false,
+                        Err(status) => {
+                            // The stream itself broke (a bad message, a reset): no more requests
+                            // come; those in flight are still answered if the client listens.
+                            tracing::debug!(%status, "a stream's requests ended with an error");
+                            open = false;
+                        }
+                    },
+                    Some(answer) = pending.next(), if !pending.is_empty() => {
+                        if tx.send(Ok(answer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    else => break,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn model_config(
@@ -332,13 +529,14 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
         let r = r.into_inner();
         let m = self.state.model(&r.name, version(&r.version))?;
-        let max_batch = metadata::max_batch_size(m);
+        let max_batch = metadata::max_batch_size(&m);
         let batching = max_batch > 0;
         let config = m.pool.config();
         let dynamic = config.batching.as_ref().filter(|_| batching).map(|b| {
             pb::model_config::SchedulingChoice::DynamicBatching(pb::ModelDynamicBatching {
                 preferred_batch_size: b.preferred_batch_sizes.iter().map(|&s| s as i32).collect(),
                 max_queue_delay_microseconds: b.max_queue_delay.as_micros() as u64,
+                ..Default::default()
             })
         });
         Ok(Response::new(pb::ModelConfigResponse {
@@ -357,6 +555,7 @@ impl GrpcInferenceService for Service {
                         dims: metadata::config_dims(s, batching),
                         is_shape_tensor: false,
                         optional: false,
+                        ..Default::default()
                     })
                     .collect(),
                 output: m
@@ -368,15 +567,18 @@ impl GrpcInferenceService for Service {
                         data_type: data_type(s.dtype),
                         dims: metadata::config_dims(s, batching),
                         is_shape_tensor: false,
+                        ..Default::default()
                     })
                     .collect(),
                 instance_group: vec![pb::ModelInstanceGroup {
                     name: format!("{}_0", m.name),
                     count: config.workers as i32,
                     kind: pb::model_instance_group::Kind::Cpu as i32,
+                    ..Default::default()
                 }],
                 scheduling_choice: dynamic,
                 model_transaction_policy: Some(pb::ModelTransactionPolicy { decoupled: false }),
+                ..Default::default()
             }),
         }))
     }
@@ -387,28 +589,70 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
         let r = r.into_inner();
         let model_stats = if r.name.is_empty() {
-            self.state.models().map(statistics).collect()
+            self.state.models().iter().map(|m| statistics(m)).collect()
         } else {
-            vec![statistics(self.state.model(&r.name, version(&r.version))?)]
+            let m = self.state.model(&r.name, version(&r.version))?;
+            vec![statistics(&m)]
         };
         Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
     }
 
     async fn repository_index(
         &self,
-        _: Request<pb::RepositoryIndexRequest>,
+        r: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
-        Ok(Response::new(pb::RepositoryIndexResponse {
-            models: self
-                .state
-                .models()
-                .map(|m| pb::repository_index_response::ModelIndex {
-                    name: m.name.clone(),
-                    version: ServedModel::VERSION.into(),
-                    state: if m.pool.is_ready() { "READY" } else { "UNAVAILABLE" }.into(),
-                    reason: String::new(),
-                })
-                .collect(),
-        }))
+        let ready_only = r.get_ref().ready;
+        let models = self
+            .state
+            .index()
+            .into_iter()
+            .filter(|e| !ready_only || e.state == Some("READY"))
+            .map(|e| pb::repository_index_response::ModelIndex {
+                version: if e.state.is_some() {
+                    ServedModel::VERSION.into()
+                } else {
+                    String::new()
+                },
+                state: e.state.unwrap_or_default().into(),
+                reason: e.reason,
+                name: e.name,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        r: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        let r = r.into_inner();
+        let config = load_config(&r.parameters)?;
+        self.state.load(&r.model_name, config).await?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        r: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        use pb::model_repository_parameter::ParameterChoice as P;
+        let r = r.into_inner();
+        for (key, value) in &r.parameters {
+            match (key.as_str(), &value.parameter_choice) {
+                // thrum's models have no dependents: either value unloads the one model.
+                ("unload_dependents", Some(P::BoolParam(_))) => {}
+                ("unload_dependents", _) => {
+                    return Err(ServeError::bad("`unload_dependents` must be a bool_param").into());
+                }
+                (k, _) => {
+                    return Err(ServeError::bad(format!(
+                        "unknown unload parameter `{k}`; an unload takes `unload_dependents`"
+                    ))
+                    .into());
+                }
+            }
+        }
+        self.state.unload(&r.model_name).await?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }

@@ -1,7 +1,9 @@
 //! The REST front (axum): the v2 protocol's endpoints, the binary tensor data extension, the
-//! Triton extensions tools need (model configuration, statistics, repository index), and
-//! Prometheus `/metrics`. Handlers validate, hand the request to the model's pool, and await;
-//! they never run a model.
+//! Triton extensions tools need (model configuration, statistics, the model repository: index,
+//! load, unload), and Prometheus `/metrics`. Handlers validate, hand the request to the
+//! model's pool, and await; they never run a model. Decompressing, parsing and encoding large
+//! bodies run on the blocking pool ([`offload`]), never on the async threads that answer
+//! health probes; a body must arrive within the body timeout (408 otherwise).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
         .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(repository_load))
+        .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .route("/metrics", get(prometheus))
         .fallback(not_found)
         // The body is read by the infer handler itself, against the server's own limit.
@@ -79,7 +83,8 @@ fn reply(result: Result<Value, ServeError>) -> Response {
 async fn not_found() -> Response {
     let mut response = error_response(&ServeError::bad(
         "no such endpoint; the v2 protocol's are /v2, /v2/health/{live,ready}, \
-         /v2/models/NAME[/versions/V][/ready|/config|/stats|/infer], /v2/repository/index, /metrics",
+         /v2/models/NAME[/versions/V][/ready|/config|/stats|/infer], /v2/repository/index, \
+         /v2/repository/models/NAME/{load,unload}, /metrics",
     ));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
@@ -101,24 +106,30 @@ async fn server_metadata() -> Response {
 }
 
 async fn model_metadata(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
-    reply(s.model(&model, None).map(metadata::model))
+    reply(s.model(&model, None).map(|m| metadata::model(&m)))
 }
 
 async fn model_metadata_v(
     Extract(s): Extract<Shared>,
     Path((model, v)): Path<(String, String)>,
 ) -> Response {
-    reply(s.model(&model, Some(&v)).map(metadata::model))
+    reply(s.model(&model, Some(&v)).map(|m| metadata::model(&m)))
 }
 
 fn readiness(s: &State, model: &str, version: Option<&str>) -> Response {
-    match s.model(model, version) {
-        Ok(m) if m.pool.is_ready() && s.is_ready() => StatusCode::OK.into_response(),
-        Ok(m) => error_response(&ServeError::NotReady {
-            what: format!("model `{}`", m.name),
-            reason: "the server is shutting down".into(),
-        }),
-        Err(e) => error_response(&e),
+    let m = match s.model(model, version) {
+        Ok(m) => m,
+        Err(e) => return error_response(&e),
+    };
+    let why = m.pool.not_ready().or_else(|| match s.not_ready() {
+        Some(ServeError::NotReady { reason, .. }) => Some(reason),
+        _ => None,
+    });
+    match why {
+        None => StatusCode::OK.into_response(),
+        Some(reason) => {
+            error_response(&ServeError::NotReady { what: format!("model `{}`", m.name), reason })
+        }
     }
 }
 
@@ -134,33 +145,163 @@ async fn model_ready_v(
 }
 
 async fn model_config(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
-    reply(s.model(&model, None).map(metadata::config))
+    reply(s.model(&model, None).map(|m| metadata::config(&m)))
 }
 
 async fn model_config_v(
     Extract(s): Extract<Shared>,
     Path((model, v)): Path<(String, String)>,
 ) -> Response {
-    reply(s.model(&model, Some(&v)).map(metadata::config))
+    reply(s.model(&model, Some(&v)).map(|m| metadata::config(&m)))
 }
 
 async fn all_stats(Extract(s): Extract<Shared>) -> Response {
-    json_response(json!({ "model_stats": s.models().map(metadata::stats).collect::<Vec<_>>() }))
+    let stats: Vec<Value> = s.models().iter().map(|m| metadata::stats(m)).collect();
+    json_response(json!({ "model_stats": stats }))
 }
 
 async fn model_stats(Extract(s): Extract<Shared>, Path(model): Path<String>) -> Response {
-    reply(s.model(&model, None).map(|m| json!({ "model_stats": [metadata::stats(m)] })))
+    reply(s.model(&model, None).map(|m| json!({ "model_stats": [metadata::stats(&m)] })))
 }
 
 async fn model_stats_v(
     Extract(s): Extract<Shared>,
     Path((model, v)): Path<(String, String)>,
 ) -> Response {
-    reply(s.model(&model, Some(&v)).map(|m| json!({ "model_stats": [metadata::stats(m)] })))
+    reply(s.model(&model, Some(&v)).map(|m| json!({ "model_stats": [metadata::stats(&m)] })))
 }
 
-async fn repository_index(Extract(s): Extract<Shared>) -> Response {
-    json_response(Value::Array(s.models().map(metadata::index_entry).collect()))
+/// Most bytes of a repository request's body (a load's `config` parameter included).
+const REPOSITORY_BODY_LIMIT: usize = 4 << 20;
+
+/// A small JSON body of the repository extension: empty (tritonclient sends none, and no
+/// `Content-Type`), or an object.
+async fn small_json(s: &State, body: Body) -> Result<serde_json::Map<String, Value>, ServeError> {
+    let bytes = read_body(body, REPOSITORY_BODY_LIMIT, s.limits.body_timeout).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ServeError::bad(format!("the body must be a JSON object, not {other}"))),
+        Err(e) => Err(ServeError::bad(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+async fn repository_index(Extract(s): Extract<Shared>, body: Body) -> Response {
+    let ready_only = match small_json(&s, body).await {
+        Ok(body) => match body.get("ready") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return error_response(&ServeError::bad(format!(
+                    "`ready` must be a boolean, not {other}"
+                )));
+            }
+        },
+        Err(e) => return error_response(&e),
+    };
+    let entries = s
+        .index()
+        .into_iter()
+        .filter(|e| !ready_only || e.state == Some("READY"))
+        .map(|e| metadata::index_entry(&e))
+        .collect();
+    json_response(Value::Array(entries))
+}
+
+async fn repository_load(
+    Extract(s): Extract<Shared>,
+    Path(model): Path<String>,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = small_json(&s, body).await?;
+        let config = match body.get("parameters") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(params)) => load_config(params)?,
+            Some(other) => {
+                return Err(ServeError::bad(format!(
+                    "`parameters` must be an object, not {other}"
+                )));
+            }
+        };
+        s.load(&model, config).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The `config` parameter of a load request: Triton's model configuration as a JSON string,
+/// over what the repository says. Files (`file:…`) are not taken.
+fn load_config(
+    params: &serde_json::Map<String, Value>,
+) -> Result<Option<crate::pb::ModelConfig>, ServeError> {
+    let mut config = None;
+    for (key, value) in params {
+        match (key.as_str(), value) {
+            ("config", Value::String(json)) => {
+                config = Some(crate::triton::config_from_json(json)?)
+            }
+            ("config", other) => {
+                return Err(ServeError::bad(format!(
+                    "load parameter `config` must be a string holding the model configuration as JSON, not {other}"
+                )));
+            }
+            (k, _) if k.starts_with("file:") => {
+                return Err(ServeError::bad(format!(
+                    "load parameter `{k}`: thrum serve loads models from its repository's files, \
+                     not from the request; put the file in the repository"
+                )));
+            }
+            (k, _) => {
+                return Err(ServeError::bad(format!(
+                    "unknown load parameter `{k}`; a load takes `config`"
+                )));
+            }
+        }
+    }
+    Ok(config)
+}
+
+async fn repository_unload(
+    Extract(s): Extract<Shared>,
+    Path(model): Path<String>,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = small_json(&s, body).await?;
+        if let Some(params) = body.get("parameters") {
+            let Value::Object(params) = params else {
+                return Err(ServeError::bad("`parameters` must be an object"));
+            };
+            for (key, value) in params {
+                match (key.as_str(), value) {
+                    // thrum's models have no dependents: either value unloads the one model.
+                    ("unload_dependents", Value::Bool(_)) => {}
+                    ("unload_dependents", other) => {
+                        return Err(ServeError::bad(format!(
+                            "`unload_dependents` must be a boolean, not {other}"
+                        )));
+                    }
+                    (k, _) => {
+                        return Err(ServeError::bad(format!(
+                            "unknown unload parameter `{k}`; an unload takes `unload_dependents`"
+                        )));
+                    }
+                }
+            }
+        }
+        s.unload(&model).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn prometheus() -> Response {
@@ -198,21 +339,50 @@ async fn infer_common(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    use tracing::Instrument;
     let request = state.requests.fetch_add(1, Ordering::Relaxed);
     let span = tracing::debug_span!("infer", request, model = %model);
-    let _enter = span.enter();
     let start = Instant::now();
-    let result = infer_inner(&state, &model, version.as_deref(), &headers, body).await;
+    let result =
+        infer_inner(&state, &model, version.as_deref(), &headers, body).instrument(span).await;
     match result {
         Ok(response) => {
             tracing::debug!(request, elapsed_us = start.elapsed().as_micros() as u64, "ok");
             response
         }
         Err(e) => {
-            tracing::info!(request, model = %model, status = e.http_status(), error = %e, "request failed");
+            log_failure(request, &model, &e);
             error_response(&e)
         }
     }
+}
+
+/// Logs a failed request: at `info`, except refusals under overload (a full queue), which
+/// come by the thousand when a server is at capacity and are counted by the metrics instead:
+/// writing each to stderr would slow the server that is already behind.
+pub(crate) fn log_failure(request: u64, model: &str, e: &ServeError) {
+    if e.kind() == thrum_core::ErrorKind::ResourceExhausted {
+        tracing::debug!(request, model = %model, status = e.http_status(), error = %e, "request refused");
+    } else {
+        tracing::info!(request, model = %model, status = e.http_status(), error = %e, "request failed");
+    }
+}
+
+/// Bodies up to this size are decoded on the async thread (microseconds); larger ones, and
+/// every compressed one, on the blocking pool.
+pub(crate) const INLINE_BYTES: usize = 64 << 10;
+
+/// Runs CPU-heavy work (decompressing, parsing, encoding large bodies) on tokio's blocking
+/// pool, so that the async threads keep answering health probes and small requests.
+pub(crate) async fn offload<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServeError> + Send + 'static,
+) -> Result<T, ServeError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ServeError::WorkerPanicked {
+            model: "(request decoding)".into(),
+            message: e.to_string(),
+        })
+    })
 }
 
 async fn infer_inner(
@@ -232,8 +402,10 @@ async fn infer_inner(
         drain(body).await;
         return Err(ServeError::BodyTooLarge { size, limit });
     }
-    let bytes = read_body(body, limit).await?;
-    let bytes = decompress(headers, bytes, limit)?;
+    let bytes = read_body(body, limit, state.limits.body_timeout).await?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|_| "?".into()));
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => {
@@ -244,30 +416,55 @@ async fn infer_inner(
             })?)
         }
     };
-    let request = match header_length {
-        Some(0) => v2::parse_raw_request(&bytes, served.model().inputs())?,
-        Some(n) if n > bytes.len() => {
-            return Err(ServeError::bad(format!(
+    let compressed = !matches!(encoding.as_deref(), None | Some("identity" | ""));
+    let specs = served.model().inputs().to_vec();
+    let decode = move || -> Result<InferRequest, ServeError> {
+        let bytes = decompress(encoding.as_deref(), bytes, limit)?;
+        match header_length {
+            Some(0) => Ok(v2::parse_raw_request(&bytes, &specs)?),
+            Some(n) if n > bytes.len() => Err(ServeError::bad(format!(
                 "Inference-Header-Content-Length is {n}, but the body has {} bytes",
                 bytes.len()
-            )));
+            ))),
+            Some(n) => Ok(v2::parse_rest_request(&bytes[..n], &bytes[n..])?),
+            None => Ok(v2::parse_rest_request(&bytes, &[])?),
         }
-        Some(n) => v2::parse_rest_request(&bytes[..n], &bytes[n..])?,
-        None => v2::parse_rest_request(&bytes, &[])?,
     };
-    let outputs = run(served, request).await?;
-    encode_response(outputs)
+    let request = if compressed || declared.unwrap_or(INLINE_BYTES + 1) > INLINE_BYTES {
+        offload(decode).await?
+    } else {
+        decode()?
+    };
+    let outputs = run(&served, request).await?;
+    let size: usize = outputs.outputs.iter().map(|(_, t, _)| t.len()).sum();
+    if size * 4 > INLINE_BYTES {
+        offload(move || encode_response(outputs)).await
+    } else {
+        encode_response(outputs)
+    }
 }
 
-/// Reads the body up to `limit` bytes; more is [`ServeError::BodyTooLarge`].
+/// Reads the body up to `limit` bytes within `timeout`; more is [`ServeError::BodyTooLarge`],
+/// later is [`ServeError::BodyTimeout`] (408, and the connection closes: its body was not
+/// read to the end).
 ///
 /// An oversized body is read on and thrown away (up to [`DRAIN_BYTES`] or [`DRAIN_TIME`]) before
 /// the 413 goes out, as nginx's lingering close does: a client still writing its body would
 /// otherwise see a broken pipe instead of the answer that says what was wrong.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ServeError> {
+pub(crate) async fn read_body(
+    mut body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ServeError> {
     use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => return Err(ServeError::BodyTimeout { timeout }),
+        };
         let frame = frame
             .map_err(|e| ServeError::bad(format!("the request body could not be read: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
@@ -302,16 +499,14 @@ async fn drain(mut body: Body) -> usize {
 }
 
 /// Undoes `Content-Encoding: gzip` or `deflate` (zlib), capped at `limit` bytes inflated.
-fn decompress(headers: &HeaderMap, bytes: Bytes, limit: usize) -> Result<Bytes, ServeError> {
-    let encoding =
-        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim);
+fn decompress(encoding: Option<&str>, bytes: Bytes, limit: usize) -> Result<Bytes, ServeError> {
     let mut out = Vec::new();
     let read = match encoding {
         None | Some("identity") | Some("") => return Ok(bytes),
-        Some(e) if e.eq_ignore_ascii_case("gzip") => {
+        Some("gzip") => {
             flate2::read::GzDecoder::new(&bytes[..]).take(limit as u64 + 1).read_to_end(&mut out)
         }
-        Some(e) if e.eq_ignore_ascii_case("deflate") => {
+        Some("deflate") => {
             flate2::read::ZlibDecoder::new(&bytes[..]).take(limit as u64 + 1).read_to_end(&mut out)
         }
         Some(other) => {

@@ -6,26 +6,34 @@
 //!
 //! - [`pool`]: [`ModelPool`], the part a Rust service can embed without HTTP: workers,
 //!   batching, admission, statistics.
-//! - [`server`]: the [`Server`] and its life (readiness, graceful shutdown).
-//! - [`http`] and [`grpc`]: the protocol fronts; [`v2`] the wire formats; [`metadata`] what
-//!   the server says about its models; [`metrics`] Prometheus.
-//! - [`config`]: what to serve, from a `thrum.toml` or a model repository.
+//! - [`server`]: the [`Server`] and its life (readiness, loading and unloading models,
+//!   graceful shutdown); [`front`] the connections' limits and timeouts.
+//! - [`http`] and [`grpc`]: the protocol fronts over the wire formats of `thrum-wire`;
+//!   [`metadata`] what the server says about its models; [`metrics`] Prometheus.
+//! - [`config`]: what to serve, from a `thrum.toml` or a model repository; [`triton`] Triton's
+//!   model repositories (`config.pbtxt`, version folders) as they are.
 //! - [`ServeError`]: the one error type; its kind decides the HTTP and gRPC status, in one
 //!   place ([`ServeError::http_status`], [`ServeError::grpc_code`]).
 
 pub mod config;
 mod error;
+pub mod front;
 pub mod grpc;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
 pub mod pool;
 pub mod server;
-pub mod v2;
+pub mod triton;
+
+pub use thrum_wire::{pb, v2};
 
 pub use error::ServeError;
+pub use front::Limits;
 pub use pool::{Batching, ModelPool, PoolConfig, PoolStats};
-pub use server::{Bound, Listen, ServedModel, Server};
+pub use server::{
+    Background, Bound, IndexEntry, Listen, ModelControl, Repository, ServedModel, Server,
+};
 
 /// The protocol's platform string for a model on `engine` in the format whose id is `format`
 /// (what model metadata reports; Triton's names where Triton has the engine).

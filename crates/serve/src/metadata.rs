@@ -6,16 +6,18 @@ use serde_json::{Value, json};
 use thrum_core::TensorSpec;
 
 use crate::pool::PoolStats;
-use crate::server::ServedModel;
+use crate::server::{IndexEntry, ServedModel};
 use crate::v2;
 
-/// The extensions the server implements, as `GET /v2` lists them.
+/// The extensions the server implements, as `GET /v2` lists them: only what is served
+/// (`schedule_policy`'s priority levels, `sequence`, `classification` and shared memory are
+/// not, and requests that ask for them are refused).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "model_configuration",
     "statistics",
     "model_repository",
-    "schedule_policy",
+    "model_repository(unload_dependents)",
     "parameters",
 ];
 
@@ -137,9 +139,17 @@ pub fn stats(m: &ServedModel) -> Value {
     })
 }
 
-/// One entry of `POST /v2/repository/index`.
-pub fn index_entry(m: &ServedModel) -> Value {
-    let (state, reason) =
-        if m.pool.is_ready() { ("READY", "") } else { ("UNAVAILABLE", "shutting down") };
-    json!({ "name": m.name, "version": ServedModel::VERSION, "state": state, "reason": reason })
+/// One entry of `POST /v2/repository/index`, as Triton writes it: a model never loaded has
+/// only its name; `reason` only when there is one.
+pub fn index_entry(e: &IndexEntry) -> Value {
+    let mut entry = serde_json::Map::new();
+    entry.insert("name".into(), json!(e.name));
+    if let Some(state) = e.state {
+        entry.insert("version".into(), json!(ServedModel::VERSION));
+        entry.insert("state".into(), json!(state));
+        if !e.reason.is_empty() {
+            entry.insert("reason".into(), json!(e.reason));
+        }
+    }
+    Value::Object(entry)
 }

@@ -3,12 +3,22 @@
 //! queue and compute durations, pending requests, batch sizes), and the server renders them at
 //! `/metrics` with `metrics-exporter-prometheus`. A process installs one recorder: the first
 //! server installs it; an application that embeds the pool with its own recorder keeps it.
+//!
+//! The exporter keeps every histogram sample in a lock-free bucket until an upkeep pass folds
+//! it into the histogram's counts; rendering `/metrics` runs one, but a server that nobody
+//! scrapes would grow by each request's samples forever. So the recorder installed here runs
+//! its upkeep on a thread of its own every [`UPKEEP_INTERVAL`], whether or not anyone scrapes.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// How often pending histogram samples are folded into their histograms. At 20,000 requests/s
+/// and 6 samples each, that holds at most a few MiB between passes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Installs thrum's Prometheus recorder for this process, unless one is installed already.
 pub fn install() {
@@ -24,9 +34,21 @@ pub fn install() {
                 b.set_buckets_for_metric(Matcher::Full("thrum_inference_batch_size".into()), &batch)
             });
         let Ok(builder) = builder else { return None };
-        let recorder = builder.build_recorder();
+        let recorder = builder.upkeep_timeout(UPKEEP_INTERVAL).build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok().map(|()| {
+            let upkeep = handle.clone();
+            // A plain thread, not a task: the recorder may serve a process without a runtime
+            // (an embedded pool), and upkeep must never wait behind busy async threads.
+            let spawned = std::thread::Builder::new().name("thrum-metrics-upkeep".into()).spawn(
+                move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                },
+            );
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms grow until /metrics is scraped");
+            }
             metrics::describe_counter!(
                 "thrum_inference_request_success",
                 "Requests answered with outputs"

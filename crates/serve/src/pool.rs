@@ -20,14 +20,21 @@
 //!   are merged along the batch axis and the outputs split back; a request that cannot merge
 //!   (other non-batch dimensions) runs in the next batch.
 //! - Inference runs on the pool's OS threads only, never on the caller's (async) thread.
+//! - Each request is checked on its own before it is admitted (its inputs against the model's
+//!   specs, and every input holding the same number of samples along the batch axis), so a bad
+//!   request fails alone and never the batch it would have joined.
 //! - A request whose caller went away (a disconnected client) is dropped unrun; one whose
-//!   timeout passed in the queue is answered [`ServeError::Timeout`].
+//!   timeout passed in the queue is answered [`ServeError::Timeout`]. Both are checked again
+//!   for a request held over for the next batch, right before it runs.
 //! - A worker that panics answers its requests with [`ServeError::WorkerPanicked`], gets a new
-//!   predictor, and keeps serving.
+//!   predictor, and keeps serving. A worker that cannot get one stops; when no worker is left,
+//!   the pool is no longer ready, refuses new requests and answers the queued ones.
+//! - Dropping the last clone of a pool stops it; on an async runtime's thread the drop only
+//!   signals, and the workers are joined on a thread of their own.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -218,6 +225,8 @@ struct Inner {
     /// so whatever order admissions and dequeues race in, it ends at the count.
     queued: Mutex<usize>,
     closing: AtomicBool,
+    /// Workers with a predictor, serving. The pool is ready while one is left.
+    live: AtomicUsize,
     stats: Mutex<PoolStats>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -252,7 +261,23 @@ struct Owner(Arc<Inner>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        shutdown(&self.0);
+        // Joining waits for every admitted request: never on an async runtime's thread, where
+        // it would stall every task that thread runs. There the pool stops admitting at once
+        // and a thread of its own waits for the workers.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let inner = self.0.clone();
+            inner.closing.store(true, Ordering::Release);
+            inner.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let spawned = std::thread::Builder::new()
+                .name(format!("thrum-{}-stop", inner.name))
+                .spawn(move || shutdown(&inner));
+            if let Err(e) = spawned {
+                // The workers still stop (their queue is closed); they are just not joined.
+                tracing::warn!(model = %self.0.name, error = %e, "cannot start a thread to join the pool's workers");
+            }
+        } else {
+            shutdown(&self.0);
+        }
     }
 }
 
@@ -306,6 +331,7 @@ impl ModelPool {
             queue: Mutex::new(Some(queue_tx)),
             queued: Mutex::new(0),
             closing: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
             stats: Mutex::new(PoolStats::default()),
             threads: Mutex::new(Vec::new()),
         });
@@ -394,9 +420,25 @@ impl ModelPool {
         *self.inner.queued.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// False once shutdown began.
+    /// False once shutdown began, or when no worker is left to serve.
     pub fn is_ready(&self) -> bool {
-        !self.inner.closing.load(Ordering::Acquire)
+        self.not_ready().is_none()
+    }
+
+    /// Why the pool does not serve, if it does not.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            Some("it is shutting down".into())
+        } else if self.inner.live.load(Ordering::Acquire) == 0 {
+            Some("no worker is left: every worker failed to replace its predictor (see the server log)".into())
+        } else {
+            None
+        }
+    }
+
+    /// Workers serving now (each with its predictor).
+    pub fn live_workers(&self) -> usize {
+        self.inner.live.load(Ordering::Acquire)
     }
 
     /// A snapshot of the statistics.
@@ -436,20 +478,13 @@ impl ModelPool {
             what: format!("model `{}`", inner.name),
             reason: "the server is shutting down".into(),
         };
-        if inner.closing.load(Ordering::Acquire) {
-            return Err(shutting_down());
+        if let Some(reason) = self.not_ready() {
+            return Err(ServeError::NotReady { what: format!("model `{}`", inner.name), reason });
         }
         inner.model.check_inputs(&inputs)?;
         let samples = match (inner.batch_axis, &inner.config.batching) {
             (Some(axis), Some(batching)) => {
-                let samples =
-                    inputs.first().and_then(|t| t.shape().get(axis)).copied().unwrap_or(1);
-                if samples == 0 {
-                    return Err(Error::EmptyBatch {
-                        what: format!("a request to model `{}`", inner.name),
-                    }
-                    .into());
-                }
+                let samples = samples_along(inner, &inputs, axis)?;
                 if samples > batching.max_batch_size {
                     return Err(ServeError::bad(format!(
                         "the request holds {samples} samples along axis {axis}; model `{}` takes at \
@@ -480,7 +515,13 @@ impl ModelPool {
             }
             Err(TrySendError::Disconnected(_)) => {
                 inner.count_queued(false);
-                Err(shutting_down())
+                match self.not_ready() {
+                    Some(reason) => Err(ServeError::NotReady {
+                        what: format!("model `{}`", inner.name),
+                        reason,
+                    }),
+                    None => Err(shutting_down()),
+                }
             }
         }
     }
@@ -507,6 +548,35 @@ impl ModelPool {
     pub fn stop_admitting(&self) {
         self.inner.closing.store(true, Ordering::Release);
     }
+}
+
+/// The samples a request holds along the batch axis: the same in every input, at least one.
+/// Checked here, per request, so that a request whose inputs disagree fails alone instead of
+/// failing the batch it would have been merged into.
+fn samples_along(inner: &Inner, inputs: &[Tensor], axis: usize) -> Result<usize, ServeError> {
+    let specs = inner.model.inputs();
+    let mut first: Option<(&str, usize)> = None;
+    for (spec, tensor) in specs.iter().zip(inputs) {
+        let n = tensor.shape().get(axis).copied().unwrap_or(1);
+        match first {
+            None => first = Some((&spec.name, n)),
+            Some((name, m)) if m != n => {
+                return Err(ServeError::bad(format!(
+                    "input `{}` holds {n} samples along the batch axis {axis}, but input `{name}` \
+                     holds {m}; every input of a request to model `{}` holds the same number",
+                    spec.name, inner.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let samples = first.map_or(1, |(_, n)| n);
+    if samples == 0 {
+        return Err(
+            Error::EmptyBatch { what: format!("a request to model `{}`", inner.name) }.into()
+        );
+    }
+    Ok(samples)
 }
 
 /// Where a worker gets its work.
@@ -544,6 +614,7 @@ fn worker(
     });
     let mut runner = match warm {
         Ok(r) => {
+            inner.live.fetch_add(1, Ordering::AcqRel);
             let _ = ready.send(Ok(()));
             r
         }
@@ -552,23 +623,82 @@ fn worker(
             return;
         }
     };
+    let live = Live { inner, armed: true };
     match source {
         Source::Queue(queue) => {
             while let Ok(job) = queue.recv() {
                 inner.count_queued(false);
-                if let Some(job) = admit(inner, job) {
-                    run(inner, &shared, &mut runner, vec![job]);
+                if let Some(job) = admit(inner, job)
+                    && run(inner, &shared, &mut runner, vec![job]) == After::Lost
+                {
+                    // The last worker out answers what still waits: nobody else will.
+                    if live.stop() == 0 {
+                        answer_orphans(inner, queue.try_iter(), true);
+                    }
+                    return;
                 }
             }
         }
         Source::Batches { index, idle, batches } => {
             while idle.send(index).is_ok() {
                 match batches.recv() {
-                    Ok(jobs) => run(inner, &shared, &mut runner, jobs),
+                    Ok(jobs) => {
+                        if run(inner, &shared, &mut runner, jobs) == After::Lost {
+                            return;
+                        }
+                    }
                     Err(_) => break,
                 }
             }
         }
+    }
+}
+
+/// Counts a serving worker off when it stops, however it stops.
+struct Live<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl Live<'_> {
+    /// Counts the worker off now; returns how many are left.
+    fn stop(mut self) -> usize {
+        self.armed = false;
+        count_off(self.inner)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            count_off(self.inner);
+        }
+    }
+}
+
+/// One worker fewer; returns how many are left.
+fn count_off(inner: &Inner) -> usize {
+    let left = inner.live.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+    if left == 0 && !inner.closing.load(Ordering::Acquire) {
+        tracing::error!(model = %inner.name, "no worker is left; the model is not ready");
+    }
+    left
+}
+
+/// Answers requests that no worker will run (every worker stopped) with why; `queued`: they
+/// are still counted as waiting.
+fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool) {
+    for job in jobs {
+        if queued {
+            inner.count_queued(false);
+        }
+        metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "BACKEND").increment(1);
+        add(&mut inner.stats().fail, 1, job.enqueued.elapsed());
+        let _ = job.reply.send(Err(ServeError::NotReady {
+            what: format!("model `{}`", inner.name),
+            reason: "no worker is left to run it: every worker failed to replace its predictor"
+                .into(),
+        }));
     }
 }
 
@@ -600,13 +730,26 @@ fn batcher(
     workers: Vec<Sender<Vec<Job>>>,
 ) {
     let mut held: Option<Job> = None;
+    let mut ready: Option<Vec<Job>> = None;
+    // `idle` ends when every worker has stopped: at shutdown (after the queue closed) or when
+    // none could replace its predictor.
     while let Ok(w) = idle.recv() {
-        let Some(jobs) = gather(inner, batching, queue, &mut held) else { break };
-        if workers[w].send(jobs).is_err() {
-            break;
+        let jobs = match ready.take() {
+            Some(jobs) => jobs,
+            None => match gather(inner, batching, queue, &mut held) {
+                Some(jobs) => jobs,
+                None => break,
+            },
+        };
+        if let Err(crossbeam_channel::SendError(jobs)) = workers[w].send(jobs) {
+            // That worker is gone: the batch waits for the next idle one.
+            ready = Some(jobs);
         }
     }
-    // Dropping `workers` stops the workers once they finish.
+    // Dropping `workers` stops the workers once they finish. Whatever still waits here has no
+    // worker to run it (after a normal shutdown, nothing does).
+    answer_orphans(inner, ready.into_iter().flatten(), false);
+    answer_orphans(inner, held.into_iter().chain(queue.try_iter()), true);
 }
 
 /// The next batch: the first live request, and whatever can join it within the delay.
@@ -622,11 +765,10 @@ fn gather(
         admit(inner, job)
     };
     let first = loop {
+        // A request held over from the last batch is checked again like a fresh one: its
+        // caller may have gone, or its timeout passed, while that batch ran.
         let job = match held.take() {
-            Some(job) => {
-                inner.count_queued(false); // it was counted back when held
-                Some(job)
-            }
+            Some(job) => take(job), // it was counted back when held
             None => take(queue.recv().ok()?),
         };
         if let Some(job) = job {
@@ -676,14 +818,24 @@ fn mergeable(a: &Job, b: &Job, axis: Option<usize>) -> bool {
     })
 }
 
+/// What a worker can do after a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    /// Serve on.
+    Serving,
+    /// Stop: its predictor panicked and no new one could be made.
+    Lost,
+}
+
 /// Runs a batch of one or more requests and answers each.
 fn run(
     inner: &Inner,
     shared: &Option<Arc<SharedPredictor>>,
     runner: &mut Runner,
     mut jobs: Vec<Job>,
-) {
+) -> After {
     let start = Instant::now();
+    let mut after = After::Serving;
     let n = jobs.len() as u64;
     let sizes: Vec<usize> = jobs.iter().map(|j| j.samples).collect();
     let samples: usize = sizes.iter().sum();
@@ -710,7 +862,10 @@ fn run(
                 match make_runner(inner, shared) {
                     Ok(fresh) => *runner = fresh,
                     Err(e) => {
-                        tracing::error!(model = %inner.name, error = %e, "cannot replace the predictor")
+                        // A predictor that panicked may be broken: the worker stops rather
+                        // than serve on with it.
+                        tracing::error!(model = %inner.name, error = %e, "cannot replace the predictor; the worker stops");
+                        after = After::Lost;
                     }
                 }
                 Err(ServeError::WorkerPanicked { model: inner.name.clone(), message })
@@ -775,6 +930,7 @@ fn run(
         // The caller may be gone (a disconnected client): nothing to answer then.
         let _ = job.reply.send(answer);
     }
+    after
 }
 
 #[allow(clippy::too_many_arguments)]

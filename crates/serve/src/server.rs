@@ -1,23 +1,31 @@
 //! The server: the models it serves, its readiness, and its life — start, serve REST and gRPC,
-//! and shut down without losing an admitted request.
+//! load and unload models while serving, and shut down without losing an admitted request.
 //!
 //! Shutdown is a state machine: on SIGTERM or Ctrl-C (or the caller's signal) readiness goes
 //! false while requests are still served, for a grace period in which Kubernetes stops routing
 //! here; then the listeners stop accepting, every model stops admitting (a request that still
-//! arrives on an open connection gets 503), in-flight and queued requests finish, and `run`
-//! returns.
+//! arrives on an open connection gets 503), in-flight and queued requests finish, connections
+//! close (those still open after the shutdown timeout are cut), and `run` returns.
+//!
+//! Models come and go through the model repository extension (Triton's): with
+//! [`ModelControl::Explicit`] and a [`Repository`] to load from, `load` starts a model's pool
+//! (a model already loaded is replaced once the new pool is warm), and `unload` stops
+//! admitting, lets every admitted request finish, then stops the pool. The repository index
+//! shows each model's state (`READY`, `LOADING`, `UNLOADING`, `UNAVAILABLE` with the reason).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use thrum_core::Model;
 use tokio::net::TcpListener;
 
 use crate::error::ServeError;
+use crate::front::{Fronts, Limits};
+use crate::pb;
 use crate::pool::ModelPool;
 
 /// A model the server serves.
@@ -40,6 +48,45 @@ impl ServedModel {
     pub const VERSION: &'static str = "1";
 }
 
+/// Where the server loads models from while it runs (the model repository extension): the
+/// `thrum` binary's model repository, or the models its command line names.
+pub trait Repository: Send + Sync {
+    /// Every model the repository holds, loaded or not.
+    fn names(&self) -> Result<Vec<String>, ServeError>;
+
+    /// Reads model `name` from the repository afresh and starts its pool (blocking: loading
+    /// and warming a model takes a while). `config` overrides what the repository says (the
+    /// load request's `config` parameter, Triton's model configuration as JSON).
+    fn load(&self, name: &str, config: Option<&pb::ModelConfig>)
+    -> Result<ServedModel, ServeError>;
+}
+
+/// Whether models can be loaded and unloaded while the server runs (Triton's
+/// `--model-control-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelControl {
+    /// The models given at start are served until the server stops; load and unload
+    /// requests are refused.
+    #[default]
+    None,
+    /// Load and unload requests load models from the repository and stop them.
+    Explicit,
+}
+
+impl std::str::FromStr for ModelControl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ModelControl, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(ModelControl::None),
+            "explicit" => Ok(ModelControl::Explicit),
+            "poll" => Err("`poll` is not offered: use explicit, and load with POST \
+                           /v2/repository/models/NAME/load when the repository changes"
+                .into()),
+            other => Err(format!("model control mode `{other}`; expected none or explicit")),
+        }
+    }
+}
+
 /// Where and how the server listens.
 #[derive(Clone, Debug)]
 pub struct Listen {
@@ -53,6 +100,8 @@ pub struct Listen {
     pub body_limit: usize,
     /// How long readiness is false before the listeners close, at shutdown.
     pub shutdown_grace: Duration,
+    /// Connections, timeouts, streams.
+    pub limits: Limits,
 }
 
 impl Default for Listen {
@@ -63,6 +112,7 @@ impl Default for Listen {
             grpc_port: Some(8081),
             body_limit: 64 << 20,
             shutdown_grace: Duration::from_secs(5),
+            limits: Limits::default(),
         }
     }
 }
@@ -72,52 +122,265 @@ const READY: u8 = 1;
 const NOT_READY: u8 = 2;
 const DRAINING: u8 = 3;
 
+/// A model's state in the repository index (Triton's names).
+#[derive(Clone)]
+enum Slot {
+    Ready(Arc<ServedModel>),
+    Loading,
+    Unloading,
+    Unavailable(String),
+}
+
+impl Slot {
+    fn state(&self) -> &'static str {
+        match self {
+            Slot::Ready(_) => "READY",
+            Slot::Loading => "LOADING",
+            Slot::Unloading => "UNLOADING",
+            Slot::Unavailable(_) => "UNAVAILABLE",
+        }
+    }
+}
+
+/// One entry of the repository index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The model.
+    pub name: String,
+    /// Its state (`READY`, `LOADING`, `UNLOADING`, `UNAVAILABLE`); `None` for a model of the
+    /// repository that was never loaded.
+    pub state: Option<&'static str>,
+    /// Why it is unavailable (empty otherwise).
+    pub reason: String,
+}
+
 /// What the handlers share: the models and the server's state.
 pub struct State {
-    models: BTreeMap<String, ServedModel>,
+    models: RwLock<BTreeMap<String, Slot>>,
+    repository: Option<Arc<dyn Repository>>,
+    control: ModelControl,
+    /// One load or unload at a time.
+    operations: tokio::sync::Mutex<()>,
     phase: AtomicU8,
     /// Requests seen, for request ids in logs.
     pub(crate) requests: AtomicU64,
     /// Largest request body accepted.
     pub(crate) body_limit: usize,
+    /// The fronts' limits (the handlers read the body timeout).
+    pub(crate) limits: Limits,
 }
 
 impl State {
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, name: &str, slot: Slot) {
+        self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), slot);
+    }
+
     /// The served model called `name`, at `version` if one is given.
-    pub fn model(&self, name: &str, version: Option<&str>) -> Result<&ServedModel, ServeError> {
-        let unknown = |version: String| ServeError::UnknownModel {
-            name: name.into(),
-            version,
-            served: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+    pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>, ServeError> {
+        let slots = self.slots();
+        let model = match slots.get(name) {
+            Some(Slot::Ready(m)) => m.clone(),
+            Some(slot) => {
+                return Err(ServeError::Unavailable {
+                    model: name.into(),
+                    state: slot.state(),
+                    reason: match slot {
+                        Slot::Unavailable(reason) => reason.clone(),
+                        _ => String::new(),
+                    },
+                });
+            }
+            None => {
+                return Err(ServeError::UnknownModel {
+                    name: name.into(),
+                    version: String::new(),
+                    served: slots
+                        .iter()
+                        .filter(|(_, s)| matches!(s, Slot::Ready(_)))
+                        .map(|(n, _)| n.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
         };
-        let model = self.models.get(name).ok_or_else(|| unknown(String::new()))?;
         match version {
             Some(v) if !v.is_empty() && v != ServedModel::VERSION => {
-                Err(unknown(format!(" version {v} (version {} is served)", ServedModel::VERSION)))
+                Err(ServeError::UnknownModel {
+                    name: name.into(),
+                    version: format!(" version {v} (version {} is served)", ServedModel::VERSION),
+                    served: model.name.clone(),
+                })
             }
             _ => Ok(model),
         }
     }
 
-    /// Every served model.
-    pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
-        self.models.values()
+    /// Every model being served now.
+    pub fn models(&self) -> Vec<Arc<ServedModel>> {
+        self.slots()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Ready(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// True when every model is warm and shutdown has not begun.
+    /// The repository index: every model the server knows or its repository holds, by name.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let mut entries: BTreeMap<String, IndexEntry> = self
+            .slots()
+            .iter()
+            .map(|(name, slot)| {
+                let reason = match slot {
+                    Slot::Unavailable(r) => r.clone(),
+                    Slot::Ready(m) => m.pool.not_ready().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let state = match slot {
+                    Slot::Ready(m) if !m.pool.is_ready() => "UNAVAILABLE",
+                    other => other.state(),
+                };
+                (name.clone(), IndexEntry { name: name.clone(), state: Some(state), reason })
+            })
+            .collect();
+        if let Some(repository) = &self.repository {
+            match repository.names() {
+                Ok(names) => {
+                    for name in names {
+                        entries.entry(name.clone()).or_insert(IndexEntry {
+                            name,
+                            state: None,
+                            reason: String::new(),
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the model repository"),
+            }
+        }
+        entries.into_values().collect()
+    }
+
+    /// True when every model is warm, every served model has a live worker (Triton's strict
+    /// readiness), and shutdown has not begun.
     pub fn is_ready(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == READY
+        self.not_ready().is_none()
     }
 
     /// Why the server is not ready, if it is not.
     pub fn not_ready(&self) -> Option<ServeError> {
         let reason = match self.phase.load(Ordering::Acquire) {
-            READY => return None,
-            STARTING => "models are loading",
-            _ => "the server is shutting down",
+            READY => match self
+                .models()
+                .iter()
+                .find_map(|m| m.pool.not_ready().map(|r| (m.name.clone(), r)))
+            {
+                None => return None,
+                Some((model, reason)) => format!("model `{model}` is not ready: {reason}"),
+            },
+            STARTING => "models are loading".into(),
+            _ => "the server is shutting down".into(),
         };
-        Some(ServeError::NotReady { what: "the server".into(), reason: reason.into() })
+        Some(ServeError::NotReady { what: "the server".into(), reason })
     }
+
+    /// Whether load and unload requests are served.
+    pub fn control(&self) -> ModelControl {
+        self.control
+    }
+
+    fn explicit(&self) -> Result<&Arc<dyn Repository>, ServeError> {
+        match (&self.repository, self.control) {
+            (Some(repository), ModelControl::Explicit) => Ok(repository),
+            _ => Err(ServeError::ModelControl {
+                reason: "explicit model load / unload is not allowed: thrum serve runs with \
+                         --model-control-mode none; start it with --model-control-mode explicit"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Loads (or reloads) model `name` from the repository; returns once it serves. A model
+    /// already served keeps serving until its replacement is warm.
+    pub async fn load(
+        self: &Arc<Self>,
+        name: &str,
+        config: Option<pb::ModelConfig>,
+    ) -> Result<(), ServeError> {
+        let repository = self.explicit()?.clone();
+        check_name(name)?;
+        let _one_at_a_time = self.operations.lock().await;
+        if self.phase.load(Ordering::Acquire) > READY {
+            return Err(ServeError::NotReady {
+                what: "the server".into(),
+                reason: "it is shutting down".into(),
+            });
+        }
+        let previous = self.slots().get(name).cloned();
+        if !matches!(previous, Some(Slot::Ready(_))) {
+            self.set(name, Slot::Loading);
+        }
+        let owned = name.to_string();
+        let loaded = tokio::task::spawn_blocking(move || repository.load(&owned, config.as_ref()))
+            .await
+            .map_err(|e| ServeError::Config {
+                what: format!("loading model `{name}`"),
+                reason: e.to_string(),
+            })
+            .and_then(|r| r);
+        match loaded {
+            Ok(model) => {
+                tracing::info!(model = %name, "loaded");
+                self.set(name, Slot::Ready(Arc::new(model)));
+                if let Some(Slot::Ready(old)) = previous {
+                    stop_pool(old).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(model = %name, error = %e, "load failed");
+                match previous {
+                    Some(slot @ Slot::Ready(_)) => self.set(name, slot),
+                    _ => self.set(name, Slot::Unavailable(e.to_string())),
+                }
+                Err(ServeError::LoadFailed { model: name.into(), source: Box::new(e) })
+            }
+        }
+    }
+
+    /// Unloads model `name`: it stops admitting, every admitted request is answered, then its
+    /// pool stops. Unloading a model that is not loaded does nothing (as Triton does).
+    pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        self.explicit()?;
+        let _one_at_a_time = self.operations.lock().await;
+        let Some(Slot::Ready(model)) = self.slots().get(name).cloned() else { return Ok(()) };
+        self.set(name, Slot::Unloading);
+        model.pool.stop_admitting();
+        stop_pool(model).await;
+        self.set(name, Slot::Unavailable("unloaded".into()));
+        tracing::info!(model = %name, "unloaded");
+        Ok(())
+    }
+}
+
+/// Stops a pool off the async threads, once its admitted requests are answered.
+async fn stop_pool(model: Arc<ServedModel>) {
+    model.pool.stop_admitting();
+    let _ = tokio::task::spawn_blocking(move || model.pool.shutdown()).await;
+}
+
+fn check_name(name: &str) -> Result<(), ServeError> {
+    if name.trim().is_empty() || name.contains(['/', '\\']) || name == ".." || name == "." {
+        return Err(ServeError::bad(format!(
+            "model name `{name}`: a model's name is its folder's, not empty and without path \
+             separators"
+        )));
+    }
+    Ok(())
 }
 
 /// A started server: its models are ready; [`Server::run`] serves them.
@@ -138,6 +401,27 @@ pub struct Bound {
 impl Server {
     /// A server for `models` (already started pools); names must be unique.
     pub fn new(models: Vec<ServedModel>, listen: Listen) -> Result<Server, ServeError> {
+        Server::build(models, listen, None, ModelControl::None)
+    }
+
+    /// A server that also loads and unloads models from `repository` while it runs when
+    /// `control` is [`ModelControl::Explicit`]; `models` are those loaded at start (in
+    /// explicit mode, possibly none).
+    pub fn with_repository(
+        models: Vec<ServedModel>,
+        listen: Listen,
+        repository: Arc<dyn Repository>,
+        control: ModelControl,
+    ) -> Result<Server, ServeError> {
+        Server::build(models, listen, Some(repository), control)
+    }
+
+    fn build(
+        models: Vec<ServedModel>,
+        listen: Listen,
+        repository: Option<Arc<dyn Repository>>,
+        control: ModelControl,
+    ) -> Result<Server, ServeError> {
         let mut map = BTreeMap::new();
         for model in models {
             if map.contains_key(&model.name) {
@@ -146,19 +430,23 @@ impl Server {
                     reason: "two models have this name; give each its own (NAME=MODEL)".into(),
                 });
             }
-            map.insert(model.name.clone(), model);
+            map.insert(model.name.clone(), Slot::Ready(Arc::new(model)));
         }
-        if map.is_empty() {
+        if map.is_empty() && control == ModelControl::None {
             return Err(ServeError::Config {
                 what: "the server".into(),
                 reason: "no model to serve: give -p MODEL, --model-repository DIR, --model-dir DIR or --config FILE".into(),
             });
         }
         let state = Arc::new(State {
-            models: map,
+            models: RwLock::new(map),
+            repository,
+            control,
+            operations: tokio::sync::Mutex::new(()),
             phase: AtomicU8::new(STARTING),
             requests: AtomicU64::new(0),
             body_limit: listen.body_limit,
+            limits: listen.limits.clone(),
         });
         Ok(Server { state, listen })
     }
@@ -200,8 +488,10 @@ impl Server {
             http: local(&http_listener)?,
             grpc: grpc_listener.as_ref().map(local).transpose()?,
         };
+        let fronts = Fronts::new(self.listen.limits.clone());
         self.state.phase.store(READY, Ordering::Release);
-        tracing::info!(http = %bound.http, grpc = ?bound.grpc, models = ?self.state.models.keys().collect::<Vec<_>>(), "ready");
+        tracing::info!(http = %bound.http, grpc = ?bound.grpc, models = ?self.state.models().iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+            max_connections = fronts.limits().max_connections, "ready");
         on_bound(bound);
 
         // The listeners stop accepting when `close` fires: after the grace period.
@@ -209,15 +499,16 @@ impl Server {
         let closed = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|c| *c).await;
         };
-        let http = tokio::spawn(
-            axum::serve(http_listener, crate::http::router(self.state.clone()))
-                .with_graceful_shutdown(closed(close_rx.clone()))
-                .into_future(),
-        );
+        let http = tokio::spawn(crate::front::serve_http(
+            fronts.clone(),
+            http_listener,
+            crate::http::router(self.state.clone()),
+            closed(close_rx.clone()),
+        ));
         let grpc = grpc_listener.map(|listener| {
             let state = self.state.clone();
             let stop = closed(close_rx.clone());
-            tokio::spawn(crate::grpc::serve(state, listener, stop))
+            tokio::spawn(crate::grpc::serve(state, fronts.clone(), listener, stop))
         });
 
         tokio::select! {
@@ -233,11 +524,22 @@ impl Server {
             model.pool.stop_admitting();
         }
         let _ = close_tx.send(true);
+        // The REST front drains its own connections within the shutdown timeout; tonic waits
+        // for its connections without a bound, so the same timeout cuts what is left of them.
+        let cut = {
+            let fronts = fronts.clone();
+            let timeout = fronts.limits().shutdown_timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                fronts.kill();
+            })
+        };
         let http_result = http.await;
         let grpc_result = match grpc {
             Some(g) => Some(g.await),
             None => None,
         };
+        cut.abort();
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             for model in state.models() {
@@ -247,7 +549,7 @@ impl Server {
         .await
         .map_err(|e| ServeError::Config { what: "shutdown".into(), reason: e.to_string() })?;
         tracing::info!("every admitted request answered; stopped");
-        if let Ok(Err(e)) = http_result {
+        if let Err(e) = http_result {
             return Err(ServeError::Config {
                 what: "the HTTP server".into(),
                 reason: e.to_string(),
@@ -257,6 +559,103 @@ impl Server {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Runs the server on a runtime of its own, on a thread of its own, until the returned
+    /// handle is stopped or dropped: for tests and for programs without a runtime.
+    pub fn spawn(self, io_threads: usize) -> Result<Background, ServeError> {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("thrum-serve".into())
+            .spawn(move || -> Result<(), ServeError> {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(io_threads.max(1))
+                    .thread_name("thrum-serve-io")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| ServeError::Config {
+                        what: "the async runtime".into(),
+                        reason: e.to_string(),
+                    })?;
+                let bound_err = bound_tx.clone();
+                let result = runtime.block_on(self.run(
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                    move |bound| {
+                        let _ = bound_tx.send(Ok(bound));
+                    },
+                ));
+                if let Err(e) = &result {
+                    let _ = bound_err.send(Err(e.to_string()));
+                }
+                result
+            })
+            .map_err(|e| ServeError::Config {
+                what: "the server thread".into(),
+                reason: e.to_string(),
+            })?;
+        match bound_rx.recv() {
+            Ok(Ok(bound)) => Ok(Background { bound, stop: Some(stop), thread: Some(thread) }),
+            Ok(Err(reason)) => {
+                let _ = thread.join();
+                Err(ServeError::Config { what: "the server".into(), reason })
+            }
+            Err(_) => match thread.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(ServeError::Config {
+                    what: "the server thread".into(),
+                    reason: "it ended before it listened".into(),
+                }),
+            },
+        }
+    }
+}
+
+/// A server running on its own thread ([`Server::spawn`]); stopping or dropping it shuts the
+/// server down as SIGTERM would, and waits.
+pub struct Background {
+    /// Where it listens.
+    pub bound: Bound,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Background {
+    /// `host:port` of the REST front.
+    pub fn http(&self) -> String {
+        self.bound.http.to_string()
+    }
+
+    /// `host:port` of the gRPC front, if served.
+    pub fn grpc(&self) -> Option<String> {
+        self.bound.grpc.map(|a| a.to_string())
+    }
+
+    /// Shuts the server down and waits; its error, if it failed.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ServeError::Config {
+                what: "the server thread".into(),
+                reason: "it panicked".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }
 

@@ -1,5 +1,7 @@
 //! The worker pool as a library: batching merges and splits, admission is bounded, timeouts
-//! and disconnected callers are handled, a panicking worker is replaced.
+//! and disconnected callers are handled (before a request runs, held over or not), a bad
+//! request fails alone, a panicking worker is replaced, a pool without workers says so, and
+//! dropping a pool never blocks the async thread that drops it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -7,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Scripted, scripted, wait_until};
+use common::{Scripted, scripted, scripted_with, wait_until};
 use thrum_core::{DType, Dim, Model, Tensor, TensorSpec};
 use thrum_serve::{Batching, ModelPool, PoolConfig, ServeError};
 
@@ -62,7 +64,7 @@ fn a_request_held_over_for_the_next_batch_waits_there_counted_once() {
     let pool = ModelPool::start("m", probe.model.clone(), config).unwrap();
     let warm = probe.calls();
     probe.batches.lock().unwrap().clear();
-    probe.gate.close();
+    let _closed = probe.gate.closed();
     let rt = runtime();
     rt.block_on(async {
         let submit = |rows: usize| {
@@ -91,7 +93,7 @@ fn a_full_queue_refuses_at_once_with_a_retry_hint() {
         ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_queue_capacity(1))
             .unwrap();
     let warm = probe.calls();
-    probe.gate.close(); // the worker holds the first request until the test opens the gate
+    let _closed = probe.gate.closed(); // the worker holds the first request until the test opens the gate
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
@@ -122,7 +124,7 @@ fn a_request_whose_timeout_passes_in_the_queue_is_not_run() {
     let probe = scripted(Duration::ZERO);
     let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
     let calls_before = probe.calls();
-    probe.gate.close();
+    let _closed = probe.gate.closed();
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
@@ -149,7 +151,7 @@ fn a_caller_that_goes_away_frees_its_slot_unrun() {
     let probe = scripted(Duration::ZERO);
     let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
     let calls_before = probe.calls();
-    probe.gate.close();
+    let _closed = probe.gate.closed();
     let rt = runtime();
     rt.block_on(async {
         let busy = tokio::spawn({
@@ -205,7 +207,7 @@ fn shutdown_finishes_admitted_requests_then_refuses() {
     let probe = scripted(Duration::ZERO);
     let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
     let calls_before = probe.calls();
-    probe.gate.close();
+    let _closed = probe.gate.closed();
     let rt = runtime();
     rt.block_on(async {
         let admitted: Vec<_> = (0..4)
@@ -249,8 +251,167 @@ fn batching_needs_a_batch_axis() {
             gate: Default::default(),
             batches: Default::default(),
             calls: Default::default(),
+            broken: Default::default(),
         },
     );
     let e = ok.validate("fixed", &fixed).unwrap_err().to_string();
     assert!(e.contains("dynamic batch axis") && e.contains("x [1,2]"), "{e}");
+}
+
+type Answer = Result<Vec<Tensor>, ServeError>;
+
+/// Two requests' worth of batching: one worker takes the first batch and holds it at the gate;
+/// then `a` and `b` are submitted, in that order, by one task: the second worker's batch takes
+/// `a` and holds `b` over (they cannot share a batch of at most three samples). `b` has
+/// `timeout`, and its caller gives up after `give_up` (`None`: a timeout answer). Returns once
+/// `b` is held.
+fn hold_one_over(
+    probe: &common::Probe,
+    pool: &ModelPool,
+    rt: &tokio::runtime::Runtime,
+    timeout: Option<Duration>,
+    give_up: Option<Duration>,
+) -> (tokio::task::JoinHandle<Answer>, tokio::task::JoinHandle<(Answer, Option<Answer>)>) {
+    let warm = probe.calls();
+    probe.batches.lock().unwrap().clear();
+    probe.gate.close();
+    let first = rt.spawn({
+        let pool = pool.clone();
+        async move { pool.submit(input(3, 3.0)).await }
+    });
+    wait_until("a worker takes the first batch", || probe.calls() == warm + 1);
+    let pair = rt.spawn({
+        let pool = pool.clone();
+        async move {
+            let a = pool.submit(input(2, 2.0));
+            let b = pool.submit_with_timeout(input(2, 5.0), timeout);
+            let b = async move {
+                match give_up {
+                    Some(after) => tokio::time::timeout(after, b).await.ok(),
+                    None => Some(b.await),
+                }
+            };
+            // `join!` polls `a` first: it is queued before `b`.
+            tokio::join!(a, b)
+        }
+    });
+    wait_until("the other worker runs a, and b is held over", || {
+        probe.calls() == warm + 2 && pool.pending() == 1
+    });
+    (first, pair)
+}
+
+#[test]
+fn a_held_over_request_whose_caller_left_is_dropped_unrun() {
+    let probe = scripted(Duration::ZERO);
+    let config = PoolConfig::new(2).with_batching(Batching::new(3, Duration::from_millis(500)));
+    let pool = ModelPool::start("m", probe.model.clone(), config).unwrap();
+    let rt = runtime();
+    let _closed = probe.gate.closed();
+    let (first, pair) = hold_one_over(&probe, &pool, &rt, None, Some(Duration::from_millis(200)));
+    std::thread::sleep(Duration::from_millis(400)); // b's caller gives up while it is held
+    probe.gate.open();
+    rt.block_on(first).unwrap().unwrap();
+    let (a, b) = rt.block_on(pair).unwrap();
+    assert_eq!(a.unwrap()[0].shape(), &[2, 2]);
+    assert!(b.is_none(), "the caller that gave up got an answer");
+    wait_until("nothing waits", || pool.pending() == 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*probe.batches.lock().unwrap(), [3, 2], "the abandoned request ran");
+    assert_eq!(pool.stats().cancelled, 1);
+}
+
+#[test]
+fn a_held_over_request_whose_timeout_passed_is_answered_unrun() {
+    let probe = scripted(Duration::ZERO);
+    let config = PoolConfig::new(2).with_batching(Batching::new(3, Duration::from_millis(500)));
+    let pool = ModelPool::start("m", probe.model.clone(), config).unwrap();
+    let rt = runtime();
+    let _closed = probe.gate.closed();
+    let (first, pair) = hold_one_over(&probe, &pool, &rt, Some(Duration::from_millis(100)), None);
+    std::thread::sleep(Duration::from_millis(200)); // its timeout passes while it is held
+    probe.gate.open();
+    rt.block_on(first).unwrap().unwrap();
+    let (a, b) = rt.block_on(pair).unwrap();
+    a.unwrap();
+    let late = b.unwrap();
+    assert!(matches!(late, Err(ServeError::Timeout { .. })), "{late:?}");
+    assert_eq!(*probe.batches.lock().unwrap(), [3, 2], "the expired request ran");
+    assert_eq!(pool.pending(), 0);
+}
+
+#[test]
+fn a_request_whose_inputs_disagree_on_the_batch_axis_fails_alone() {
+    // Two inputs whose batch dimensions have no name: nothing ties them but the batch axis.
+    let spec = |n: &str| TensorSpec::new(n, DType::F32, vec![Dim::Dynamic(None), Dim::Fixed(2)]);
+    let probe = scripted_with(vec![spec("x"), spec("z"), spec("y")], Duration::ZERO);
+    let config = PoolConfig::new(1).with_batching(Batching::new(8, Duration::from_millis(100)));
+    let pool = ModelPool::start("m", probe.model.clone(), config).unwrap();
+    let pair = |x: usize, z: usize| {
+        vec![
+            Tensor::from_vec(vec![x, 2], vec![1.0f32; x * 2]).unwrap(),
+            Tensor::from_vec(vec![z, 2], vec![1.0f32; z * 2]).unwrap(),
+        ]
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let good = tokio::spawn({
+            let pool = pool.clone();
+            let inputs = pair(2, 2);
+            async move { pool.submit(inputs).await }
+        });
+        let bad = pool.submit(pair(1, 3)).await.unwrap_err();
+        assert_eq!(bad.http_status(), 400, "{bad}");
+        let text = bad.to_string();
+        assert!(text.contains("`z` holds 3 samples") && text.contains("`x` holds 1"), "{text}");
+        let good = good.await.unwrap().unwrap();
+        assert_eq!(good[0].shape(), &[2, 2]);
+    });
+    assert_eq!(pool.stats().fail.0, 0, "the bad request reached a batch");
+}
+
+#[test]
+fn a_pool_whose_workers_cannot_replace_their_predictor_is_not_ready() {
+    let probe = scripted(Duration::ZERO);
+    let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
+    assert!(pool.is_ready() && pool.live_workers() == 1);
+    probe.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rt = runtime();
+    rt.block_on(async {
+        let e = pool.submit(input(1, -1.0)).await.unwrap_err();
+        assert!(matches!(e, ServeError::WorkerPanicked { .. }), "{e}");
+        wait_until("the worker stops", || pool.live_workers() == 0);
+        assert!(!pool.is_ready());
+        let why = pool.not_ready().unwrap();
+        assert!(why.contains("no worker is left"), "{why}");
+        let refused = pool.submit(input(1, 1.0)).await.unwrap_err();
+        assert_eq!(refused.http_status(), 503, "{refused}");
+        assert!(refused.to_string().contains("no worker is left"), "{refused}");
+    });
+}
+
+#[test]
+fn dropping_the_last_pool_on_an_async_thread_does_not_block_it() {
+    let probe = scripted(Duration::ZERO);
+    let pool = ModelPool::start("m", probe.model.clone(), PoolConfig::new(1)).unwrap();
+    let warm = probe.calls();
+    let _closed = probe.gate.closed();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let running = rt.spawn({
+        let pool = pool.clone();
+        async move { pool.submit(input(1, 1.0)).await }
+    });
+    // Runs the submit until the worker holds it, then drops the pool on the runtime's one
+    // thread: joining the worker there would block that thread until the gate opens.
+    rt.block_on(async {
+        while probe.calls() == warm {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let start = std::time::Instant::now();
+        drop(pool);
+        assert!(start.elapsed() < Duration::from_secs(1), "the drop waited for the worker");
+    });
+    probe.gate.open();
+    // The admitted request is still answered.
+    rt.block_on(running).unwrap().unwrap();
 }

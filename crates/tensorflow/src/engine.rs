@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use prost::Message;
+use thrum_core::kit::{Forward, RunConcurrently};
 use thrum_core::{
     Capabilities, Dim, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend, ModelSource,
     Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
@@ -35,33 +36,7 @@ impl Engine for TensorflowEngine {
     }
 
     fn check(&self) -> EngineCheck {
-        // Checking loads nothing: loading fixes the oneDNN switch before a model could choose it.
-        let found = match library::loaded() {
-            Some(loaded) => Ok((loaded.path.clone(), Some(loaded.version.clone()))),
-            None => library::find(None).map(|p| (p, None)),
-        };
-        match found {
-            Ok((path, version)) => {
-                let version =
-                    version.unwrap_or_else(|| format!("{} (checked when loaded)", crate::VERSION));
-                let mut check = EngineCheck::available(ENGINE, version)
-                    .with_library(path)
-                    .with_providers(vec!["cpu".into(), "onednn".into(), "eigen".into()])
-                    .with_devices(vec!["cpu".into()]);
-                if let Some(loaded) = library::loaded() {
-                    let onednn = loaded.data.onednn.unwrap_or(true);
-                    let mut detail =
-                        format!("loaded with oneDNN {}", if onednn { "on" } else { "off" });
-                    if let Some((intra, inter)) = loaded.data.pools() {
-                        detail
-                            .push_str(&format!(", {intra} intra-op and {inter} inter-op threads"));
-                    }
-                    check = check.with_detail(detail);
-                }
-                check
-            }
-            Err(e) => EngineCheck::unavailable(ENGINE, e.to_string()),
-        }
+        library::check()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -189,9 +164,16 @@ impl TfModel {
         // shrink it below the cores.
         let inter = options.inter_op_threads.unwrap_or(1).max(usable_cores());
         loaded.data.claim_pools(intra, inter)?;
+        let threads = |n: usize, key: &str| {
+            i32::try_from(n).map_err(|_| Error::InvalidValue {
+                what: key.into(),
+                value: n.to_string(),
+                expected: "at most 2147483647 threads".into(),
+            })
+        };
         let config = ConfigProto {
-            intra_op_parallelism_threads: intra as i32,
-            inter_op_parallelism_threads: inter as i32,
+            intra_op_parallelism_threads: threads(intra, "intra_op_threads")?,
+            inter_op_parallelism_threads: threads(inter, "inter_op_threads")?,
             use_per_session_threads: false,
         }
         .encode_to_vec();
@@ -276,21 +258,39 @@ impl TfModel {
         Ok(model)
     }
 
-    /// The graph output named `op:k` (or `op`), or `None` when the graph has no such op.
-    fn output_named(&self, name: &str) -> Option<TfOutput> {
+    /// The graph output named `op:k` (or `op`, output 0). The index is checked here, before any
+    /// C API sees it: TensorFlow indexes an operation's outputs with it unchecked, so a negative
+    /// or out-of-range `k` from a file or an option would read out of bounds. The error says
+    /// which part of the name is wrong.
+    fn output_named(&self, name: &str) -> std::result::Result<TfOutput, String> {
         let (op, index) = match name.rsplit_once(':') {
-            Some((op, k)) if k.parse::<c_int>().is_ok() => (op, k.parse().unwrap_or(0)),
+            Some((op, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
+                let index = k
+                    .parse::<c_int>()
+                    .map_err(|_| format!("`{name}`: output index {k} is too large"))?;
+                (op, index)
+            }
+            Some((_, k)) if k.starts_with(['-', '+']) || k.parse::<i64>().is_ok() => {
+                return Err(format!(
+                    "`{name}`: `{k}` is not an output index (0, 1, …: a number of at least 0)"
+                ));
+            }
             _ => (name, 0),
         };
-        let op_c = CString::new(op).ok()?;
+        let op_c = CString::new(op).map_err(|_| format!("`{name}` holds a NUL byte"))?;
         // SAFETY: the graph is live; the name is NUL-terminated.
         let oper = unsafe { (self.api.graph_operation_by_name)(self.graph, op_c.as_ptr()) };
         if oper.is_null() {
-            return None;
+            return Err(format!("the graph has no operation `{op}`"));
         }
         // SAFETY: `oper` belongs to the live graph.
         let outputs = unsafe { (self.api.operation_num_outputs)(oper) };
-        (index < outputs).then_some(TfOutput { oper, index })
+        if !(0..outputs).contains(&index) {
+            return Err(format!(
+                "operation `{op}` has {outputs} outputs; there is no output {index}"
+            ));
+        }
+        Ok(TfOutput { oper, index })
     }
 
     /// The dtype and shape the graph knows for `output`.
@@ -337,14 +337,11 @@ impl TfModel {
         keys.into_iter()
             .map(|key| {
                 let info = &infos[key];
-                let output = self.output_named(&info.name).ok_or_else(|| {
+                let output = self.output_named(&info.name).map_err(|why| {
                     Error::invalid_model(
                         ENGINE,
                         &self.name,
-                        format!(
-                            "signature {what} `{key}` names `{}`, which the graph does not have",
-                            info.name
-                        ),
+                        format!("signature {what} `{key}` names `{}`: {why}", info.name),
                     )
                 })?;
                 let mut port = self.port(key, output, what)?;
@@ -409,11 +406,11 @@ impl TfModel {
         names
             .iter()
             .map(|name| {
-                let output = self.output_named(name).ok_or_else(|| Error::InvalidValue {
+                let output = self.output_named(name).map_err(|why| Error::InvalidValue {
                     what: "tensorflow.inputs".into(),
                     value: name.clone(),
                     expected: format!(
-                        "an operation of the graph of `{}`; its placeholders are: {}",
+                        "an operation of the graph of `{}` ({why}); its placeholders are: {}",
                         self.name,
                         list(&placeholders)
                     ),
@@ -456,11 +453,11 @@ impl TfModel {
         names
             .iter()
             .map(|name| {
-                let output = self.output_named(name).ok_or_else(|| Error::InvalidValue {
+                let output = self.output_named(name).map_err(|why| Error::InvalidValue {
                     what: "tensorflow.outputs".into(),
                     value: name.clone(),
                     expected: format!(
-                        "an operation (`node` or `node:k`) of the graph of `{}`; the nodes nothing consumes are: {}",
+                        "an operation (`node` or `node:k`) of the graph of `{}` ({why}); the nodes nothing consumes are: {}",
                         self.name,
                         list(&sinks)
                     ),
@@ -472,6 +469,15 @@ impl TfModel {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let api = self.api;
+        // TF_SessionRun is told the ports' count: the tensors must be as many (the caller
+        // checked them, but the soundness of the call below must not rest on another crate).
+        if inputs.len() != self.inputs.len() {
+            return Err(self.err(format!(
+                "{} inputs given for {} ports",
+                inputs.len(),
+                self.inputs.len()
+            )));
+        }
         let fed = inputs
             .iter()
             .zip(&self.inputs)
@@ -714,6 +720,12 @@ impl Drop for ImportOptions {
     }
 }
 
+impl RunConcurrently for TfModel {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        TfModel::run(self, inputs)
+    }
+}
+
 /// The backend thrum's `Model` holds.
 struct Shared(Arc<TfModel>);
 
@@ -726,12 +738,14 @@ impl ModelBackend for Shared {
         &self.0.output_specs
     }
 
+    // Per-thread predictors and the shared predictor are the same thing here: TF_SessionRun
+    // may run on many threads at once.
     fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        Ok(Box::new(SessionPredictor(self.0.clone())))
+        Ok(Box::new(Forward(self.0.clone())))
     }
 
     fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        Ok(Box::new(SessionPredictor(self.0.clone())))
+        Ok(Box::new(Forward(self.0.clone())))
     }
 
     fn threads(&self) -> ThreadConfig {
@@ -739,21 +753,5 @@ impl ModelBackend for Shared {
             "TensorFlow's CPU thread pools are process-wide, sized by the first model; the inter-op \
              pool runs every call's operators, so it is at least the usable cores",
         )
-    }
-}
-
-/// A predictor on the model's one session: per-thread predictors and the shared predictor
-/// are the same thing here, as TF_SessionRun may run on many threads at once.
-struct SessionPredictor(Arc<TfModel>);
-
-impl PredictorBackend for SessionPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(inputs)
-    }
-}
-
-impl SharedPredictorBackend for SessionPredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(inputs)
     }
 }

@@ -229,7 +229,7 @@ impl Api {
         tensor: &Tensor,
         code: c_int,
     ) -> Result<OwnedTensor<'_>, String> {
-        let dims: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
+        let dims = thrum_core::kit::dims_i64(tensor.shape()).map_err(|e| e.to_string())?;
         match tensor.data() {
             TensorData::Bytes(strings) => {
                 let len = strings.len() * std::mem::size_of::<TfTString>();
@@ -332,19 +332,23 @@ impl OwnedTensor<'_> {
         let api = self.api;
         // SAFETY: `ptr` is a live tensor for every call below.
         let (code, rank) = unsafe { ((api.tensor_type)(self.ptr), (api.num_dims)(self.ptr)) };
-        let shape: Vec<usize> = (0..rank)
+        let dims: Vec<i64> = (0..rank)
             // SAFETY: as above; `k` < rank.
-            .map(|k| unsafe { (api.dim)(self.ptr, k) }.max(0) as usize)
+            .map(|k| unsafe { (api.dim)(self.ptr, k) })
             .collect();
         let dtype = crate::dtype_of(code).ok_or_else(|| {
             format!("an output of dtype {}, which thrum has no type for", crate::dtype_name(code))
         })?;
+        // A negative dimension or an overflowing count is an error: the count bounds the reads
+        // below.
+        let (shape, count) =
+            thrum_core::kit::shape_from_i64(dtype, &dims).map_err(|e| e.to_string())?;
         // SAFETY: as above.
         let size = unsafe { (api.tensor_byte_size)(self.ptr) };
         let data = self.data_ptr();
-        let count: usize = shape.iter().product();
         if dtype == DType::Bytes {
-            if size < count * std::mem::size_of::<TfTString>() {
+            let needed = count.checked_mul(std::mem::size_of::<TfTString>());
+            if needed.is_none_or(|n| size < n) {
                 return Err(format!("a string output of {size} bytes for {count} strings"));
             }
             let strings = (0..count)

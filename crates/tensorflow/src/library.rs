@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use thrum_core::config::engine_home;
 use thrum_core::{Error, Result};
 use thrum_native::{LibrarySearch, NativeLibrary, Visibility};
 
@@ -54,14 +53,25 @@ static LIBRARY: NativeLibrary<Runtime> = NativeLibrary::new(LibrarySearch {
 
 /// Finds the library: `explicit` (the option), then the environment, then the install directory.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    LIBRARY.search().find(explicit, || {
-        let file = engine_home(ENGINE).join(LIBRARY_FILE);
-        if file.is_file() {
-            Ok(file)
-        } else {
-            Err((format!("`{}`", file.display()), "no such file".into()))
-        }
-    })
+    LIBRARY.search().find_installed(explicit, LIBRARY_FILE)
+}
+
+/// The engine's check, loading nothing: loading fixes the oneDNN switch before a model could
+/// choose it.
+pub fn check() -> thrum_core::EngineCheck {
+    LIBRARY.check(
+        || find(None),
+        crate::VERSION,
+        &["cpu", "onednn", "eigen"],
+        |loaded| {
+            let onednn = loaded.data.onednn.unwrap_or(true);
+            let mut detail = format!("loaded with oneDNN {}", if onednn { "on" } else { "off" });
+            if let Some((intra, inter)) = loaded.data.pools() {
+                detail.push_str(&format!(", {intra} intra-op and {inter} inter-op threads"));
+            }
+            Some(detail)
+        },
+    )
 }
 
 fn variable(onednn: bool) -> &'static str {
@@ -100,18 +110,12 @@ pub fn load(path: &Path, onednn: Option<bool>) -> Result<&'static Loaded> {
         |library| {
             let api = Api::resolve(library)?;
             let version = api.version_string();
-            if !version.starts_with("2.") {
-                return Err(format!(
-                    "TensorFlow {version} is not supported: thrum uses the 2.x C API; install it with `{INSTALL}`"
-                ));
-            }
-            let onednn = std::env::var("TF_ENABLE_ONEDNN_OPTS")
-                .ok()
-                .and_then(|v| match v.trim() {
-                    "1" | "true" | "True" => Some(true),
-                    "0" | "false" | "False" => Some(false),
-                    _ => None,
-                });
+            LIBRARY.search().require_major("TensorFlow", &version, "2.", "2.x")?;
+            let onednn = std::env::var("TF_ENABLE_ONEDNN_OPTS").ok().and_then(|v| match v.trim() {
+                "1" | "true" | "True" => Some(true),
+                "0" | "false" | "False" => Some(false),
+                _ => None,
+            });
             Ok((version, Runtime { onednn, api, pools: Mutex::new(None) }))
         },
     )?;

@@ -29,7 +29,7 @@ pub fn kind(dtype: DType) -> Option<Kind> {
 
 /// A thrum tensor as a libtorch tensor (a copy).
 pub fn to_tch(tensor: &Tensor, model: &str) -> Result<TchTensor> {
-    let shape: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
+    let shape = thrum_core::kit::dims_i64(tensor.shape())?;
     let flat = match tensor.data() {
         TensorData::Bool(v) => TchTensor::f_from_slice(v),
         TensorData::U8(v) => TchTensor::f_from_slice(v),
@@ -55,8 +55,15 @@ pub fn to_tch(tensor: &Tensor, model: &str) -> Result<TchTensor> {
 /// A libtorch tensor (dense, CPU) as a thrum tensor.
 pub fn from_tch(tensor: &TchTensor, model: &str) -> Result<Tensor> {
     let tensor = tensor.f_contiguous().map_err(|e| fail(model, e))?;
-    let shape: Vec<usize> = tensor.size().iter().map(|&d| d.max(0) as usize).collect();
-    let n: usize = shape.iter().product();
+    let kind = tensor.kind();
+    let sizing = match kind {
+        Kind::Bool | Kind::Uint8 | Kind::Int8 => DType::U8,
+        Kind::Int16 | Kind::Half | Kind::BFloat16 => DType::I16,
+        Kind::Int | Kind::Float => DType::I32,
+        _ => DType::I64,
+    };
+    // A negative dimension or an overflowing count is an error, before anything is allocated.
+    let (shape, n) = thrum_core::kit::shape_from_i64(sizing, &tensor.size())?;
     macro_rules! copy {
         ($t:ty, $zero:expr) => {{
             let mut data: Vec<$t> = vec![$zero; n];
@@ -64,8 +71,15 @@ pub fn from_tch(tensor: &TchTensor, model: &str) -> Result<Tensor> {
             Tensor::from_vec(shape, data)
         }};
     }
-    match tensor.kind() {
-        Kind::Bool => copy!(bool, false),
+    match kind {
+        // libtorch's bool buffer may hold any byte; a Rust `bool` must be 0 or 1: copy the
+        // bytes (a u8 view of the same storage) and decode them as `b != 0`.
+        Kind::Bool => {
+            let bytes = tensor.f_view_dtype(Kind::Uint8).map_err(|e| fail(model, e))?;
+            let mut raw = vec![0u8; n];
+            bytes.f_copy_data(&mut raw, n).map_err(|e| fail(model, e))?;
+            Tensor::from_le_bytes(DType::Bool, &shape, &raw)
+        }
         Kind::Uint8 => copy!(u8, 0),
         Kind::Int8 => copy!(i8, 0),
         Kind::Int16 => copy!(i16, 0),

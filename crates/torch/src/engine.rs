@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tch::{CModule, Device, IValue};
+use thrum_core::kit::{Forward, RunConcurrently};
 use thrum_core::{
     Capabilities, DType, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend, ModelSource,
     Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
@@ -318,12 +319,13 @@ impl ModelBackend for Shared {
         &self.0.outputs
     }
 
+    // Per-thread and shared predictors alike: the model's one module, run under no-grad.
     fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        Ok(Box::new(TorchPredictor(self.0.clone())))
+        Ok(Box::new(Forward(self.0.clone())))
     }
 
     fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        Ok(Box::new(TorchPredictor(self.0.clone())))
+        Ok(Box::new(Forward(self.0.clone())))
     }
 
     fn threads(&self) -> ThreadConfig {
@@ -331,18 +333,9 @@ impl ModelBackend for Shared {
     }
 }
 
-/// Per-thread and shared predictors alike: the model's one module, run under no-grad.
-struct TorchPredictor(Arc<TorchModel>);
-
-impl PredictorBackend for TorchPredictor {
-    fn predict(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(&inputs)
-    }
-}
-
-impl SharedPredictorBackend for TorchPredictor {
-    fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.0.run(&inputs)
+impl RunConcurrently for TorchModel {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        TorchModel::run(self, &inputs)
     }
 }
 

@@ -185,7 +185,11 @@ impl TractModel {
             let mut shape = Vec::new();
             for (axis, dim) in fact.shape.iter().enumerate() {
                 if let Ok(n) = dim.to_i64() {
-                    shape.push(Dim::Fixed(n as usize));
+                    // A negative size in the file is no size at all: refused, never wrapped.
+                    let n = usize::try_from(n).map_err(|_| {
+                        invalid(&name, format!("input {ix} has dimension {n} on axis {axis}"))
+                    })?;
+                    shape.push(Dim::Fixed(n));
                     continue;
                 }
                 shape.push(Dim::named(dim.to_string()));
@@ -213,11 +217,13 @@ impl TractModel {
             let shape = fact
                 .shape
                 .iter()
-                .map(|d| {
-                    d.to_i64()
-                        .map_or_else(|_| Dim::named(d.to_string()), |n| Dim::Fixed(n as usize))
+                .map(|d| match d.to_i64() {
+                    Ok(n) => usize::try_from(n).map(Dim::Fixed).map_err(|_| {
+                        invalid(&name, format!("output `{out_name}` has dimension {n}"))
+                    }),
+                    Err(_) => Ok(Dim::named(d.to_string())),
                 })
-                .collect();
+                .collect::<Result<Vec<Dim>>>()?;
             outputs.push(TensorSpec::new(out_name, dtype, shape));
         }
         let intra = options.intra_op_threads.unwrap_or(1);

@@ -64,8 +64,10 @@ pub struct BenchArgs {
           value_parser = |v: &str| count(v, 10, 3_600_000, "milliseconds"))]
     window_ms: u64,
 
-    /// Worker threads; 0 or less means one per usable core (affinity and cgroup quota).
-    /// Default: the `--config` thrum.toml's workers, else 0.
+    /// Worker threads; 0 or less: the usable cores (affinity and cgroup quota) divided by the
+    /// intra-op threads, one per core when those are not set either. Without
+    /// --intra-op-threads, each worker gets usable cores ÷ workers of them (workers × intra-op
+    /// = usable cores). Default: the `--config` thrum.toml's workers, else 0.
     #[arg(short = 't', long = "threads", value_name = "N", allow_negative_numbers = true,
           value_parser = workers)]
     threads: Option<usize>,
@@ -220,10 +222,8 @@ impl BenchPlan {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
             (_, d) => d,
         };
-        let workers = match args.threads {
-            None | Some(0) => thrum_bench::system::cores().usable,
-            Some(n) => n,
-        };
+        // 0: decided when the plan runs, with the intra-op threads (`split_cores`).
+        let workers = args.threads.unwrap_or(0);
         let mode = match (args.sweep.is_empty(), args.memory_report) {
             (false, true) => {
                 return Err(config_error("--sweep with --memory-report", "one of them").into());
@@ -298,10 +298,17 @@ impl BenchPlan {
     /// What every mode does first: options resolved, outputs checked writable, the model
     /// source resolved (a zoo model built) — all before any model loads.
     fn prepare(&mut self) -> anyhow::Result<(Options, ModelSource)> {
-        let options = self.options.resolve()?;
+        let mut options = self.options.resolve()?;
         if let Some(entry) = self.options.model_file()? {
             self.apply_model_file(entry)?;
         }
+        // Unless told otherwise, workers × intra-op threads = the usable cores: an engine left
+        // to its own default (ONNX Runtime, libtorch: every core per worker) oversubscribes.
+        let usable = thrum_bench::system::cores().usable;
+        let (workers, intra) =
+            thrum_bench::system::split_cores(usable, self.run.workers, options.intra_op_threads);
+        self.run.workers = workers;
+        options.intra_op_threads = Some(intra);
         if self.predictors.is_empty() {
             self.run.predictor = options.predictor.unwrap_or_default();
         }

@@ -91,6 +91,11 @@ pub struct LoadArgs {
     #[arg(long)]
     retry: bool,
 
+    /// Longest wait for one answer, in milliseconds; a request unanswered by then counts as a
+    /// `timeout` error and its connection is dropped.
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    request_timeout_ms: u64,
+
     /// Write perf_analyzer's CSV to FILE.
     #[arg(short = 'f', value_name = "FILE.csv")]
     csv: Option<PathBuf>,
@@ -179,6 +184,7 @@ impl LoadCommand {
                 warmup: Duration::from_millis(args.warmup_ms),
             },
             retry: args.retry,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
             progress: !args.quiet && std::io::stderr().is_terminal(),
         };
         Ok(LoadCommand { plan, csv: args.csv, json: args.json, plot: args.plot, quiet: args.quiet })

@@ -19,7 +19,7 @@ pub struct OptionArgs {
 }
 
 /// The flags that set options, applied over a file and the environment.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct OptionFlags {
     /// Options as key=value pairs separated by commas (keys: docs/configuration.md).
     #[arg(long, value_name = "K=V,...")]

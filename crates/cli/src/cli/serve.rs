@@ -1,21 +1,25 @@
 //! `thrum serve`: the KServe v2 / Open Inference Protocol server (thrum-serve) over the models
-//! the command line, a model repository, KServe's model directory or a `thrum.toml` names.
+//! the command line, a model repository (thrum's or Triton's layout), KServe's model directory
+//! or a `thrum.toml` names.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use thrum::{ModelRef, Options, PredictorKind};
-use thrum_serve::config::{self, ModelEntry};
-use thrum_serve::{Batching, Listen, PoolConfig, ServedModel, Server};
+use thrum_serve::config::{self, ModelEntry, ServerFile};
+use thrum_serve::{
+    Batching, Limits, Listen, ModelControl, PoolConfig, Repository, ServeError, ServedModel, Server,
+};
 
 use super::options::{OptionFlags, warn};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  thrum serve -p zoo:mlp                                   # REST :8080, gRPC :8081 on 127.0.0.1\n  thrum serve -p resnet=resnet50.onnx -e ort --workers 2 --max-batch-size 8\n  thrum serve --model-repository models/                   # one folder per model\n  thrum serve --model-dir /mnt/models --model-name m --host 0.0.0.0   # KServe\n  thrum serve --config thrum.toml                          # what thrum tune writes"
+    after_help = "Examples:\n  thrum serve -p zoo:mlp                                   # REST :8080, gRPC :8081 on 127.0.0.1\n  thrum serve -p resnet=resnet50.onnx -e ort --workers 2 --max-batch-size 8\n  thrum serve --model-repository models/                   # one folder per model (thrum's or Triton's layout)\n  thrum serve --model-repository models/ --model-control-mode explicit --load-model resnet50\n  thrum serve --model-dir /mnt/models --model-name m --host 0.0.0.0   # KServe\n  thrum serve --config thrum.toml                          # what thrum tune writes"
 )]
 pub struct ServeArgs {
     /// A model to serve, [NAME=]MODEL (a file, or zoo:NAME); repeat for several. The name in
@@ -24,12 +28,14 @@ pub struct ServeArgs {
     models: Vec<String>,
 
     /// Engine for the -p models and for model folders without a thrum.toml; `auto`: the first
-    /// engine, in `thrum engines` order, that reads the file's format and is installed.
+    /// engine, in `thrum engines` order, that reads the file's format and is installed. A
+    /// Triton model folder's platform names its engine.
     #[arg(short, long, default_value = "tract")]
     engine: String,
 
     /// A model repository: one folder per model, holding its model file and optionally a
-    /// thrum.toml (engine, options, workers, batching).
+    /// thrum.toml (engine, options, workers, batching), or laid out as Triton's
+    /// (MODEL/config.pbtxt, MODEL/1/model.onnx).
     #[arg(long, value_name = "DIR")]
     model_repository: Option<PathBuf>,
 
@@ -42,21 +48,33 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     model_name: Option<String>,
 
-    /// A thrum.toml naming the models to serve and how (what `thrum tune` writes).
+    /// A thrum.toml naming the models to serve and how (what `thrum tune` writes), and its
+    /// [server] table (these flags' settings). A file with only [server] goes with -p or
+    /// --model-repository.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// none: serve the models given until the server stops; explicit: load and unload them
+    /// with the model repository extension (POST /v2/repository/models/NAME/load), starting
+    /// with the --load-model ones (Triton's --model-control-mode).
+    #[arg(long, value_name = "MODE", value_parser = |v: &str| v.parse::<ModelControl>())]
+    model_control_mode: Option<ModelControl>,
+
+    /// With --model-control-mode explicit: a model to load at start (repeatable; `*`: all).
+    #[arg(long, value_name = "NAME")]
+    load_model: Vec<String>,
+
     /// Address to listen on. 127.0.0.1 by default; 0.0.0.0 in a container.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
+    #[arg(long)]
+    host: Option<IpAddr>,
 
-    /// REST port (0: any free port).
-    #[arg(long, default_value_t = 8080)]
-    http_port: u16,
+    /// REST port (0: any free port). Default 8080.
+    #[arg(long)]
+    http_port: Option<u16>,
 
-    /// gRPC port (0: any free port).
-    #[arg(long, default_value_t = 8081)]
-    grpc_port: u16,
+    /// gRPC port (0: any free port). Default 8081.
+    #[arg(long)]
+    grpc_port: Option<u16>,
 
     /// Serve REST only.
     #[arg(long)]
@@ -88,14 +106,47 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     queue_capacity: Option<u32>,
 
-    /// Largest request body, in MiB (larger: 413).
-    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
-    body_limit_mib: u64,
+    /// Largest request body, in MiB (larger: 413). Default 64.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    body_limit_mib: Option<u64>,
 
     /// Seconds readiness is false before the listeners close, at SIGTERM (Kubernetes stops
-    /// routing meanwhile); then admitted requests finish.
-    #[arg(long, value_name = "S", default_value_t = 5.0)]
-    shutdown_grace_s: f64,
+    /// routing meanwhile); then admitted requests finish. Default 5.
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, true))]
+    shutdown_grace_s: Option<Duration>,
+
+    /// Most connections open at once, REST and gRPC together; more wait in the listen
+    /// backlog. Default: the file limit (raised to its hard limit) less 256, at most 10000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_connections: Option<u32>,
+
+    /// Seconds a client may take to send a request's head (or, on gRPC, its connection
+    /// preface); slower ones are disconnected. Default 30.
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
+    header_timeout_s: Option<Duration>,
+
+    /// Seconds a client may take to send a request's body after its head; slower ones get
+    /// 408 and are disconnected. Default 60.
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
+    body_timeout_s: Option<Duration>,
+
+    /// Seconds an HTTP/1.1 connection may stay idle between requests. Default 75 (nginx's;
+    /// longer than the usual load balancer's 60, so the server is not the one to close first).
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
+    keep_alive_timeout_s: Option<Duration>,
+
+    /// Seconds a client may leave an answer unread before it is disconnected. Default 60.
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
+    write_timeout_s: Option<Duration>,
+
+    /// Seconds shutdown waits for open connections (a stuck client) after the grace period
+    /// and the last answer, before it closes them. Default 20.
+    #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, true))]
+    shutdown_timeout_s: Option<Duration>,
+
+    /// Most concurrent gRPC calls per HTTP/2 connection. Default 128.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    grpc_max_streams: Option<u32>,
 
     /// Check the arguments, print what would be served, and exit, reading no file (for
     /// deployment manifests and scripts).
@@ -106,10 +157,25 @@ pub struct ServeArgs {
     options: OptionFlags,
 }
 
+/// A number of seconds for a flag: finite, at most a day, above 0 unless `zero` may be given.
+fn seconds(v: &str, zero: bool) -> Result<Duration, String> {
+    let s: f64 = v.trim().parse().map_err(|_| format!("`{v}` is not a number of seconds"))?;
+    let low_ok = if zero { s >= 0.0 } else { s > 0.0 };
+    if !(s.is_finite() && low_ok && s <= config::MAX_TIMEOUT_S) {
+        return Err(format!(
+            "{s} s: expected seconds {} 0, at most {}",
+            if zero { "from" } else { "above" },
+            config::MAX_TIMEOUT_S
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
 /// The `--engine` value that picks an engine per model file.
 const AUTO: &str = "auto";
 
 /// Where the models come from.
+#[derive(Clone)]
 enum Models {
     /// `-p [NAME=]MODEL`, with the command line's settings.
     Paths(Vec<ModelEntry>),
@@ -122,6 +188,7 @@ enum Models {
 }
 
 /// The command line's serving settings, which override what files say.
+#[derive(Clone)]
 struct Overrides {
     workers: Option<usize>,
     predictor: Option<PredictorKind>,
@@ -129,13 +196,76 @@ struct Overrides {
     queue_capacity: Option<usize>,
 }
 
+/// The command line's server settings; what it leaves out comes from the `[server]` table,
+/// then the defaults.
+struct ServerFlags {
+    host: Option<IpAddr>,
+    http_port: Option<u16>,
+    grpc_port: Option<u16>,
+    no_grpc: bool,
+    body_limit: Option<usize>,
+    shutdown_grace: Option<Duration>,
+    max_connections: Option<usize>,
+    header_timeout: Option<Duration>,
+    body_timeout: Option<Duration>,
+    keep_alive_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    shutdown_timeout: Option<Duration>,
+    grpc_max_streams: Option<u32>,
+    model_control: Option<ModelControl>,
+    load_model: Vec<String>,
+}
+
+impl ServerFlags {
+    /// Where and how to listen: flags over the file over the defaults.
+    fn listen(&self, file: &ServerFile) -> Listen {
+        let d = Listen::default();
+        let l = &d.limits;
+        Listen {
+            host: self.host.or(file.host).unwrap_or(d.host),
+            http_port: self.http_port.or(file.http_port).unwrap_or(d.http_port),
+            grpc_port: (!self.no_grpc)
+                .then(|| self.grpc_port.or(file.grpc_port).or(d.grpc_port).unwrap_or(8081)),
+            body_limit: self.body_limit.or(file.body_limit).unwrap_or(d.body_limit),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace).unwrap_or(d.shutdown_grace),
+            limits: Limits {
+                max_connections: self
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(l.max_connections),
+                header_timeout: self
+                    .header_timeout
+                    .or(file.header_timeout)
+                    .unwrap_or(l.header_timeout),
+                body_timeout: self.body_timeout.or(file.body_timeout).unwrap_or(l.body_timeout),
+                keep_alive_timeout: self
+                    .keep_alive_timeout
+                    .or(file.keep_alive_timeout)
+                    .unwrap_or(l.keep_alive_timeout),
+                write_timeout: self.write_timeout.or(file.write_timeout).unwrap_or(l.write_timeout),
+                shutdown_timeout: self
+                    .shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .unwrap_or(l.shutdown_timeout),
+                max_streams_per_connection: self
+                    .grpc_max_streams
+                    .or(file.grpc_max_streams)
+                    .unwrap_or(l.max_streams_per_connection),
+                http2_keep_alive_interval: l.http2_keep_alive_interval,
+            },
+        }
+    }
+}
+
 /// A validated `serve` command. Building it reads no file: model repositories and config files
 /// are read, and models loaded, when it runs.
 pub struct ServePlan {
-    models: Models,
+    models: Option<Models>,
     engine: String,
     overrides: Overrides,
-    listen: Listen,
+    server: ServerFlags,
+    /// `--config FILE`, whose [server] table applies whatever gives the models.
+    config: Option<PathBuf>,
     flags: OptionFlags,
     check: bool,
 }
@@ -145,12 +275,8 @@ impl ServePlan {
         if args.engine != AUTO {
             thrum::registry().get(&args.engine)?;
         }
-        let given = [
-            !args.models.is_empty(),
-            args.model_repository.is_some(),
-            args.model_dir.is_some(),
-            args.config.is_some(),
-        ];
+        let given =
+            [!args.models.is_empty(), args.model_repository.is_some(), args.model_dir.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
             anyhow::bail!(
                 "give the models one way: -p, --model-repository, --model-dir or --config"
@@ -159,23 +285,20 @@ impl ServePlan {
         if args.model_name.is_some() && args.model_dir.is_none() {
             anyhow::bail!("--model-name names the --model-dir model; give --model-dir too");
         }
-        if !(args.shutdown_grace_s.is_finite() && (0.0..=3600.0).contains(&args.shutdown_grace_s)) {
+        if !args.load_model.is_empty() && args.model_control_mode == Some(ModelControl::None) {
             anyhow::bail!(
-                "--shutdown-grace-s {} must be between 0 and 3600 seconds",
-                args.shutdown_grace_s
+                "--load-model picks the models loaded at start with --model-control-mode explicit; \
+                 with none, every model given is served"
             );
         }
+        if args.load_model.iter().any(|m| m == "*") && args.load_model.len() > 1 {
+            anyhow::bail!("--load-model '*' loads every model; give it alone");
+        }
         let models = if let Some(dir) = args.model_repository {
-            Models::Repository(dir)
+            Some(Models::Repository(dir))
         } else if let Some(dir) = args.model_dir {
-            Models::Dir(dir, args.model_name)
-        } else if let Some(file) = args.config {
-            Models::Config(file)
-        } else if args.models.is_empty() {
-            anyhow::bail!(
-                "no model to serve: give -p MODEL, --model-repository DIR, --model-dir DIR or --config FILE"
-            );
-        } else {
+            Some(Models::Dir(dir, args.model_name))
+        } else if !args.models.is_empty() {
             let mut entries = Vec::new();
             for arg in &args.models {
                 let (name, model) = match arg.split_once('=') {
@@ -187,7 +310,13 @@ impl ServePlan {
                 ModelRef::parse(&model)?;
                 entries.push(ModelEntry::new(name, model, args.engine.clone()));
             }
-            Models::Paths(entries)
+            Some(Models::Paths(entries))
+        } else if let Some(file) = &args.config {
+            Some(Models::Config(file.clone()))
+        } else {
+            anyhow::bail!(
+                "no model to serve: give -p MODEL, --model-repository DIR, --model-dir DIR or --config FILE"
+            );
         };
         let batching = (args.max_batch_size > 0).then(|| {
             Batching::new(args.max_batch_size, Duration::from_micros(args.max_queue_delay_us))
@@ -202,13 +331,24 @@ impl ServePlan {
                 batching,
                 queue_capacity: args.queue_capacity.map(|q| q as usize),
             },
-            listen: Listen {
+            server: ServerFlags {
                 host: args.host,
                 http_port: args.http_port,
-                grpc_port: (!args.no_grpc).then_some(args.grpc_port),
-                body_limit: (args.body_limit_mib as usize) << 20,
-                shutdown_grace: Duration::from_secs_f64(args.shutdown_grace_s),
+                grpc_port: args.grpc_port,
+                no_grpc: args.no_grpc,
+                body_limit: args.body_limit_mib.map(|m| (m as usize) << 20),
+                shutdown_grace: args.shutdown_grace_s,
+                max_connections: args.max_connections.map(|n| n as usize),
+                header_timeout: args.header_timeout_s,
+                body_timeout: args.body_timeout_s,
+                keep_alive_timeout: args.keep_alive_timeout_s,
+                write_timeout: args.write_timeout_s,
+                shutdown_timeout: args.shutdown_timeout_s,
+                grpc_max_streams: args.grpc_max_streams,
+                model_control: args.model_control_mode,
+                load_model: args.load_model,
             },
+            config: args.config,
             flags: args.options,
             check: args.check,
         })
@@ -217,22 +357,23 @@ impl ServePlan {
     /// What this plan serves, in words, for `--check`.
     fn describe(&self) -> String {
         let models = match &self.models {
-            Models::Paths(entries) => {
+            Some(Models::Paths(entries)) => {
                 let list: Vec<String> =
                     entries.iter().map(|e| format!("{}={}", e.name, e.model)).collect();
                 format!("models {} on {}", list.join(" "), self.engine)
             }
-            Models::Repository(dir) => format!("the model repository {}", dir.display()),
-            Models::Dir(dir, name) => {
+            Some(Models::Repository(dir)) => format!("the model repository {}", dir.display()),
+            Some(Models::Dir(dir, name)) => {
                 format!(
                     "the model folder {} as `{}`",
                     dir.display(),
                     name.as_deref().unwrap_or("(its folder name)")
                 )
             }
-            Models::Config(file) => format!("the models of {}", file.display()),
+            Some(Models::Config(file)) => format!("the models of {}", file.display()),
+            None => "nothing".into(),
         };
-        let l = &self.listen;
+        let l = self.server.listen(&ServerFile::default());
         let grpc = l.grpc_port.map_or_else(|| "off".to_string(), |p| format!("{}:{p}", l.host));
         format!(
             "thrum serve: arguments valid: would serve {models}; http {}:{} grpc {grpc}",
@@ -240,25 +381,154 @@ impl ServePlan {
         )
     }
 
-    /// The models to serve, with the command line's settings over the files'.
-    fn entries(&self) -> anyhow::Result<Vec<ModelEntry>> {
-        let (mut entries, from_command_line) = match &self.models {
-            Models::Paths(entries) => (entries.clone(), true),
-            Models::Repository(dir) => (config::read_repository(dir, &self.engine)?, false),
-            Models::Dir(dir, name) => {
-                (config::read_model_dir(dir, name.as_deref(), &self.engine)?, false)
-            }
-            Models::Config(file) => (config::read_file(file, None, None)?, false),
+    pub fn run(self) -> anyhow::Result<()> {
+        if self.check {
+            println!("{}", self.describe());
+            return Ok(());
+        }
+        init_logging();
+        thrum_serve::metrics::install();
+        let file = match &self.config {
+            Some(path) => config::read_server(path)?,
+            None => ServerFile::default(),
         };
+        if let (Some(path), Some(Models::Paths(_) | Models::Repository(_) | Models::Dir(..))) =
+            (&self.config, &self.models)
+            && !config::read_file(path, None, None)?.is_empty()
+        {
+            anyhow::bail!(
+                "`{}` names models, and the command line gives models too; give the models one way \
+                 (a --config file beside -p, --model-repository or --model-dir holds only [server])",
+                path.display()
+            );
+        }
+        let control = self.server.model_control.or(file.model_control).unwrap_or_default();
+        let load_model = if self.server.load_model.is_empty() {
+            file.load_model.clone()
+        } else {
+            self.server.load_model.clone()
+        };
+        if control == ModelControl::None && !load_model.is_empty() {
+            anyhow::bail!(
+                "load_model picks the models loaded at start with model control mode explicit; \
+                 with none, every model given is served"
+            );
+        }
+        let listen = self.server.listen(&file);
         let (env_options, warnings) = Options::resolve(None)?;
         warn(warnings);
+        let repository = Arc::new(CliRepository {
+            models: self.models.clone().unwrap_or(Models::Paths(Vec::new())),
+            engine: self.engine.clone(),
+            overrides: self.overrides.clone(),
+            flags: self.flags.clone(),
+            env_options,
+            usable: thrum_bench::system::cores().usable,
+        });
+        let names = repository.names()?;
+        if let (Models::Repository(dir), true) = (&repository.models, names.is_empty()) {
+            anyhow::bail!(ServeError::Config {
+                what: format!("`{}`", dir.display()),
+                reason: "the model repository has no model folder (one folder per model)".into(),
+            });
+        }
+        let start: Vec<String> = match control {
+            ModelControl::None => names.clone(),
+            ModelControl::Explicit if load_model.iter().any(|m| m == "*") => names.clone(),
+            ModelControl::Explicit => {
+                if let Some(unknown) = load_model.iter().find(|m| !names.contains(m)) {
+                    anyhow::bail!(
+                        "--load-model `{unknown}`: no such model; the models are {}",
+                        names.join(", ")
+                    );
+                }
+                load_model
+            }
+        };
+        // At start, a model that fails stops the server, with its error's own kind (and exit
+        // status); later loads answer the request that asked.
+        let mut served = Vec::new();
+        for name in &start {
+            let entry = repository
+                .entries(Some(name), None)?
+                .into_iter()
+                .find(|e| e.name == *name)
+                .ok_or_else(|| repository.unknown(name))?;
+            served.push(repository.start(entry)?);
+        }
+        let server = Server::with_repository(served, listen, repository, control)?;
+        let usable = thrum_bench::system::cores().usable;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usable.clamp(1, 4))
+            .thread_name("thrum-serve-io")
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(server.run(std::future::pending(), |bound| {
+            let grpc = bound.grpc.map_or_else(|| "off".to_string(), |a| a.to_string());
+            println!("thrum serve: listening on http {} grpc {grpc}", bound.http);
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }))?;
+        Ok(())
+    }
+}
+
+/// The models `thrum serve` was given, as the server loads them: at start, and again for each
+/// load request (a repository's folders are read afresh, so a changed model or thrum.toml /
+/// config.pbtxt takes effect).
+struct CliRepository {
+    models: Models,
+    engine: String,
+    overrides: Overrides,
+    flags: OptionFlags,
+    env_options: Options,
+    usable: usize,
+}
+
+fn config_error(what: String, e: anyhow::Error) -> ServeError {
+    // `{:#}`: the whole chain of causes, on one line.
+    ServeError::Config { what, reason: format!("{e:#}") }
+}
+
+impl CliRepository {
+    /// The entries `name` can come from: one folder of a repository, else the given ones.
+    fn entries(
+        &self,
+        name: Option<&str>,
+        triton: Option<&thrum_serve::pb::ModelConfig>,
+    ) -> Result<Vec<ModelEntry>, ServeError> {
+        let (mut entries, from_command_line) = match (&self.models, name) {
+            (Models::Paths(entries), _) => (entries.clone(), true),
+            (Models::Repository(dir), Some(name)) => {
+                let folder = dir.join(name);
+                if !folder.is_dir() {
+                    return Err(self.unknown(name));
+                }
+                (config::read_model_dir_with(&folder, Some(name), &self.engine, triton)?, false)
+            }
+            (Models::Repository(dir), None) => (config::read_repository(dir, &self.engine)?, false),
+            (Models::Dir(dir, model_name), _) => (
+                config::read_model_dir_with(dir, model_name.as_deref(), &self.engine, triton)?,
+                false,
+            ),
+            (Models::Config(file), _) => (config::read_file(file, None, None)?, false),
+        };
+        if triton.is_some() && from_command_line {
+            return Err(ServeError::bad(
+                "load parameter `config` is Triton's model configuration; the -p models have none: \
+                 serve a Triton model repository to override it",
+            ));
+        }
         for entry in &mut entries {
             // Environment, then the file's options, then the command line's flags.
-            let mut options = env_options.clone();
+            let mut options = self.env_options.clone();
             for (key, value) in entry.options.set_pairs() {
                 options.set(key, &value)?;
             }
-            self.flags.apply(&mut options)?;
+            self.flags
+                .apply(&mut options)
+                .map_err(|e| config_error(format!("model `{}`", entry.name), e))?;
             entry.options = options;
             let o = &self.overrides;
             if let Some(w) = o.workers {
@@ -277,62 +547,93 @@ impl ServePlan {
         Ok(entries)
     }
 
-    pub fn run(self) -> anyhow::Result<()> {
-        if self.check {
-            println!("{}", self.describe());
-            return Ok(());
+    fn unknown(&self, name: &str) -> ServeError {
+        ServeError::UnknownModel {
+            name: name.into(),
+            version: String::new(),
+            served: self.names().map(|n| n.join(", ")).unwrap_or_default(),
         }
-        init_logging();
-        thrum_serve::metrics::install();
-        let entries = self.entries()?;
+    }
+
+    /// Loads `entry`'s model and starts its pool: threads from the usable cores (workers ×
+    /// intra-op = usable), warm before it returns.
+    fn start(&self, mut entry: ModelEntry) -> anyhow::Result<ServedModel> {
         let registry = thrum::registry();
-        let usable = thrum_bench::system::cores().usable;
-        let mut served = Vec::new();
-        for mut entry in entries {
-            let model_ref = ModelRef::parse(&entry.model)?;
-            let engine = match (&model_ref, entry.engine.as_str()) {
-                (ModelRef::Path(path), AUTO) => registry.for_file(path)?,
-                (ModelRef::Zoo(_), AUTO) => registry.get("tract")?,
-                (_, name) => registry.get(name)?,
-            };
-            let source = model_ref.source(engine.as_ref())?;
-            // Threads come from the usable cores (affinity and cgroup quota), never the host's
-            // count, which engines would take when intra-op is unset.
-            let (workers, intra) =
-                split_cores(usable, entry.pool.workers, entry.options.intra_op_threads);
-            entry.pool.workers = workers;
-            entry.options.intra_op_threads = Some(intra);
-            entry.options.inter_op_threads.get_or_insert(1);
-            let model = engine.load(&source, &entry.options).with_context(|| {
-                format!("loading model `{}` ({}) on {}", entry.name, entry.model, engine.name())
-            })?;
-            if entry.pool.queue_capacity == 0 {
-                entry.pool.queue_capacity =
-                    PoolConfig::DEFAULT_QUEUE_PER_WORKER * entry.pool.workers;
+        let model_ref = ModelRef::parse(&entry.model)?;
+        let engine = match (&model_ref, entry.engine.as_str()) {
+            (ModelRef::Path(path), AUTO) => registry.for_file(path)?,
+            (ModelRef::Zoo(_), AUTO) => registry.get("tract")?,
+            (_, name) => registry.get(name)?,
+        };
+        let source = model_ref.source(engine.as_ref())?;
+        // Threads come from the usable cores (affinity and cgroup quota), never the host's
+        // count, which engines would take when intra-op is unset.
+        let (workers, intra) = thrum_bench::system::split_cores(
+            self.usable,
+            entry.pool.workers,
+            entry.options.intra_op_threads,
+        );
+        entry.pool.workers = workers;
+        entry.options.intra_op_threads = Some(intra);
+        entry.options.inter_op_threads.get_or_insert(1);
+        let model = engine.load(&source, &entry.options).with_context(|| {
+            format!("loading model `{}` ({}) on {}", entry.name, entry.model, engine.name())
+        })?;
+        if let Some(triton) = &entry.triton {
+            thrum_serve::triton::check_model(&entry.name, &triton.config, &model)?;
+            if !triton.ignored.is_empty() {
+                tracing::warn!(model = %entry.name, ignored = %triton.ignored.join(", "),
+                    "config.pbtxt sets fields thrum serve does not use; served as if they were absent");
             }
-            tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
-                predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
-            let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
-            served.push(ServedModel {
-                name: entry.name,
-                pool,
-                platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
-            });
         }
-        let server = Server::new(served, self.listen)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usable.clamp(1, 4))
-            .thread_name("thrum-serve-io")
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        runtime.block_on(server.run(std::future::pending(), |bound| {
-            let grpc = bound.grpc.map_or_else(|| "off".to_string(), |a| a.to_string());
-            println!("thrum serve: listening on http {} grpc {grpc}", bound.http);
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-        }))?;
-        Ok(())
+        if entry.pool.queue_capacity == 0 {
+            entry.pool.queue_capacity = PoolConfig::DEFAULT_QUEUE_PER_WORKER * entry.pool.workers;
+        }
+        tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
+            intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
+        let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
+        Ok(ServedModel {
+            name: entry.name,
+            pool,
+            platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
+        })
+    }
+}
+
+impl Repository for CliRepository {
+    fn names(&self) -> Result<Vec<String>, ServeError> {
+        match &self.models {
+            // A repository's folders, whether or not they hold a model that loads: a broken
+            // one shows in the index, and its load says why.
+            Models::Repository(dir) => {
+                let entries = std::fs::read_dir(dir).map_err(|e| ServeError::Config {
+                    what: format!("`{}`", dir.display()),
+                    reason: format!("cannot read the model repository: {e}"),
+                })?;
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                names.sort();
+                Ok(names)
+            }
+            _ => Ok(self.entries(None, None)?.into_iter().map(|e| e.name).collect()),
+        }
+    }
+
+    fn load(
+        &self,
+        name: &str,
+        triton: Option<&thrum_serve::pb::ModelConfig>,
+    ) -> Result<ServedModel, ServeError> {
+        let entry = self
+            .entries(Some(name), triton)?
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| self.unknown(name))?;
+        self.start(entry).map_err(|e| config_error(format!("model `{name}`"), e))
     }
 }
 
@@ -342,19 +643,6 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
-/// Workers and intra-op threads per worker for `usable` cores, from what was asked (`workers` 0
-/// and `intra` `None` mean "decide"): the seed's rule, workers × intra-op = usable cores. With
-/// neither given, one single-threaded worker per core (throughput first, like DJL Serving).
-pub fn split_cores(usable: usize, workers: usize, intra: Option<usize>) -> (usize, usize) {
-    let usable = usable.max(1);
-    match (workers, intra) {
-        (0, None) => (usable, 1),
-        (0, Some(i)) => ((usable / i.max(1)).max(1), i),
-        (w, None) => (w, (usable / w).max(1)),
-        (w, Some(i)) => (w, i),
-    }
 }
 
 fn model_name(model: &str) -> anyhow::Result<String> {

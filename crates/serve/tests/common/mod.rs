@@ -34,20 +34,39 @@ impl Gate {
         self.0.1.notify_all();
     }
 
+    /// Closes the gate until the guard goes: a test that fails while calls wait at it opens it
+    /// on its way out, so that the server it drops can stop (instead of waiting on them forever).
+    #[must_use]
+    pub fn closed(&self) -> GateGuard {
+        self.close();
+        GateGuard(self.clone())
+    }
+
     fn pass(&self) {
         let (closed, cv) = &*self.0;
         let _open = cv.wait_while(closed.lock().unwrap(), |closed| *closed).unwrap();
     }
 }
 
-/// A model whose output is its input doubled; each call records its batch size, sleeps
-/// `delay`, waits at the gate, and panics on an input whose first element is -1.
+/// Opens its gate when dropped ([`Gate::closed`]).
+pub struct GateGuard(Gate);
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A model whose output is its first input doubled; each call records its batch size, sleeps
+/// `delay`, waits at the gate, and panics on an input whose first element is -1. Its specs are
+/// its inputs, then its one output. New predictors fail while `broken` is set.
 pub struct Scripted {
     pub specs: Vec<TensorSpec>,
     pub delay: Duration,
     pub gate: Gate,
     pub batches: Arc<Mutex<Vec<usize>>>,
     pub calls: Arc<AtomicUsize>,
+    pub broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct ScriptedPredictor {
@@ -74,12 +93,15 @@ impl PredictorBackend for ScriptedPredictor {
 
 impl ModelBackend for Scripted {
     fn inputs(&self) -> &[TensorSpec] {
-        &self.specs[..1]
+        &self.specs[..self.specs.len() - 1]
     }
     fn outputs(&self) -> &[TensorSpec] {
-        &self.specs[1..]
+        &self.specs[self.specs.len() - 1..]
     }
     fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(thrum_core::Error::inference("scripted", "scripted", "no predictor now"));
+        }
         Ok(Box::new(ScriptedPredictor {
             delay: self.delay,
             gate: self.gate.clone(),
@@ -105,19 +127,27 @@ pub struct Probe {
     pub gate: Gate,
     pub batches: Arc<Mutex<Vec<usize>>>,
     pub calls: Arc<AtomicUsize>,
+    pub broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn scripted(delay: Duration) -> Probe {
-    let (gate, batches, calls) = (Gate::default(), Arc::default(), Arc::new(AtomicUsize::new(0)));
     let spec = |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::Fixed(2)]);
+    scripted_with(vec![spec("x"), spec("y")], delay)
+}
+
+/// A scripted model with these specs (inputs, then the output).
+pub fn scripted_with(specs: Vec<TensorSpec>, delay: Duration) -> Probe {
+    let (gate, batches, calls) = (Gate::default(), Arc::default(), Arc::new(AtomicUsize::new(0)));
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let backend = Scripted {
-        specs: vec![spec("x"), spec("y")],
+        specs,
         delay,
         gate: gate.clone(),
         batches: Arc::clone(&batches),
         calls: Arc::clone(&calls),
+        broken: Arc::clone(&broken),
     };
-    Probe { model: Model::new("scripted", "scripted", backend), gate, batches, calls }
+    Probe { model: Model::new("scripted", "scripted", backend), gate, batches, calls, broken }
 }
 
 impl Probe {
@@ -140,8 +170,7 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 pub struct Running {
     pub http: SocketAddr,
     pub grpc: Option<SocketAddr>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), thrum_serve::ServeError>>>,
+    server: thrum_serve::Background,
 }
 
 impl Running {
@@ -150,54 +179,35 @@ impl Running {
     }
 
     /// Begins shutdown and waits for the server to stop.
-    pub fn stop(mut self) -> Result<(), thrum_serve::ServeError> {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap()
+    pub fn stop(self) -> Result<(), thrum_serve::ServeError> {
+        self.server.stop()
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Serves `models` (name, model, pool settings) on free ports, with `listen`'s other settings.
-pub fn serve_with(models: Vec<(&str, Model, PoolConfig)>, mut listen: Listen) -> Running {
+/// The pools of `models` (name, model, pool settings), started.
+pub fn served(models: Vec<(&str, Model, PoolConfig)>) -> Vec<ServedModel> {
     thrum_serve::metrics::install();
-    let served = models
+    models
         .into_iter()
         .map(|(name, model, config)| ServedModel {
             name: name.into(),
             platform: "thrum_tract".into(),
             pool: ModelPool::start(name, model, config).unwrap(),
         })
-        .collect();
+        .collect()
+}
+
+/// Runs `server` on free ports (its `listen` must ask for port 0).
+pub fn run(server: Server) -> Running {
+    let server = server.spawn(2).expect("the server did not start");
+    Running { http: server.bound.http, grpc: server.bound.grpc, server }
+}
+
+/// Serves `models` (name, model, pool settings) on free ports, with `listen`'s other settings.
+pub fn serve_with(models: Vec<(&str, Model, PoolConfig)>, mut listen: Listen) -> Running {
     listen.http_port = 0;
     listen.grpc_port = listen.grpc_port.map(|_| 0);
-    let server = Server::new(served, listen).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(server.run(
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |bound| bound_tx.send(bound).unwrap(),
-        ))
-    });
-    let bound = bound_rx.recv_timeout(Duration::from_secs(60)).expect("the server did not start");
-    Running { http: bound.http, grpc: bound.grpc, stop: Some(stop_tx), thread: Some(thread) }
+    run(Server::new(served(models), listen).unwrap())
 }
 
 /// `model` as `name`, one worker, no batching, no shutdown grace.

@@ -7,6 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
+    // The descriptors themselves, for parsing Triton's config.pbtxt (protobuf text format).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("inference.bin"), prost::Message::encode_to_vec(&descriptors))?;
     // `bytes` fields as `bytes::Bytes`: a request's tensors are shared, not copied, when a
     // client clones a prepared request (the load generator does for every call).
     let mut config = tonic_prost_build::Config::new();

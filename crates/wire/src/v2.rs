@@ -11,7 +11,7 @@ use half::{bf16, f16};
 use serde_json::{Map, Value};
 use thrum_core::{DType, Dim, Tensor, TensorData, TensorSpec};
 
-use crate::error::ServeError;
+use crate::WireError;
 
 /// The protocol's datatype string for a dtype.
 pub fn datatype(dtype: DType) -> &'static str {
@@ -34,9 +34,9 @@ pub fn datatype(dtype: DType) -> &'static str {
 }
 
 /// The dtype of a datatype string, or an error listing the valid ones.
-pub fn dtype_of(datatype_str: &str, what: &str) -> Result<DType, ServeError> {
+pub fn dtype_of(datatype_str: &str, what: &str) -> Result<DType, WireError> {
     DType::ALL.into_iter().find(|d| datatype(*d) == datatype_str).ok_or_else(|| {
-        ServeError::bad(format!(
+        WireError::bad(format!(
             "{what} has datatype `{datatype_str}`; the protocol's datatypes are {}",
             DType::ALL.iter().map(|d| datatype(*d)).collect::<Vec<_>>().join(", ")
         ))
@@ -69,17 +69,17 @@ pub fn wire_shape(spec: &TensorSpec) -> Vec<i64> {
 }
 
 /// A request's shape: non-negative dimensions whose element count is within the core's limit.
-pub fn shape_of(dims: &[i64], dtype: DType, what: &str) -> Result<Vec<usize>, ServeError> {
+pub fn shape_of(dims: &[i64], dtype: DType, what: &str) -> Result<Vec<usize>, WireError> {
     let shape = dims
         .iter()
         .map(|&d| {
             usize::try_from(d).map_err(|_| {
-                ServeError::bad(format!("{what} has a negative dimension {d} in shape {dims:?}"))
+                WireError::bad(format!("{what} has a negative dimension {d} in shape {dims:?}"))
             })
         })
         .collect::<Result<Vec<usize>, _>>()?;
     thrum_core::tensor::checked_len(dtype, &shape)
-        .map_err(|e| ServeError::bad(format!("{what}: {e}")))?;
+        .map_err(|e| WireError::bad(format!("{what}: {e}")))?;
     Ok(shape)
 }
 
@@ -107,42 +107,42 @@ pub struct InferRequest {
     pub timeout: Option<Duration>,
 }
 
-fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ServeError> {
-    value.as_object().ok_or_else(|| ServeError::bad(format!("{what} must be a JSON object")))
+fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, WireError> {
+    value.as_object().ok_or_else(|| WireError::bad(format!("{what} must be a JSON object")))
 }
 
 fn parameters<'a>(
     obj: &'a Map<String, Value>,
     what: &str,
-) -> Result<Option<&'a Map<String, Value>>, ServeError> {
+) -> Result<Option<&'a Map<String, Value>>, WireError> {
     match obj.get("parameters") {
         None | Some(Value::Null) => Ok(None),
         Some(p) => object(p, &format!("`parameters` of {what}")).map(Some),
     }
 }
 
-fn string_field(obj: &Map<String, Value>, field: &str, what: &str) -> Result<String, ServeError> {
+fn string_field(obj: &Map<String, Value>, field: &str, what: &str) -> Result<String, WireError> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => {
-            Err(ServeError::bad(format!("`{field}` of {what} must be a string, not {other}")))
+            Err(WireError::bad(format!("`{field}` of {what} must be a string, not {other}")))
         }
-        None => Err(ServeError::bad(format!("{what} has no `{field}`"))),
+        None => Err(WireError::bad(format!("{what} has no `{field}`"))),
     }
 }
 
 /// Parses a REST inference request: `json` is the JSON header, `binary` the bytes after it
 /// (the binary tensor data extension), in the order of the inputs that have a
 /// `binary_data_size` parameter.
-pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, ServeError> {
+pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, WireError> {
     let text = std::str::from_utf8(json).map_err(|e| {
-        ServeError::bad(format!(
+        WireError::bad(format!(
             "the JSON header is not UTF-8 (invalid byte at offset {})",
             e.valid_up_to()
         ))
     })?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        ServeError::bad(format!(
+        WireError::bad(format!(
             "the JSON header is not valid JSON: {e} (line {}, column {})",
             e.line(),
             e.column()
@@ -152,30 +152,43 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
     let id = match body.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(ServeError::bad(format!("`id` must be a string, not {other}"))),
+        Some(other) => return Err(WireError::bad(format!("`id` must be a string, not {other}"))),
     };
     let params = parameters(body, "the request")?;
     let binary_output = match params.and_then(|p| p.get("binary_data_output")) {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            return Err(ServeError::bad(format!(
+            return Err(WireError::bad(format!(
                 "`parameters.binary_data_output` must be a boolean, not {other}"
             )));
         }
     };
+    if let Some(p) = params {
+        for (key, value) in p {
+            let set = match value {
+                Value::Null | Value::Bool(false) => false,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if set {
+                refuse_parameter(key)?;
+            }
+        }
+    }
     let timeout = match params.and_then(|p| p.get("timeout")) {
         None => None,
         Some(v) => Some(Duration::from_micros(v.as_u64().ok_or_else(|| {
-            ServeError::bad(format!(
+            WireError::bad(format!(
                 "`parameters.timeout` must be a number of microseconds, not {v}"
             ))
         })?)),
     };
     let inputs_value =
-        body.get("inputs").ok_or_else(|| ServeError::bad("the request has no `inputs`"))?;
+        body.get("inputs").ok_or_else(|| WireError::bad("the request has no `inputs`"))?;
     let inputs_list =
-        inputs_value.as_array().ok_or_else(|| ServeError::bad("`inputs` must be an array"))?;
+        inputs_value.as_array().ok_or_else(|| WireError::bad("`inputs` must be an array"))?;
     let mut rest = binary;
     let mut inputs = Vec::with_capacity(inputs_list.len());
     for (i, input) in inputs_list.iter().enumerate() {
@@ -189,23 +202,23 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
                 .iter()
                 .map(|d| {
                     d.as_i64().ok_or_else(|| {
-                        ServeError::bad(format!("{what}: shape holds {d}, which is not an integer"))
+                        WireError::bad(format!("{what}: shape holds {d}, which is not an integer"))
                     })
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => {
-                return Err(ServeError::bad(format!(
+                return Err(WireError::bad(format!(
                     "{what}: `shape` must be an array, not {other}"
                 )));
             }
-            None => return Err(ServeError::bad(format!("{what} has no `shape`"))),
+            None => return Err(WireError::bad(format!("{what} has no `shape`"))),
         };
         let shape = shape_of(&dims, dtype, &what)?;
         let input_params = parameters(obj, &what)?;
         if let Some(p) = input_params
             && p.keys().any(|k| k.starts_with("shared_memory"))
         {
-            return Err(ServeError::bad(format!(
+            return Err(WireError::bad(format!(
                 "{what} asks for shared memory, which thrum serve does not offer; send the data in the body"
             )));
         }
@@ -213,12 +226,12 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
             Some(size) => {
                 let size =
                     size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
-                        ServeError::bad(format!(
+                        WireError::bad(format!(
                             "{what}: `binary_data_size` must be a byte count, not {size}"
                         ))
                     })?;
                 if size > rest.len() {
-                    return Err(ServeError::bad(format!(
+                    return Err(WireError::bad(format!(
                         "{what}: binary_data_size {size} runs past the end of the body ({} bytes of binary data left)",
                         rest.len()
                     )));
@@ -226,7 +239,7 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
                 let (chunk, tail) = rest.split_at(size);
                 rest = tail;
                 if obj.contains_key("data") {
-                    return Err(ServeError::bad(format!(
+                    return Err(WireError::bad(format!(
                         "{what} has both `data` and `binary_data_size`; send one"
                     )));
                 }
@@ -234,7 +247,7 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
             }
             None => {
                 let data = obj.get("data").ok_or_else(|| {
-                    ServeError::bad(format!(
+                    WireError::bad(format!(
                         "{what} has neither `data` nor a `binary_data_size` parameter"
                     ))
                 })?;
@@ -244,7 +257,7 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
         inputs.push((name, tensor));
     }
     if !rest.is_empty() {
-        return Err(ServeError::bad(format!(
+        return Err(WireError::bad(format!(
             "{} bytes of binary data follow the JSON header beyond what the inputs' binary_data_size take",
             rest.len()
         )));
@@ -260,7 +273,7 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
                     let name = string_field(obj, "name", &what)?;
                     let params = parameters(obj, &format!("output `{name}`"))?;
                     if params.is_some_and(|p| p.contains_key("classification")) {
-                        return Err(ServeError::bad(format!(
+                        return Err(WireError::bad(format!(
                             "output `{name}` asks for the classification extension, which thrum serve does not offer"
                         )));
                     }
@@ -268,26 +281,42 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Se
                         None => None,
                         Some(Value::Bool(b)) => Some(*b),
                         Some(other) => {
-                            return Err(ServeError::bad(format!(
+                            return Err(WireError::bad(format!(
                                 "output `{name}`: `binary_data` must be a boolean, not {other}"
                             )));
                         }
                     };
                     Ok(RequestedOutput { name, binary })
                 })
-                .collect::<Result<Vec<_>, ServeError>>()?,
+                .collect::<Result<Vec<_>, WireError>>()?,
         ),
-        Some(other) => return Err(ServeError::bad(format!("`outputs` must be an array, not {other}"))),
+        Some(other) => return Err(WireError::bad(format!("`outputs` must be an array, not {other}"))),
     };
     Ok(InferRequest { id, inputs, outputs, binary_output, timeout })
+}
+
+/// Refuses a request parameter that asks for what the server does not offer (the extensions
+/// it does not announce): sequence batching and priority levels. Served silently, they would
+/// change nothing and the client would not know.
+pub fn refuse_parameter(key: &str) -> Result<(), WireError> {
+    let what = match key {
+        "sequence_id" | "sequence_start" | "sequence_end" => {
+            "sequence batching (the sequence extension)"
+        }
+        "priority" => "priority levels (the schedule_policy extension)",
+        _ => return Ok(()),
+    };
+    Err(WireError::bad(format!(
+        "parameter `{key}` asks for {what}, which this server does not offer"
+    )))
 }
 
 /// A request whose `Inference-Header-Content-Length` is 0: the body is the raw data of the
 /// model's one input. Its one dynamic dimension, if any, is deduced from the byte count; the
 /// request is a batch of one where the model batches, and every output comes back binary.
-pub fn parse_raw_request(body: &[u8], specs: &[TensorSpec]) -> Result<InferRequest, ServeError> {
+pub fn parse_raw_request(body: &[u8], specs: &[TensorSpec]) -> Result<InferRequest, WireError> {
     let [spec] = specs else {
-        return Err(ServeError::bad(format!(
+        return Err(WireError::bad(format!(
             "a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input; this one has {}",
             specs.len()
         )));
@@ -296,7 +325,7 @@ pub fn parse_raw_request(body: &[u8], specs: &[TensorSpec]) -> Result<InferReque
     let shape: Vec<usize> = match spec.dtype.size_of() {
         None => {
             if spec.shape.len() != 1 {
-                return Err(ServeError::bad(format!(
+                return Err(WireError::bad(format!(
                     "{what}: a raw BYTES request needs an input of shape [1]"
                 )));
             }
@@ -316,7 +345,7 @@ pub fn parse_raw_request(body: &[u8], specs: &[TensorSpec]) -> Result<InferReque
                 [] => spec.concrete_shape(0),
                 [k] => {
                     if !body.len().is_multiple_of(size * fixed) {
-                        return Err(ServeError::bad(format!(
+                        return Err(WireError::bad(format!(
                             "{what}: {} bytes are not a whole number of {} samples of {} bytes",
                             body.len(),
                             spec.shape_string(),
@@ -328,7 +357,7 @@ pub fn parse_raw_request(body: &[u8], specs: &[TensorSpec]) -> Result<InferReque
                     shape
                 }
                 _ => {
-                    return Err(ServeError::bad(format!(
+                    return Err(WireError::bad(format!(
                         "{what} has {} dynamic dimensions {}; a raw request can only deduce one",
                         dynamic.len(),
                         spec.shape_string()
@@ -354,13 +383,13 @@ pub fn tensor_from_binary(
     shape: &[usize],
     bytes: &[u8],
     what: &str,
-) -> Result<Tensor, ServeError> {
+) -> Result<Tensor, WireError> {
     let count = thrum_core::tensor::checked_len(dtype, shape)
-        .map_err(|e| ServeError::bad(format!("{what}: {e}")))?;
+        .map_err(|e| WireError::bad(format!("{what}: {e}")))?;
     if dtype != DType::Bytes {
         let size = dtype.size_of().unwrap_or(1);
         if bytes.len() != count * size {
-            return Err(ServeError::bad(format!(
+            return Err(WireError::bad(format!(
                 "{what}: shape {shape:?} of {} holds {} bytes, but {} were sent",
                 datatype(dtype),
                 count * size,
@@ -368,13 +397,13 @@ pub fn tensor_from_binary(
             )));
         }
         return Tensor::from_le_bytes(dtype, shape, bytes)
-            .map_err(|e| ServeError::bad(format!("{what}: {e}")));
+            .map_err(|e| WireError::bad(format!("{what}: {e}")));
     }
     let mut items = Vec::with_capacity(count.min(bytes.len() / 4));
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(ServeError::bad(format!(
+            return Err(WireError::bad(format!(
                 "{what}: BYTES element {} has a truncated length prefix ({} bytes left)",
                 items.len(),
                 rest.len()
@@ -382,7 +411,7 @@ pub fn tensor_from_binary(
         };
         let len = u32::from_le_bytes(*len) as usize;
         if len > tail.len() {
-            return Err(ServeError::bad(format!(
+            return Err(WireError::bad(format!(
                 "{what}: BYTES element {} claims {len} bytes, but {} are left",
                 items.len(),
                 tail.len()
@@ -392,12 +421,12 @@ pub fn tensor_from_binary(
         rest = &tail[len..];
     }
     if items.len() != count {
-        return Err(ServeError::bad(format!(
+        return Err(WireError::bad(format!(
             "{what}: shape {shape:?} holds {count} BYTES elements, but {} were sent",
             items.len()
         )));
     }
-    Tensor::from_vec(shape.to_vec(), items).map_err(|e| ServeError::bad(format!("{what}: {e}")))
+    Tensor::from_vec(shape.to_vec(), items).map_err(|e| WireError::bad(format!("{what}: {e}")))
 }
 
 /// A tensor from JSON `data`: a flat row-major list, or nested lists whose nesting is the shape.
@@ -406,19 +435,19 @@ pub fn tensor_from_json(
     shape: &[usize],
     data: &Value,
     what: &str,
-) -> Result<Tensor, ServeError> {
+) -> Result<Tensor, WireError> {
     let count = thrum_core::tensor::checked_len(dtype, shape)
-        .map_err(|e| ServeError::bad(format!("{what}: {e}")))?;
+        .map_err(|e| WireError::bad(format!("{what}: {e}")))?;
     let mut flat: Vec<&Value> = Vec::with_capacity(count.min(1 << 20));
     flatten(data, &mut flat, what, 0)?;
     if flat.len() != count {
-        return Err(ServeError::bad(format!(
+        return Err(WireError::bad(format!(
             "{what}: shape {shape:?} holds {count} elements, but `data` has {}",
             flat.len()
         )));
     }
     let bad = |i: usize, v: &Value, expected: &str| {
-        ServeError::bad(format!("{what}: element {i} is {v}, which is not {expected}"))
+        WireError::bad(format!("{what}: element {i} is {v}, which is not {expected}"))
     };
     macro_rules! ints {
         ($t:ty) => {{
@@ -477,7 +506,7 @@ pub fn tensor_from_json(
             Tensor::from_vec(shape.to_vec(), v)
         }
     };
-    tensor.map_err(|e| ServeError::bad(format!("{what}: {e}")))
+    tensor.map_err(|e| WireError::bad(format!("{what}: {e}")))
 }
 
 /// Flattens nested JSON arrays, checking they are not ragged.
@@ -486,11 +515,11 @@ fn flatten<'a>(
     out: &mut Vec<&'a Value>,
     what: &str,
     depth: usize,
-) -> Result<Option<Vec<usize>>, ServeError> {
+) -> Result<Option<Vec<usize>>, WireError> {
     match value {
         Value::Array(items) => {
             if depth > 64 {
-                return Err(ServeError::bad(format!("{what}: `data` is nested more than 64 deep")));
+                return Err(WireError::bad(format!("{what}: `data` is nested more than 64 deep")));
             }
             let mut inner: Option<Option<Vec<usize>>> = None;
             for (i, item) in items.iter().enumerate() {
@@ -498,7 +527,7 @@ fn flatten<'a>(
                 match &inner {
                     None => inner = Some(shape),
                     Some(first) if *first != shape => {
-                        return Err(ServeError::bad(format!(
+                        return Err(WireError::bad(format!(
                             "{what}: `data` is ragged: item {i} at depth {depth} has shape {:?}, item 0 has {:?}",
                             shape.unwrap_or_default(),
                             first.clone().unwrap_or_default()
@@ -535,9 +564,9 @@ pub fn binary_of(tensor: &Tensor) -> Vec<u8> {
 
 /// A tensor's data as a flat JSON list; NaN and infinities, which JSON cannot carry, are an
 /// error that says to ask for binary output.
-pub fn json_of(tensor: &Tensor, name: &str) -> Result<Value, ServeError> {
+pub fn json_of(tensor: &Tensor, name: &str) -> Result<Value, WireError> {
     let non_finite = || {
-        ServeError::bad(format!(
+        WireError::bad(format!(
             "output `{name}` holds NaN or infinity, which JSON cannot carry; ask for it in binary \
              (parameters.binary_data = true)"
         ))
@@ -545,9 +574,22 @@ pub fn json_of(tensor: &Tensor, name: &str) -> Result<Value, ServeError> {
     let number = |x: f64| serde_json::Number::from_f64(x).map(Value::Number).ok_or_else(non_finite);
     let values: Vec<Value> = match tensor.data() {
         TensorData::Bool(v) => v.iter().map(|&b| Value::Bool(b)).collect(),
-        TensorData::Bytes(v) => {
-            v.iter().map(|b| Value::String(String::from_utf8_lossy(b).into_owned())).collect()
-        }
+        // JSON strings are Unicode: bytes that are not UTF-8 would come back altered, so they
+        // are refused instead, with the way to get them as they are.
+        TensorData::Bytes(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                std::str::from_utf8(b).map(|s| Value::String(s.to_owned())).map_err(|e| {
+                    WireError::bad(format!(
+                        "output `{name}` element {i} holds bytes that are not UTF-8 (invalid byte \
+                         at offset {}), which a JSON string cannot carry unaltered; ask for it in \
+                         binary (parameters.binary_data = true)",
+                        e.valid_up_to()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
         TensorData::U64(v) => v.iter().map(|&x| Value::from(x)).collect(),
         TensorData::I64(v) => v.iter().map(|&x| Value::from(x)).collect(),
         TensorData::F32(v) => v.iter().map(|&x| number(f64::from(x))).collect::<Result<_, _>>()?,
@@ -643,6 +685,15 @@ mod tests {
         let r = parse_raw_request(&bytes, std::slice::from_ref(&spec)).unwrap();
         assert_eq!(r.inputs[0].1.shape(), &[2, 2]);
         assert!(parse_raw_request(&bytes[..6], &[spec]).is_err());
+    }
+
+    #[test]
+    fn json_outputs_refuse_bytes_that_are_not_utf8() {
+        let t = Tensor::from_vec(vec![2], vec![b"ok".to_vec(), vec![0xff, 0x00]]).unwrap();
+        let e = json_of(&t, "y").unwrap_err().to_string();
+        assert!(e.contains("element 1") && e.contains("not UTF-8") && e.contains("binary"), "{e}");
+        let t = Tensor::from_vec(vec![1], vec!["é".as_bytes().to_vec()]).unwrap();
+        assert_eq!(json_of(&t, "y").unwrap(), serde_json::json!(["é"]));
     }
 
     #[test]
