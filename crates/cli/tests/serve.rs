@@ -606,3 +606,32 @@ fn server_limits_come_from_flags_and_the_thrum_toml_server_table() {
             .and(predicates::str::contains("keep_alive_timeout_s")),
     );
 }
+
+/// docs/serve.md's table of limits lists every `[server]` key, each beside a flag that
+/// `thrum serve --help` has: the code and the table agree.
+#[test]
+fn the_limits_table_in_docs_serve_md_matches_the_code() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/serve.md"))
+        .unwrap();
+    let section = &doc[doc.find("## Limits and timeouts").unwrap()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let help = thrum().args(["serve", "--help"]).assert().success().get_output().stdout.clone();
+    let help = String::from_utf8(help).unwrap();
+    let mut keys = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for flag in cells[1].split(", ") {
+            let flag = flag.trim_matches('`');
+            assert!(
+                help.contains(flag),
+                "{flag} is in docs/serve.md but not in `thrum serve --help`"
+            );
+        }
+        keys.extend(cells[2].split(", ").map(|k| k.trim_matches('`').to_string()));
+    }
+    keys.sort();
+    let mut expected: Vec<String> =
+        thrum_serve::config::SERVER_KEYS.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "docs/serve.md's [server] keys and the code's");
+}

@@ -358,3 +358,53 @@ fn serve_serves_a_savedmodel_folder_as_kserve_mounts_it() {
     assert_eq!(inputs, ["features", "ids"], "{meta}");
     assert_eq!(meta["platform"], "tensorflow_savedmodel", "{meta}");
 }
+
+/// Triton's TensorFlow layouts served as they are: `1/model.savedmodel/` and
+/// `1/model.graphdef`, each named and shaped by its config.pbtxt, answer what the same model
+/// given with -p answers.
+#[test]
+fn triton_savedmodel_and_graphdef_folders_serve_as_they_are() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    copy_dir(&reference().join("saved"), &repo.join("ref/1/model.savedmodel"));
+    std::fs::write(
+        repo.join("ref/config.pbtxt"),
+        r#"platform: "tensorflow_savedmodel"
+max_batch_size: 4
+input [ { name: "features" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "ids" data_type: TYPE_INT32 dims: [ ] } ]
+output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ] } ]
+"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
+    exported_mlp(work.path());
+    std::fs::rename(work.path().join("mlp.pb"), repo.join("mlp/1/model.graphdef")).unwrap();
+    std::fs::write(
+        repo.join("mlp/config.pbtxt"),
+        r#"platform: "tensorflow_graphdef"
+max_batch_size: 8
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]
+"#,
+    )
+    .unwrap();
+    let triton = common::serve(&["--model-repository", repo.to_str().unwrap()]);
+    let features = common::io::read_npy(&reference().join("inputs/features.npy")).unwrap();
+    let ids = common::io::read_npy(&reference().join("inputs/ids.npy")).unwrap();
+    let got = common::infer_json(&triton.http, "ref", &[("features", &features), ("ids", &ids)]);
+    let expected = common::io::read_npy(&reference().join("expected/scores.npy")).unwrap();
+    assert_eq!(got["scores"], expected.to_f64_vec().unwrap(), "the SavedModel folder");
+    // The graphdef against the same file given with -p on the same engine.
+    exported_mlp(work.path());
+    let plain =
+        common::serve(&["-e", "tensorflow", "-p", work.path().join("mlp.pb").to_str().unwrap()]);
+    let x = thrum::Tensor::from_vec(
+        vec![2, 64],
+        (0..128).map(|i| i as f32 / 64.0 - 1.0).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let a = common::infer_json(&triton.http, "mlp", &[("input", &x)]);
+    let b = common::infer_json(&plain.http, "mlp", &[("input", &x)]);
+    assert_eq!(a.keys().collect::<Vec<_>>(), ["logits"]);
+    assert_eq!(a["logits"], b.values().next().unwrap().clone());
+}

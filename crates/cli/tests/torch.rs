@@ -132,3 +132,36 @@ fn memory_report_stays_flat_on_resnet50() {
     let ratio = last["ratio_to_first"].as_f64().unwrap();
     assert!(ratio <= 1.15, "RSS with 8 predictors is {ratio:.3}x that with 1");
 }
+
+/// Triton's TorchScript layout served as it is: `1/model.pt` with no spec file, its input
+/// `INPUT__0` and output `OUTPUT__0` named, typed and shaped by config.pbtxt, answers what the
+/// same model given with -p (and its spec file) answers.
+#[test]
+fn a_triton_torchscript_folder_serves_as_it_is() {
+    let work = tempfile::tempdir().unwrap();
+    let pt = work.path().join("mlp.pt");
+    thrum().args(["zoo", "export", "mlp", "-o"]).arg(&pt).assert().success();
+    let version = work.path().join("repo/mlp/1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::copy(&pt, version.join("model.pt")).unwrap();
+    std::fs::write(
+        work.path().join("repo/mlp/config.pbtxt"),
+        r#"platform: "pytorch_libtorch"
+max_batch_size: 8
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 10 ] } ]
+"#,
+    )
+    .unwrap();
+    let triton = common::serve(&["--model-repository", work.path().join("repo").to_str().unwrap()]);
+    let plain = common::serve(&["-e", "torch", "-p", pt.to_str().unwrap()]);
+    let x = thrum::Tensor::from_vec(
+        vec![3, 64],
+        (0..192).map(|i| i as f32 / 96.0 - 1.0).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let a = common::infer_json(&triton.http, "mlp", &[("INPUT__0", &x)]);
+    let b = common::infer_json(&plain.http, "mlp", &[("input", &x)]);
+    assert_eq!(a.keys().collect::<Vec<_>>(), ["OUTPUT__0"]);
+    assert_eq!(a["OUTPUT__0"], b.values().next().unwrap().clone());
+}

@@ -11,12 +11,15 @@
 //!   built once, and one keep-alive connection per caller;
 //! - [`http1`]: the load loop's HTTP/1.1 client — the request encoded once, one `write` per
 //!   call, the answer parsed with `httparse` (hyper per request cost more than wrk's whole loop);
+//!   [`grpc2`] its gRPC client, on the `h2` crate: the request framed once, the answer read for
+//!   its status;
 //! - [`measure`]: perf_analyzer's measurement — warm-up excluded, windows until the last three
 //!   agree within ±10 % in throughput and latency (or the window limit says unstable),
 //!   `hdrhistogram` latencies, errors by status, the server's own split from its statistics;
 //! - [`report`]: the console block, perf_analyzer's CSV, JSON, a plot.
 
 pub mod error;
+pub mod grpc2;
 pub mod http1;
 pub mod measure;
 pub mod plan;

@@ -126,6 +126,9 @@ pub struct LoadPlan {
     pub version: String,
     /// How requests travel.
     pub protocol: Protocol,
+    /// gRPC only: each caller sends its requests on one `ModelStreamInfer` stream
+    /// (perf_analyzer's `--streaming`) instead of unary calls.
+    pub streaming: bool,
     /// The load steps.
     pub load: Load,
     /// Samples per request along the model's batch axis.

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 use crate::error::LoadError;
+pub use crate::grpc2::GrpcConnection;
 pub use crate::http1::HttpConnection;
 use crate::http1::encode_request;
 use crate::plan::{InputData, LoadPlan, Protocol};
@@ -95,8 +96,10 @@ pub enum Outcome {
 pub enum Connection {
     /// An HTTP/1.1 keep-alive connection, driven by its caller's task.
     Http(Box<HttpConnection>),
-    /// A gRPC channel.
-    Grpc(GrpcInferenceServiceClient<Channel>),
+    /// An HTTP/2 connection, driven by its caller's task.
+    Grpc(Box<GrpcConnection>),
+    /// A `ModelStreamInfer` stream on its own connection (`--streaming`).
+    GrpcStream(Box<crate::grpc2::GrpcStream>),
 }
 
 /// The server, the model and the prepared request.
@@ -115,12 +118,15 @@ pub struct Target {
     pub max_batch_size: usize,
     /// Samples per request.
     pub batch: usize,
+    /// gRPC requests go on one `ModelStreamInfer` stream per caller.
+    pub streaming: bool,
     /// Whether the server reports statistics (the extension).
     pub statistics: bool,
     infer_path: String,
     /// The HTTP request, head and body, encoded once.
     http_request: Vec<u8>,
-    grpc_request: Option<pb::ModelInferRequest>,
+    /// The gRPC request, framed once.
+    grpc_request: Bytes,
 }
 
 fn model_path(model: &str, version: &str) -> String {
@@ -249,10 +255,11 @@ impl Target {
             inputs,
             max_batch_size,
             batch,
+            streaming: plan.streaming,
             statistics,
             infer_path: format!("{}/infer", model_path(&plan.model, &plan.version)),
             http_request: Vec::new(),
-            grpc_request: None,
+            grpc_request: Bytes::new(),
         };
         target.prepare()?;
         Ok(target)
@@ -303,7 +310,7 @@ impl Target {
                     encode_request(&self.url, &self.infer_path, "application/json", &[], &body);
             }
             Protocol::Grpc => {
-                self.grpc_request = Some(pb::ModelInferRequest {
+                self.grpc_request = crate::grpc2::frame(&pb::ModelInferRequest {
                     model_name: self.model.clone(),
                     model_version: self.version.clone(),
                     inputs: self
@@ -335,7 +342,16 @@ impl Target {
                 .await
                 .map(|c| Connection::Http(Box::new(c)))
                 .map_err(|reason| LoadError::Unreachable { url: self.url.clone(), reason }),
-            Protocol::Grpc => grpc_client(&self.url).await.map(Connection::Grpc),
+            Protocol::Grpc if self.streaming => {
+                crate::grpc2::GrpcStream::open(self.addr, &self.url)
+                    .await
+                    .map(|c| Connection::GrpcStream(Box::new(c)))
+                    .map_err(|reason| LoadError::Unreachable { url: self.url.clone(), reason })
+            }
+            Protocol::Grpc => GrpcConnection::connect(self.addr, &self.url)
+                .await
+                .map(|c| Connection::Grpc(Box::new(c)))
+                .map_err(|reason| LoadError::Unreachable { url: self.url.clone(), reason }),
         }
     }
 
@@ -343,17 +359,8 @@ impl Target {
     pub async fn send(&self, connection: &mut Connection) -> Result<Outcome, String> {
         match connection {
             Connection::Http(http) => http.exchange(&self.http_request).await,
-            Connection::Grpc(client) => {
-                let request = self.grpc_request.clone().ok_or("no gRPC request")?;
-                // A channel reconnects by itself: a lost connection is an UNAVAILABLE answer.
-                match client.model_infer(request).await {
-                    Ok(_) => Ok(Outcome::Ok),
-                    Err(status) => Ok(Outcome::Failed {
-                        status: format!("grpc:{:?}", status.code()),
-                        retry_after: None,
-                    }),
-                }
-            }
+            Connection::Grpc(grpc) => grpc.exchange(&self.grpc_request).await,
+            Connection::GrpcStream(stream) => stream.exchange(&self.grpc_request).await,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The load generator against a real `thrum serve` (in this process, 127.0.0.1, free ports):
-//! every protocol, closed and open loop, counts that agree with the server's statistics, and
+//! every protocol (gRPC's stream included), closed and open loop, counts that agree with the server's statistics, and
 //! the errors a user meets (nothing listening, not a v2 server, no such model, a batch the model
 //! does not take).
 
@@ -36,6 +36,7 @@ fn plan(url: &str, protocol: Protocol, load: Load) -> LoadPlan {
         model: "mlp".into(),
         version: String::new(),
         protocol,
+        streaming: false,
         load,
         batch: 1,
         inputs: InputData::Random { seed: 1 },
@@ -64,12 +65,15 @@ fn run(plan: &LoadPlan) -> Result<thrum_load::LoadReport, LoadError> {
 fn every_protocol_measures_and_agrees_with_the_server_statistics() {
     let server = serve(PoolConfig::new(1));
     let mut answered = 0;
-    for (protocol, url) in [
-        (Protocol::Http, &server.http()),
-        (Protocol::HttpJson, &server.http()),
-        (Protocol::Grpc, &server.grpc().unwrap()),
+    for (protocol, url, streaming) in [
+        (Protocol::Http, &server.http(), false),
+        (Protocol::HttpJson, &server.http(), false),
+        (Protocol::Grpc, &server.grpc().unwrap(), false),
+        (Protocol::Grpc, &server.grpc().unwrap(), true),
     ] {
-        let report = run(&plan(url, protocol, Load::Concurrency(vec![1, 2]))).unwrap();
+        let mut plan = plan(url, protocol, Load::Concurrency(vec![1, 2]));
+        plan.streaming = streaming;
+        let report = run(&plan).unwrap();
         answered += report.steps.iter().map(|s| s.total_answered).sum::<u64>();
         assert!(report.server_statistics);
         for step in &report.steps {

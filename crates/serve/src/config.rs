@@ -85,7 +85,8 @@ impl ModelEntry {
 
     /// The entry of a Triton model folder: engine from its platform, workers from its
     /// instance groups, batching from `max_batch_size` and `dynamic_batching`; a TorchScript
-    /// model gets its input specs from the configuration.
+    /// model gets its input specs and output names from the configuration, a frozen
+    /// TensorFlow graph its input and output operations.
     pub fn from_triton(name: &str, triton: TritonModel) -> Result<ModelEntry, ServeError> {
         let mut entry =
             ModelEntry::new(name, triton.model.display().to_string(), triton.engine.clone());
@@ -94,16 +95,33 @@ impl ModelEntry {
             entry.pool.workers = w;
         }
         entry.pool.batching = batching;
-        if triton.engine == "torch" && !triton.config.input.is_empty() {
-            let specs = crate::triton::specs(&triton.config, true).map_err(|reason| {
-                ServeError::Config { what: format!("model `{name}`: its config.pbtxt"), reason }
-            })?;
-            let text = specs
-                .iter()
-                .map(|s| format!("{}:{}{}", s.name, s.dtype, s.shape_string()))
-                .collect::<Vec<_>>()
-                .join(";");
-            entry.options.set("torch.input_specs", &text)?;
+        let names = |list: Vec<&str>| list.join(",");
+        let inputs: Vec<&str> = triton.config.input.iter().map(|i| i.name.as_str()).collect();
+        let outputs: Vec<&str> = triton.config.output.iter().map(|o| o.name.as_str()).collect();
+        if triton.engine == "torch" {
+            // TorchScript records no names, shapes or dtypes: the configuration gives them.
+            if !triton.config.input.is_empty() {
+                let specs = crate::triton::specs(&triton.config, true).map_err(|reason| {
+                    ServeError::Config { what: format!("model `{name}`: its config.pbtxt"), reason }
+                })?;
+                let text = specs
+                    .iter()
+                    .map(|s| format!("{}:{}{}", s.name, s.dtype, s.shape_string()))
+                    .collect::<Vec<_>>()
+                    .join(";");
+                entry.options.set("torch.input_specs", &text)?;
+            }
+            if !outputs.is_empty() {
+                entry.options.set("torch.output_names", &names(outputs))?;
+            }
+        } else if triton.engine == "tensorflow" && triton.model.is_file() {
+            // A frozen graph's inputs and outputs are the operations the configuration names.
+            if !inputs.is_empty() {
+                entry.options.set("tensorflow.inputs", &names(inputs))?;
+            }
+            if !outputs.is_empty() {
+                entry.options.set("tensorflow.outputs", &names(outputs))?;
+            }
         }
         entry.triton = Some(triton);
         Ok(entry)

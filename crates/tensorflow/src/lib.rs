@@ -55,11 +55,12 @@ pub const SAVED_MODEL: ModelFormat = ModelFormat {
     directory_marker: Some("saved_model.pb"),
 };
 
-/// A frozen graph: one `GraphDef` file with the weights as constants.
+/// A frozen graph: one `GraphDef` file with the weights as constants (`.pb`, or Triton's
+/// `model.graphdef`).
 pub const FROZEN_GRAPH: ModelFormat = ModelFormat {
     id: "tf-graph",
     name: "TensorFlow frozen graph",
-    suffixes: &[".pb"],
+    suffixes: &[".pb", ".graphdef"],
     directory_marker: None,
 };
 

@@ -114,7 +114,11 @@ fn load_model(source: &ModelSource, options: &Options) -> Result<TorchModel> {
         let mut model =
             TorchModel { name: name.clone(), module, inputs, outputs, per_thread, mkldnn };
         if model.outputs.is_empty() {
-            model.outputs = model.discover_outputs()?;
+            model.outputs = model.discover_outputs(torch.output_names.as_deref().unwrap_or(&[]))?;
+        } else if let Some(names) = &torch.output_names {
+            for (spec, name) in model.outputs.iter_mut().zip(names) {
+                spec.name.clone_from(name);
+            }
         }
         Ok(model)
     })
@@ -208,8 +212,8 @@ struct TorchModel {
 impl TorchModel {
     /// Output specs from runs on zeros: dtypes and shapes, with the axes that follow the batch
     /// dynamic.
-    fn discover_outputs(&self) -> Result<Vec<TensorSpec>> {
-        thrum_core::kit::discover_outputs(&self.inputs, &[], |zeros| self.run(zeros))
+    fn discover_outputs(&self, names: &[String]) -> Result<Vec<TensorSpec>> {
+        thrum_core::kit::discover_outputs(&self.inputs, names, |zeros| self.run(zeros))
     }
 
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {

@@ -74,11 +74,13 @@ pub struct TorchOptions {
     pub graph_optimizer: bool,
     /// Input specs of a TorchScript model, which does not record them itself.
     pub input_specs: Option<Vec<TensorSpec>>,
+    /// Names of the model's outputs, in order (TorchScript returns them unnamed).
+    pub output_names: Option<Vec<String>>,
 }
 
 impl Default for TorchOptions {
     fn default() -> TorchOptions {
-        TorchOptions { graph_optimizer: true, input_specs: None }
+        TorchOptions { graph_optimizer: true, input_specs: None, output_names: None }
     }
 }
 
@@ -88,6 +90,9 @@ impl TorchOptions {
         Ok(TorchOptions {
             graph_optimizer: o.bool_or("torch.graph_optimizer", true)?,
             input_specs: o.parse_or("torch.input_specs", None, |v| parse_specs(v).map(Some))?,
+            output_names: o
+                .text("torch.output_names")
+                .map(|v| v.split(',').map(|n| n.trim().to_string()).collect()),
         })
     }
 }
@@ -119,7 +124,27 @@ pub static KEYS: &[OptionKey] = &[
         tunable: &[],
         check: check_specs,
     },
+    OptionKey {
+        key: "torch.output_names",
+        env: "THRUM_TORCH_OUTPUT_NAMES",
+        default: "from NAME.spec.json, else output_0, output_1, …",
+        engine: ENGINE,
+        expected: "output names separated by `,`, e.g. OUTPUT__0,OUTPUT__1",
+        effect: "Names of a TorchScript model's outputs, in order (TorchScript returns them unnamed):                  what a Triton model repository's config.pbtxt names them.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: check_names,
+    },
 ];
+
+/// Checks a `,`-separated list of names: none empty.
+fn check_names(v: &str) -> std::result::Result<String, String> {
+    let names: Vec<&str> = v.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err("an empty name; names are separated by `,`".into());
+    }
+    Ok(names.join(","))
+}
 
 /// libtorch as the `tch` crate builds against (LIBTORCH=$THRUM_HOME/engines/torch): the CPU
 /// libraries and headers of the PyPI wheel (a CUDA build; libtorch_cuda is not needed), plus the

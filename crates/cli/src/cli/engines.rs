@@ -1,6 +1,5 @@
 //! `thrum engines`: every engine with its `check()` result and capabilities.
 
-use crate::install::{self, Installed};
 use clap::{Args, Subcommand};
 use thrum::Support;
 
@@ -35,30 +34,7 @@ struct EngineRow {
 
 pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
     if let Some(EnginesCommand::Install { engines }) = args.command {
-        // Validate every name before downloading anything.
-        let packages =
-            engines.iter().map(|e| install::package(e)).collect::<Result<Vec<_>, _>>()?;
-        for package in packages {
-            match install::install(package)? {
-                Installed::Already(dir) => {
-                    println!(
-                        "{} {} already installed in {}",
-                        package.name,
-                        package.version,
-                        dir.display()
-                    );
-                }
-                Installed::Fresh(dir, files) => {
-                    println!(
-                        "installed {} {} into {} ({} files)",
-                        package.name,
-                        package.version,
-                        dir.display(),
-                        files.len()
-                    );
-                }
-            }
-        }
+        thrum_install::install_all(&engines, &mut std::io::stdout())?;
         return Ok(());
     }
     let registry = thrum::registry();

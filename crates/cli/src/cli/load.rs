@@ -31,6 +31,11 @@ pub struct LoadArgs {
     #[arg(short = 'i', long = "protocol", default_value = "http", value_parser = |v: &str| v.parse::<Protocol>().map_err(|e| e.to_string()))]
     protocol: Protocol,
 
+    /// gRPC: send each caller's requests on one bidirectional ModelStreamInfer stream
+    /// (perf_analyzer's --streaming) instead of unary calls.
+    #[arg(long)]
+    streaming: bool,
+
     /// Closed loop: requests in flight, START[:END[:STEP]] (perf_analyzer's syntax). Default 1.
     #[arg(long, value_name = "START:END:STEP", conflicts_with = "request_rate_range")]
     concurrency_range: Option<String>,
@@ -152,6 +157,13 @@ impl LoadCommand {
             )
             .into());
         }
+        if args.streaming && args.protocol != Protocol::Grpc {
+            return Err(thrum_load::LoadError::usage(
+                format!("--streaming with -i {}", args.protocol),
+                "-i grpc: streaming is gRPC's ModelStreamInfer",
+            )
+            .into());
+        }
         let inputs = match args.input_data.as_str() {
             "zero" => InputData::Zero,
             "random" => InputData::Random { seed: args.seed },
@@ -169,6 +181,7 @@ impl LoadCommand {
             model: args.model,
             version: args.version,
             protocol: args.protocol,
+            streaming: args.streaming,
             load,
             batch: args.batch as usize,
             inputs,

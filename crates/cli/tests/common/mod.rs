@@ -157,3 +157,56 @@ pub fn predict_npy(engine: &str, model: &str, input: &Path, out: &Path) -> thrum
         .success();
     io::read_npy(out).unwrap()
 }
+
+/// POSTs a v2 inference with JSON `inputs` (name → tensor) to `model` on `http` and returns
+/// each output's values as f64, by name (any status other than 200 fails, with the body).
+pub fn infer_json(
+    http: &str,
+    model: &str,
+    inputs: &[(&str, &thrum::Tensor)],
+) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let body = serde_json::json!({
+        "inputs": inputs
+            .iter()
+            .map(|(name, t)| {
+                let data: Vec<serde_json::Value> = match t.dtype() {
+                    thrum::DType::F32 | thrum::DType::F64 => {
+                        t.to_f64_vec().unwrap().into_iter().map(serde_json::Value::from).collect()
+                    }
+                    _ => t
+                        .to_f64_vec()
+                        .unwrap()
+                        .into_iter()
+                        .map(|v| serde_json::Value::from(v as i64))
+                        .collect(),
+                };
+                serde_json::json!({
+                    "name": name,
+                    "shape": t.shape(),
+                    "datatype": thrum_serve::v2::datatype(t.dtype()),
+                    "data": data,
+                })
+            })
+            .collect::<Vec<_>>(),
+    });
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent
+        .post(format!("http://{http}/v2/models/{model}/infer"))
+        .send_json(&body)
+        .unwrap_or_else(|e| panic!("POST to {model}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{model}: {text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["datatype"] != "BYTES")
+        .map(|o| {
+            let values = o["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap());
+            (o["name"].as_str().unwrap().to_string(), values.collect())
+        })
+        .collect()
+}

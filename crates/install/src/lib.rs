@@ -1,14 +1,26 @@
+//! # thrum-install
+//!
 //! Installing engines' native libraries from registry packages: `thrum engines install NAME`
 //! downloads the wheels an engine's [`Package`] names with `python3 -m pip download` (pip is
 //! the registry's ordinary client; no other host is contacted) and extracts only the files the
 //! engine loads into `$THRUM_HOME/engines/DIR`, where the engine crates look for them. Which
-//! packages exist is each engine's own data ([`thrum::EngineInfo::packages`]).
+//! packages exist is each engine's own data ([`thrum_core::EngineInfo::packages`]).
+//!
+//! A crate of its own so that installing needs no engine compiled: the `thrum-install` binary
+//! installs libtorch before `thrum`, which links it, can be built.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use thrum::install::{Member, Package};
-use thrum::{Error, engine};
+use thrum_core::install::{Member, Package};
+use thrum_core::{Error, engine};
+
+// Linking each engine crate registers its engine, with its packages.
+use thrum_mxnet as _;
+use thrum_ort as _;
+use thrum_tensorflow as _;
+use thrum_torch as _;
+use thrum_tract as _;
 
 fn fail(package: &Package, reason: impl Into<String>) -> Error {
     Error::EngineUnavailable {
@@ -57,6 +69,32 @@ pub enum Installed {
     Already(PathBuf),
     /// Downloaded and extracted these files.
     Fresh(PathBuf, Vec<PathBuf>),
+}
+
+/// Installs the packages `names` name (engines or packages), each unless its version is
+/// already there, checking every name before downloading anything; reports each on `out`.
+pub fn install_all(names: &[String], out: &mut impl std::io::Write) -> Result<(), Error> {
+    let packages = names.iter().map(|e| package(e)).collect::<Result<Vec<_>, _>>()?;
+    for package in packages {
+        let line = match install(package)? {
+            Installed::Already(dir) => format!(
+                "{} {} already installed in {}",
+                package.name,
+                package.version,
+                dir.display()
+            ),
+            Installed::Fresh(dir, files) => format!(
+                "installed {} {} into {} ({} files)",
+                package.name,
+                package.version,
+                dir.display(),
+                files.len()
+            ),
+        };
+        // A report line that cannot be written (a closed pipe) does not undo the install.
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
 }
 
 /// Installs `package` into `$THRUM_HOME/engines/ENGINE` unless that version is already there.

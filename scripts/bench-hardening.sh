@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The serving checks of the hardening work (docs/performance.md, "thrum serve under abuse"),
+# each printing markdown and the figures it found:
+#   grpc     REST with binary tensors against gRPC on zoo:mlp at concurrency 8, alternating
+#            ROUNDS times, with the CPU seconds the server and the client each spent per 1000
+#            requests (from /proc), to tell which side costs what;
+#   rss      the server's resident memory over DURATION s of load nobody scrapes (/metrics is
+#            never read), sampled every 10 s;
+#   soak     DURATION s of open-loop load at 4× the server's measured capacity: every admitted
+#            request answered, the rest refused at once (503), resident memory, and P99 of the
+#            admitted ones against queue capacity × service time;
+#   probes   /v2/health/live latency while 3,000 clients stall in their bodies and three
+#            60 MiB JSON requests are in flight (scripts/abuse.py).
+# Server and client each get a core of their own (taskset) where the machine has two, unless
+# PIN=0.
+#   scripts/bench-hardening.sh grpc|rss|soak|probes   (THRUM_BIN, DURATION, ROUNDS, PIN)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+thrum=${THRUM_BIN:-target/release/thrum}
+duration=${DURATION:-600}
+rounds=${ROUNDS:-3}
+what=${1:?grpc, rss, soak or probes}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cores=$(nproc)
+server_cpu=""
+client_cpu=""
+# PIN=0: server and client share every core, as in the issue's measurement.
+if [ "$cores" -ge 2 ] && [ "${PIN:-1}" = 1 ]; then
+  server_cpu="taskset -c 0"
+  client_cpu="taskset -c 1"
+fi
+
+# start_thrum ARGS...: `thrum serve` on free ports; sets http, grpc and server_pid.
+start_thrum() {
+  local out="$work/serve.$RANDOM"
+  $server_cpu "$thrum" serve --http-port 0 --grpc-port 0 --shutdown-grace-s 0 "$@" >"$out" 2>"$out.err" &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 600); do
+    if grep -q "listening" "$out" 2>/dev/null; then
+      http=$(awk '/listening/ {print $6}' "$out"); grpc=$(awk '/listening/ {print $8}' "$out")
+      return 0
+    fi
+    sleep 0.1
+  done
+  cat "$out.err" >&2
+  return 1
+}
+
+# cpu_s PID: user + system CPU seconds of a process so far.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+rss_mib() {
+  awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
+}
+
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+features=""
+for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile; do
+  case " $flags " in *" $f "*) features="$features $f";; esac
+done
+echo "machine: $cpu_model, $cores cores,$features; $(date -u +%Y-%m-%d)"
+
+case "$what" in
+grpc)
+  start_thrum -p zoo:mlp --workers 1 --intra-op-threads 1
+  echo
+  echo "| round | protocol | infer/s | server CPU s / 1000 req | client CPU s / 1000 req | P50 µs | P99 µs |"
+  echo "|---|---|---|---|---|---|---|"
+  for round in $(seq "$rounds"); do
+    for way in http grpc grpc-streaming; do
+      url=$http
+      protocol=${way%-streaming}
+      stream=()
+      [ "$protocol" = grpc ] && url=$grpc
+      [ "$way" = grpc-streaming ] && stream=(--streaming)
+      s0=$(cpu_s "$server_pid")
+      $client_cpu "$thrum" load -m mlp -u "$url" -i "$protocol" "${stream[@]}" --concurrency-range 8 \
+        --measurement-interval 3000 --max-trials 6 --warmup-ms 1000 --json "$work/load.json" -q &
+      client=$!
+      c0=0
+      c1=$c0
+      while kill -0 "$client" 2>/dev/null; do c1=$(cpu_s "$client" 2>/dev/null || echo "$c1"); sleep 0.2; done
+      wait "$client"
+      s1=$(cpu_s "$server_pid")
+      python3 - "$work/load.json" "$round" "$way" "$s0" "$s1" "$c1" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+step = report["steps"][0]
+round_, protocol, s0, s1, c1 = sys.argv[2], sys.argv[3], *map(float, sys.argv[4:7])
+total = step["total_answered"] + step["total_failed"]
+print(f"| {round_} | {protocol} | {step['throughput']:.0f} | {1000 * (s1 - s0) / total:.3f} | "
+      f"{1000 * c1 / total:.3f} | {step['latency']['p50_us']} | {step['latency']['p99_us']} |")
+PY
+    done
+  done
+  ;;
+rss)
+  start_thrum -p zoo:mlp
+  echo
+  echo "load: thrum load -m mlp --concurrency-range 4 for ${duration} s, /metrics never scraped"
+  $client_cpu "$thrum" load -m mlp -u "$http" --concurrency-range 4 --warmup-ms 0 \
+    --measurement-interval $((duration * 1000 / 10)) --max-trials 10 --stability-percentage 100 \
+    --json "$work/load.json" -q &
+  client=$!
+  echo
+  echo "| s | server RSS MiB |"
+  echo "|---|---|"
+  start=$SECONDS
+  while kill -0 "$client" 2>/dev/null; do
+    echo "| $((SECONDS - start)) | $(rss_mib "$server_pid") |"
+    sleep 10
+  done
+  wait "$client" || true
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('requests answered:', sum(s['total_answered'] for s in r['steps']))" "$work/load.json"
+  ;;
+soak)
+  start_thrum -p zoo:mlp --workers 1 --intra-op-threads 1
+  $client_cpu "$thrum" load -m mlp -u "$http" --concurrency-range 8 --measurement-interval 3000 \
+    --json "$work/capacity.json" -q
+  capacity=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['steps'][0]['throughput']))" "$work/capacity.json")
+  service_us=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['steps'][0]['server']; print(s['compute_infer_us'] + s['compute_input_us'] + s['compute_output_us'])" "$work/capacity.json")
+  rate=$((capacity * 4))
+  stats() { curl -s "http://$http/v2/models/mlp/stats"; }
+  before=$(stats)
+  echo
+  echo "capacity (closed loop, concurrency 8): $capacity infer/s, service time ${service_us} µs; soak at $rate/s for ${duration} s"
+  $client_cpu "$thrum" load -m mlp -u "$http" --request-rate-range "$rate" --max-threads 1024 \
+    --warmup-ms 0 --measurement-interval $((duration * 1000 / 10)) --max-trials 10 \
+    --stability-percentage 100 --json "$work/soak.json" -q &
+  client=$!
+  rss_first=""
+  rss_max=0
+  while kill -0 "$client" 2>/dev/null; do
+    r=$(rss_mib "$server_pid")
+    [ -z "$rss_first" ] && [ "$((SECONDS))" -gt 0 ] && rss_first=$r
+    rss_max=$(python3 -c "print(max($rss_max, $r))")
+    sleep 5
+  done
+  wait "$client" || true
+  after=$(stats)
+  rss_last=$(rss_mib "$server_pid")
+  python3 - "$work/soak.json" "$before" "$after" "$rss_first" "$rss_last" "$rss_max" "$service_us" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+before, after = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+rss_first, rss_last, rss_max, service_us = sys.argv[4], sys.argv[5], sys.argv[6], float(sys.argv[7])
+def count(stats, k):
+    return stats["model_stats"][0]["inference_stats"][k]["count"]
+answered = sum(s["total_answered"] for s in report["steps"])
+failed = sum(s["total_failed"] for s in report["steps"])
+errors = {}
+for s in report["steps"]:
+    for k, v in s["errors"].items():
+        errors[k] = errors.get(k, 0) + v
+p99 = max(s["latency"]["p99_us"] for s in report["steps"])
+rate = sum(s["request_rate"] for s in report["steps"]) / len(report["steps"])
+print(f"| sent/s (achieved) | answered 200 | server successes | server failures | refused (client) | P99 of answered ms | bound: queue 64 × service ms | RSS first / last / max MiB |")
+print("|---|---|---|---|---|---|---|---|")
+print(f"| {rate:.0f} | {answered} | {count(after, 'success') - count(before, 'success')} | "
+      f"{count(after, 'fail') - count(before, 'fail')} | {failed} {errors} | {p99 / 1000:.1f} | "
+      f"{64 * service_us / 1000:.1f} | {rss_first} / {rss_last} / {rss_max} |")
+PY
+  ;;
+probes)
+  start_thrum -p zoo:mlp
+  $client_cpu python3 "$here/abuse.py" "$http"
+  echo "server RSS after: $(rss_mib "$server_pid") MiB"
+  ;;
+*)
+  echo "unknown check $what: grpc, rss, soak or probes" >&2
+  exit 2
+  ;;
+esac
