@@ -27,7 +27,7 @@ def main():
         s = connect(addr)
         s.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{")
         slow.append(s)
-    rows = 234_375  # [rows, 64] = 15 M numbers of 4 bytes ("0.5,"): 60 MB of JSON
+    rows = 245_760  # [rows, 64] = 15.7 M numbers of 4 bytes ("0.5,"): 60 MiB of JSON
     numbers = ",".join(["0.5"] * (rows * 64))
     body = ('{"inputs":[{"name":"input","shape":[%d,64],"datatype":"FP32","data":[%s]}]}'
             % (rows, numbers)).encode()

@@ -112,7 +112,7 @@ rss)
   echo
   echo "load: thrum load -m mlp --concurrency-range 4 for ${duration} s, /metrics never scraped"
   $client_cpu "$thrum" load -m mlp -u "$http" --concurrency-range 4 --warmup-ms 0 \
-    --measurement-interval $((duration * 1000 / 10)) --max-trials 10 --stability-percentage 100 \
+    --measurement-interval $((duration * 1000 / 10)) --max-trials 10 --stability-percentage 0.001 \
     --json "$work/load.json" -q &
   client=$!
   echo
@@ -134,44 +134,81 @@ soak)
   service_us=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['steps'][0]['server']; print(s['compute_infer_us'] + s['compute_input_us'] + s['compute_output_us'])" "$work/capacity.json")
   rate=$((capacity * 4))
   stats() { curl -s "http://$http/v2/models/mlp/stats"; }
+  curl -s "http://$http/metrics" >"$work/metrics.before"
   before=$(stats)
   echo
   echo "capacity (closed loop, concurrency 8): $capacity infer/s, service time ${service_us} µs; soak at $rate/s for ${duration} s"
   $client_cpu "$thrum" load -m mlp -u "$http" --request-rate-range "$rate" --max-threads 1024 \
     --warmup-ms 0 --measurement-interval $((duration * 1000 / 10)) --max-trials 10 \
-    --stability-percentage 100 --json "$work/soak.json" -q &
+    --stability-percentage 0.001 --json "$work/soak.json" -q &
   client=$!
-  rss_first=""
-  rss_max=0
+  echo
+  echo "| s | server RSS MiB | open file descriptors |"
+  echo "|---|---|---|"
+  start=$SECONDS
+  : >"$work/rss"
   while kill -0 "$client" 2>/dev/null; do
     r=$(rss_mib "$server_pid")
-    [ -z "$rss_first" ] && [ "$((SECONDS))" -gt 0 ] && rss_first=$r
-    rss_max=$(python3 -c "print(max($rss_max, $r))")
+    echo "$r" >>"$work/rss"
+    t=$((SECONDS - start))
+    if [ $((t % 60)) -lt 5 ]; then
+      echo "| $t | $r | $(ls "/proc/$server_pid/fd" | wc -l) |"
+    fi
     sleep 5
   done
   wait "$client" || true
   after=$(stats)
-  rss_last=$(rss_mib "$server_pid")
-  python3 - "$work/soak.json" "$before" "$after" "$rss_first" "$rss_last" "$rss_max" "$service_us" <<'PY'
-import json, sys
+  curl -s "http://$http/metrics" >"$work/metrics.after"
+  python3 - "$work/soak.json" "$before" "$after" "$work/rss" "$service_us" "$capacity" \
+    "$work/metrics.before" "$work/metrics.after" <<'PY'
+import json, re, sys
 report = json.load(open(sys.argv[1]))
 before, after = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-rss_first, rss_last, rss_max, service_us = sys.argv[4], sys.argv[5], sys.argv[6], float(sys.argv[7])
+rss = [float(x) for x in open(sys.argv[4]).read().split()]
+service_us, capacity = float(sys.argv[5]), float(sys.argv[6])
+
+def metrics(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'^(thrum_\w+)\{([^}]*)\} (\S+)$', line)
+        if m:
+            out[(m.group(1), m.group(2))] = float(m.group(3))
+    return out
+
+mb, ma = metrics(sys.argv[7]), metrics(sys.argv[8])
+def delta(name, labels):
+    return ma.get((name, labels), 0) - mb.get((name, labels), 0)
+
+def p99_ms(name):
+    """The upper bound of the bucket that holds the 99th percentile, from the deltas."""
+    buckets = sorted(
+        (float(re.search(r'le="([^"]+)"', l).group(1)), ma[(n, l)] - mb.get((n, l), 0))
+        for (n, l) in ma if n == name + "_bucket" and 'model="mlp"' in l)
+    total = buckets[-1][1]
+    for le, count in buckets:
+        if count >= 0.99 * total:
+            return le * 1000, total
+    return float("inf"), total
+
 def count(stats, k):
     return stats["model_stats"][0]["inference_stats"][k]["count"]
 answered = sum(s["total_answered"] for s in report["steps"])
 failed = sum(s["total_failed"] for s in report["steps"])
-errors = {}
-for s in report["steps"]:
-    for k, v in s["errors"].items():
-        errors[k] = errors.get(k, 0) + v
+rejected = delta("thrum_inference_request_failure", 'model="mlp",reason="REJECTED"')
+queue_p99, _ = p99_ms("thrum_inference_queue_duration_seconds")
+infer_p99, _ = p99_ms("thrum_inference_compute_infer_duration_seconds")
 p99 = max(s["latency"]["p99_us"] for s in report["steps"])
-rate = sum(s["request_rate"] for s in report["steps"]) / len(report["steps"])
-print(f"| sent/s (achieved) | answered 200 | server successes | server failures | refused (client) | P99 of answered ms | bound: queue 64 × service ms | RSS first / last / max MiB |")
-print("|---|---|---|---|---|---|---|---|")
-print(f"| {rate:.0f} | {answered} | {count(after, 'success') - count(before, 'success')} | "
-      f"{count(after, 'fail') - count(before, 'fail')} | {failed} {errors} | {p99 / 1000:.1f} | "
-      f"{64 * service_us / 1000:.1f} | {rss_first} / {rss_last} / {rss_max} |")
+seconds = sum(s["seconds"] for s in report["steps"])
+rate = sum(s["request_rate"] * s["seconds"] for s in report["steps"]) / seconds
+late = max(s.get("delayed_fraction") or 0 for s in report["steps"])
+first_minute = rss[: 12]
+print()
+print("| sent/s (achieved) | × capacity | answered 200 | server successes | server failures | client failures | of them refused 503 by the server (REJECTED) | server P99 queue ms | server P99 infer ms | bound: queue 64 × service ms | client P99 of answered ms | RSS after 1 min / last / max MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print(f"| {rate:.0f} | {rate / capacity:.1f} | {answered} | {count(after, 'success') - count(before, 'success')} | "
+      f"{count(after, 'fail') - count(before, 'fail')} | {failed} | {rejected:.0f} | ≤ {queue_p99:g} | ≤ {infer_p99:g} | "
+      f"{64 * service_us / 1000:.2f} | {p99 / 1000:.1f} | {first_minute[-1]} / {rss[-1]} / {max(rss)} |")
+print(f"(requests that started late, the client's own limit: {100 * late:.1f} %)")
 PY
   ;;
 probes)

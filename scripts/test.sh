@@ -34,6 +34,8 @@ data_log=$(mktemp)
 data_start=$SECONDS
 bash scripts/install-test-data.sh >"$data_log" 2>&1 &
 data_pid=$!
+# A step that fails stops the command; the downloads stop with it.
+trap 'kill "$data_pid" 2>/dev/null || true' EXIT
 wait_for_test_data() {
     local status=0
     wait "$data_pid" || status=$?

@@ -146,6 +146,15 @@ impl Phase {
         }
     }
 
+    /// Restarts an idle phase's clock (without waking the reader: its timer, when it fires,
+    /// finds the later deadline and waits on).
+    fn touch_idle(&self) {
+        if self.phase.load(Ordering::Acquire) == IDLE {
+            let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.since_ms.store(ms, Ordering::Release);
+        }
+    }
+
     fn get(&self) -> (u8, Instant) {
         let phase = self.phase.load(Ordering::Acquire);
         let since = self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
@@ -161,6 +170,9 @@ enum Protocol {
     Http2,
 }
 
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, what an HTTP/2 client sends first (RFC 9113, 3.4).
+const HTTP2_PREFACE_LEN: usize = 24;
+
 /// A socket with the front's timeouts, its connection permit and the shutdown's kill switch.
 /// Read and write errors of kind `TimedOut` (or `ConnectionAborted`, when shutdown cut it)
 /// end the connection.
@@ -174,6 +186,9 @@ pub struct Guarded {
     write_timer: Pin<Box<Sleep>>,
     /// When the write now pending began to wait.
     write_waiting: Option<Instant>,
+    /// HTTP/2: bytes of the client's connection preface still to come; the head's timeout
+    /// holds until the whole preface is in.
+    preface_left: usize,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -196,6 +211,7 @@ impl Guarded {
             read_timer: Box::pin(tokio::time::sleep_until(far)),
             write_timer: Box::pin(tokio::time::sleep_until(far)),
             write_waiting: None,
+            preface_left: if protocol == Protocol::Http2 { HTTP2_PREFACE_LEN } else { 0 },
             killed: Box::pin(kill.clone().cancelled_owned()),
             _permit: accepted.permit,
         }
@@ -237,11 +253,19 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
+                let read = buf.filled().len() - before;
+                if read > 0 {
                     match (this.protocol, this.phase.get().0) {
                         // The first bytes of the next request: its head's clock starts.
                         (Protocol::Http1, IDLE) => this.phase.set(HEAD),
-                        (Protocol::Http2, HEAD) => this.phase.set(BUSY),
+                        // HTTP/2 is busy once its whole preface is in: a client that sends a
+                        // byte of it and stalls is still on the head's clock.
+                        (Protocol::Http2, HEAD) => {
+                            this.preface_left = this.preface_left.saturating_sub(read);
+                            if this.preface_left == 0 {
+                                this.phase.set(BUSY);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -283,6 +307,12 @@ impl Guarded {
         match poll {
             Poll::Ready(r) => {
                 self.write_waiting = None;
+                // An answer still being written after its service finished (hyper writes the
+                // body after the response is ready): the keep-alive clock starts once the
+                // last byte is out, not while a slow client reads a large answer.
+                if self.protocol == Protocol::Http1 {
+                    self.phase.touch_idle();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -445,7 +475,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Http1Service {
         Box::pin(async move {
             let response = call.await;
             // The answer is ready: from here the connection waits for the next request (the
-            // answer's writing has its own timeout).
+            // answer's writing has its own timeout, and each write restarts the idle clock).
             phase.set(IDLE);
             response
         })

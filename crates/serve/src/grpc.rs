@@ -392,17 +392,7 @@ fn load_config(
                     "load parameter `config` must be a string_param holding the model configuration as JSON",
                 ));
             }
-            (k, _) if k.starts_with("file:") => {
-                return Err(ServeError::bad(format!(
-                    "load parameter `{k}`: thrum serve loads models from its repository's files, \
-                     not from the request; put the file in the repository"
-                )));
-            }
-            (k, _) => {
-                return Err(ServeError::bad(format!(
-                    "unknown load parameter `{k}`; a load takes `config`"
-                )));
-            }
+            (k, _) => return Err(crate::triton::load_parameter_refused(k)),
         }
     }
     Ok(config)
@@ -432,7 +422,7 @@ impl GrpcInferenceService for Service {
         // A model the server knows but does not serve now (unloaded, loading) is not ready;
         // only an unknown one is an error, as in Triton.
         let ready = match self.state.model(&r.name, version(&r.version)) {
-            Ok(model) => model.pool.is_ready() && self.state.is_ready(),
+            Ok(model) => model.pool.is_ready() && self.state.phase_not_ready().is_none(),
             Err(ServeError::Unavailable { .. }) => false,
             Err(e) => return Err(e.into()),
         };

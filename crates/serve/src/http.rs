@@ -2,7 +2,7 @@
 //! Triton extensions tools need (model configuration, statistics, the model repository: index,
 //! load, unload), and Prometheus `/metrics`. Handlers validate, hand the request to the
 //! model's pool, and await; they never run a model. Decompressing, parsing and encoding large
-//! bodies run on the blocking pool ([`offload`]), never on the async threads that answer
+//! bodies run on the blocking pool (`offload`), never on the async threads that answer
 //! health probes; a body must arrive within the body timeout (408 otherwise).
 
 use std::io::Read;
@@ -121,10 +121,7 @@ fn readiness(s: &State, model: &str, version: Option<&str>) -> Response {
         Ok(m) => m,
         Err(e) => return error_response(&e),
     };
-    let why = m.pool.not_ready().or_else(|| match s.not_ready() {
-        Some(ServeError::NotReady { reason, .. }) => Some(reason),
-        _ => None,
-    });
+    let why = m.pool.not_ready().or_else(|| s.phase_not_ready().map(String::from));
     match why {
         None => StatusCode::OK.into_response(),
         Some(reason) => {
@@ -251,17 +248,7 @@ fn load_config(
                     "load parameter `config` must be a string holding the model configuration as JSON, not {other}"
                 )));
             }
-            (k, _) if k.starts_with("file:") => {
-                return Err(ServeError::bad(format!(
-                    "load parameter `{k}`: thrum serve loads models from its repository's files, \
-                     not from the request; put the file in the repository"
-                )));
-            }
-            (k, _) => {
-                return Err(ServeError::bad(format!(
-                    "unknown load parameter `{k}`; a load takes `config`"
-                )));
-            }
+            (k, _) => return Err(crate::triton::load_parameter_refused(k)),
         }
     }
     Ok(config)
@@ -392,7 +379,8 @@ async fn infer_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ServeError> {
-    let served = state.model(model, version)?;
+    // An unknown or unavailable model is answered before its body is read.
+    state.model(model, version)?;
     let limit = state.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -403,6 +391,9 @@ async fn infer_inner(
         return Err(ServeError::BodyTooLarge { size, limit });
     }
     let bytes = read_body(body, limit, state.limits.body_timeout).await?;
+    // Again, now that the body is in: a reload while it was read (up to the body timeout)
+    // replaced the pool looked up above, which no longer admits.
+    let served = state.model(model, version)?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|_| "?".into()));

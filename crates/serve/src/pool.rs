@@ -85,6 +85,10 @@ pub struct PoolConfig {
 impl PoolConfig {
     /// Requests that may wait per worker by default.
     pub const DEFAULT_QUEUE_PER_WORKER: usize = 64;
+    /// Most workers one model may have.
+    pub const MAX_WORKERS: usize = 1024;
+    /// Most requests that may wait for one model.
+    pub const MAX_QUEUE: usize = 1 << 20;
 
     /// `workers` per-thread predictors, no batching, a queue of
     /// [`DEFAULT_QUEUE_PER_WORKER`](Self::DEFAULT_QUEUE_PER_WORKER) requests per worker.
@@ -93,7 +97,7 @@ impl PoolConfig {
             workers,
             predictor: PredictorKind::PerThread,
             batching: None,
-            queue_capacity: Self::DEFAULT_QUEUE_PER_WORKER * workers.max(1),
+            queue_capacity: Self::DEFAULT_QUEUE_PER_WORKER.saturating_mul(workers.max(1)),
         }
     }
 
@@ -122,8 +126,22 @@ impl PoolConfig {
         if self.workers == 0 {
             return Err(bad("0 workers; at least 1 runs the model".into()));
         }
+        if self.workers > Self::MAX_WORKERS {
+            return Err(bad(format!(
+                "{} workers; at most {} (each is an OS thread with a predictor of its own)",
+                self.workers,
+                Self::MAX_WORKERS
+            )));
+        }
         if self.queue_capacity == 0 {
             return Err(bad("a queue capacity of 0 admits no request; at least 1".into()));
+        }
+        if self.queue_capacity > Self::MAX_QUEUE {
+            return Err(bad(format!(
+                "a queue capacity of {}; at most {} (the queue's slots are allocated up front)",
+                self.queue_capacity,
+                Self::MAX_QUEUE
+            )));
         }
         let Some(batching) = &self.batching else { return Ok(None) };
         if batching.max_batch_size == 0 {

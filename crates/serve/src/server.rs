@@ -273,8 +273,9 @@ impl State {
 
     /// Why the server is not ready, if it is not.
     pub fn not_ready(&self) -> Option<ServeError> {
-        let reason = match self.phase.load(Ordering::Acquire) {
-            READY => match self
+        let reason = match self.phase_not_ready() {
+            Some(reason) => reason.to_string(),
+            None => match self
                 .models()
                 .iter()
                 .find_map(|m| m.pool.not_ready().map(|r| (m.name.clone(), r)))
@@ -282,10 +283,18 @@ impl State {
                 None => return None,
                 Some((model, reason)) => format!("model `{model}` is not ready: {reason}"),
             },
-            STARTING => "models are loading".into(),
-            _ => "the server is shutting down".into(),
         };
         Some(ServeError::NotReady { what: "the server".into(), reason })
+    }
+
+    /// Why no model can be ready now (the server starts or shuts down), whatever the state of
+    /// each: a model's readiness is this and its own pool's, never another model's.
+    pub fn phase_not_ready(&self) -> Option<&'static str> {
+        match self.phase.load(Ordering::Acquire) {
+            READY => None,
+            STARTING => Some("models are loading"),
+            _ => Some("the server is shutting down"),
+        }
     }
 
     /// Whether load and unload requests are served.
@@ -306,6 +315,10 @@ impl State {
 
     /// Loads (or reloads) model `name` from the repository; returns once it serves. A model
     /// already served keeps serving until its replacement is warm.
+    ///
+    /// The operation runs as a task of its own: a caller that goes away (a client's timeout,
+    /// a closed connection) does not leave the model half loaded, and a second operation on
+    /// the server waits for it.
     pub async fn load(
         self: &Arc<Self>,
         name: &str,
@@ -313,6 +326,20 @@ impl State {
     ) -> Result<(), ServeError> {
         let repository = self.explicit()?.clone();
         check_name(name)?;
+        let state = self.clone();
+        let name = name.to_string();
+        run_to_end(&name.clone(), "loading", async move {
+            state.load_now(repository, &name, config).await
+        })
+        .await
+    }
+
+    async fn load_now(
+        &self,
+        repository: Arc<dyn Repository>,
+        name: &str,
+        config: Option<pb::ModelConfig>,
+    ) -> Result<(), ServeError> {
         let _one_at_a_time = self.operations.lock().await;
         if self.phase.load(Ordering::Acquire) > READY {
             return Err(ServeError::NotReady {
@@ -345,6 +372,11 @@ impl State {
                 tracing::warn!(model = %name, error = %e, "load failed");
                 match previous {
                     Some(slot @ Slot::Ready(_)) => self.set(name, slot),
+                    // Not in the repository: not in its index either (as Triton does), so
+                    // that loads of made-up names leave nothing behind.
+                    _ if matches!(e, ServeError::UnknownModel { .. }) => {
+                        self.models.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+                    }
                     _ => self.set(name, Slot::Unavailable(e.to_string())),
                 }
                 Err(ServeError::LoadFailed { model: name.into(), source: Box::new(e) })
@@ -354,8 +386,15 @@ impl State {
 
     /// Unloads model `name`: it stops admitting, every admitted request is answered, then its
     /// pool stops. Unloading a model that is not loaded does nothing (as Triton does).
+    /// Runs to its end even when its caller goes away, as [`State::load`] does.
     pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
         self.explicit()?;
+        let state = self.clone();
+        let name = name.to_string();
+        run_to_end(&name.clone(), "unloading", async move { state.unload_now(&name).await }).await
+    }
+
+    async fn unload_now(&self, name: &str) -> Result<(), ServeError> {
         let _one_at_a_time = self.operations.lock().await;
         let Some(Slot::Ready(model)) = self.slots().get(name).cloned() else { return Ok(()) };
         self.set(name, Slot::Unloading);
@@ -365,6 +404,18 @@ impl State {
         tracing::info!(model = %name, "unloaded");
         Ok(())
     }
+}
+
+/// Runs a load or unload as a task of its own, so that it finishes whether or not its caller
+/// waits for it.
+async fn run_to_end(
+    name: &str,
+    what: &str,
+    operation: impl Future<Output = Result<(), ServeError>> + Send + 'static,
+) -> Result<(), ServeError> {
+    tokio::spawn(operation).await.unwrap_or_else(|e| {
+        Err(ServeError::Config { what: format!("{what} model `{name}`"), reason: e.to_string() })
+    })
 }
 
 /// Stops a pool off the async threads, once its admitted requests are answered.

@@ -306,6 +306,17 @@ pub fn read_model(
             config.platform, config.backend
         )));
     }
+    // The file is named inside the version folder: a path out of it (absolute, `..`, a
+    // subfolder) would let a load request's config point at any file on the machine.
+    let file_name = &config.default_model_filename;
+    if !file_name.is_empty() {
+        let mut parts = Path::new(file_name).components();
+        if !matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None)) {
+            return Err(bad(format!(
+                "default_model_filename `{file_name}` is not a plain file name; it names a file or folder inside the version folder (such as model.onnx)"
+            )));
+        }
+    }
     let model = match (&config.default_model_filename, by_platform) {
         (file, _) if !file.is_empty() => dir.join(file),
         (_, Some((_, _, _, file))) => dir.join(file),
@@ -348,11 +359,26 @@ fn choose_version(config: &pb::ModelConfig, versions: &[(u64, PathBuf)]) -> Opti
     }
 }
 
+/// The refusal of a load request's parameter other than `config` (REST and gRPC alike):
+/// files (`file:…`) are not taken, and nothing else is known.
+pub fn load_parameter_refused(key: &str) -> ServeError {
+    if key.starts_with("file:") {
+        ServeError::bad(format!(
+            "load parameter `{key}`: thrum serve loads models from its repository's files, not \
+             from the request; put the file in the repository"
+        ))
+    } else {
+        ServeError::bad(format!("unknown load parameter `{key}`; a load takes `config`"))
+    }
+}
+
 /// The settings a configuration gives the pool: workers (instance groups' counts) and
 /// batching (`max_batch_size` with `dynamic_batching`).
 pub fn pool_settings(config: &pb::ModelConfig) -> (Option<usize>, Option<Batching>) {
-    let workers: i32 = config.instance_group.iter().map(|g| g.count.max(0)).sum();
-    let workers = (workers > 0).then_some(workers as usize);
+    // Summed wide: counts come from files and load requests. The pool refuses more workers
+    // than it allows, naming the limit.
+    let workers: i64 = config.instance_group.iter().map(|g| i64::from(g.count.max(0))).sum();
+    let workers = (workers > 0).then(|| usize::try_from(workers).unwrap_or(usize::MAX));
     let batching = match (&config.scheduling_choice, config.max_batch_size) {
         (Some(pb::model_config::SchedulingChoice::DynamicBatching(d)), max) if max > 0 => Some(
             Batching::new(max as usize, Duration::from_micros(d.max_queue_delay_microseconds))
@@ -523,6 +549,35 @@ instance_group [ { count: 2, kind: KIND_CPU } ]
                 "output[0].reshape"
             ]
         );
+    }
+
+    #[test]
+    fn a_model_file_outside_the_version_folder_is_refused() {
+        let repo = tempfile::tempdir().unwrap();
+        let folder = repo.path().join("m");
+        std::fs::create_dir_all(folder.join("1")).unwrap();
+        std::fs::write(repo.path().join("secret.onnx"), b"x").unwrap();
+        for file in ["../../secret.onnx", "/etc/passwd", "sub/model.onnx", ".."] {
+            let config = pb::ModelConfig {
+                platform: "onnxruntime_onnx".into(),
+                default_model_filename: file.into(),
+                ..Default::default()
+            };
+            let Err(e) = read_model(&folder, "m", Some(&config)) else {
+                panic!("{file} was taken")
+            };
+            assert!(e.to_string().contains("not a plain file name"), "{file}: {e}");
+        }
+    }
+
+    #[test]
+    fn instance_counts_are_summed_without_overflow() {
+        let group = |count| pb::ModelInstanceGroup { count, ..Default::default() };
+        let config = pb::ModelConfig {
+            instance_group: vec![group(i32::MAX), group(i32::MAX), group(-5)],
+            ..Default::default()
+        };
+        assert_eq!(pool_settings(&config).0, Some(2 * i32::MAX as usize));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The fronts' limits against clients that misbehave, over real sockets on 127.0.0.1: a head
 //! or a body that never ends, an idle keep-alive connection, more connections than allowed, an
-//! answer nobody reads, a client still connected at shutdown, more gRPC streams than allowed,
+//! answer nobody reads, a client still connected at shutdown, a gRPC client stalled in its
+//! connection preface, more gRPC streams than allowed,
 //! and health probes while thousands of slow clients and huge JSON bodies are in flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
@@ -63,6 +64,22 @@ fn a_client_that_never_finishes_its_head_is_disconnected() {
     let mut silent = connect(server.http);
     let (_, took) = read_to_close(&mut silent);
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+}
+
+#[test]
+fn a_grpc_client_that_never_finishes_its_connection_preface_is_disconnected() {
+    let probe = scripted(Duration::ZERO);
+    let server = serve_with(
+        vec![("m", probe.model.clone(), PoolConfig::new(1))],
+        listen(short(|l| l.header_timeout = Duration::from_millis(300))),
+    );
+    // One byte, then most of the 24-byte preface: neither is the whole of it.
+    for sent in [&b"P"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n"] {
+        let mut s = connect(server.grpc.unwrap());
+        s.write_all(sent).unwrap();
+        let (_, took) = read_to_close(&mut s);
+        assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    }
 }
 
 #[test]

@@ -410,3 +410,28 @@ fn a_client_that_disconnects_while_queued_is_dropped_unrun() {
         "{text}"
     );
 }
+
+#[test]
+fn a_model_left_without_workers_is_not_ready_and_the_others_still_are() {
+    let a = common::scripted(Duration::ZERO);
+    let b = common::scripted(Duration::ZERO);
+    let server = common::serve_with(
+        vec![
+            ("a", a.model.clone(), PoolConfig::new(1)),
+            ("b", b.model.clone(), PoolConfig::new(1)),
+        ],
+        common::quick(),
+    );
+    // b's one worker panics and cannot get a new predictor: b has no worker left.
+    b.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let body =
+        json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [-1, 0]}]});
+    assert_eq!(post_json(&server.url("/v2/models/b/infer"), &body).status, 500);
+    common::wait_until("b is not ready", || get(&server.url("/v2/models/b/ready")).status == 503);
+    // The server is not ready (Triton's strict readiness), but model a is, and serves.
+    assert_eq!(get(&server.url("/v2/health/ready")).status, 503);
+    assert_eq!(get(&server.url("/v2/models/a/ready")).status, 200);
+    let ok =
+        json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]});
+    assert_eq!(post_json(&server.url("/v2/models/a/infer"), &ok).status, 200);
+}

@@ -14,7 +14,9 @@ use serde_json::json;
 use thrum_serve::{ModelControl, PoolConfig, Repository, ServeError, ServedModel, Server, pb};
 
 /// A repository of scripted models: `m`, `n` and `q` load (each load a fresh pool of the
-/// model `probe` scripts), `broken` fails to. Only one test uses `q`: its gauge is its own.
+/// model `probe` scripts), `slow` does too after 800 ms, `broken` fails to. Only one test uses
+/// `q`: its gauge is its own. Workers come from a configuration as the CLI's repository takes
+/// them ([`thrum_serve::triton::pool_settings`]).
 struct Scripts {
     probe: Mutex<Option<Probe>>,
     loads: Mutex<Vec<String>>,
@@ -22,7 +24,7 @@ struct Scripts {
 
 impl Repository for Scripts {
     fn names(&self) -> Result<Vec<String>, ServeError> {
-        Ok(vec!["broken".into(), "m".into(), "n".into(), "q".into()])
+        Ok(vec!["broken".into(), "m".into(), "n".into(), "q".into(), "slow".into()])
     }
 
     fn load(
@@ -31,10 +33,12 @@ impl Repository for Scripts {
         config: Option<&pb::ModelConfig>,
     ) -> Result<ServedModel, ServeError> {
         self.loads.lock().unwrap().push(name.into());
-        let workers = config
-            .map_or(1, |c| c.instance_group.iter().map(|g| g.count).sum::<i32>().max(1) as usize);
+        let workers = config.and_then(|c| thrum_serve::triton::pool_settings(c).0).unwrap_or(1);
         match name {
-            "m" | "n" | "q" => {
+            "m" | "n" | "q" | "slow" => {
+                if name == "slow" {
+                    std::thread::sleep(Duration::from_millis(800));
+                }
                 let model = self.probe.lock().unwrap().as_ref().unwrap().model.clone();
                 Ok(ServedModel {
                     name: name.into(),
@@ -97,7 +101,7 @@ fn load_and_unload_change_what_is_served_and_the_index_shows_it() {
     let (server, _, _) = serve_repository(ModelControl::Explicit, &["m"]);
     assert_eq!(
         index(&server),
-        json!([{"name": "broken"}, {"name": "m", "version": "1", "state": "READY"}, {"name": "n"}, {"name": "q"}])
+        json!([{"name": "broken"}, {"name": "m", "version": "1", "state": "READY"}, {"name": "n"}, {"name": "q"}, {"name": "slow"}])
     );
     assert_eq!(infer(&server, "n").status, 404);
     // tritonclient sends its load without a Content-Type, and an unload with its parameter.
@@ -143,6 +147,10 @@ fn a_failed_load_says_why_and_the_index_keeps_the_reason() {
     assert!(entry["reason"].as_str().unwrap().contains("not a model"));
     let unknown = post(&server.url("/v2/repository/models/nope/load"), &[], b"");
     assert_eq!(unknown.status, 404, "{}", unknown.error());
+    // A name the repository does not have leaves nothing in its index.
+    let names: Vec<_> =
+        index(&server).as_array().unwrap().iter().map(|e| e["name"].clone()).collect();
+    assert!(!names.contains(&json!("nope")), "{names:?}");
     let traversal = post(&server.url("/v2/repository/models/..%2Fetc/load"), &[], b"");
     assert_eq!(traversal.status, 400, "{}", traversal.error());
     let bad = post(
@@ -172,6 +180,31 @@ fn a_load_takes_a_triton_configuration_override() {
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("max_batch"), "{}", bad.error());
     assert_eq!(scripts.loads.lock().unwrap().len(), 1, "a bad override reached the repository");
+    // More instances than a pool allows (summed past i32) is refused with the limit, and the
+    // model served before keeps serving.
+    let config = json!({"instance_group": [{"count": i32::MAX}, {"count": i32::MAX}]}).to_string();
+    let huge = post_json(
+        &server.url("/v2/repository/models/m/load"),
+        &json!({"parameters": {"config": config}}),
+    );
+    assert_eq!(huge.status, 400);
+    assert!(huge.error().contains("at most 1024"), "{}", huge.error());
+    assert_eq!(infer(&server, "m").status, 200);
+}
+
+#[test]
+fn a_load_whose_client_goes_away_still_finishes() {
+    use std::io::Write;
+    let (server, _, _) = serve_repository(ModelControl::Explicit, &[]);
+    let mut s = std::net::TcpStream::connect(server.http).unwrap();
+    s.write_all(
+        b"POST /v2/repository/models/slow/load HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(s);
+    wait_until("the abandoned load finishes", || infer(&server, "slow").status == 200);
+    assert_eq!(index(&server)[4]["state"], "READY");
 }
 
 #[test]

@@ -130,7 +130,8 @@ pub static KEYS: &[OptionKey] = &[
         default: "from NAME.spec.json, else output_0, output_1, …",
         engine: ENGINE,
         expected: "output names separated by `,`, e.g. OUTPUT__0,OUTPUT__1",
-        effect: "Names of a TorchScript model's outputs, in order (TorchScript returns them unnamed):                  what a Triton model repository's config.pbtxt names them.",
+        effect: "Names of a TorchScript model's outputs, in order (TorchScript returns them \
+                 unnamed): what a Triton model repository's config.pbtxt names them.",
         scope: Scope::Model,
         tunable: &[],
         check: check_names,

@@ -587,7 +587,8 @@ impl CliRepository {
             }
         }
         if entry.pool.queue_capacity == 0 {
-            entry.pool.queue_capacity = PoolConfig::DEFAULT_QUEUE_PER_WORKER * entry.pool.workers;
+            entry.pool.queue_capacity =
+                PoolConfig::DEFAULT_QUEUE_PER_WORKER.saturating_mul(entry.pool.workers);
         }
         tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
             intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");

@@ -193,7 +193,8 @@ pub fn infer_json(
         ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut r = agent
         .post(format!("http://{http}/v2/models/{model}/infer"))
-        .send_json(&body)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
         .unwrap_or_else(|e| panic!("POST to {model}: {e}"));
     let status = r.status().as_u16();
     let text = r.body_mut().read_to_string().unwrap();
