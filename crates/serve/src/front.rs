@@ -222,7 +222,10 @@ impl Guarded {
         let (phase, since) = self.phase.get();
         match phase {
             HEAD => Some((since + self.limits.header_timeout, "the request head")),
-            IDLE => Some((since + self.limits.keep_alive_timeout, "the next request")),
+            // A write waiting on the client is the write timeout's to cut, not this clock's.
+            IDLE if self.write_waiting.is_none() => {
+                Some((since + self.limits.keep_alive_timeout, "the next request"))
+            }
             _ => None,
         }
     }
@@ -298,6 +301,16 @@ impl AsyncRead for Guarded {
 }
 
 impl Guarded {
+    /// An answer still being written after its service finished (hyper writes the body after
+    /// the response is ready): each write that moves bytes restarts the keep-alive clock, so
+    /// that it runs from the last byte out, not while a slow client reads a large answer.
+    /// Flushes, which hyper makes on every wake, do not count.
+    fn wrote(&self, poll: &Poll<io::Result<usize>>) {
+        if self.protocol == Protocol::Http1 && matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
+            self.phase.touch_idle();
+        }
+    }
+
     /// Passes a write's result on, timing out one that waits on the client too long.
     fn write_poll<T>(
         &mut self,
@@ -306,12 +319,10 @@ impl Guarded {
     ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(r) => {
-                self.write_waiting = None;
-                // An answer still being written after its service finished (hyper writes the
-                // body after the response is ready): the keep-alive clock starts once the
-                // last byte is out, not while a slow client reads a large answer.
-                if self.protocol == Protocol::Http1 {
-                    self.phase.touch_idle();
+                // A write that waited held the idle clock off (`read_deadline`); the read
+                // that found no deadline then is woken to arm it now.
+                if self.write_waiting.take().is_some() {
+                    self.phase.reader.wake();
                 }
                 Poll::Ready(r)
             }
@@ -345,6 +356,7 @@ impl AsyncWrite for Guarded {
         let this = &mut *self;
         this.check_killed(cx)?;
         let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(&poll);
         this.write_poll(cx, poll)
     }
 
@@ -356,6 +368,7 @@ impl AsyncWrite for Guarded {
         let this = &mut *self;
         this.check_killed(cx)?;
         let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(&poll);
         this.write_poll(cx, poll)
     }
 

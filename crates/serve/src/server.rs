@@ -414,7 +414,14 @@ async fn run_to_end(
     operation: impl Future<Output = Result<(), ServeError>> + Send + 'static,
 ) -> Result<(), ServeError> {
     tokio::spawn(operation).await.unwrap_or_else(|e| {
-        Err(ServeError::Config { what: format!("{what} model `{name}`"), reason: e.to_string() })
+        Err(ServeError::LoadFailed {
+            model: name.into(),
+            source: Box::new(ServeError::Core(thrum_core::Error::inference(
+                "thrum",
+                name,
+                format!("{what} it stopped: {e}"),
+            ))),
+        })
     })
 }
 
@@ -591,6 +598,12 @@ impl Server {
             None => None,
         };
         cut.abort();
+        // A load or unload still running (a task of its own) ends before the pools stop,
+        // within the shutdown timeout: a model it loaded is stopped with the others, and none
+        // starts after (a load checks the phase under this lock).
+        let _operations =
+            tokio::time::timeout(self.state.limits.shutdown_timeout, self.state.operations.lock())
+                .await;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             for model in state.models() {

@@ -1,6 +1,7 @@
 //! The fronts' limits against clients that misbehave, over real sockets on 127.0.0.1: a head
 //! or a body that never ends, an idle keep-alive connection, more connections than allowed, an
-//! answer nobody reads, a client still connected at shutdown, a gRPC client stalled in its
+//! answer nobody reads, a large answer read slowly (never cut by the keep-alive clock), a
+//! client still connected at shutdown, a gRPC client stalled in its
 //! connection preface, more gRPC streams than allowed,
 //! and health probes while thousands of slow clients and huge JSON bodies are in flight.
 
@@ -75,10 +76,16 @@ fn a_grpc_client_that_never_finishes_its_connection_preface_is_disconnected() {
     );
     // One byte, then most of the 24-byte preface: neither is the whole of it.
     for sent in [&b"P"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n"] {
+        let start = Instant::now();
         let mut s = connect(server.grpc.unwrap());
         s.write_all(sent).unwrap();
-        let (_, took) = read_to_close(&mut s);
-        assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+        read_to_close(&mut s);
+        let took = start.elapsed();
+        // Closed by the server's clock, not held until the client's read timeout (30 s).
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+            "closed after {took:?}"
+        );
     }
 }
 
@@ -192,6 +199,60 @@ fn a_client_that_does_not_read_its_answer_is_disconnected() {
 }
 
 #[test]
+fn a_large_answer_read_slowly_is_not_cut_by_the_keep_alive_timeout() {
+    let probe = scripted(Duration::ZERO);
+    let server = serve_with(
+        vec![("m", probe.model.clone(), PoolConfig::new(1))],
+        listen(short(|l| l.keep_alive_timeout = Duration::from_millis(300))),
+    );
+    // 4 MiB of outputs, read 64 KiB every 25 ms: ~1.6 s of writing, five keep-alive timeouts.
+    let rows = 1 << 19;
+    let header = serde_json::json!({
+        "inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP32",
+                    "parameters": {"binary_data_size": rows * 8}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut s = connect(server.http);
+    let head = format!(
+        "POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
+        header.len(),
+        header.len() + rows * 8
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(header.as_bytes()).unwrap();
+    s.write_all(&vec![0u8; rows * 8]).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last_byte = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+        last_byte = Instant::now();
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let idle = last_byte.elapsed();
+    let text = String::from_utf8_lossy(&answer[..200.min(answer.len())]).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    assert_eq!(answer.len() - head_end, length, "the answer was cut");
+    assert!(length > rows * 8, "{length}");
+    // Idle after the last byte: closed by the keep-alive clock (not the client's 30 s read
+    // timeout).
+    assert!(idle < Duration::from_secs(10), "closed {idle:?} after the last byte");
+}
+
+#[test]
 fn shutdown_cuts_a_stuck_client_after_the_shutdown_timeout() {
     let probe = scripted(Duration::ZERO);
     let server = serve_with(
@@ -227,6 +288,13 @@ fn grpc_calls_beyond_the_stream_limit_wait_for_a_free_stream() {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
             .unwrap()
             .connect()
+            .await
+            .unwrap();
+        // One call first: by its answer the client has the server's SETTINGS (the stream
+        // limit). A call sent before them may be refused with REFUSED_STREAM, HTTP/2's
+        // retryable refusal, rather than wait.
+        pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel.clone())
+            .server_live(pb::ServerLiveRequest {})
             .await
             .unwrap();
         (0..3)

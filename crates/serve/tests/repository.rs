@@ -201,7 +201,8 @@ fn a_load_whose_client_goes_away_still_finishes() {
         b"POST /v2/repository/models/slow/load HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The load has begun (its handler runs) before the client goes.
+    wait_until("the load begins", || index(&server)[4]["state"] == "LOADING");
     drop(s);
     wait_until("the abandoned load finishes", || infer(&server, "slow").status == 200);
     assert_eq!(index(&server)[4]["state"], "READY");
