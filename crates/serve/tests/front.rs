@@ -167,6 +167,27 @@ fn beyond_the_connection_limit_new_connections_wait_until_one_closes() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
 }
 
+/// Sends model `m` a request of `rows` × 2 zeros in binary tensor data, its output asked in
+/// binary too (as many bytes back as went in); returns the connection, unread.
+fn send_binary_request(addr: SocketAddr, rows: usize) -> TcpStream {
+    let header = serde_json::json!({
+        "inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP32",
+                    "parameters": {"binary_data_size": rows * 8}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut s = connect(addr);
+    let head = format!(
+        "POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
+        header.len(),
+        header.len() + rows * 8
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(header.as_bytes()).unwrap();
+    s.write_all(&vec![0u8; rows * 8]).unwrap();
+    s
+}
+
 #[test]
 fn a_client_that_does_not_read_its_answer_is_disconnected() {
     let probe = scripted(Duration::ZERO);
@@ -176,21 +197,7 @@ fn a_client_that_does_not_read_its_answer_is_disconnected() {
     );
     // 32 MiB in, 32 MiB of outputs back: far more than the sockets' buffers hold.
     let rows = 4 << 20;
-    let header = serde_json::json!({
-        "inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP32",
-                    "parameters": {"binary_data_size": rows * 8}}],
-        "parameters": {"binary_data_output": true}
-    })
-    .to_string();
-    let mut s = connect(server.http);
-    let head = format!(
-        "POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
-        header.len(),
-        header.len() + rows * 8
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(header.as_bytes()).unwrap();
-    s.write_all(&vec![0u8; rows * 8]).unwrap();
+    let mut s = send_binary_request(server.http, rows);
     // Not reading: the server's write waits on us until the write timeout closes it.
     wait_until("the answer is computed", || probe.calls() >= 2);
     std::thread::sleep(Duration::from_millis(2500));
@@ -207,21 +214,7 @@ fn a_large_answer_read_slowly_is_not_cut_by_the_keep_alive_timeout() {
     );
     // 4 MiB of outputs, read 64 KiB every 25 ms: ~1.6 s of writing, five keep-alive timeouts.
     let rows = 1 << 19;
-    let header = serde_json::json!({
-        "inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP32",
-                    "parameters": {"binary_data_size": rows * 8}}],
-        "parameters": {"binary_data_output": true}
-    })
-    .to_string();
-    let mut s = connect(server.http);
-    let head = format!(
-        "POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
-        header.len(),
-        header.len() + rows * 8
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(header.as_bytes()).unwrap();
-    s.write_all(&vec![0u8; rows * 8]).unwrap();
+    let mut s = send_binary_request(server.http, rows);
     let mut answer = Vec::new();
     let mut buf = vec![0u8; 65536];
     let mut last_byte = Instant::now();
