@@ -12,8 +12,10 @@
 #   probes   /v2/health/live latency while 3,000 clients stall in their bodies and three
 #            60 MiB JSON requests are in flight (scripts/abuse.py).
 # Server and client each get a core of their own (taskset) where the machine has two, unless
-# PIN=0.
-#   scripts/bench-hardening.sh grpc|rss|soak|probes   (THRUM_BIN, DURATION, ROUNDS, PIN)
+# PIN=0. CPU_LIMIT=0.25 also caps the server at a quarter of its core with a CFS quota (a
+# cgroup, as a Kubernetes pod's `limits.cpu: 250m` does; period 10 ms), so that one core of
+# client can offer it 4× what it answers (needs root and the cgroup cpu controller).
+#   scripts/bench-hardening.sh grpc|rss|soak|probes   (THRUM_BIN, DURATION, ROUNDS, PIN, CPU_LIMIT)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -27,7 +29,9 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
+  [ -n "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
 }
+cgroup=
 trap cleanup EXIT
 
 cores=$(nproc)
@@ -45,6 +49,7 @@ start_thrum() {
   $server_cpu "$thrum" serve --http-port 0 --grpc-port 0 --shutdown-grace-s 0 "$@" >"$out" 2>"$out.err" &
   server_pid=$!
   pids+=("$server_pid")
+  [ -n "${CPU_LIMIT:-}" ] && limit_cpu "$server_pid"
   for _ in $(seq 600); do
     if grep -q "listening" "$out" 2>/dev/null; then
       http=$(awk '/listening/ {print $6}' "$out"); grpc=$(awk '/listening/ {print $8}' "$out")
@@ -54,6 +59,24 @@ start_thrum() {
   done
   cat "$out.err" >&2
   return 1
+}
+
+# limit_cpu PID: a CFS quota of CPU_LIMIT cores (period 10 ms) on the process, cgroup v2 or v1.
+limit_cpu() {
+  local quota
+  quota=$(python3 -c "import sys; print(round(float(sys.argv[1]) * 10000))" "$CPU_LIMIT")
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cgroup=/sys/fs/cgroup/thrum-bench.$$
+    mkdir "$cgroup"
+    echo "$quota 10000" >"$cgroup/cpu.max"
+  else
+    cgroup=/sys/fs/cgroup/cpu/thrum-bench.$$
+    mkdir "$cgroup"
+    echo 10000 >"$cgroup/cpu.cfs_period_us"
+    echo "$quota" >"$cgroup/cpu.cfs_quota_us"
+  fi
+  echo "$1" >"$cgroup/cgroup.procs"
+  echo "server limited to $CPU_LIMIT of a core (CFS quota $quota µs per 10 ms, $cgroup)"
 }
 
 # cpu_s PID: user + system CPU seconds of a process so far.
@@ -128,14 +151,17 @@ rss)
   ;;
 soak)
   start_thrum -p zoo:mlp --workers 1 --intra-op-threads 1
+  cap0=$(cpu_s "$server_pid")
   $client_cpu "$thrum" load -m mlp -u "$http" --concurrency-range 8 --measurement-interval 3000 \
     --json "$work/capacity.json" -q
+  cap1=$(cpu_s "$server_pid")
   capacity=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['steps'][0]['throughput']))" "$work/capacity.json")
   service_us=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['steps'][0]['server']; print(s['compute_infer_us'] + s['compute_input_us'] + s['compute_output_us'])" "$work/capacity.json")
   rate=$((capacity * 4))
   stats() { curl -s "http://$http/v2/models/mlp/stats"; }
   curl -s "http://$http/metrics" >"$work/metrics.before"
   before=$(stats)
+  soak0=$(cpu_s "$server_pid")
   echo
   echo "capacity (closed loop, concurrency 8): $capacity infer/s, service time ${service_us} µs; soak at $rate/s for ${duration} s"
   $client_cpu "$thrum" load -m mlp -u "$http" --request-rate-range "$rate" --max-threads 1024 \
@@ -157,10 +183,12 @@ soak)
     sleep 5
   done
   wait "$client" || true
+  soak1=$(cpu_s "$server_pid")
   after=$(stats)
   curl -s "http://$http/metrics" >"$work/metrics.after"
   python3 - "$work/soak.json" "$before" "$after" "$work/rss" "$service_us" "$capacity" \
-    "$work/metrics.before" "$work/metrics.after" <<'PY'
+    "$work/metrics.before" "$work/metrics.after" "$cap0" "$cap1" "$soak0" "$soak1" \
+    "$work/capacity.json" <<'PY'
 import json, re, sys
 report = json.load(open(sys.argv[1]))
 before, after = json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -203,12 +231,24 @@ rate = sum(s["request_rate"] * s["seconds"] for s in report["steps"]) / seconds
 late = max(s.get("delayed_fraction") or 0 for s in report["steps"])
 first_minute = rss[: 12]
 print()
-print("| sent/s (achieved) | × capacity | answered 200 | server successes | server failures | client failures | of them refused 503 by the server (REJECTED) | server P99 queue ms | server P99 infer ms | bound: queue 64 × service ms | client P99 of answered ms | RSS after 1 min / last / max MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| sent/s (achieved) | × capacity | answered 200 | server successes | server failures | client failures | of them refused 503 by the server (REJECTED) | server P99 queue ms | server P99 infer ms | 64 × compute ms | 64 ÷ capacity ms | 64 ÷ answered/s ms | client P99 of answered ms | RSS after 1 min / last / max MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 print(f"| {rate:.0f} | {rate / capacity:.1f} | {answered} | {count(after, 'success') - count(before, 'success')} | "
       f"{count(after, 'fail') - count(before, 'fail')} | {failed} | {rejected:.0f} | ≤ {queue_p99:g} | ≤ {infer_p99:g} | "
-      f"{64 * service_us / 1000:.2f} | {p99 / 1000:.1f} | {first_minute[-1]} / {rss[-1]} / {max(rss)} |")
+      f"{64 * service_us / 1000:.2f} | {64000 / capacity:.2f} | {64000 * seconds / answered:.2f} | {p99 / 1000:.1f} | {first_minute[-1]} / {rss[-1]} / {max(rss)} |")
 print(f"(requests that started late, the client's own limit: {100 * late:.1f} %)")
+# What a refusal costs the server: the soak's CPU less what its answered requests cost at the
+# closed loop's CPU per request, over the refusals. A server can refuse at most 1/refusal
+# requests/s; offered more, the rest wait in the sockets.
+cap = json.load(open(sys.argv[13]))["steps"][0]
+cap_requests = cap["total_answered"] + cap["total_failed"]
+cap_cpu, soak_cpu = float(sys.argv[10]) - float(sys.argv[9]), float(sys.argv[12]) - float(sys.argv[11])
+per_answer = cap_cpu / cap_requests
+refused = failed
+per_refusal = (soak_cpu - answered * per_answer) / refused if refused else float("nan")
+print(f"server CPU: {1e6 * per_answer:.1f} µs per answered request (closed loop), "
+      f"{1e6 * per_refusal:.1f} µs per refusal (soak: {soak_cpu:.1f} CPU s); refusing everything it "
+      f"could take {1 / per_refusal:.0f}/s = {1 / per_refusal / capacity:.1f}× capacity")
 PY
   ;;
 probes)
