@@ -12,6 +12,9 @@
 #                   onnxruntime, which `thrum load` is checked against
 #   venv-tf/        a Python venv with the real tensorflow-cpu package (the version thrum
 #                   loads), which builds the SavedModel the TensorFlow engine is checked against
+#   venv-text/      a Python venv with the Python `tokenizers` package (token ids the Rust
+#                   tokenizer is checked against) and numpy + safetensors, for an independent
+#                   numpy implementation of the BERT encoder (scripts/text_reference.py)
 #   rapidocr/       PaddleOCR's text-direction classifier from the rapidocr-onnxruntime wheel
 #                   (Apache-2.0, pinned by version and hash): a real ONNX model whose dynamic
 #                   dimensions are all named `?`
@@ -25,6 +28,9 @@ ORT_OLD_VERSION=1.20.1
 TRITONCLIENT_VERSION=2.73.0
 MLSERVER_VERSION=1.7.1
 TF_VERSION=2.21.0   # must match the version `thrum engines install tensorflow` installs
+TOKENIZERS_VERSION=0.23.3
+NUMPY_VERSION=2.4.6
+SAFETENSORS_VERSION=0.8.0
 RAPIDOCR_VERSION=1.4.4
 RAPIDOCR_SHA256=971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
 data="$(thrum_home)/testdata"
@@ -104,3 +110,13 @@ if [ ! -f "$venv/.installed-$TF_VERSION" ]; then
   touch "$venv/.installed-$TF_VERSION"
 fi
 echo "test data: python tensorflow-cpu $TF_VERSION in $venv"
+
+venv="$data/venv-text"
+if [ ! -f "$venv/.installed-$TOKENIZERS_VERSION-$NUMPY_VERSION-$SAFETENSORS_VERSION" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --only-binary :all: "tokenizers==$TOKENIZERS_VERSION" \
+    "numpy==$NUMPY_VERSION" "safetensors==$SAFETENSORS_VERSION"
+  touch "$venv/.installed-$TOKENIZERS_VERSION-$NUMPY_VERSION-$SAFETENSORS_VERSION"
+fi
+echo "test data: python tokenizers $TOKENIZERS_VERSION, numpy $NUMPY_VERSION, safetensors $SAFETENSORS_VERSION in $venv"

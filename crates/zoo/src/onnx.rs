@@ -198,6 +198,27 @@ impl Writer {
                 let factor = self.constant(format!("{name}_factor"), &Tensor::scalar(*factor));
                 self.push("Mul", name, &[inputs[0], &factor], out, vec![]);
             }
+            Op::Affine { scale, shift } => {
+                let scale = self.constant(format!("{name}_scale"), &Tensor::scalar(*scale));
+                let shift = self.constant(format!("{name}_shift"), &Tensor::scalar(*shift));
+                let scaled = format!("{name}_scaled");
+                self.push("Mul", &scaled, &[inputs[0], &scale], &scaled, vec![]);
+                self.push("Add", name, &[&scaled, &shift], out, vec![]);
+            }
+            Op::Cast { to } => {
+                self.push("Cast", name, &inputs, out, vec![int("to", data_type(*to) as i64)]);
+            }
+            Op::RowsLike => {
+                // Shape(like)[1:2] is the row count, a 1-D tensor as Slice wants its ends.
+                let rows = format!("{name}_rows");
+                let attrs = vec![int("start", 1), int("end", 2)];
+                self.push("Shape", &rows, &[inputs[1]], &rows, attrs);
+                let zero = self.constant(
+                    format!("{name}_start"),
+                    &Tensor::from_vec(vec![1], vec![0i64]).unwrap_or_else(|_| Tensor::scalar(0i64)),
+                );
+                self.push("Slice", name, &[inputs[0], &zero, &rows, &zero], out, vec![]);
+            }
         }
     }
 }

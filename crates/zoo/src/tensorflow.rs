@@ -537,6 +537,13 @@ pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
                 let f = w.float(format!("{at}/factor"), *factor);
                 Value { tensor: w.binary(at.clone(), "Mul", x.tensor.clone(), f), nhwc: x.nhwc }
             }
+            other @ (Op::Affine { .. } | Op::Cast { .. } | Op::RowsLike) => {
+                return Err(fail(format!(
+                    "operator `{}` of `{}` has no TensorFlow export yet (the ONNX export has it)",
+                    other.name(),
+                    graph.name
+                )));
+            }
         };
         w.values.insert(node.output.clone(), out);
     }

@@ -122,6 +122,13 @@ fn run_graph(
             }
             Op::Gelu => x.f_gelu("none"),
             Op::Scale { factor } => x.f_mul_scalar(f64::from(*factor)),
+            other @ (Op::Affine { .. } | Op::Cast { .. } | Op::RowsLike) => {
+                return Err(fail(format!(
+                    "operator `{}` of `{}` has no TorchScript export yet (the ONNX export has it)",
+                    other.name(),
+                    graph.name
+                )));
+            }
         }
         .map_err(fail)?;
         values.insert(node.output.clone(), y);

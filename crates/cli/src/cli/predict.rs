@@ -27,6 +27,11 @@ pub struct PredictArgs {
     #[arg(short, long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
 
+    /// A text to embed with a text model (zoo:all-minilm-l6-v2): prints each text's embedding
+    /// and the texts' cosine similarity matrix. Repeat for several texts (one batch).
+    #[arg(long = "text", value_name = "TEXT", conflicts_with = "inputs")]
+    texts: Vec<String>,
+
     /// Save the first output to FILE.npy, or every output to DIR/<output name>.npy.
     #[arg(short, long, value_name = "FILE.npy|DIR")]
     output: Option<PathBuf>,
@@ -67,6 +72,7 @@ pub struct PredictPlan {
     model: ModelRef,
     options: OptionArgs,
     inputs: Inputs,
+    texts: Vec<String>,
     output: Option<OutputTarget>,
     json: bool,
 }
@@ -77,6 +83,16 @@ impl PredictPlan {
         let engine = thrum::registry().get(&args.engine)?;
         let model = ModelRef::parse(&args.model_path)?;
         let inputs = parse_inputs(&args.inputs)?;
+        if !args.texts.is_empty() && model.files_dir().is_none() {
+            anyhow::bail!(
+                "--text needs a text model that brings its tokenizer, such as zoo:{}; `{}` is not one",
+                thrum::zoo::pretrained::ALL_MINILM_L6_V2.name,
+                args.model_path
+            );
+        }
+        if !args.texts.is_empty() && args.output.is_some() {
+            anyhow::bail!("--output saves tensors; with --text use --json to keep the embeddings");
+        }
         let output = args.output.map(output_target);
         Ok(PredictPlan {
             engine,
@@ -84,6 +100,7 @@ impl PredictPlan {
             model,
             options: args.options,
             inputs,
+            texts: args.texts,
             output,
             json: args.json,
         })
@@ -99,6 +116,9 @@ impl PredictPlan {
         let start = Instant::now();
         let model = self.engine.load(&source, &options)?;
         let load_time = start.elapsed();
+        if let Some(dir) = self.model.files_dir().filter(|_| !self.texts.is_empty()) {
+            return self.embed(&model, &dir, load_time);
+        }
         let (inputs, described) = self.read_inputs(&model)?;
         let mut predictor = model.predictor()?;
         let start = Instant::now();
@@ -122,6 +142,39 @@ impl PredictPlan {
             saved,
         };
         if self.json { report::print_json(&summary) } else { summary.print() }
+    }
+
+    /// `--text`: the texts' embeddings (one batch) and their cosine similarities.
+    fn embed(
+        &self,
+        model: &Model,
+        dir: &std::path::Path,
+        load_time: Duration,
+    ) -> anyhow::Result<()> {
+        let translator = thrum::text::TextEmbedding::from_dir(dir)?;
+        let tokens = self
+            .texts
+            .iter()
+            .map(|t| translator.tokenize(t).map(|t| t.ids.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut predictor = model.predictor_with(translator)?;
+        let embeddings = predictor.batch_predict(self.texts.clone())?;
+        let stages = predictor.last_timings();
+        let report = EmbedReport {
+            model: model.name().to_string(),
+            model_path: self.model_path.clone(),
+            engine: model.engine().to_string(),
+            load_ms: ms(load_time),
+            tokenize_ms: ms(stages.preprocess),
+            inference_ms: ms(stages.inference),
+            pool_ms: ms(stages.postprocess),
+            dimension: embeddings.first().map_or(0, Vec::len),
+            tokens,
+            similarity: thrum::text::cosine_matrix(&embeddings),
+            texts: self.texts.clone(),
+            embeddings,
+        };
+        if self.json { report::print_json(&report) } else { report.print() }
     }
 
     fn read_inputs(&self, model: &Model) -> anyhow::Result<(Vec<Tensor>, Vec<String>)> {
@@ -285,6 +338,59 @@ fn sanitize(name: &str) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+#[derive(serde::Serialize)]
+struct EmbedReport {
+    model: String,
+    model_path: String,
+    engine: String,
+    load_ms: f64,
+    tokenize_ms: f64,
+    inference_ms: f64,
+    pool_ms: f64,
+    dimension: usize,
+    texts: Vec<String>,
+    tokens: Vec<usize>,
+    embeddings: Vec<Vec<f32>>,
+    similarity: Vec<Vec<f32>>,
+}
+
+impl EmbedReport {
+    fn print(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "model      {} ({}) on {}, loaded in {:.1} ms",
+            self.model, self.model_path, self.engine, self.load_ms
+        )?;
+        writeln!(
+            out,
+            "stages     tokenize {:.3} ms, inference {:.3} ms, pool {:.3} ms ({} texts, one batch)",
+            self.tokenize_ms,
+            self.inference_ms,
+            self.pool_ms,
+            self.texts.len()
+        )?;
+        for (i, ((text, v), n)) in
+            self.texts.iter().zip(&self.embeddings).zip(&self.tokens).enumerate()
+        {
+            let head: Vec<String> = v.iter().take(4).map(|x| format!("{x:.4}")).collect();
+            writeln!(
+                out,
+                "text {i}     {n} tokens, [{}, …] ({} values): {text}",
+                head.join(", "),
+                self.dimension
+            )?;
+        }
+        writeln!(out, "cosine similarity")?;
+        for (i, row) in self.similarity.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|x| format!("{x:7.4}")).collect();
+            writeln!(out, "  {i:>3}  {}", cells.join(" "))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(serde::Serialize)]

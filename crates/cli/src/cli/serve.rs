@@ -562,7 +562,7 @@ impl CliRepository {
         let model_ref = ModelRef::parse(&entry.model)?;
         let engine = match (&model_ref, entry.engine.as_str()) {
             (ModelRef::Path(path), AUTO) => registry.for_file(path)?,
-            (ModelRef::Zoo(_), AUTO) => registry.get("tract")?,
+            (ModelRef::Zoo(_) | ModelRef::Pretrained(_), AUTO) => registry.get("tract")?,
             (_, name) => registry.get(name)?,
         };
         let source = model_ref.source(engine.as_ref())?;
@@ -649,6 +649,7 @@ fn init_logging() {
 fn model_name(model: &str) -> anyhow::Result<String> {
     Ok(match ModelRef::parse(model)? {
         ModelRef::Zoo(z) => z.name.to_string(),
+        ModelRef::Pretrained(m) => m.name().to_string(),
         ModelRef::Path(p) => thrum::ModelSource::path(p).name(),
     })
 }

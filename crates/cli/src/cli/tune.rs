@@ -388,7 +388,9 @@ impl TunePlan {
                     p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned()),
                     std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string(),
                 ),
-                ModelRef::Zoo(z) => (z.name.to_string(), a.model_path.clone()),
+                ModelRef::Zoo(_) | ModelRef::Pretrained(_) => {
+                    (self.model.zoo_name().unwrap_or("model").to_string(), a.model_path.clone())
+                }
             };
             let toml_path = dir.join("thrum.toml");
             std::fs::write(&toml_path, report::thrum_toml(&name, &model, c, m, cores.usable))

