@@ -6,15 +6,18 @@
 #   venv-ort/       a Python venv with the real onnxruntime package (same version thrum loads)
 #                   and numpy, for reference outputs and the speed comparison
 #   venv-serve/     a Python venv with tritonclient[http,grpc], the client `thrum serve` is
-#                   checked with, and jsonschema + PyYAML, which validate deploy/kserve/
-#                   against KServe's CRD schemas
+#                   checked with, the `openai` client (its embeddings endpoint), and
+#                   jsonschema + PyYAML, which validate deploy/kserve/ against KServe's CRD
+#                   schemas
 #   venv-mlserver/  a Python venv with MLServer (a v2 server no one here wrote) and
 #                   onnxruntime, which `thrum load` is checked against
 #   venv-tf/        a Python venv with the real tensorflow-cpu package (the version thrum
 #                   loads), which builds the SavedModel the TensorFlow engine is checked against
 #   venv-text/      a Python venv with the Python `tokenizers` package (token ids the Rust
 #                   tokenizer is checked against) and numpy + safetensors, for an independent
-#                   numpy implementation of the BERT encoder (scripts/text_reference.py)
+#                   numpy implementation of the BERT encoder (scripts/text_reference.py), and
+#                   onnxruntime, for the fastembed-style peer of `thrum bench --text-file`
+#                   (scripts/embed_python.py)
 #   rapidocr/       PaddleOCR's text-direction classifier from the rapidocr-onnxruntime wheel
 #                   (Apache-2.0, pinned by version and hash): a real ONNX model whose dynamic
 #                   dimensions are all named `?`
@@ -26,6 +29,7 @@ ONNX_VERSION=1.23.2
 ORT_VERSION=1.32.0   # must match the version `thrum engines install ort` installs
 ORT_OLD_VERSION=1.20.1
 TRITONCLIENT_VERSION=2.73.0
+OPENAI_VERSION=3.63.0
 MLSERVER_VERSION=1.7.1
 TF_VERSION=2.21.0   # must match the version `thrum engines install tensorflow` installs
 TOKENIZERS_VERSION=0.23.3
@@ -82,14 +86,14 @@ fi
 echo "test data: python onnxruntime $ORT_VERSION in $venv"
 
 venv="$data/venv-serve"
-if [ ! -f "$venv/.installed-$TRITONCLIENT_VERSION" ]; then
+if [ ! -f "$venv/.installed-$TRITONCLIENT_VERSION-openai$OPENAI_VERSION" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet "tritonclient[http,grpc]==$TRITONCLIENT_VERSION" numpy \
-    "jsonschema==4.*" "pyyaml==6.*"
-  touch "$venv/.installed-$TRITONCLIENT_VERSION"
+    "jsonschema==4.*" "pyyaml==6.*" "openai==$OPENAI_VERSION"
+  touch "$venv/.installed-$TRITONCLIENT_VERSION-openai$OPENAI_VERSION"
 fi
-echo "test data: python tritonclient $TRITONCLIENT_VERSION, jsonschema, pyyaml in $venv"
+echo "test data: python tritonclient $TRITONCLIENT_VERSION, openai $OPENAI_VERSION, jsonschema, pyyaml in $venv"
 
 venv="$data/venv-mlserver"
 if [ ! -f "$venv/.installed-$MLSERVER_VERSION-$ORT_VERSION" ]; then
@@ -112,11 +116,12 @@ fi
 echo "test data: python tensorflow-cpu $TF_VERSION in $venv"
 
 venv="$data/venv-text"
-if [ ! -f "$venv/.installed-$TOKENIZERS_VERSION-$NUMPY_VERSION-$SAFETENSORS_VERSION" ]; then
+stamp="$venv/.installed-$TOKENIZERS_VERSION-$NUMPY_VERSION-$SAFETENSORS_VERSION-ort$ORT_VERSION"
+if [ ! -f "$stamp" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --only-binary :all: "tokenizers==$TOKENIZERS_VERSION" \
-    "numpy==$NUMPY_VERSION" "safetensors==$SAFETENSORS_VERSION"
-  touch "$venv/.installed-$TOKENIZERS_VERSION-$NUMPY_VERSION-$SAFETENSORS_VERSION"
+    "numpy==$NUMPY_VERSION" "safetensors==$SAFETENSORS_VERSION" "onnxruntime==$ORT_VERSION"
+  touch "$stamp"
 fi
-echo "test data: python tokenizers $TOKENIZERS_VERSION, numpy $NUMPY_VERSION, safetensors $SAFETENSORS_VERSION in $venv"
+echo "test data: python tokenizers $TOKENIZERS_VERSION, numpy $NUMPY_VERSION, safetensors $SAFETENSORS_VERSION, onnxruntime $ORT_VERSION in $venv"

@@ -28,11 +28,12 @@ pub mod system;
 pub use error::BenchError;
 pub use memory::{MemoryReport, MemoryStep, memory_report};
 pub use plan::{
-    DEFAULT_WINDOW, InputPlan, PredictorKind, RunPlan, STABLE_WINDOWS, Stop, build_inputs,
+    DEFAULT_WINDOW, InputPlan, PredictorKind, RunPlan, STABLE_WINDOWS, Stop, TextPlan, Workload,
+    build_inputs, build_workload,
 };
 pub use plot::plot_sweep;
 pub use report::{BenchReport, SCHEMA, run_benchmark};
-pub use runner::{CpuUsage, Measurement, StageLatencies, measure};
+pub use runner::{CpuUsage, Measurement, StageLatencies, measure, measure_with};
 pub use sweep::{
     SWEEP_KEYS, SweepGrid, SweepPoint, mark_pareto_front, run_sweep, sweep_json, write_table,
 };

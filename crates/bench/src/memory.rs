@@ -8,7 +8,7 @@ use std::time::Instant;
 use thrum_core::{Engine, ModelSource, Options};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, PredictorKind, build_inputs};
+use crate::plan::{InputPlan, PredictorKind, build_workload};
 use crate::system;
 
 /// RSS with a number of live predictors.
@@ -64,7 +64,8 @@ pub fn memory_report(
     let model = engine.load(source, options)?;
     let model_load_ms = t.elapsed().as_secs_f64() * 1e3;
     let after_load = rss();
-    let (tensors, _) = build_inputs(&model, inputs)?;
+    let (workload, _) = build_workload(&model, inputs)?;
+    let tensors = workload.tensors(&model)?;
     let shared = match mode {
         PredictorKind::Shared => Some(model.shared_predictor()?),
         PredictorKind::PerThread => None,

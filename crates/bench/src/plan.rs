@@ -1,11 +1,15 @@
 //! What a benchmark run does: workers, stop condition, predictor mode, inputs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use thrum_core::PredictorKind;
+use thrum_core::translator::{Batchifier, Translator};
 use thrum_core::{DType, Model, Tensor};
+use thrum_text::TextEmbedding;
 
 use crate::error::BenchError;
+use crate::runner::{Measurement, measure, measure_with};
 use crate::shapes::InputShape;
 
 /// When the measured phase ends: after a total number of calls, after a duration, or at
@@ -115,8 +119,85 @@ impl RunPlan {
 pub struct InputPlan {
     /// Explicit shapes (djl-bench grammar); otherwise the model's input spec.
     pub shapes: Option<Vec<InputShape>>,
-    /// Samples per call: the size of every dynamic dimension when shapes come from the spec.
+    /// Samples per call: the size of every dynamic dimension when shapes come from the spec
+    /// (texts per call with `text`).
     pub batch_size: Option<usize>,
+    /// Real texts through the text-embedding translator, instead of tensors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextPlan>,
+}
+
+/// Texts to embed with a text model (`--text-file`): each call embeds `batch_size` texts, the
+/// first lines of `file` (repeated when it has fewer), through the text-embedding translator,
+/// so the stages are tokenize (pre-processing), inference and pooling (post-processing).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TextPlan {
+    /// One text per line; blank lines are skipped.
+    pub file: PathBuf,
+    /// The model's files: `tokenizer.json`, its pooling and token limit.
+    pub model_dir: PathBuf,
+}
+
+/// What every call of a benchmark feeds the model.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    /// Tensors, as they are (the identity translator).
+    Tensors(Vec<Tensor>),
+    /// Texts, through the text-embedding translator.
+    Texts(Box<TextEmbedding>, Vec<String>),
+}
+
+/// The workload `plan` describes for `model`, and the samples per call.
+pub fn build_workload(model: &Model, plan: &InputPlan) -> Result<(Workload, usize), BenchError> {
+    let Some(text) = &plan.text else {
+        let (tensors, per_call) = build_inputs(model, plan)?;
+        return Ok((Workload::Tensors(tensors), per_call));
+    };
+    let content =
+        std::fs::read_to_string(&text.file).map_err(|e| thrum_core::Error::read(&text.file, e))?;
+    let lines: Vec<&str> = content.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return Err(BenchError::Config {
+            what: format!("text file `{}`", text.file.display()),
+            expected: "at least one non-empty line (one text per line)".into(),
+        });
+    }
+    let batch = plan.batch_size.unwrap_or(1);
+    let texts = lines.iter().cycle().take(batch).map(|l| l.to_string()).collect();
+    let translator = TextEmbedding::from_dir(&text.model_dir)?;
+    Ok((Workload::Texts(Box::new(translator), texts), batch))
+}
+
+impl Workload {
+    /// Runs the measured phase of `plan` with this workload.
+    pub fn measure(
+        &self,
+        model: &Model,
+        per_call: usize,
+        plan: &RunPlan,
+        usable_cores: usize,
+    ) -> Result<Measurement, BenchError> {
+        match self {
+            Workload::Tensors(tensors) => measure(model, tensors, per_call, plan, usable_cores),
+            Workload::Texts(translator, texts) => {
+                measure_with(model, translator.as_ref(), texts, per_call, plan, usable_cores)
+            }
+        }
+    }
+
+    /// The tensors of one forward pass (texts tokenized and padded as one batch).
+    pub fn tensors(&self, model: &Model) -> Result<Vec<Tensor>, BenchError> {
+        match self {
+            Workload::Tensors(tensors) => Ok(tensors.clone()),
+            Workload::Texts(translator, texts) => {
+                let items = texts
+                    .iter()
+                    .map(|t| translator.preprocess(model, t.clone()))
+                    .collect::<thrum_core::Result<Vec<_>>>()?;
+                Ok(Batchifier::Pad.batchify(items)?)
+            }
+        }
+    }
 }
 
 /// Builds the tensors every call feeds: floats uniform in [-1, 1), integers and booleans

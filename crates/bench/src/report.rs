@@ -8,8 +8,8 @@ use std::time::Instant;
 use thrum_core::{Engine, ModelSource, Options, TensorSpec, ThreadConfig};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, PredictorKind, RunPlan, build_inputs};
-use crate::runner::{CpuUsage, Measurement, StageLatencies, measure};
+use crate::plan::{InputPlan, PredictorKind, RunPlan, build_workload};
+use crate::runner::{CpuUsage, Measurement, StageLatencies};
 use crate::shapes::{InputShape, dtype_suffix};
 use crate::stats::{LatencySummary, MinMax};
 use crate::system::{self, Cores};
@@ -170,8 +170,10 @@ pub fn run_benchmark(
     let model = engine.load(source, options)?;
     let model_load = t.elapsed();
     let rss_after_load = system::rss_bytes();
-    let (tensors, per_call) = build_inputs(&model, inputs)?;
-    let m = measure(&model, &tensors, per_call, plan, cores.usable)?;
+    let (workload, per_call) = build_workload(&model, inputs)?;
+    let m = workload.measure(&model, per_call, plan, cores.usable)?;
+    // What one call feeds the engine (texts: their padded token tensors).
+    let tensors = workload.tensors(&model)?;
     let threads = model.threads();
     let mut warnings = warnings(plan, &threads, &cores, &m);
     if let (PredictorKind::Shared, Some(reason)) = (plan.predictor, model.shared_calls_serialised())

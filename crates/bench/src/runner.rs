@@ -8,6 +8,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use thrum_core::translator::{Identity, Translator};
 use thrum_core::{Model, Predictor, SharedPredictor, StageTimings, Tensor};
 
 use crate::error::BenchError;
@@ -83,15 +84,42 @@ pub fn measure(
     plan: &RunPlan,
     usable_cores: usize,
 ) -> Result<Measurement, BenchError> {
+    measure_with(
+        model,
+        &Identity::default(),
+        &[inputs.to_vec()],
+        samples_per_call,
+        plan,
+        usable_cores,
+    )
+}
+
+/// Runs the measured phase of `plan` on `model` through `translator`: every call is one
+/// `batch_predict` of `items` (each worker's predictor has its own clone of the translator),
+/// so the stages are the translator's pre-processing, the forward pass and its
+/// post-processing.
+pub fn measure_with<T>(
+    model: &Model,
+    translator: &T,
+    items: &[T::Input],
+    samples_per_call: usize,
+    plan: &RunPlan,
+    usable_cores: usize,
+) -> Result<Measurement, BenchError>
+where
+    T: Translator + Clone,
+    T::Input: Clone + Sync,
+{
     plan.validate()?;
     let shared = match plan.predictor {
-        PredictorKind::Shared => Some(model.shared_predictor()?),
+        PredictorKind::Shared => Some(model.shared_predictor_with(translator.clone())?),
         PredictorKind::PerThread => None,
     };
     let ctx = Context {
         model,
+        translator,
         shared: shared.as_ref(),
-        inputs,
+        inputs: items,
         plan,
         stop: AtomicBool::new(false),
         claimed: AtomicU64::new(0),
@@ -185,10 +213,12 @@ pub fn measure(
     })
 }
 
-struct Context<'a> {
+struct Context<'a, T: Translator> {
     model: &'a Model,
-    shared: Option<&'a SharedPredictor>,
-    inputs: &'a [Tensor],
+    translator: &'a T,
+    shared: Option<&'a SharedPredictor<T>>,
+    /// What each call predicts, as one batch.
+    inputs: &'a [T::Input],
     plan: &'a RunPlan,
     /// Set by the first failure (or by the main thread): every worker stops at its next check.
     stop: AtomicBool,
@@ -245,7 +275,11 @@ struct WorkerResult {
     last_end: Option<Instant>,
 }
 
-impl Context<'_> {
+impl<T> Context<'_, T>
+where
+    T: Translator + Clone,
+    T::Input: Clone + Sync,
+{
     fn failed(&self) -> bool {
         self.failure.lock().map(|f| f.is_some()).unwrap_or(true)
     }
@@ -260,11 +294,11 @@ impl Context<'_> {
 
     /// One call, with panics turned into errors so that a failing engine cannot hang the
     /// other workers at a barrier.
-    fn call(&self, predictor: &mut Option<Predictor>) -> Result<StageTimings, BenchError> {
+    fn call(&self, predictor: &mut Option<Predictor<T>>) -> Result<StageTimings, BenchError> {
         let inputs = self.inputs.to_vec();
         let outcome = catch_unwind(AssertUnwindSafe(|| match (predictor.as_mut(), self.shared) {
-            (Some(p), _) => p.predict(inputs).map(|_| p.last_timings()),
-            (None, Some(shared)) => shared.predict_timed(inputs).map(|(_, t)| t),
+            (Some(p), _) => p.batch_predict(inputs).map(|_| p.last_timings()),
+            (None, Some(shared)) => shared.batch_predict_timed(inputs).map(|(_, t)| t),
             (None, None) => Err(thrum_core::Error::Batch { reason: "no predictor".into() }),
         }));
         match outcome {
@@ -277,15 +311,15 @@ impl Context<'_> {
 
     fn worker(&self, index: usize) -> WorkerResult {
         let mut result = WorkerResult::default();
-        let mut predictor: Option<Predictor> = None;
+        let mut predictor: Option<Predictor<T>> = None;
         let mut phase = "predictor creation";
         let setup = (|| -> Result<(), BenchError> {
             let t = Instant::now();
             if self.shared.is_none() {
-                let created =
-                    catch_unwind(AssertUnwindSafe(|| self.model.predictor())).map_err(|p| {
-                        BenchError::Panic { message: thrum_core::error::panic_message(&p) }
-                    })?;
+                let created = catch_unwind(AssertUnwindSafe(|| {
+                    self.model.predictor_with(self.translator.clone())
+                }))
+                .map_err(|p| BenchError::Panic { message: thrum_core::error::panic_message(&p) })?;
                 predictor = Some(created?);
             }
             result.setup = Some(t.elapsed());

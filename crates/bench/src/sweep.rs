@@ -12,8 +12,7 @@ use thrum_core::config::{self, Scope};
 use thrum_core::{Engine, EngineInfo, ModelSource, Options, PredictorKind};
 
 use crate::error::BenchError;
-use crate::plan::{InputPlan, RunPlan, build_inputs};
-use crate::runner::measure;
+use crate::plan::{InputPlan, RunPlan, build_workload};
 use crate::system;
 
 /// The runner settings a sweep can vary besides option keys.
@@ -237,12 +236,12 @@ pub fn run_sweep(
     for (opts, labels) in grid.option_sets(options)? {
         let model = engine.load(source, &opts)?;
         for &batch in &batches {
-            let input_plan = InputPlan { shapes: inputs.shapes.clone(), batch_size: batch };
-            let (tensors, per_call) = build_inputs(&model, &input_plan)?;
+            let input_plan = InputPlan { batch_size: batch, ..inputs.clone() };
+            let (workload, per_call) = build_workload(&model, &input_plan)?;
             for &workers in &threads {
                 for &mode in &modes {
                     let plan = RunPlan { workers, predictor: mode, ..base.clone() };
-                    let m = measure(&model, &tensors, per_call, &plan, cores.usable)?;
+                    let m = workload.measure(&model, per_call, &plan, cores.usable)?;
                     let point = SweepPoint {
                         threads: workers,
                         batch: per_call,

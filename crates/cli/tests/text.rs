@@ -206,3 +206,136 @@ fn zoo_list_shows_the_package_and_its_licence() {
     assert_eq!(minilm["sha256"].as_str().unwrap().len(), 64);
     assert!(list["built"].as_array().unwrap().iter().any(|m| m["name"] == "mlp"));
 }
+
+/// POSTs a JSON body; the status and the parsed answer.
+fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")),
+    )
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// The `openai` Python client, unchanged, against `thrum serve`'s `/v1/embeddings`; TEI's
+/// `/embed`, `/tokenize` and `/info` on the same server.
+#[test]
+fn the_openai_client_and_teis_routes_embed_against_thrum_serve() {
+    model_dir();
+    let server = common::serve(&["-p", MODEL]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/openai_check.py");
+    let out = std::process::Command::new(venv_python("venv-serve"))
+        .arg(script)
+        .arg(&server.http)
+        .arg("all-minilm-l6-v2")
+        .args(quickstart())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openai_check.py: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["model"], "all-minilm-l6-v2");
+    assert_eq!(report["prompt_tokens"], 25, "8 + 9 + 8 tokens");
+    assert_eq!(report["indices"], serde_json::json!([0, 1, 2]));
+    let (base64, floats) = (matrix(&report["default"]), matrix(&report["float"]));
+    for (a, b) in base64.iter().flatten().zip(floats.iter().flatten()) {
+        assert!((a - b).abs() < 1e-6, "base64 and float encodings differ: {a} vs {b}");
+    }
+    for (i, j, published) in [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)] {
+        let s = cosine(&base64[i], &base64[j]);
+        assert!((s - published).abs() < 1e-4, "openai client: sentences {i}, {j}: {s}");
+    }
+    let single: Vec<f64> = serde_json::from_value(report["single"].clone()).unwrap();
+    assert!(
+        cosine(&single, &base64[0]) > 0.99999,
+        "a string input embeds like the same text in a list"
+    );
+
+    let base = format!("http://{}", server.http);
+    let body = serde_json::json!({ "inputs": quickstart() }).to_string();
+    let (status, embedded) = post(&format!("{base}/embed"), &body);
+    assert_eq!(status, 200, "{embedded}");
+    let tei = matrix(&embedded);
+    assert_eq!(tei.len(), 3);
+    for (a, b) in tei.iter().flatten().zip(floats.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "/embed and /v1/embeddings differ: {a} vs {b}");
+    }
+    let (status, tokens) = post(&format!("{base}/tokenize"), r#"{"inputs": "Café"}"#);
+    assert_eq!(status, 200, "{tokens}");
+    let ids: Vec<i64> =
+        tokens[0].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![101, 7668, 102]);
+    assert_eq!(tokens[0][0]["special"], true);
+    let info = common::get_json(&format!("{base}/info"));
+    assert_eq!(info["model_id"], "all-minilm-l6-v2");
+    assert_eq!(info["max_input_length"], 256);
+}
+
+/// Bad input to the embedding routes: TEI's statuses and error types, OpenAI's error shape,
+/// each naming what was wrong; the server answers a good request afterwards.
+#[test]
+fn bad_embedding_requests_are_refused_by_name() {
+    model_dir();
+    let server = common::serve(&["-p", MODEL]);
+    let base = format!("http://{}", server.http);
+    let many: Vec<String> = (0..33).map(|i| format!("text {i}")).collect();
+    let long = "word ".repeat(210_000); // ~1 MiB, far over 256 tokens
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("/embed", r#"{"inputs": []}"#.into(), 422, "cannot be empty"),
+        (
+            "/embed",
+            serde_json::json!({ "inputs": many }).to_string(),
+            413,
+            "maximum allowed batch size 32",
+        ),
+        ("/embed", r#"{"inputs": ["fine", 3]}"#.into(), 422, "`inputs[1]` is a number"),
+        ("/embed", r#"{"inputs": ""}"#.into(), 422, "empty text"),
+        ("/embed", r#"{"inputs": {"a": 1}}"#.into(), 422, "expected a string or a list of strings"),
+        ("/embed", serde_json::json!({ "inputs": long }).to_string(), 413, "256 tokens"),
+        ("/embed", r#"{"inputs": "x", "normalize": "yes"}"#.into(), 422, "expected true or false"),
+        ("/embed", "not json".into(), 422, "not JSON"),
+        ("/v1/embeddings", r#"{"input": "x", "model": "nope"}"#.into(), 404, "nope"),
+        (
+            "/v1/embeddings",
+            r#"{"input": [], "model": "all-minilm-l6-v2"}"#.into(),
+            400,
+            "cannot be empty",
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"input": "x", "model": "all-minilm-l6-v2", "encoding_format": "int8"}"#.into(),
+            400,
+            "\"float\" or \"base64\"",
+        ),
+    ];
+    for (route, body, status, says) in &cases {
+        let (got, answer) = post(&format!("{base}{route}"), body);
+        let message = if *route == "/embed" {
+            assert!(answer["error_type"].is_string(), "{route}: {answer}");
+            answer["error"].as_str().unwrap_or_default().to_string()
+        } else {
+            assert!(answer["error"]["type"].is_string(), "{route}: {answer}");
+            answer["error"]["message"].as_str().unwrap_or_default().to_string()
+        };
+        assert_eq!(got, *status, "{route} {}: {answer}", &body[..body.len().min(80)]);
+        assert!(message.contains(says), "{route}: `{message}` does not say `{says}`");
+    }
+    // Asked to truncate, the long text is embedded.
+    let body = serde_json::json!({ "inputs": long, "truncate": true }).to_string();
+    let (status, answer) = post(&format!("{base}/embed"), &body);
+    assert_eq!(status, 200, "{}", answer.to_string().chars().take(200).collect::<String>());
+    let (status, answer) = post(&format!("{base}/embed"), r#"{"inputs": "still serving"}"#);
+    assert_eq!((status, answer.as_array().map(Vec::len)), (200, Some(1)));
+}

@@ -369,8 +369,15 @@ impl<T: Translator> SharedPredictor<T> {
 
     /// Like [`Predictor::batch_predict`], callable from many threads at once.
     pub fn batch_predict(&self, inputs: Vec<T::Input>) -> Result<Vec<T::Output>> {
+        self.batch_predict_timed(inputs).map(|(outputs, _)| outputs)
+    }
+
+    /// [`SharedPredictor::batch_predict`] with the stage timings of this call.
+    pub fn batch_predict_timed(
+        &self,
+        inputs: Vec<T::Input>,
+    ) -> Result<(Vec<T::Output>, StageTimings)> {
         predict_batch(&self.model, &self.translator, inputs, |x| self.backend.predict(x))
-            .map(|(outputs, _)| outputs)
     }
 }
 

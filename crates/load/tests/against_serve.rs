@@ -19,6 +19,7 @@ fn serve(config: PoolConfig) -> thrum_serve::Background {
     let served = vec![ServedModel {
         name: "mlp".into(),
         platform: "thrum_tract".into(),
+        text: None,
         pool: ModelPool::start("mlp", model, config).unwrap(),
     }];
     let listen = Listen {

@@ -50,6 +50,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/repository/models/{model}/load", post(repository_load))
         .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .route("/metrics", get(prometheus))
+        // Text embeddings: TEI's and OpenAI's endpoints (embed.rs).
+        .route("/embed", post(crate::embed::embed))
+        .route("/tokenize", post(crate::embed::tokenize_route))
+        .route("/info", get(crate::embed::info))
+        .route("/v1/embeddings", post(crate::embed::openai_embeddings))
         .fallback(not_found)
         // The body is read by the infer handler itself, against the server's own limit.
         .layer(DefaultBodyLimit::disable())
@@ -84,7 +89,8 @@ async fn not_found() -> Response {
     let mut response = error_response(&ServeError::bad(
         "no such endpoint; the v2 protocol's are /v2, /v2/health/{live,ready}, \
          /v2/models/NAME[/versions/V][/ready|/config|/stats|/infer], /v2/repository/index, \
-         /v2/repository/models/NAME/{load,unload}, /metrics",
+         /v2/repository/models/NAME/{load,unload}, /metrics; for text models also /embed, \
+         /tokenize, /info and /v1/embeddings",
     ));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response

@@ -9,13 +9,15 @@
 //! - [`server`]: the [`Server`] and its life (readiness, loading and unloading models,
 //!   graceful shutdown); [`front`] the connections' limits and timeouts.
 //! - [`http`] and [`grpc`]: the protocol fronts over the wire formats of `thrum-wire`;
-//!   [`metadata`] what the server says about its models; [`metrics`] Prometheus.
+//!   [`metadata`] what the server says about its models; [`metrics`] Prometheus; `embed.rs`
+//!   TEI's and OpenAI's embedding endpoints for text models (`/embed`, `/v1/embeddings`).
 //! - [`config`]: what to serve, from a `thrum.toml` or a model repository; [`triton`] Triton's
 //!   model repositories (`config.pbtxt`, version folders) as they are.
 //! - [`ServeError`]: the one error type; its kind decides the HTTP and gRPC status, in one
 //!   place ([`ServeError::http_status`], [`ServeError::grpc_code`]).
 
 pub mod config;
+mod embed;
 mod error;
 pub mod front;
 pub mod grpc;

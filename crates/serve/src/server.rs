@@ -36,6 +36,8 @@ pub struct ServedModel {
     pub pool: ModelPool,
     /// The platform string the protocol reports (`onnxruntime_onnx`, `pytorch_libtorch`…).
     pub platform: String,
+    /// For a text-embedding model: its translator, which `/embed` and `/v1/embeddings` use.
+    pub text: Option<Arc<thrum_text::TextEmbedding>>,
 }
 
 impl ServedModel {

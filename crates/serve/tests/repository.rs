@@ -43,6 +43,7 @@ impl Repository for Scripts {
                 Ok(ServedModel {
                     name: name.into(),
                     platform: "thrum_scripted".into(),
+                    text: None,
                     pool: thrum_serve::ModelPool::start(name, model, PoolConfig::new(workers))?,
                 })
             }

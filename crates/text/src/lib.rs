@@ -54,6 +54,7 @@ pub struct Tokens {
 
 /// A model's tokenizer: its `tokenizer.json`, without the file's padding, truncating at
 /// `max_tokens`.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     max_tokens: usize,
@@ -257,7 +258,7 @@ impl EmbeddingFiles {
 ///
 /// Items are padded per batch ([`Batchifier::Pad`]: ids, mask and types with 0), and each
 /// text is pooled over its own tokens only.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TextEmbedding {
     tokenizer: TextTokenizer,
     pooling: Pooling,

@@ -119,7 +119,7 @@ pub fn run_engine(
 /// The inputs every engine gets: floats uniform in [-1, 1) from a fixed seed, integers ones
 /// (thrum bench's inputs), batch 1.
 pub fn seeded_inputs(model: &Model) -> Result<Vec<Tensor>, TuneError> {
-    let plan = thrum_bench::InputPlan { shapes: None, batch_size: Some(1) };
+    let plan = thrum_bench::InputPlan { batch_size: Some(1), ..Default::default() };
     Ok(thrum_bench::build_inputs(model, &plan)?.0)
 }
 

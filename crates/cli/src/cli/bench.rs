@@ -34,6 +34,12 @@ pub struct BenchArgs {
     #[arg(short, long)]
     engine: Option<String>,
 
+    /// Real texts, one per line, for a text model (zoo:all-minilm-l6-v2): each call embeds
+    /// --batch-size of them (the file's first lines) through the whole pipeline, with stages
+    /// tokenize (preprocess), inference and pool (postprocess).
+    #[arg(long = "text-file", value_name = "FILE", conflicts_with = "input_shapes")]
+    text_file: Option<std::path::PathBuf>,
+
     /// Input shapes in djl-bench syntax, e.g. '(1,3,224,224)f' or '(1,128)l,(1,128)l'
     /// (dtype suffixes f d s i l b u B). Default: the model's input spec at --batch-size.
     #[arg(short = 's', long = "input-shapes", value_name = "SHAPES")]
@@ -218,6 +224,22 @@ impl BenchPlan {
         let model_path = args.model_path.unwrap_or_else(|| "zoo:resnet18".into());
         let model = ModelRef::parse(&model_path)?;
         let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
+        let text = match (&args.text_file, model.files_dir()) {
+            (None, _) => None,
+            (Some(file), Some(model_dir)) => {
+                Some(thrum_bench::TextPlan { file: file.clone(), model_dir })
+            }
+            (Some(_), None) => {
+                return Err(config_error(
+                    format!("--text-file with `{model_path}`"),
+                    format!(
+                        "a text model that brings its tokenizer, such as zoo:{}",
+                        thrum::zoo::pretrained::ALL_MINILM_L6_V2.name
+                    ),
+                )
+                .into());
+            }
+        };
         let duration = match (args.iteration, args.duration) {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
             (_, d) => d,
@@ -272,7 +294,7 @@ impl BenchPlan {
             model,
             given,
             options: args.options,
-            inputs: InputPlan { shapes, batch_size: args.batch_size.map(|b| b as usize) },
+            inputs: InputPlan { shapes, batch_size: args.batch_size.map(|b| b as usize), text },
             run: RunPlan {
                 workers,
                 stop: Stop {

@@ -592,11 +592,17 @@ impl CliRepository {
         }
         tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
             intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
+        // A text model (one that brings its tokenizer) also answers /embed and /v1/embeddings.
+        let text = match model_ref.files_dir() {
+            Some(dir) => Some(std::sync::Arc::new(thrum::text::TextEmbedding::from_dir(&dir)?)),
+            None => None,
+        };
         let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
         Ok(ServedModel {
             name: entry.name,
             pool,
             platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
+            text,
         })
     }
 }

@@ -186,15 +186,16 @@ fn parse_format(text: &str) -> Result<ModelFormat, String> {
 
 /// A validated export.
 struct ExportPlan {
-    model: &'static zoo::ZooModel,
+    model: thrum::ModelRef,
     format: ModelFormat,
     output: PathBuf,
     seed: u64,
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let name = args.name.strip_prefix(thrum::ZOO_PREFIX).unwrap_or(&args.name);
     let plan = ExportPlan {
-        model: zoo::find(&args.name)?,
+        model: thrum::ModelRef::parse(&format!("{}{name}", thrum::ZOO_PREFIX))?,
         format: match args.format {
             Some(f) => f,
             None => zoo::format_of(&args.output)?,
@@ -202,13 +203,18 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         output: args.output,
         seed: args.seed,
     };
-    let graph = plan.model.build(plan.seed);
+    let (graph, weights) = match &plan.model {
+        thrum::ModelRef::Pretrained(m) => {
+            (m.build()?, format!("real weights of {}", m.package.requirement))
+        }
+        thrum::ModelRef::Zoo(m) => (m.build(plan.seed), format!("seed {}", plan.seed)),
+        thrum::ModelRef::Path(_) => anyhow::bail!("`{name}` is not a zoo model"),
+    };
     zoo::export(&graph, plan.format, &plan.output)?;
     println!(
-        "exported {} ({:.2} M parameters, seed {}) to {}",
+        "exported {} ({:.2} M parameters, {weights}) to {}",
         graph.name,
         graph.parameter_count() as f64 / 1e6,
-        plan.seed,
         plan.output.display()
     );
     Ok(())

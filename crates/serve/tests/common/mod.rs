@@ -192,6 +192,7 @@ pub fn served(models: Vec<(&str, Model, PoolConfig)>) -> Vec<ServedModel> {
         .map(|(name, model, config)| ServedModel {
             name: name.into(),
             platform: "thrum_tract".into(),
+            text: None,
             pool: ModelPool::start(name, model, config).unwrap(),
         })
         .collect()

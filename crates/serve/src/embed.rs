@@ -1,0 +1,438 @@
+//! Text embeddings over REST, as the clients of Hugging Face's text-embeddings-inference (TEI)
+//! and of OpenAI's API call them, on the same pools as v2: `POST /embed`, `POST /tokenize`,
+//! `GET /info` (TEI) and `POST /v1/embeddings` (OpenAI).
+//!
+//! A request's texts are tokenized by the model's [`TextEmbedding`] translator (on the blocking
+//! pool when they are large), padded to the request's longest text and submitted to the
+//! model's pool as one request; each text is pooled over its own tokens and normalised when
+//! asked. Errors are TEI's (`{"error", "error_type"}` with 413, 422, 424, 429) and OpenAI's
+//! (`{"error": {"message", "type", "param", "code"}}`) shapes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State as Extract;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use thrum_core::Tensor;
+use thrum_text::{TextEmbedding, Tokens};
+
+use crate::error::ServeError;
+use crate::http::{offload, read_body};
+use crate::server::{ServedModel, State};
+
+type Shared = Arc<State>;
+
+/// Most texts one request may hold (TEI's `--max-client-batch-size` default).
+pub const MAX_CLIENT_BATCH: usize = 32;
+
+/// Texts above this many bytes in all are tokenized on the blocking pool.
+const INLINE_TEXT_BYTES: usize = 64 * 1024;
+
+/// A refusal, with what TEI and OpenAI call its kind.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    /// TEI's `error_type`: Validation, Overloaded, Backend, Unhealthy.
+    kind: &'static str,
+    message: String,
+    /// The request field it is about, for OpenAI's `param`.
+    param: Option<&'static str>,
+}
+
+impl Refusal {
+    fn validation(status: StatusCode, param: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal { status, kind: "Validation", message: message.into(), param: Some(param) }
+    }
+
+    fn tei(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message, "error_type": self.kind })))
+            .into_response()
+    }
+
+    fn openai(self) -> Response {
+        let kind = match self.status {
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            s if s.is_client_error() => "invalid_request_error",
+            _ => "api_error",
+        };
+        let body = json!({ "error": {
+            "message": self.message, "type": kind, "param": self.param, "code": Value::Null,
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<ServeError> for Refusal {
+    fn from(e: ServeError) -> Refusal {
+        let (status, kind) = match &e {
+            ServeError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "Overloaded"),
+            ServeError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Validation"),
+            ServeError::NotReady { .. } | ServeError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Unhealthy")
+            }
+            e if e.http_status() == 404 => (StatusCode::NOT_FOUND, "Validation"),
+            e if e.http_status() < 500 => (StatusCode::UNPROCESSABLE_ENTITY, "Validation"),
+            _ => (StatusCode::FAILED_DEPENDENCY, "Backend"),
+        };
+        Refusal { status, kind, message: e.to_string(), param: None }
+    }
+}
+
+/// The served model a request names (`model`), or the only text model served.
+fn text_model(
+    state: &State,
+    name: Option<&str>,
+) -> Result<(Arc<ServedModel>, Arc<TextEmbedding>), Refusal> {
+    if let Some(name) = name {
+        let served = state.model(name, None).map_err(|e| Refusal {
+            status: StatusCode::NOT_FOUND,
+            kind: "Validation",
+            message: e.to_string(),
+            param: Some("model"),
+        })?;
+        let text = served.text.clone().ok_or_else(|| {
+            Refusal::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "model",
+                format!("model `{name}` is not a text-embedding model; {}", text_models(state)),
+            )
+        })?;
+        return Ok((served, text));
+    }
+    let mut found = state.models().into_iter().filter(|m| m.text.is_some());
+    match (found.next(), found.next()) {
+        (Some(served), None) => {
+            let text = served.text.clone().ok_or_else(|| {
+                Refusal::validation(StatusCode::UNPROCESSABLE_ENTITY, "model", "no text model")
+            })?;
+            Ok((served, text))
+        }
+        (None, _) => Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            kind: "Validation",
+            message: "this server serves no text-embedding model (serve one such as \
+                      zoo:all-minilm-l6-v2)"
+                .into(),
+            param: Some("model"),
+        }),
+        (Some(_), Some(_)) => Err(Refusal::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "model",
+            format!(
+                "several text models are served: name one with `model`; {}",
+                text_models(state)
+            ),
+        )),
+    }
+}
+
+fn text_models(state: &State) -> String {
+    let names: Vec<String> = state
+        .models()
+        .iter()
+        .filter(|m| m.text.is_some())
+        .map(|m| format!("`{}`", m.name))
+        .collect();
+    if names.is_empty() {
+        "none is served".into()
+    } else {
+        format!("text models served: {}", names.join(", "))
+    }
+}
+
+/// `inputs` / `input`: a string or a list of strings, checked: at least one, at most
+/// [`MAX_CLIENT_BATCH`], every item a string.
+fn texts(value: Option<&Value>, param: &'static str) -> Result<Vec<String>, Refusal> {
+    let invalid = |m: String| Refusal::validation(StatusCode::UNPROCESSABLE_ENTITY, param, m);
+    let texts = match value {
+        None => {
+            return Err(invalid(format!("`{param}` is missing: a string or a list of strings")));
+        }
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(invalid(format!(
+                    "`{param}[{i}]` is {}; every item is a string",
+                    json_kind(other)
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(invalid(format!(
+                "`{param}` is {}; expected a string or a list of strings",
+                json_kind(other)
+            )));
+        }
+    };
+    if texts.is_empty() {
+        return Err(invalid(format!("`{param}` cannot be empty")));
+    }
+    if texts.len() > MAX_CLIENT_BATCH {
+        return Err(Refusal::validation(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            param,
+            format!("batch size {} > maximum allowed batch size {MAX_CLIENT_BATCH}", texts.len()),
+        ));
+    }
+    Ok(texts)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn flag(body: &Value, key: &'static str, default: bool) -> Result<bool, Refusal> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Refusal::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            key,
+            format!("`{key}` is {}; expected true or false", json_kind(other)),
+        )),
+    }
+}
+
+/// Reads and parses a JSON body under the server's limit.
+async fn json_body(state: &State, body: Body) -> Result<Value, Refusal> {
+    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| Refusal {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: "Validation",
+        message: format!("the body is not JSON: {e}"),
+        param: None,
+    })
+}
+
+/// Tokenizes `texts` (checked: non-empty, within the limit unless `truncate`).
+async fn tokenize(
+    text: &Arc<TextEmbedding>,
+    texts: Vec<String>,
+    truncate: bool,
+    param: &'static str,
+) -> Result<Vec<Tokens>, Refusal> {
+    let size: usize = texts.iter().map(String::len).sum();
+    let translator = text.clone();
+    let work = move || -> Result<Result<Vec<Tokens>, Refusal>, ServeError> {
+        let translator = (*translator).clone().truncate(truncate);
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                translator.tokenize(t).map_err(|e| {
+                    let status = if t.trim().is_empty() {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    } else {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    };
+                    Refusal::validation(status, param, format!("`{param}[{i}]`: {e}"))
+                })
+            })
+            .collect())
+    };
+    if size > INLINE_TEXT_BYTES { offload(work).await? } else { work()? }
+}
+
+/// Pads `tokens` to the longest and runs them as one request of `served`'s pool; each text's
+/// embedding, pooled over its own tokens.
+async fn embeddings(
+    served: &ServedModel,
+    text: &TextEmbedding,
+    tokens: &[Tokens],
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>, Refusal> {
+    let n = tokens.len();
+    let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+    let column = |pick: fn(&Tokens) -> &Vec<i64>| -> Result<Tensor, ServeError> {
+        let mut data = vec![0i64; n * longest];
+        for (row, t) in data.chunks_exact_mut(longest.max(1)).zip(tokens) {
+            row[..pick(t).len()].copy_from_slice(pick(t));
+        }
+        Ok(Tensor::from_vec(vec![n, longest], data)?)
+    };
+    let inputs = served
+        .model()
+        .inputs()
+        .iter()
+        .map(|spec| match spec.name.as_str() {
+            "input_ids" => column(|t| &t.ids),
+            "attention_mask" => column(|t| &t.attention_mask),
+            "token_type_ids" => column(|t| &t.type_ids),
+            other => Err(ServeError::bad(format!(
+                "model `{}` has an input `{other}` that texts do not give",
+                served.name
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = served.pool.submit(inputs).await?;
+    let hidden = outputs.into_iter().next().ok_or_else(|| {
+        Refusal::from(ServeError::bad(format!("model `{}` returned no output", served.name)))
+    })?;
+    let shape = hidden.shape().to_vec();
+    let (rows, width) = match shape[..] {
+        [b, s, h] if b == n && s == longest => (s, h),
+        _ => {
+            return Err(Refusal::from(ServeError::bad(format!(
+                "model `{}` returned {shape:?}; a text-embedding model returns [texts, tokens, width]",
+                served.name
+            ))));
+        }
+    };
+    let values = hidden.as_slice::<f32>().map_err(ServeError::from)?;
+    Ok(tokens
+        .iter()
+        .zip(values.chunks_exact((rows * width).max(1)))
+        .map(|(t, item)| {
+            let mut v = text.pooling().pool(item, width, t.ids.len());
+            if normalize {
+                thrum_text::normalize(&mut v);
+            }
+            v
+        })
+        .collect())
+}
+
+/// TEI's `POST /embed`: `{"inputs": str | [str], "normalize": true, "truncate": false}` →
+/// `[[f32]]`.
+pub(crate) async fn embed(Extract(state): Extract<Shared>, body: Body) -> Response {
+    embed_inner(&state, body).await.unwrap_or_else(Refusal::tei)
+}
+
+async fn embed_inner(state: &State, body: Body) -> Result<Response, Refusal> {
+    let body = json_body(state, body).await?;
+    let (served, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
+    let texts = texts(body.get("inputs"), "inputs")?;
+    let normalize = flag(&body, "normalize", true)?;
+    let truncate = flag(&body, "truncate", false)?;
+    let tokens = tokenize(&text, texts, truncate, "inputs").await?;
+    let vectors = embeddings(&served, &text, &tokens, normalize).await?;
+    Ok((StatusCode::OK, axum::Json(vectors)).into_response())
+}
+
+/// TEI's `POST /tokenize`: `{"inputs": str | [str]}` → per text, its tokens
+/// (`id`, `text`, `special`).
+pub(crate) async fn tokenize_route(Extract(state): Extract<Shared>, body: Body) -> Response {
+    tokenize_inner(&state, body).await.unwrap_or_else(Refusal::tei)
+}
+
+async fn tokenize_inner(state: &State, body: Body) -> Result<Response, Refusal> {
+    let body = json_body(state, body).await?;
+    let (_, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
+    let texts = texts(body.get("inputs"), "inputs")?;
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let invalid = |e: thrum_core::Error| {
+            Refusal::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "inputs",
+                format!("`inputs[{i}]`: {e}"),
+            )
+        };
+        let tokens = text.tokenize(t).map_err(invalid)?;
+        let strings = text.tokenizer().tokens(t).map_err(invalid)?;
+        let special = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"];
+        out.push(
+            tokens
+                .ids
+                .iter()
+                .zip(strings)
+                .map(|(id, s)| json!({ "id": id, "text": s, "special": special.contains(&s.as_str()) }))
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok((StatusCode::OK, axum::Json(out)).into_response())
+}
+
+/// TEI's `GET /info`: the text model, its limits.
+pub(crate) async fn info(Extract(state): Extract<Shared>) -> Response {
+    match text_model(&state, None) {
+        Ok((served, text)) => axum::Json(json!({
+            "model_id": served.name,
+            "model_type": { "embedding": { "pooling": format!("{:?}", text.pooling()).to_lowercase() } },
+            "max_input_length": text.tokenizer().max_tokens(),
+            "max_client_batch_size": MAX_CLIENT_BATCH,
+            "version": env!("CARGO_PKG_VERSION"),
+            "router": "thrum",
+        }))
+        .into_response(),
+        Err(refusal) => refusal.tei(),
+    }
+}
+
+/// OpenAI's `POST /v1/embeddings`: `{"input": str | [str], "model": "...",
+/// "encoding_format": "float" | "base64"}` → `{"object": "list", "data": [...], "model",
+/// "usage": {"prompt_tokens", "total_tokens"}}`. Texts are truncated at the model's limit, as
+/// OpenAI's clients expect no refusal for length.
+pub(crate) async fn openai_embeddings(Extract(state): Extract<Shared>, body: Body) -> Response {
+    openai_inner(&state, body).await.unwrap_or_else(Refusal::openai)
+}
+
+async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
+    let body = json_body(state, body).await?;
+    let (served, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
+    let base64 = match body.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(other) => {
+            return Err(Refusal::validation(
+                StatusCode::BAD_REQUEST,
+                "encoding_format",
+                format!("`encoding_format` is {other}; expected \"float\" or \"base64\""),
+            ));
+        }
+    };
+    if let Some(d) = body.get("dimensions").filter(|d| !d.is_null()) {
+        return Err(Refusal::validation(
+            StatusCode::BAD_REQUEST,
+            "dimensions",
+            format!(
+                "`dimensions` ({d}) is not supported: the model's embeddings have a fixed width"
+            ),
+        ));
+    }
+    let texts = texts(body.get("input"), "input").map_err(|mut r| {
+        r.status = StatusCode::BAD_REQUEST;
+        r
+    })?;
+    let tokens = tokenize(&text, texts, true, "input").await.map_err(|mut r| {
+        r.status = StatusCode::BAD_REQUEST;
+        r
+    })?;
+    let vectors = embeddings(&served, &text, &tokens, true).await?;
+    let prompt_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": served.name,
+        "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
+    }))
+    .into_response())
+}
