@@ -12,7 +12,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo
 echo "| model | file size MiB | engine | time to ready, median of $runs (s) |"
 echo "|---|---|---|---|"
-for model in $("$thrum" zoo list --json | python3 -c "import json,sys; print(' '.join(m['name'] for m in json.load(sys.stdin)))"); do
+for model in $("$thrum" zoo list --json | python3 -c "import json,sys; print(' '.join(m['name'] for m in json.load(sys.stdin)['built']))"); do
   onnx="$work/$model.onnx"
   "$thrum" zoo export "$model" --format onnx -o "$onnx" >/dev/null
   size=$(python3 -c "import os,sys; print('%.1f' % (os.path.getsize(sys.argv[1]) / 2**20))" "$onnx")

@@ -88,13 +88,7 @@ rss_mib() {
   awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
 }
 
-cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-features=""
-for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile; do
-  case " $flags " in *" $f "*) features="$features $f";; esac
-done
-echo "machine: $cpu_model, $cores cores,$features; $(date -u +%Y-%m-%d)"
+machine_line
 
 case "$what" in
 grpc)

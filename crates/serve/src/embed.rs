@@ -25,8 +25,12 @@ use crate::server::{ServedModel, State};
 
 type Shared = Arc<State>;
 
-/// Most texts one request may hold (TEI's `--max-client-batch-size` default).
+/// Most texts one request of TEI's routes may hold (TEI's `--max-client-batch-size`
+/// default); larger batches of OpenAI's route run as several requests of this size.
 pub const MAX_CLIENT_BATCH: usize = 32;
+
+/// Most texts one request of OpenAI's route may hold (OpenAI's own limit).
+pub const MAX_OPENAI_INPUTS: usize = 2048;
 
 /// Texts above this many bytes in all are tokenized on the blocking pool.
 const INLINE_TEXT_BYTES: usize = 64 * 1024;
@@ -40,16 +44,34 @@ struct Refusal {
     message: String,
     /// The request field it is about, for OpenAI's `param`.
     param: Option<&'static str>,
+    /// Seconds for `Retry-After` (a full queue).
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
     fn validation(status: StatusCode, param: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal { status, kind: "Validation", message: message.into(), param: Some(param) }
+        Refusal {
+            status,
+            kind: "Validation",
+            message: message.into(),
+            param: Some(param),
+            retry_after: None,
+        }
+    }
+
+    fn with_retry_after(self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 
     fn tei(self) -> Response {
-        (self.status, axum::Json(json!({ "error": self.message, "error_type": self.kind })))
-            .into_response()
+        let body = json!({ "error": self.message, "error_type": self.kind });
+        let response = (self.status, axum::Json(body)).into_response();
+        self.with_retry_after(response)
     }
 
     fn openai(self) -> Response {
@@ -62,7 +84,8 @@ impl Refusal {
         let body = json!({ "error": {
             "message": self.message, "type": kind, "param": self.param, "code": Value::Null,
         }});
-        (self.status, axum::Json(body)).into_response()
+        let response = (self.status, axum::Json(body)).into_response();
+        self.with_retry_after(response)
     }
 }
 
@@ -78,7 +101,7 @@ impl From<ServeError> for Refusal {
             e if e.http_status() < 500 => (StatusCode::UNPROCESSABLE_ENTITY, "Validation"),
             _ => (StatusCode::FAILED_DEPENDENCY, "Backend"),
         };
-        Refusal { status, kind, message: e.to_string(), param: None }
+        Refusal { status, kind, message: e.to_string(), param: None, retry_after: e.retry_after() }
     }
 }
 
@@ -88,12 +111,9 @@ fn text_model(
     name: Option<&str>,
 ) -> Result<(Arc<ServedModel>, Arc<TextEmbedding>), Refusal> {
     if let Some(name) = name {
-        let served = state.model(name, None).map_err(|e| Refusal {
-            status: StatusCode::NOT_FOUND,
-            kind: "Validation",
-            message: e.to_string(),
-            param: Some("model"),
-        })?;
+        let served = state
+            .model(name, None)
+            .map_err(|e| Refusal { param: Some("model"), ..Refusal::from(e) })?;
         let text = served.text.clone().ok_or_else(|| {
             Refusal::validation(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -113,11 +133,12 @@ fn text_model(
         }
         (None, _) => Err(Refusal {
             status: StatusCode::NOT_FOUND,
-            kind: "Validation",
-            message: "this server serves no text-embedding model (serve one such as \
-                      zoo:all-minilm-l6-v2)"
-                .into(),
-            param: Some("model"),
+            ..Refusal::validation(
+                StatusCode::NOT_FOUND,
+                "model",
+                "this server serves no text-embedding model (serve one such as \
+                 zoo:all-minilm-l6-v2)",
+            )
         }),
         (Some(_), Some(_)) => Err(Refusal::validation(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -144,9 +165,9 @@ fn text_models(state: &State) -> String {
     }
 }
 
-/// `inputs` / `input`: a string or a list of strings, checked: at least one, at most
-/// [`MAX_CLIENT_BATCH`], every item a string.
-fn texts(value: Option<&Value>, param: &'static str) -> Result<Vec<String>, Refusal> {
+/// `inputs` / `input`: a string or a list of strings, checked: at least one, at most `limit`,
+/// every item a string.
+fn texts(value: Option<&Value>, param: &'static str, limit: usize) -> Result<Vec<String>, Refusal> {
     let invalid = |m: String| Refusal::validation(StatusCode::UNPROCESSABLE_ENTITY, param, m);
     let texts = match value {
         None => {
@@ -174,11 +195,11 @@ fn texts(value: Option<&Value>, param: &'static str) -> Result<Vec<String>, Refu
     if texts.is_empty() {
         return Err(invalid(format!("`{param}` cannot be empty")));
     }
-    if texts.len() > MAX_CLIENT_BATCH {
+    if texts.len() > limit {
         return Err(Refusal::validation(
             StatusCode::PAYLOAD_TOO_LARGE,
             param,
-            format!("batch size {} > maximum allowed batch size {MAX_CLIENT_BATCH}", texts.len()),
+            format!("batch size {} > maximum allowed batch size {limit}", texts.len()),
         ));
     }
     Ok(texts)
@@ -211,10 +232,12 @@ fn flag(body: &Value, key: &'static str, default: bool) -> Result<bool, Refusal>
 async fn json_body(state: &State, body: Body) -> Result<Value, Refusal> {
     let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| Refusal {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        kind: "Validation",
-        message: format!("the body is not JSON: {e}"),
         param: None,
+        ..Refusal::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+            format!("the body is not JSON: {e}"),
+        )
     })
 }
 
@@ -228,12 +251,11 @@ async fn tokenize(
     let size: usize = texts.iter().map(String::len).sum();
     let translator = text.clone();
     let work = move || -> Result<Result<Vec<Tokens>, Refusal>, ServeError> {
-        let translator = (*translator).clone().truncate(truncate);
         Ok(texts
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                translator.tokenize(t).map_err(|e| {
+                translator.tokenize_with(t, truncate).map_err(|e| {
                     let status = if t.trim().is_empty() {
                         StatusCode::UNPROCESSABLE_ENTITY
                     } else {
@@ -247,9 +269,31 @@ async fn tokenize(
     if size > INLINE_TEXT_BYTES { offload(work).await? } else { work()? }
 }
 
-/// Pads `tokens` to the longest and runs them as one request of `served`'s pool; each text's
-/// embedding, pooled over its own tokens.
+/// Each text's embedding, pooled over its own tokens: the texts go to `served`'s pool as
+/// requests of at most [`MAX_CLIENT_BATCH`] texts (and at most the pool's batch size), run
+/// concurrently.
 async fn embeddings(
+    served: &ServedModel,
+    text: &TextEmbedding,
+    tokens: &[Tokens],
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>, Refusal> {
+    let chunk = served
+        .pool
+        .config()
+        .batching
+        .as_ref()
+        .map_or(MAX_CLIENT_BATCH, |b| b.max_batch_size.min(MAX_CLIENT_BATCH))
+        .max(1);
+    let parts = futures_util::future::try_join_all(
+        tokens.chunks(chunk).map(|part| embed_request(served, text, part, normalize)),
+    )
+    .await?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// Pads `tokens` to the longest and runs them as one request of `served`'s pool.
+async fn embed_request(
     served: &ServedModel,
     text: &TextEmbedding,
     tokens: &[Tokens],
@@ -293,17 +337,17 @@ async fn embeddings(
         }
     };
     let values = hidden.as_slice::<f32>().map_err(ServeError::from)?;
-    Ok(tokens
+    tokens
         .iter()
         .zip(values.chunks_exact((rows * width).max(1)))
         .map(|(t, item)| {
-            let mut v = text.pooling().pool(item, width, t.ids.len());
+            let mut v = text.pooling().pool(item, width, t.ids.len()).map_err(ServeError::from)?;
             if normalize {
                 thrum_text::normalize(&mut v);
             }
-            v
+            Ok(v)
         })
-        .collect())
+        .collect()
 }
 
 /// TEI's `POST /embed`: `{"inputs": str | [str], "normalize": true, "truncate": false}` →
@@ -315,7 +359,7 @@ pub(crate) async fn embed(Extract(state): Extract<Shared>, body: Body) -> Respon
 async fn embed_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     let body = json_body(state, body).await?;
     let (served, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
-    let texts = texts(body.get("inputs"), "inputs")?;
+    let texts = texts(body.get("inputs"), "inputs", MAX_CLIENT_BATCH)?;
     let normalize = flag(&body, "normalize", true)?;
     let truncate = flag(&body, "truncate", false)?;
     let tokens = tokenize(&text, texts, truncate, "inputs").await?;
@@ -332,28 +376,34 @@ pub(crate) async fn tokenize_route(Extract(state): Extract<Shared>, body: Body) 
 async fn tokenize_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     let body = json_body(state, body).await?;
     let (_, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
-    let texts = texts(body.get("inputs"), "inputs")?;
-    let mut out = Vec::with_capacity(texts.len());
-    for (i, t) in texts.iter().enumerate() {
-        let invalid = |e: thrum_core::Error| {
-            Refusal::validation(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "inputs",
-                format!("`inputs[{i}]`: {e}"),
-            )
-        };
-        let tokens = text.tokenize(t).map_err(invalid)?;
-        let strings = text.tokenizer().tokens(t).map_err(invalid)?;
-        let special = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"];
-        out.push(
-            tokens
-                .ids
-                .iter()
-                .zip(strings)
-                .map(|(id, s)| json!({ "id": id, "text": s, "special": special.contains(&s.as_str()) }))
-                .collect::<Vec<_>>(),
-        );
-    }
+    let texts = texts(body.get("inputs"), "inputs", MAX_CLIENT_BATCH)?;
+    let size: usize = texts.iter().map(String::len).sum();
+    let work = move || -> Result<Result<Vec<Value>, Refusal>, ServeError> {
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let invalid = |reason: String| {
+                    Refusal::validation(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "inputs",
+                        format!("`inputs[{i}]`: {reason}"),
+                    )
+                };
+                if t.trim().is_empty() {
+                    return Err(invalid("an empty text; expected at least one word".into()));
+                }
+                let tokens = text.tokenizer().tokens(t).map_err(|e| invalid(e.to_string()))?;
+                Ok(Value::Array(
+                    tokens
+                        .into_iter()
+                        .map(|(id, s, special)| json!({ "id": id, "text": s, "special": special }))
+                        .collect(),
+                ))
+            })
+            .collect())
+    };
+    let out = if size > INLINE_TEXT_BYTES { offload(work).await?? } else { work()?? };
     Ok((StatusCode::OK, axum::Json(out)).into_response())
 }
 
@@ -405,7 +455,7 @@ async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
             ),
         ));
     }
-    let texts = texts(body.get("input"), "input").map_err(|mut r| {
+    let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS).map_err(|mut r| {
         r.status = StatusCode::BAD_REQUEST;
         r
     })?;

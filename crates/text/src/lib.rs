@@ -105,11 +105,18 @@ impl TextTokenizer {
         })
     }
 
-    /// The token strings of `text` (what `/tokenize` shows).
-    pub fn tokens(&self, text: &str) -> Result<Vec<String>> {
+    /// Each token of `text` (what `/tokenize` shows): its id, its string, and whether it is a
+    /// special token the tokenizer added.
+    pub fn tokens(&self, text: &str) -> Result<Vec<(i64, String, bool)>> {
         let encoding =
             self.inner.encode(text, true).map_err(|e| fail(format!("tokenizing: {e}")))?;
-        Ok(encoding.get_tokens().to_vec())
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_tokens())
+            .zip(encoding.get_special_tokens_mask())
+            .map(|((&id, token), &special)| (i64::from(id), token.clone(), special == 1))
+            .collect())
     }
 }
 
@@ -159,10 +166,18 @@ impl Pooling {
         }
     }
 
-    /// Pools the first `tokens` rows of `hidden` (`[S, H]`, row-major).
-    pub fn pool(self, hidden: &[f32], width: usize, tokens: usize) -> Vec<f32> {
-        let rows = hidden.chunks_exact(width).take(tokens.max(1));
-        match self {
+    /// Pools the first `tokens` rows of `hidden` (`[S, H]`, row-major); an error when there
+    /// is no row to pool.
+    pub fn pool(self, hidden: &[f32], width: usize, tokens: usize) -> Result<Vec<f32>> {
+        if width == 0 || tokens == 0 || hidden.len() < width {
+            return Err(fail(format!(
+                "nothing to pool: {tokens} tokens of width {width} in {} values; a text needs \
+                 at least one token",
+                hidden.len()
+            )));
+        }
+        let rows = hidden.chunks_exact(width).take(tokens);
+        Ok(match self {
             Pooling::Cls => hidden[..width].to_vec(),
             Pooling::Mean => {
                 let mut sum = vec![0.0f64; width];
@@ -184,7 +199,7 @@ impl Pooling {
                 }
                 max
             }
-        }
+        })
     }
 }
 
@@ -308,11 +323,17 @@ impl TextEmbedding {
 
     /// The tokens of one text, checked: not empty, within the limit unless truncating.
     pub fn tokenize(&self, text: &str) -> Result<Tokens> {
+        self.tokenize_with(text, self.truncate)
+    }
+
+    /// [`TextEmbedding::tokenize`], cutting a text over the limit when `truncate`, else
+    /// refusing it (a request's own choice, as TEI's `truncate`).
+    pub fn tokenize_with(&self, text: &str, truncate: bool) -> Result<Tokens> {
         if text.trim().is_empty() {
             return Err(fail("an empty text; expected at least one word to embed"));
         }
         let tokens = self.tokenizer.encode(text)?;
-        if tokens.truncated && !self.truncate {
+        if tokens.truncated && !truncate {
             return Err(fail(format!(
                 "a text of more than {} tokens (the model's limit); shorten it or ask for \
                  truncation",
@@ -406,7 +427,7 @@ impl TextEmbedding {
                 hidden.dtype()
             ))
         })?;
-        let mut v = self.pooling.pool(values, width, tokens.unwrap_or(rows).min(rows));
+        let mut v = self.pooling.pool(values, width, tokens.unwrap_or(rows).min(rows))?;
         if self.normalize {
             normalize(&mut v);
         }
@@ -422,9 +443,10 @@ mod tests {
     fn mean_pooling_counts_only_the_texts_own_tokens() {
         // Two real rows and a padded one that must not count.
         let hidden = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
-        assert_eq!(Pooling::Mean.pool(&hidden, 2, 2), vec![2.0, 3.0]);
-        assert_eq!(Pooling::Cls.pool(&hidden, 2, 2), vec![1.0, 2.0]);
-        assert_eq!(Pooling::Max.pool(&hidden, 2, 2), vec![3.0, 4.0]);
+        assert_eq!(Pooling::Mean.pool(&hidden, 2, 2).unwrap(), vec![2.0, 3.0]);
+        assert_eq!(Pooling::Cls.pool(&hidden, 2, 2).unwrap(), vec![1.0, 2.0]);
+        assert_eq!(Pooling::Max.pool(&hidden, 2, 2).unwrap(), vec![3.0, 4.0]);
+        assert!(Pooling::Cls.pool(&[], 2, 0).unwrap_err().to_string().contains("nothing to pool"));
     }
 
     #[test]

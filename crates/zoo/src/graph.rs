@@ -235,21 +235,19 @@ impl Builder {
     /// elsewhere never changes the existing weights.
     pub(crate) fn weight(&mut self, name: &str, shape: &[usize], init: Init) -> String {
         if let Some(weights) = &mut self.pretrained {
-            let tensor = match weights.remove(name) {
-                Some(t) if t.shape() == shape => t,
+            let problem = match weights.remove(name) {
+                Some(t) if t.shape() == shape => return self.constant(name, t),
                 Some(t) => {
-                    self.missing.get_or_insert(format!(
-                        "`{name}` has shape {:?}; the architecture needs {shape:?}",
-                        t.shape()
-                    ));
-                    Tensor::scalar(0.0f32)
+                    format!("`{name}` has shape {:?}; the architecture needs {shape:?}", t.shape())
                 }
-                None => {
-                    self.missing.get_or_insert(format!("`{name}` {shape:?} is missing"));
-                    Tensor::scalar(0.0f32)
-                }
+                None => format!("`{name}` {shape:?} is missing"),
             };
-            return self.constant(name, tensor);
+            // A placeholder, so that building goes on to report the problem: it has the
+            // shape the layers after it expect.
+            self.missing.get_or_insert(problem);
+            let name = self.constant(name, Tensor::scalar(0.0f32));
+            self.shapes.insert(name.clone(), shape.to_vec());
+            return name;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ fnv1a(name));
         let len: usize = shape.iter().product();
@@ -432,6 +430,41 @@ impl Builder {
         let scale = self.weight(&format!("{prefix}.weight"), &[c], Init::Around(1.0, 0.1));
         let bias = self.weight(&format!("{prefix}.bias"), &[c], Init::Uniform(0.1));
         self.node(Op::LayerNorm { epsilon }, &[x, &scale, &bias], shape)
+    }
+
+    /// Multi-head self-attention over `x` (`[N, S, H]`): linears `{prefix}.query`, `.key` and
+    /// `.value`, scaled dot products per head, `bias` added to the scores when given (an
+    /// attention mask), softmax, and the heads' contexts joined back to `[N, S, H]`. `seq` is
+    /// the sequence length in the reshapes: a fixed length, or -1 for a dynamic one.
+    pub(crate) fn self_attention(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        heads: usize,
+        seq: i64,
+        bias: Option<&str>,
+    ) -> String {
+        let hidden = self.shape(x).last().copied().unwrap_or(1);
+        let head_dim = hidden / heads.max(1);
+        let split = [0, seq, heads as i64, head_dim as i64];
+        let q = self.linear(x, &format!("{prefix}.query"), hidden);
+        let k = self.linear(x, &format!("{prefix}.key"), hidden);
+        let v = self.linear(x, &format!("{prefix}.value"), hidden);
+        let q = self.reshape(&q, &split);
+        let q = self.transpose(&q, &[0, 2, 1, 3]);
+        let k = self.reshape(&k, &split);
+        let k = self.transpose(&k, &[0, 2, 3, 1]);
+        let v = self.reshape(&v, &split);
+        let v = self.transpose(&v, &[0, 2, 1, 3]);
+        let scores = self.matmul(&q, &k);
+        let mut scores = self.scale(&scores, 1.0 / (head_dim as f32).sqrt());
+        if let Some(bias) = bias {
+            scores = self.add(&scores, bias);
+        }
+        let probs = self.softmax(&scores);
+        let context = self.matmul(&probs, &v);
+        let context = self.transpose(&context, &[0, 2, 1, 3]);
+        self.reshape(&context, &[0, seq, hidden as i64])
     }
 
     pub(crate) fn affine(&mut self, x: &str, scale: f32, shift: f32) -> String {

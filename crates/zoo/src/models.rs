@@ -109,7 +109,6 @@ fn resnet(name: &str, seed: u64, block: Block, layers: [usize; 4]) -> Graph {
 /// `input_ids [N,128] i64 → last_hidden_state [N,128,128]`.
 pub fn transformer(seed: u64) -> Graph {
     let (seq, hidden, heads) = (TRANSFORMER_SEQ, TRANSFORMER_HIDDEN, TRANSFORMER_HEADS);
-    let head_dim = hidden / heads;
     let mut b = Builder::new("transformer", seed);
     let ids = b.input("input_ids", DType::I64, vec![Dim::named("N"), Dim::Fixed(seq)]);
     let tokens = b.weight(
@@ -124,24 +123,9 @@ pub fn transformer(seed: u64) -> Graph {
     );
     let x = b.gather(&tokens, &ids);
     let mut x = b.add(&x, &positions);
-    let split = [0, seq as i64, heads as i64, head_dim as i64];
     for layer in 0..TRANSFORMER_LAYERS {
         let p = format!("encoder.layer.{layer}");
-        let q = b.linear(&x, &format!("{p}.attention.query"), hidden);
-        let k = b.linear(&x, &format!("{p}.attention.key"), hidden);
-        let v = b.linear(&x, &format!("{p}.attention.value"), hidden);
-        let q = b.reshape(&q, &split);
-        let q = b.transpose(&q, &[0, 2, 1, 3]);
-        let k = b.reshape(&k, &split);
-        let k = b.transpose(&k, &[0, 2, 3, 1]);
-        let v = b.reshape(&v, &split);
-        let v = b.transpose(&v, &[0, 2, 1, 3]);
-        let scores = b.matmul(&q, &k);
-        let scores = b.scale(&scores, 1.0 / (head_dim as f32).sqrt());
-        let probs = b.softmax(&scores);
-        let context = b.matmul(&probs, &v);
-        let context = b.transpose(&context, &[0, 2, 1, 3]);
-        let context = b.reshape(&context, &[0, seq as i64, hidden as i64]);
+        let context = b.self_attention(&x, &format!("{p}.attention"), heads, seq as i64, None);
         let attention = b.linear(&context, &format!("{p}.attention.output"), hidden);
         let sum = b.add(&x, &attention);
         let x1 = b.layer_norm(&sum, &format!("{p}.attention.norm"));

@@ -184,7 +184,6 @@ pub fn bert(
     weights: HashMap<String, Tensor>,
 ) -> std::result::Result<Graph, String> {
     let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
-    let head_dim = hidden / heads;
     let eps = config.layer_norm_eps;
     let tokens = || vec![Dim::named("N"), Dim::named("S")];
     let mut b = Builder::pretrained(name, weights);
@@ -213,25 +212,9 @@ pub fn bert(
     let m = b.cast(&mask, DType::F32);
     let m = b.affine(&m, 10_000.0, -10_000.0);
     let bias = b.reshape(&m, &[0, 1, 1, -1]);
-    let split = [0, -1, heads as i64, head_dim as i64];
     for layer in 0..config.num_hidden_layers {
         let p = format!("encoder.layer.{layer}");
-        let q = b.linear(&x, &format!("{p}.attention.self.query"), hidden);
-        let k = b.linear(&x, &format!("{p}.attention.self.key"), hidden);
-        let v = b.linear(&x, &format!("{p}.attention.self.value"), hidden);
-        let q = b.reshape(&q, &split);
-        let q = b.transpose(&q, &[0, 2, 1, 3]);
-        let k = b.reshape(&k, &split);
-        let k = b.transpose(&k, &[0, 2, 3, 1]);
-        let v = b.reshape(&v, &split);
-        let v = b.transpose(&v, &[0, 2, 1, 3]);
-        let scores = b.matmul(&q, &k);
-        let scores = b.scale(&scores, 1.0 / (head_dim as f32).sqrt());
-        let scores = b.add(&scores, &bias);
-        let probs = b.softmax(&scores);
-        let context = b.matmul(&probs, &v);
-        let context = b.transpose(&context, &[0, 2, 1, 3]);
-        let context = b.reshape(&context, &[0, -1, hidden as i64]);
+        let context = b.self_attention(&x, &format!("{p}.attention.self"), heads, -1, Some(&bias));
         let attention = b.linear(&context, &format!("{p}.attention.output.dense"), hidden);
         let sum = b.add(&attention, &x);
         let x1 = b.layer_norm_eps(&sum, &format!("{p}.attention.output.LayerNorm"), eps);
