@@ -39,6 +39,12 @@ fn embed(engine: &str, texts: &[String]) -> serde_json::Value {
     serde_json::from_slice(&out).unwrap()
 }
 
+/// Runs `cmd`, which must fail; its stderr.
+fn failure(cmd: &mut assert_cmd::Command) -> String {
+    let out = cmd.assert().failure().get_output().stderr.clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
     v.as_array()
         .unwrap()
@@ -151,42 +157,22 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
 #[test]
 fn an_empty_text_is_refused_by_name() {
     model_dir();
-    let out = thrum()
-        .args(["predict", "-p", MODEL, "--text", "fine", "--text", "   "])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&out);
+    let err = failure(thrum().args(["predict", "-p", MODEL, "--text", "fine", "--text", "   "]));
     assert!(err.contains("empty text"), "{err}");
 }
 
 #[test]
 fn a_model_not_installed_names_the_install_command() {
     let home = tempfile::tempdir().unwrap();
-    let out = thrum()
-        .env("THRUM_HOME", home.path())
-        .args(["predict", "-p", MODEL, "--text", "hello"])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&out);
+    let err = failure(
+        thrum().env("THRUM_HOME", home.path()).args(["predict", "-p", MODEL, "--text", "hello"]),
+    );
     assert!(err.contains("thrum zoo install all-minilm-l6-v2"), "{err}");
 }
 
 #[test]
 fn text_needs_a_text_model() {
-    let out = thrum()
-        .args(["predict", "-p", "zoo:mlp", "--text", "hello"])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&out);
+    let err = failure(thrum().args(["predict", "-p", "zoo:mlp", "--text", "hello"]));
     assert!(err.contains("--text needs a text model") && err.contains(MODEL), "{err}");
 }
 
