@@ -4,7 +4,7 @@
 # file through ONNX Runtime's Python API with the Python `tokenizers` package (what fastembed
 # does: scripts/embed_python.py), alternating ROUNDS times; and every engine that runs the
 # model, with its stages. Prints markdown.
-#   scripts/bench-text.sh   (THRUM_BIN, DURATION, ROUNDS, BATCH, THREADS)
+#   scripts/bench-text.sh   (THRUM_BIN, DURATION, ROUNDS, BATCH, THREADS, ENGINES)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -66,6 +66,6 @@ echo "Every engine that runs the model (one round):"
 echo
 echo "| engine | sentences/s | P50 ms per call | tokenize ms | inference ms | pool ms | outside inference | RSS peak MiB |"
 echo "|---|---|---|---|---|---|---|---|"
-for engine in ort tract; do
+for engine in ${ENGINES:-ort tract torch tensorflow}; do
   thrum_row "$engine" "$engine"
 done

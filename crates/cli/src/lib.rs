@@ -110,17 +110,12 @@ impl ModelRef {
     }
 }
 
-/// A model with real weights as ONNX, written once per package version and graph revision to
-/// `$THRUM_HOME/zoo/<hash>-r<revision>/NAME.onnx` (building it reads ~100 MB of weights).
+/// A model with real weights in a format `engine` reads (ONNX where it can), written once per
+/// package version and graph revision to `$THRUM_HOME/zoo/<hash>-r<revision>/NAME.<ext>`
+/// (building it reads ~100 MB of weights).
 fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Result<ModelSource> {
     let name = model.name();
-    if !engine.info().formats.contains(&ModelFormat::ONNX) {
-        return Err(Error::UnsupportedFormat {
-            engine: engine.name(),
-            model: format!("{ZOO_PREFIX}{name}"),
-            reason: "the zoo's models with real weights are exported to ONNX only so far".into(),
-        });
-    }
+    let format = export_format(name, engine)?;
     if !model.package.is_installed() {
         return Err(zoo::pretrained::not_installed(model.package));
     }
@@ -129,14 +124,12 @@ fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Resul
         &model.package.sha256[..16],
         zoo::pretrained::GRAPH_REVISION
     ));
-    let path = dir.join(format!("{name}.onnx"));
+    let file = format!("{name}{}", format.suffixes[0]);
+    let path = dir.join(&file);
     if !path.exists() {
         let graph = model.build()?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        let partial = dir.join(format!(".{name}.onnx.{}", std::process::id()));
-        std::fs::write(&partial, zoo::onnx::export(&graph))
-            .map_err(|e| Error::write(&partial, e))?;
-        std::fs::rename(&partial, &path).map_err(|e| Error::write(&path, e))?;
+        export_into_cache(&graph, format, &dir, &file)?;
     }
     Ok(ModelSource::path(path))
 }
@@ -151,20 +144,16 @@ pub fn model_source(path: &str, engine: &dyn Engine) -> Result<ModelSource> {
     ModelRef::parse(path)?.source(engine)
 }
 
-fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSource> {
-    let name = zoo_model.name;
+/// The format the zoo writes model `name` in for `engine`: ONNX where the engine reads it,
+/// else the first format the engine reads that the zoo exports.
+fn export_format(name: &str, engine: &dyn Engine) -> Result<ModelFormat> {
     let formats = engine.info().formats;
-    let graph = zoo_model.build(zoo::DEFAULT_SEED);
-    let bytes = zoo::onnx::export(&graph);
     if formats.contains(&ModelFormat::ONNX) {
-        return Ok(match cache_file(name, "onnx", &bytes) {
-            Some(file) => ModelSource::path(file),
-            None => ModelSource::memory(name, ModelFormat::ONNX, bytes),
-        });
+        return Ok(ModelFormat::ONNX);
     }
     let exportable = zoo::export_formats();
-    let Some(format) = formats.iter().find(|f| exportable.contains(f)) else {
-        return Err(Error::UnsupportedFormat {
+    formats.iter().find(|f| exportable.contains(f)).copied().ok_or_else(|| {
+        Error::UnsupportedFormat {
             engine: engine.name(),
             model: format!("{ZOO_PREFIX}{name}"),
             reason: format!(
@@ -173,14 +162,27 @@ fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSou
                 engine.name(),
                 formats.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
             ),
+        }
+    })
+}
+
+fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSource> {
+    let name = zoo_model.name;
+    let format = export_format(name, engine)?;
+    let graph = zoo_model.build(zoo::DEFAULT_SEED);
+    let bytes = zoo::onnx::export(&graph);
+    if format == ModelFormat::ONNX {
+        return Ok(match cache_file(name, "onnx", &bytes) {
+            Some(file) => ModelSource::path(file),
+            None => ModelSource::memory(name, ModelFormat::ONNX, bytes),
         });
-    };
+    }
     // Keyed by the ONNX bytes: the same weights give the same cache directory.
     let dir = cache_dir(&bytes);
     let file = format!("{name}{}", format.suffixes[0]);
     let path = dir.join(&file);
     if !path.exists() {
-        export_into_cache(&graph, *format, &dir, &file)?;
+        export_into_cache(&graph, format, &dir, &file)?;
     }
     Ok(ModelSource::path(path))
 }

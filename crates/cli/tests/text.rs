@@ -116,6 +116,8 @@ fn reference(texts: &[String]) -> serde_json::Value {
 #[test]
 fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
     require_engine!("ort");
+    require_engine!("torch");
+    require_engine!("tensorflow");
     let texts = corpus();
     let reference = reference(&texts);
     // Token ids: thrum's tokenizer (the Rust `tokenizers` crate over the same tokenizer.json,
@@ -133,11 +135,14 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
         assert_eq!(ours.type_ids, types, "token types of text {i}");
     }
     assert_eq!(tokenizer.encode(&texts[8]).unwrap().ids.len(), 256, "the long text is cut at 256");
-    // Embeddings: one padded batch of every text, on both engines, against numpy (each text
-    // on its own, unpadded), element by element; and the engines against each other.
+    // Embeddings: one padded batch of every text, on every engine the zoo exports the model
+    // to (ONNX on tract and ort, TorchScript on libtorch, a frozen graph on TensorFlow),
+    // against numpy (each text on its own, unpadded), element by element; and the engines
+    // against ort.
     let expected = matrix(&reference["embeddings"]);
     let mut per_engine = Vec::new();
-    for engine in ["tract", "ort"] {
+    let engines = ["ort", "tract", "torch", "tensorflow"];
+    for engine in engines {
         let got = matrix(&embed(engine, &texts)["embeddings"]);
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
             let worst = g.iter().zip(e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -145,13 +150,15 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
         }
         per_engine.push(got);
     }
-    let worst = per_engine[0]
-        .iter()
-        .flatten()
-        .zip(per_engine[1].iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    assert!(worst < 1e-4, "tract and ort differ by up to {worst:e}");
+    for (engine, got) in engines.iter().zip(&per_engine).skip(1) {
+        let worst = per_engine[0]
+            .iter()
+            .flatten()
+            .zip(got.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{engine} and ort differ by up to {worst:e}");
+    }
 }
 
 #[test]
@@ -331,4 +338,126 @@ fn bad_embedding_requests_are_refused_by_name() {
     let data = answer["data"].as_array().unwrap();
     assert_eq!(data.len(), 33);
     assert!(data.iter().enumerate().all(|(i, d)| d["index"] == i));
+}
+
+/// The model's v2 statistics: (executions, inferences).
+fn executions(base: &str) -> (u64, u64) {
+    let stats = common::get_json(&format!("{base}/v2/models/all-minilm-l6-v2/stats"));
+    let s = &stats["model_stats"][0];
+    (s["execution_count"].as_u64().unwrap(), s["inference_count"].as_u64().unwrap())
+}
+
+/// Concurrent `/embed` requests of different lengths join padded batches under the token
+/// budget (TEI's batching, on by default for a text model), and each text gets the embedding
+/// it gets alone.
+#[test]
+fn concurrent_texts_of_different_lengths_join_batches_and_embed_as_alone() {
+    model_dir();
+    let server = common::serve(&["-p", MODEL]);
+    let base = format!("http://{}", server.http);
+    let texts: Vec<String> = corpus().into_iter().chain(quickstart()).collect();
+    let embed_one = |t: &String| {
+        let body = serde_json::json!({ "inputs": t, "truncate": true }).to_string();
+        let (status, answer) = post(&format!("{base}/embed"), &body);
+        assert_eq!(status, 200, "{answer}");
+        matrix(&answer).remove(0)
+    };
+    let alone: Vec<Vec<f64>> = texts.iter().map(embed_one).collect();
+    let before = executions(&base);
+    let together: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let calls: Vec<_> = texts.iter().map(|t| s.spawn(move || embed_one(t))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let after = executions(&base);
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "text {i} embeds differently in a batch: max |diff| {worst}");
+    }
+    let (runs, samples) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(samples, texts.len() as u64);
+    assert!(
+        runs < samples,
+        "{} concurrent requests ran as {runs} engine calls: none joined",
+        samples
+    );
+}
+
+/// v2 clients get embeddings too: `tritonclient` (HTTP binary and JSON, gRPC), unchanged, sends
+/// texts as a BYTES input and gets FP32 `embedding` back; bytes that are not UTF-8 are refused
+/// naming the element.
+#[test]
+fn tritonclient_sends_texts_as_bytes_and_gets_embeddings() {
+    model_dir();
+    let server = common::serve(&["-p", MODEL]);
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/triton_text_check.py");
+    let out = std::process::Command::new(venv_python("venv-serve"))
+        .arg(script)
+        .args([&server.http, &server.grpc, "all-minilm-l6-v2"])
+        .args(quickstart())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "triton_text_check.py: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = format!("http://{}", server.http);
+    let body = serde_json::json!({ "inputs": quickstart() }).to_string();
+    let tei = matrix(&post(&format!("{base}/embed"), &body).1);
+    for wire in ["http_binary", "http_json", "grpc"] {
+        let got = matrix(&report[wire]);
+        assert_eq!((got.len(), got[0].len()), (3, 384), "{wire}");
+        for (a, b) in got.iter().flatten().zip(tei.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{wire}: v2 and /embed differ: {a} vs {b}");
+        }
+        for (i, j, published) in [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)] {
+            let s = cosine(&got[i], &got[j]);
+            assert!((s - published).abs() < 1e-4, "{wire}: sentences {i}, {j}: {s}");
+        }
+    }
+    for wire in ["http", "grpc"] {
+        let error = report["invalid_utf8"][wire]
+            .as_str()
+            .unwrap_or_else(|| panic!("{wire}: bytes that are not UTF-8 were accepted: {report}"));
+        assert!(error.contains("element 1 is not UTF-8"), "{wire}: {error}");
+    }
+    // The server still answers.
+    assert_eq!(post(&format!("{base}/embed"), r#"{"inputs": "still serving"}"#).0, 200);
+}
+
+/// The tuner measures the whole text pipeline: every child `thrum bench` gets `--text-file`
+/// (a wrapper records each child's arguments, then runs thrum), and it makes a pick.
+#[test]
+fn tune_measures_the_text_pipeline_on_the_given_texts() {
+    use std::os::unix::fs::PermissionsExt;
+    model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, quickstart().join("\n")).unwrap();
+    let log = dir.path().join("children.log");
+    let wrapper = dir.path().join("child.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            assert_cmd::cargo::cargo_bin("thrum").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    thrum()
+        .args(["tune", "-p", MODEL, "-e", "tract", "--batch", "2", "--measure-s", "0.5"])
+        .args(["--budget", "30s", "-q", "-o"])
+        .arg(dir.path().join("out"))
+        .arg("--text-file")
+        .arg(&texts)
+        .arg("--bench-exe")
+        .arg(&wrapper)
+        .timeout(std::time::Duration::from_secs(240))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Pick: tract"));
+    let children = std::fs::read_to_string(&log).unwrap();
+    let wanted = format!("--text-file {}", texts.canonicalize().unwrap().display());
+    assert!(children.lines().count() >= 2, "{children}");
+    assert!(children.lines().all(|l| l.contains(&wanted)), "{children}");
 }

@@ -598,6 +598,51 @@ impl Tensor {
         })
     }
 
+    /// Pads each tensor with zeros along `pad_axis` to the longest, then joins them along
+    /// `axis`: what merges requests of different lengths (a text model's tokens) into one
+    /// batch. Every dimension but those two, and the dtype, must agree.
+    pub fn pad_concat(tensors: &[Tensor], axis: usize, pad_axis: usize) -> Result<Tensor> {
+        let longest = tensors.iter().filter_map(|t| t.shape.get(pad_axis)).max().copied();
+        let Some(longest) = longest else {
+            return Tensor::concat(tensors, axis);
+        };
+        let padded =
+            tensors.iter().map(|t| t.pad_to(pad_axis, longest)).collect::<Result<Vec<_>>>()?;
+        Tensor::concat(&padded, axis)
+    }
+
+    /// This tensor with zeros appended along `axis` up to `len` (itself when it is that long).
+    pub fn pad_to(&self, axis: usize, len: usize) -> Result<Tensor> {
+        let have = self.axis_len(axis)?;
+        if have >= len {
+            return Ok(self.clone());
+        }
+        let mut shape = self.shape.clone();
+        shape[axis] = len;
+        checked_len(self.dtype(), &shape)?;
+        dispatch_dtype!(self.dtype(), T => {
+            let mut out = ArrayD::from_elem(IxDyn(&shape), T::zero());
+            out.slice_axis_mut(Axis(axis), ndarray::Slice::from(0..have)).assign(&self.view::<T>()?);
+            Ok(Tensor::from_array(out))
+        })
+    }
+
+    /// The size along `axis`, which must exist.
+    fn axis_len(&self, axis: usize) -> Result<usize> {
+        self.shape.get(axis).copied().ok_or_else(|| Error::Batch {
+            reason: format!("axis {axis} is past the rank {} of {:?}", self.rank(), self.shape),
+        })
+    }
+
+    /// The first `len` entries along `axis` (what undoes [`Tensor::pad_to`]).
+    pub fn narrow(&self, axis: usize, len: usize) -> Result<Tensor> {
+        let have = self.axis_len(axis)?;
+        if len >= have {
+            return Ok(self.clone());
+        }
+        Ok(self.split(axis, &[len, have - len])?.swap_remove(0))
+    }
+
     /// Splits along `axis` into parts of the given sizes, which must add up to the axis's size:
     /// what hands each request of a batch its share of the outputs.
     pub fn split(&self, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
@@ -793,6 +838,21 @@ mod tests {
         assert!(back[0].bit_eq(&a) && back[1].bit_eq(&c));
         assert!(Tensor::concat(&[a.clone(), c], 0).is_err(), "other axes must agree");
         assert!(joined.split(0, &[1, 1]).is_err(), "sizes must add up");
+    }
+
+    #[test]
+    fn pad_concat_pads_the_shorter_then_narrow_trims_back() {
+        let a = Tensor::from_vec(vec![1, 3], vec![1i64, 2, 3]).unwrap();
+        let b = Tensor::from_vec(vec![2, 1], vec![4i64, 5]).unwrap();
+        let joined = Tensor::pad_concat(&[a.clone(), b.clone()], 0, 1).unwrap();
+        assert_eq!(joined.shape(), &[3, 3]);
+        assert_eq!(joined.as_slice::<i64>().unwrap(), &[1, 2, 3, 4, 0, 0, 5, 0, 0]);
+        let parts = joined.split(0, &[1, 2]).unwrap();
+        assert!(parts[0].narrow(1, 3).unwrap().bit_eq(&a));
+        assert!(parts[1].narrow(1, 1).unwrap().bit_eq(&b));
+        assert!(a.pad_to(2, 4).is_err(), "axis past the rank");
+        let c = Tensor::from_vec(vec![1, 2], vec![1.0f32, 2.0]).unwrap();
+        assert!(Tensor::pad_concat(&[a, c], 0, 1).is_err(), "dtypes must agree");
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub enum InputData {
     },
     /// `.npy` files: one file for a single-input model, else a directory with `NAME.npy`.
     Files(PathBuf),
+    /// Texts for a text-embedding model, sent to TEI's `POST /embed` instead of v2's infer:
+    /// one text per line of the file, `batch` lines per request, taken in turn (HTTP only).
+    Texts(PathBuf),
 }
 
 /// How each step is measured (perf_analyzer's rule).

@@ -123,8 +123,12 @@ pub struct Target {
     /// Whether the server reports statistics (the extension).
     pub statistics: bool,
     infer_path: String,
-    /// The HTTP request, head and body, encoded once.
-    http_request: Vec<u8>,
+    /// The HTTP requests, head and body, encoded once; sent in turn (one, unless texts are).
+    http_requests: Vec<Vec<u8>>,
+    /// The next of `http_requests` to send.
+    next: std::sync::atomic::AtomicUsize,
+    /// Texts for TEI's `/embed`, one per line of the plan's text file.
+    texts: Vec<String>,
     /// The gRPC request, framed once.
     grpc_request: Bytes,
 }
@@ -220,7 +224,11 @@ impl Target {
             Protocol::Http | Protocol::HttpJson => discover_http(plan, addr).await?,
             Protocol::Grpc => discover_grpc(plan).await?,
         };
-        if metas.is_empty() {
+        let texts = match &plan.inputs {
+            InputData::Texts(path) => read_texts(path, plan.protocol)?,
+            _ => Vec::new(),
+        };
+        if metas.is_empty() && texts.is_empty() {
             return Err(LoadError::Model {
                 model: plan.model.clone(),
                 reason: "its metadata lists no inputs, so there is no request to build: the \
@@ -242,7 +250,11 @@ impl Target {
             ));
         }
         let from_files = files.is_some();
-        let inputs = build_inputs(plan, &metas, max_batch_size > 0, files)?;
+        let inputs = if texts.is_empty() {
+            build_inputs(plan, &metas, max_batch_size > 0, files)?
+        } else {
+            Vec::new()
+        };
         // Samples per request: with input files, what they hold along the batch axis.
         let batch =
             if from_files { file_batch(plan, &inputs, max_batch_size)? } else { plan.batch };
@@ -258,7 +270,9 @@ impl Target {
             streaming: plan.streaming,
             statistics,
             infer_path: format!("{}/infer", model_path(&plan.model, &plan.version)),
-            http_request: Vec::new(),
+            http_requests: Vec::new(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            texts,
             grpc_request: Bytes::new(),
         };
         target.prepare()?;
@@ -266,6 +280,22 @@ impl Target {
     }
 
     fn prepare(&mut self) -> Result<(), LoadError> {
+        if !self.texts.is_empty() {
+            // Each line starts a request of `batch` lines (wrapping at the end).
+            let n = self.texts.len();
+            self.http_requests = (0..n)
+                .map(|i| {
+                    let inputs: Vec<&str> =
+                        (0..self.batch).map(|k| self.texts[(i + k) % n].as_str()).collect();
+                    let body = serde_json::to_vec(
+                        &json!({"inputs": inputs, "model": self.model, "truncate": true}),
+                    )
+                    .map_err(|e| LoadError::usage("texts", e.to_string()))?;
+                    Ok(encode_request(&self.url, "/embed", "application/json", &[], &body))
+                })
+                .collect::<Result<_, LoadError>>()?;
+            return Ok(());
+        }
         match self.protocol {
             Protocol::Http => {
                 let mut binary = Vec::new();
@@ -287,13 +317,13 @@ impl Target {
                 let header_length = header.len();
                 let mut body = header;
                 body.extend(binary);
-                self.http_request = encode_request(
+                self.http_requests = vec![encode_request(
                     &self.url,
                     &self.infer_path,
                     "application/octet-stream",
                     &[("Inference-Header-Content-Length", header_length.to_string())],
                     &body,
-                );
+                )];
             }
             Protocol::HttpJson => {
                 let inputs = self
@@ -306,8 +336,13 @@ impl Target {
                     .collect::<Result<Vec<Value>, LoadError>>()?;
                 let body = serde_json::to_vec(&json!({"inputs": inputs}))
                     .map_err(|e| LoadError::usage("inputs", e.to_string()))?;
-                self.http_request =
-                    encode_request(&self.url, &self.infer_path, "application/json", &[], &body);
+                self.http_requests = vec![encode_request(
+                    &self.url,
+                    &self.infer_path,
+                    "application/json",
+                    &[],
+                    &body,
+                )];
             }
             Protocol::Grpc => {
                 self.grpc_request = crate::grpc2::frame(&pb::ModelInferRequest {
@@ -358,7 +393,10 @@ impl Target {
     /// Sends the request once on `connection` and waits for the whole answer.
     pub async fn send(&self, connection: &mut Connection) -> Result<Outcome, String> {
         match connection {
-            Connection::Http(http) => http.exchange(&self.http_request).await,
+            Connection::Http(http) => {
+                let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                http.exchange(&self.http_requests[k % self.http_requests.len().max(1)]).await
+            }
             Connection::Grpc(grpc) => grpc.exchange(&self.grpc_request).await,
             Connection::GrpcStream(stream) => stream.exchange(&self.grpc_request).await,
         }
@@ -419,6 +457,31 @@ impl Target {
             }
         }
     }
+}
+
+/// The non-empty lines of a text file, for TEI's `/embed` (which is REST only).
+fn read_texts(path: &std::path::Path, protocol: Protocol) -> Result<Vec<String>, LoadError> {
+    if protocol != Protocol::Http {
+        return Err(LoadError::usage(
+            format!("texts with -i {protocol}"),
+            "-i http: texts go to TEI's POST /embed, a REST route",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        LoadError::usage(
+            format!("--text-file `{}` ({e})", path.display()),
+            "a readable UTF-8 file of texts, one per line",
+        )
+    })?;
+    let lines: Vec<String> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    if lines.is_empty() {
+        return Err(LoadError::usage(
+            format!("--text-file `{}` with no text", path.display()),
+            "a file of texts, one per line",
+        ));
+    }
+    Ok(lines)
 }
 
 fn resolve(url: &str) -> Result<SocketAddr, LoadError> {

@@ -19,6 +19,7 @@
 //! max_batch_size = 8
 //! max_queue_delay_us = 500
 //! preferred_batch_sizes = [4, 8]
+//! max_batch_tokens = 16384     # a text model: padded positions per batch (0: no padding)
 //! ```
 //!
 //! Several models: the same tables as `[[models]]` entries, each with a `name`.
@@ -63,6 +64,10 @@ pub struct ModelEntry {
     /// The Triton model folder it comes from, when it does: its configuration's inputs and
     /// outputs are checked against the loaded model ([`crate::triton::check_model`]).
     pub triton: Option<TritonModel>,
+    /// For a text model: most padded token positions per batch (`None`: the default,
+    /// [`crate::embed::DEFAULT_MAX_BATCH_TOKENS`]; 0: requests of different lengths do not
+    /// join). See [`crate::embed::text_batching`].
+    pub max_batch_tokens: Option<usize>,
 }
 
 impl ModelEntry {
@@ -80,6 +85,7 @@ impl ModelEntry {
             options: Options::default(),
             pool: PoolConfig { workers: 0, queue_capacity: 0, ..PoolConfig::new(1) },
             triton: None,
+            max_batch_tokens: None,
         }
     }
 
@@ -240,8 +246,12 @@ fn entry(
     match t.get("batching") {
         None => {}
         Some(toml::Value::Table(b)) => {
-            const BATCH_KEYS: &[&str] =
-                &["max_batch_size", "max_queue_delay_us", "preferred_batch_sizes"];
+            const BATCH_KEYS: &[&str] = &[
+                "max_batch_size",
+                "max_queue_delay_us",
+                "preferred_batch_sizes",
+                "max_batch_tokens",
+            ];
             if let Some(k) = b.keys().find(|k| !BATCH_KEYS.contains(&k.as_str())) {
                 return Err(bad(
                     path,
@@ -250,6 +260,7 @@ fn entry(
             }
             let max = count(b, "max_batch_size", 0)?.unwrap_or(0);
             let delay = count(b, "max_queue_delay_us", 0)?.unwrap_or(0);
+            entry.max_batch_tokens = count(b, "max_batch_tokens", 0)?;
             let preferred = match b.get("preferred_batch_sizes") {
                 None => Vec::new(),
                 Some(toml::Value::Array(items)) => items
@@ -547,7 +558,8 @@ mod tests {
         std::fs::write(
             &path,
             "model = \"zoo:mlp\"\nengine = \"ort\"\nworkers = 3\npredictor = \"shared\"\nqueue_capacity = 9\n\
-             [options]\nintra_op_threads = 2\n[batching]\nmax_batch_size = 8\nmax_queue_delay_us = 250\npreferred_batch_sizes = [4]\n",
+             [options]\nintra_op_threads = 2\n[batching]\nmax_batch_size = 8\nmax_queue_delay_us = 250\npreferred_batch_sizes = [4]\n\
+             max_batch_tokens = 4096\n",
         )
         .unwrap();
         let models = read_file(&path, Some("mlp"), None).unwrap();
@@ -566,6 +578,7 @@ mod tests {
             (b.max_batch_size, b.max_queue_delay, b.preferred_batch_sizes.clone()),
             (8, Duration::from_micros(250), vec![4])
         );
+        assert_eq!(m.max_batch_tokens, Some(4096));
     }
 
     #[test]

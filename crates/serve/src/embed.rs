@@ -5,7 +5,8 @@
 //! A request's texts are tokenized by the model's [`TextEmbedding`] translator (on the blocking
 //! pool when they are large), padded to the request's longest text and submitted to the
 //! model's pool as one request; each text is pooled over its own tokens and normalised when
-//! asked. Errors are TEI's (`{"error", "error_type"}` with 413, 422, 424, 429) and OpenAI's
+//! asked. Requests join batches as TEI's do ([`text_batching`]): padded to the batch's longest
+//! text, up to a token budget, formed from whatever queued while the last batch ran. Errors are TEI's (`{"error", "error_type"}` with 413, 422, 424, 429) and OpenAI's
 //! (`{"error": {"message", "type", "param", "code"}}`) shapes.
 
 use std::sync::Arc;
@@ -31,6 +32,35 @@ pub const MAX_CLIENT_BATCH: usize = 32;
 
 /// Most texts one request of OpenAI's route may hold (OpenAI's own limit).
 pub const MAX_OPENAI_INPUTS: usize = 2048;
+
+/// Padded token positions one batch may hold by default (TEI's `--max-batch-tokens`).
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 16_384;
+
+/// Most requests one batch of a text model may join by default, when the command line or file
+/// sets no `max_batch_size`.
+pub const DEFAULT_TEXT_BATCH: usize = 128;
+
+/// A text model's batching, as TEI batches: requests of different lengths join along the
+/// sequence axis (the inputs' first dynamic axis after the batch axis), padded to the batch's
+/// longest, up to `max_batch_tokens` padded positions (default
+/// [`DEFAULT_MAX_BATCH_TOKENS`]) and `batching`'s `max_batch_size` requests (default
+/// [`DEFAULT_TEXT_BATCH`], with no wait: a batch is what queued while the last one ran).
+/// `max_batch_tokens` 0 leaves `batching` as it is; so does a model with no such axis.
+pub fn text_batching(
+    model: &thrum_core::Model,
+    batching: Option<crate::Batching>,
+    max_batch_tokens: Option<usize>,
+) -> Option<crate::Batching> {
+    let tokens = max_batch_tokens.unwrap_or(DEFAULT_MAX_BATCH_TOKENS);
+    let (Some(batch_axis), true) = (model.batch_axis(), tokens > 0) else { return batching };
+    let axis = model.inputs().first().and_then(|spec| {
+        spec.shape.iter().enumerate().position(|(k, d)| k != batch_axis && d.is_dynamic())
+    });
+    let Some(axis) = axis else { return batching };
+    let batching = batching
+        .unwrap_or_else(|| crate::Batching::new(DEFAULT_TEXT_BATCH, std::time::Duration::ZERO));
+    Some(batching.with_padding(axis, tokens))
+}
 
 /// Texts above this many bytes in all are tokenized on the blocking pool.
 const INLINE_TEXT_BYTES: usize = 64 * 1024;
@@ -241,12 +271,14 @@ async fn json_body(state: &State, body: Body) -> Result<Value, Refusal> {
     })
 }
 
-/// Tokenizes `texts` (checked: non-empty, within the limit unless `truncate`).
+/// Tokenizes `texts` (checked: non-empty, within the limit unless `truncate`); a refusal
+/// names the text as `label` and its index (`` `inputs`[3] ``).
 async fn tokenize(
     text: &Arc<TextEmbedding>,
     texts: Vec<String>,
     truncate: bool,
     param: &'static str,
+    label: String,
 ) -> Result<Vec<Tokens>, Refusal> {
     let size: usize = texts.iter().map(String::len).sum();
     let translator = text.clone();
@@ -261,7 +293,7 @@ async fn tokenize(
                     } else {
                         StatusCode::PAYLOAD_TOO_LARGE
                     };
-                    Refusal::validation(status, param, format!("`{param}[{i}]`: {e}"))
+                    Refusal::validation(status, param, format!("{label}[{i}]: {e}"))
                 })
             })
             .collect())
@@ -277,7 +309,8 @@ async fn embeddings(
     text: &TextEmbedding,
     tokens: &[Tokens],
     normalize: bool,
-) -> Result<Vec<Vec<f32>>, Refusal> {
+    timeout: Option<std::time::Duration>,
+) -> Result<Vec<Vec<f32>>, ServeError> {
     let chunk = served
         .pool
         .config()
@@ -286,7 +319,7 @@ async fn embeddings(
         .map_or(MAX_CLIENT_BATCH, |b| b.max_batch_size.min(MAX_CLIENT_BATCH))
         .max(1);
     let parts = futures_util::future::try_join_all(
-        tokens.chunks(chunk).map(|part| embed_request(served, text, part, normalize)),
+        tokens.chunks(chunk).map(|part| embed_request(served, text, part, normalize, timeout)),
     )
     .await?;
     Ok(parts.into_iter().flatten().collect())
@@ -298,7 +331,8 @@ async fn embed_request(
     text: &TextEmbedding,
     tokens: &[Tokens],
     normalize: bool,
-) -> Result<Vec<Vec<f32>>, Refusal> {
+    timeout: Option<std::time::Duration>,
+) -> Result<Vec<Vec<f32>>, ServeError> {
     let n = tokens.len();
     let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(0);
     let column = |pick: fn(&Tokens) -> &Vec<i64>| -> Result<Tensor, ServeError> {
@@ -322,32 +356,72 @@ async fn embed_request(
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let outputs = served.pool.submit(inputs).await?;
-    let hidden = outputs.into_iter().next().ok_or_else(|| {
-        Refusal::from(ServeError::bad(format!("model `{}` returned no output", served.name)))
-    })?;
+    let outputs = served.pool.submit_with_timeout(inputs, timeout).await?;
+    let hidden = outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServeError::bad(format!("model `{}` returned no output", served.name)))?;
     let shape = hidden.shape().to_vec();
     let (rows, width) = match shape[..] {
         [b, s, h] if b == n && s == longest => (s, h),
         _ => {
-            return Err(Refusal::from(ServeError::bad(format!(
+            return Err(ServeError::bad(format!(
                 "model `{}` returned {shape:?}; a text-embedding model returns [texts, tokens, width]",
                 served.name
-            ))));
+            )));
         }
     };
-    let values = hidden.as_slice::<f32>().map_err(ServeError::from)?;
+    let values = hidden.as_slice::<f32>()?;
     tokens
         .iter()
         .zip(values.chunks_exact((rows * width).max(1)))
         .map(|(t, item)| {
-            let mut v = text.pooling().pool(item, width, t.ids.len()).map_err(ServeError::from)?;
+            let mut v = text.pooling().pool(item, width, t.ids.len())?;
             if normalize {
                 thrum_text::normalize(&mut v);
             }
             Ok(v)
         })
         .collect()
+}
+
+/// The name of the output a v2 request of texts gets.
+pub const V2_TEXT_OUTPUT: &str = "embedding";
+
+/// A v2 request to a text model whose one input is BYTES: each element a UTF-8 text, answered
+/// with their normalised embeddings as FP32 `[texts, width]` in the output
+/// [`V2_TEXT_OUTPUT`]. Texts over the model's token limit are refused, naming it.
+pub(crate) async fn v2_texts(
+    served: &ServedModel,
+    text: &Arc<TextEmbedding>,
+    input: &(String, Tensor),
+    timeout: Option<std::time::Duration>,
+) -> Result<Tensor, ServeError> {
+    let (name, tensor) = input;
+    let items = tensor.as_slice::<Vec<u8>>()?;
+    if items.is_empty() {
+        return Err(ServeError::bad(format!(
+            "input `{name}` holds no text; a BYTES input of one or more UTF-8 texts"
+        )));
+    }
+    let texts = items
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            String::from_utf8(bytes.clone()).map_err(|e| {
+                ServeError::bad(format!(
+                    "input `{name}` element {i} is not UTF-8 ({e}); a text model takes UTF-8 texts"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokens = tokenize(text, texts, false, "inputs", format!("input `{name}`"))
+        .await
+        .map_err(|r| ServeError::bad(r.message))?;
+    let vectors = embeddings(served, text, &tokens, true, timeout).await?;
+    let width = vectors.first().map_or(0, Vec::len);
+    let data: Vec<f32> = vectors.into_iter().flatten().collect();
+    Ok(Tensor::from_vec(vec![tokens.len(), width], data)?)
 }
 
 /// TEI's `POST /embed`: `{"inputs": str | [str], "normalize": true, "truncate": false}` →
@@ -362,8 +436,8 @@ async fn embed_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     let texts = texts(body.get("inputs"), "inputs", MAX_CLIENT_BATCH)?;
     let normalize = flag(&body, "normalize", true)?;
     let truncate = flag(&body, "truncate", false)?;
-    let tokens = tokenize(&text, texts, truncate, "inputs").await?;
-    let vectors = embeddings(&served, &text, &tokens, normalize).await?;
+    let tokens = tokenize(&text, texts, truncate, "inputs", "`inputs`".into()).await?;
+    let vectors = embeddings(&served, &text, &tokens, normalize, None).await?;
     Ok((StatusCode::OK, axum::Json(vectors)).into_response())
 }
 
@@ -459,11 +533,12 @@ async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
         r.status = StatusCode::BAD_REQUEST;
         r
     })?;
-    let tokens = tokenize(&text, texts, true, "input").await.map_err(|mut r| {
-        r.status = StatusCode::BAD_REQUEST;
-        r
-    })?;
-    let vectors = embeddings(&served, &text, &tokens, true).await?;
+    let tokens =
+        tokenize(&text, texts, true, "input", "`input`".into()).await.map_err(|mut r| {
+            r.status = StatusCode::BAD_REQUEST;
+            r
+        })?;
+    let vectors = embeddings(&served, &text, &tokens, true, None).await?;
     let prompt_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
     let data: Vec<Value> = vectors
         .iter()

@@ -530,6 +530,28 @@ pub(crate) struct Answer {
 /// the request asked for (shared by the REST and gRPC fronts).
 pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<Answer, ServeError> {
     let model = served.model();
+    // A text model also takes its texts: one BYTES input → FP32 embeddings.
+    if let (Some(text), [input]) = (&served.text, &request.inputs[..])
+        && input.1.dtype() == thrum_core::DType::Bytes
+    {
+        let name = crate::embed::V2_TEXT_OUTPUT;
+        let binary = match request.outputs.as_deref() {
+            None => request.binary_output,
+            Some([wanted]) if wanted.name == name => wanted.binary.unwrap_or(request.binary_output),
+            Some(_) => {
+                return Err(ServeError::bad(format!(
+                    "model `{}` answers a BYTES input of texts with one output, `{name}`",
+                    served.name
+                )));
+            }
+        };
+        let embeddings = crate::embed::v2_texts(served, text, input, request.timeout).await?;
+        return Ok(Answer {
+            id: request.id,
+            model: served.name.clone(),
+            outputs: vec![(name.to_string(), embeddings, binary)],
+        });
+    }
     if let Some(outputs) = &request.outputs {
         for out in outputs {
             if !model.outputs().iter().any(|s| s.name == out.name) {

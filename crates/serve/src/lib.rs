@@ -9,7 +9,7 @@
 //! - [`server`]: the [`Server`] and its life (readiness, loading and unloading models,
 //!   graceful shutdown); [`front`] the connections' limits and timeouts.
 //! - [`http`] and [`grpc`]: the protocol fronts over the wire formats of `thrum-wire`;
-//!   [`metadata`] what the server says about its models; [`metrics`] Prometheus; `embed.rs`
+//!   [`metadata`] what the server says about its models; [`metrics`] Prometheus; [`embed`]
 //!   TEI's and OpenAI's embedding endpoints for text models (`/embed`, `/v1/embeddings`).
 //! - [`config`]: what to serve, from a `thrum.toml` or a model repository; [`triton`] Triton's
 //!   model repositories (`config.pbtxt`, version folders) as they are.
@@ -17,7 +17,7 @@
 //!   place ([`ServeError::http_status`], [`ServeError::grpc_code`]).
 
 pub mod config;
-mod embed;
+pub mod embed;
 mod error;
 pub mod front;
 pub mod grpc;
@@ -32,7 +32,7 @@ pub use thrum_wire::{pb, v2};
 
 pub use error::ServeError;
 pub use front::Limits;
-pub use pool::{Batching, ModelPool, PoolConfig, PoolStats};
+pub use pool::{Batching, ModelPool, Padding, PoolConfig, PoolStats};
 pub use server::{
     Background, Bound, IndexEntry, Listen, ModelControl, Repository, ServedModel, Server,
 };

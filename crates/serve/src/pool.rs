@@ -54,12 +54,40 @@ pub struct Batching {
     pub max_queue_delay: Duration,
     /// Batch sizes to stop at when nothing else is waiting (empty: only the maximum).
     pub preferred_batch_sizes: Vec<usize>,
+    /// Requests of different lengths joined by padding (a text model's tokens), under a
+    /// token budget; `None`: only requests of equal shapes join.
+    pub padding: Option<Padding>,
+}
+
+/// How requests of different lengths join one batch, as text-embeddings-inference batches
+/// texts: each input is padded with zeros along `axis` to the batch's longest request, and a
+/// batch holds at most `max_batch_tokens` padded positions (samples × longest). Each request
+/// gets its outputs cut back to its own length along `axis`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Padding {
+    /// The axis requests differ along (a text model's sequence axis).
+    pub axis: usize,
+    /// Most padded positions in one batch (TEI's `--max-batch-tokens`). One request over it
+    /// still runs, alone.
+    pub max_batch_tokens: usize,
 }
 
 impl Batching {
     /// Batches of up to `max_batch_size` samples, waiting up to `max_queue_delay`.
     pub fn new(max_batch_size: usize, max_queue_delay: Duration) -> Batching {
-        Batching { max_batch_size, max_queue_delay, preferred_batch_sizes: Vec::new() }
+        Batching {
+            max_batch_size,
+            max_queue_delay,
+            preferred_batch_sizes: Vec::new(),
+            padding: None,
+        }
+    }
+
+    /// Joins requests of different lengths along `axis` by padding, at most
+    /// `max_batch_tokens` padded positions per batch.
+    pub fn with_padding(mut self, axis: usize, max_batch_tokens: usize) -> Batching {
+        self.padding = Some(Padding { axis, max_batch_tokens });
+        self
     }
 
     /// Sets the preferred batch sizes.
@@ -155,6 +183,23 @@ impl PoolConfig {
                 batching.max_batch_size
             )));
         }
+        if let Some(padding) = &batching.padding {
+            if padding.max_batch_tokens == 0 {
+                return Err(bad("max_batch_tokens 0 with padding on; at least 1".into()));
+            }
+            if let Some(spec) = model
+                .inputs()
+                .iter()
+                .find(|s| !s.shape.get(padding.axis).is_some_and(thrum_core::Dim::is_dynamic))
+            {
+                return Err(bad(format!(
+                    "padding along axis {} needs that axis dynamic in every input; input `{}` is {}",
+                    padding.axis,
+                    spec.name,
+                    spec.shape_string()
+                )));
+            }
+        }
         let axis = model.batch_axis().ok_or_else(|| {
             bad(format!(
                 "dynamic batching needs a dynamic batch axis shared by every input and output; \
@@ -176,6 +221,8 @@ struct Job {
     inputs: Vec<Tensor>,
     /// Samples along the batch axis (1 without batching).
     samples: usize,
+    /// Its length along the padding axis (0 without padding).
+    length: usize,
     reply: oneshot::Sender<Result<Vec<Tensor>, ServeError>>,
     enqueued: Instant,
     timeout: Option<Duration>,
@@ -514,8 +561,14 @@ impl ModelPool {
             }
             _ => 1,
         };
+        let length = match inner.config.batching.as_ref().and_then(|b| b.padding.as_ref()) {
+            Some(p) => {
+                inputs.iter().filter_map(|t| t.shape().get(p.axis)).max().copied().unwrap_or(0)
+            }
+            None => 0,
+        };
         let (reply, rx) = oneshot::channel();
-        let job = Job { inputs, samples, reply, enqueued: Instant::now(), timeout };
+        let job = Job { inputs, samples, length, reply, enqueued: Instant::now(), timeout };
         let queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = queue.as_ref() else { return Err(shutting_down()) };
         // Counted before the send so a worker's decrement never runs first.
@@ -795,6 +848,8 @@ fn gather(
     };
     let deadline = first.enqueued + batching.max_queue_delay;
     let mut size = first.samples;
+    let mut longest = first.length;
+    let padding = batching.padding.as_ref();
     let mut jobs = vec![first];
     while size < batching.max_batch_size {
         let next = match queue.try_recv() {
@@ -811,10 +866,15 @@ fn gather(
             }
         };
         let Some(next) = take(next) else { continue };
+        let within_tokens = padding.is_none_or(|p| {
+            (size + next.samples).saturating_mul(longest.max(next.length)) <= p.max_batch_tokens
+        });
         if size + next.samples <= batching.max_batch_size
-            && mergeable(&jobs[0], &next, inner.batch_axis)
+            && within_tokens
+            && mergeable(&jobs[0], &next, inner.batch_axis, padding.map(|p| p.axis))
         {
             size += next.samples;
+            longest = longest.max(next.length);
             jobs.push(next);
         } else {
             // Counted back: it waits in `held`, outside the channel.
@@ -827,12 +887,16 @@ fn gather(
 }
 
 /// Whether two requests' inputs can be joined along the batch axis: the same shape on every
-/// other axis.
-fn mergeable(a: &Job, b: &Job, axis: Option<usize>) -> bool {
+/// other axis but the padding axis.
+fn mergeable(a: &Job, b: &Job, axis: Option<usize>, pad_axis: Option<usize>) -> bool {
     let Some(axis) = axis else { return false };
     a.inputs.iter().zip(&b.inputs).all(|(x, y)| {
         x.rank() == y.rank()
-            && x.shape().iter().zip(y.shape()).enumerate().all(|(k, (p, q))| k == axis || p == q)
+            && x.shape()
+                .iter()
+                .zip(y.shape())
+                .enumerate()
+                .all(|(k, (p, q))| k == axis || Some(k) == pad_axis || p == q)
     })
 }
 
@@ -862,10 +926,14 @@ fn run(
         Ok(std::mem::take(&mut jobs[0].inputs))
     } else {
         let axis = inner.batch_axis.unwrap_or(0);
+        let pad_axis = padding(inner).map(|p| p.axis);
         (0..jobs[0].inputs.len())
             .map(|k| {
                 let column: Vec<Tensor> = jobs.iter().map(|j| j.inputs[k].clone()).collect();
-                Tensor::concat(&column, axis)
+                match pad_axis {
+                    Some(pad_axis) => Tensor::pad_concat(&column, axis, pad_axis),
+                    None => Tensor::concat(&column, axis),
+                }
             })
             .collect::<thrum_core::Result<Vec<_>>>()
     };
@@ -894,7 +962,7 @@ fn run(
     let inferred = Instant::now();
     let answers: Vec<Result<Vec<Tensor>, ServeError>> = match result {
         Ok(outputs) if jobs.len() == 1 => vec![Ok(outputs)],
-        Ok(outputs) => split(inner, outputs, &sizes),
+        Ok(outputs) => split(inner, outputs, &jobs),
         Err(e) if jobs.len() == 1 => vec![Err(e)],
         Err(e) => {
             // Each request of the batch gets the failure; the first keeps the original error.
@@ -984,16 +1052,37 @@ fn record_metrics(
         .record(output_d.as_secs_f64());
 }
 
-/// Splits a batch's outputs back into each request's share, along each output's batch axis.
+/// The batching's padding, when requests of different lengths join.
+fn padding(inner: &Inner) -> Option<&Padding> {
+    inner.config.batching.as_ref().and_then(|b| b.padding.as_ref())
+}
+
+/// Splits a batch's outputs back into each request's share, along each output's batch axis;
+/// with padding, an output that is dynamic along the padding axis and as long as the batch's
+/// longest request is cut back to each request's own length.
 fn split(
     inner: &Inner,
     outputs: Vec<Tensor>,
-    sizes: &[usize],
+    jobs: &[Job],
 ) -> Vec<Result<Vec<Tensor>, ServeError>> {
+    let sizes: Vec<usize> = jobs.iter().map(|j| j.samples).collect();
+    let sizes = &sizes[..];
+    let longest = jobs.iter().map(|j| j.length).max().unwrap_or(0);
     let mut per_job: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); sizes.len()];
     for (k, output) in outputs.iter().enumerate() {
-        let axis = inner.model.outputs().get(k).and_then(|s| s.batch_axis).unwrap_or(0);
-        match output.split(axis, sizes) {
+        let spec = inner.model.outputs().get(k);
+        let axis = spec.and_then(|s| s.batch_axis).unwrap_or(0);
+        let trim = padding(inner).map(|p| p.axis).filter(|&a| {
+            output.shape().get(a) == Some(&longest)
+                && spec.is_some_and(|s| s.shape.get(a).is_some_and(thrum_core::Dim::is_dynamic))
+        });
+        let parts = output.split(axis, sizes).and_then(|parts| match trim {
+            None => Ok(parts),
+            Some(a) => {
+                parts.iter().zip(jobs).map(|(part, job)| part.narrow(a, job.length)).collect()
+            }
+        });
+        match parts {
             Ok(parts) => {
                 for (slot, part) in per_job.iter_mut().zip(parts) {
                     slot.push(part);

@@ -415,3 +415,62 @@ fn dropping_the_last_pool_on_an_async_thread_does_not_block_it() {
     // The admitted request is still answered.
     rt.block_on(running).unwrap().unwrap();
 }
+
+#[test]
+fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
+    // x, y: [N, L] with L dynamic, as a text model's tokens are.
+    let spec =
+        |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::named("L")]);
+    let probe = scripted_with(vec![spec("x"), spec("y")], Duration::ZERO);
+    let batching = Batching::new(8, Duration::from_millis(300)).with_padding(1, 6);
+    let pool =
+        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
+            .unwrap();
+    let rt = runtime();
+    let _closed = probe.gate.closed();
+    let warm = probe.calls();
+    probe.batches.lock().unwrap().clear();
+    let row =
+        |len: usize, value: f32| vec![Tensor::from_vec(vec![1, len], vec![value; len]).unwrap()];
+    let first = rt.spawn({
+        let pool = pool.clone();
+        async move { pool.submit(row(2, 9.0)).await }
+    });
+    wait_until("the worker takes the first request", || probe.calls() == warm + 1);
+    let lengths = [(1, 1.0), (3, 2.0), (2, 3.0), (3, 4.0)];
+    let rest = rt.spawn({
+        let pool = pool.clone();
+        // One task, polled in order: the queue holds them in this order.
+        async move {
+            futures_util::future::join_all(lengths.map(|(len, v)| pool.submit(row(len, v)))).await
+        }
+    });
+    wait_until("the four wait", || pool.pending() == 4);
+    probe.gate.open();
+    assert_eq!(rt.block_on(first).unwrap().unwrap()[0].shape(), &[1, 2]);
+    for ((len, v), out) in lengths.iter().zip(rt.block_on(rest).unwrap()) {
+        let out = out.unwrap();
+        assert_eq!(out[0].shape(), &[1, *len], "cut back to its own length");
+        assert!(out[0].as_slice::<f32>().unwrap().iter().all(|&x| x == 2.0 * v), "{out:?}");
+    }
+    // 1 + 3 tokens join (2 × 3 = 6 padded positions); the 2 would make 3 × 3 = 9 > 6 and
+    // starts the next batch, which the last 3 joins (2 × 3 = 6).
+    assert_eq!(*probe.batches.lock().unwrap(), [1, 2, 2]);
+    assert_eq!(pool.pending(), 0);
+}
+
+#[test]
+fn padding_needs_a_dynamic_axis_and_a_token_budget() {
+    let probe = scripted(Duration::ZERO); // x: [N, 2], fixed along axis 1
+    let batching = Batching::new(8, Duration::ZERO).with_padding(1, 64);
+    let err =
+        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("axis 1") && err.contains("`x`"), "{err}");
+    let zero = Batching::new(8, Duration::ZERO).with_padding(0, 0);
+    let err = ModelPool::start("m", probe.model, PoolConfig::new(1).with_batching(zero))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_batch_tokens 0"), "{err}");
+}

@@ -73,6 +73,9 @@ pub struct Launcher {
     /// Seconds a child may take beyond its measured phase (start, load, warm-up) before it
     /// is killed.
     pub setup_timeout_s: f64,
+    /// Arguments every child's `thrum bench` also gets (`--text-file FILE`: the whole text
+    /// pipeline on real sentences, not the model on seeded tensors).
+    pub extra_args: Vec<String>,
 }
 
 /// Lines of stderr kept for a failed child.
@@ -106,6 +109,9 @@ impl Launcher {
             "-".into(),
             "--quiet".into(),
         ]
+        .into_iter()
+        .chain(self.extra_args.iter().cloned())
+        .collect()
     }
 
     /// Runs `c` in a child and reads its report. Returns the outcome and the child's wall time.

@@ -278,6 +278,69 @@ impl<'g> Writer<'g> {
     }
 }
 
+/// Whether a zoo reshape has more unknown sizes than TensorFlow's one `-1`: its leading 0s
+/// (ONNX's "copy the input's size") then come from the input's shape at run time.
+fn dynamic_reshape(shape: &[i64]) -> bool {
+    let unknown = shape.iter().filter(|&&d| d == 0 || d == -1).count();
+    unknown > 1 || shape.iter().skip_while(|&&d| d == 0).any(|&d| d == 0)
+}
+
+impl Writer<'_> {
+    /// `values[begin .. begin + len]` of a 1-D int32 tensor.
+    fn slice_ints(&mut self, name: String, values: String, begin: i32, len: i32) -> String {
+        let b = self.int32s(format!("{name}/begin"), &[1], &[begin]);
+        let n = self.int32s(format!("{name}/len"), &[1], &[len]);
+        self.node(
+            name,
+            "Slice",
+            vec![values, b, n],
+            vec![("T", type_attr(DT_INT32)), ("Index", type_attr(DT_INT32))],
+        )
+    }
+
+    /// Two 1-D int32 tensors joined.
+    fn concat_ints(&mut self, name: String, a: String, b: String) -> String {
+        let axis = self.int32s(format!("{name}/axis"), &[], &[0]);
+        self.node(
+            name,
+            "ConcatV2",
+            vec![a, b, axis],
+            vec![
+                ("N", attr(attr_value::Value::I(2))),
+                ("T", type_attr(DT_INT32)),
+                ("Tidx", type_attr(DT_INT32)),
+            ],
+        )
+    }
+
+    /// A reshape whose leading sizes are the input's own, read at run time: the leading 0s,
+    /// and a `-1` right after them (the zoo's BERT: `[N, S, H]` ↔ `[N, S, heads, H / heads]`,
+    /// where S is dynamic); the sizes after them are as given (one `-1` among them at most).
+    fn reshape_copying(&mut self, at: &str, input: String, shape: &[i64]) -> Result<String> {
+        let zeros = shape.iter().take_while(|&&d| d == 0).count();
+        let copied = zeros + usize::from(shape.get(zeros) == Some(&-1));
+        let rest: Vec<i32> = shape[copied..].iter().map(|&d| d as i32).collect();
+        if rest.contains(&0) || rest.iter().filter(|&&d| d == -1).count() > 1 {
+            return Err(fail(format!("reshape to {shape:?} (0s only in front)")));
+        }
+        let full = self.node(
+            format!("{at}/input_shape"),
+            "Shape",
+            vec![input.clone()],
+            vec![("T", type_attr(DT_FLOAT)), ("out_type", type_attr(DT_INT32))],
+        );
+        let kept = self.slice_ints(format!("{at}/kept"), full, 0, copied as i32);
+        let tail = self.int32s(format!("{at}/tail"), &[rest.len()], &rest);
+        let target = self.concat_ints(format!("{at}/target"), kept, tail);
+        Ok(self.node(
+            at.to_string(),
+            "Reshape",
+            vec![input, target],
+            vec![("T", type_attr(DT_FLOAT)), ("Tshape", type_attr(DT_INT32))],
+        ))
+    }
+}
+
 /// The frozen graph of `graph`.
 pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
     let mut w =
@@ -464,16 +527,15 @@ pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
                 );
                 Value { tensor, nhwc: false }
             }
+            Op::Reshape { shape } if dynamic_reshape(shape) => {
+                let input = w.zoo_layout(&at, &x);
+                let tensor = w.reshape_copying(&at, input, shape)?;
+                Value { tensor, nhwc: false }
+            }
             Op::Reshape { shape } => {
                 // `0` (copy the input's size) is TensorFlow's `-1` when it is the only unknown.
                 let mut target = shape.clone();
-                let zeros = target.iter().filter(|&&d| d == 0).count();
-                if zeros > 0 {
-                    if zeros > 1 || target.contains(&-1) || target[0] != 0 {
-                        return Err(fail(format!(
-                            "reshape to {shape:?} (0 only on the first axis, with no -1)"
-                        )));
-                    }
+                if target.first() == Some(&0) {
                     target[0] = -1;
                 }
                 let input = w.zoo_layout(&at, &x);
@@ -537,12 +599,58 @@ pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
                 let f = w.float(format!("{at}/factor"), *factor);
                 Value { tensor: w.binary(at.clone(), "Mul", x.tensor.clone(), f), nhwc: x.nhwc }
             }
-            other @ (Op::Affine { .. } | Op::Cast { .. } | Op::RowsLike) => {
-                return Err(fail(format!(
-                    "operator `{}` of `{}` has no TensorFlow export yet (the ONNX export has it)",
-                    other.name(),
-                    graph.name
-                )));
+            Op::Affine { scale, shift } => {
+                let input = w.zoo_layout(&at, &x);
+                let scale = w.float(format!("{at}/scale"), *scale);
+                let scaled = w.binary(format!("{at}/scaled"), "Mul", input, scale);
+                let shift = w.float(format!("{at}/shift"), *shift);
+                Value { tensor: w.binary(at.clone(), "AddV2", scaled, shift), nhwc: false }
+            }
+            Op::Cast { to } => {
+                let from =
+                    graph.inputs.iter().find(|s| s.name == *first).map_or(DType::F32, |s| s.dtype);
+                let code = |d: DType| {
+                    thrum_tensorflow::dtype_code(d).ok_or_else(|| fail(format!("a cast of {d}")))
+                };
+                let (src, dst) = (code(from)?, code(*to)?);
+                let tensor = w.node(
+                    at.clone(),
+                    "Cast",
+                    vec![x.tensor.clone()],
+                    vec![
+                        ("SrcT", type_attr(src)),
+                        ("DstT", type_attr(dst)),
+                        ("Truncate", attr(attr_value::Value::B(false))),
+                    ],
+                );
+                Value { tensor, nhwc: false }
+            }
+            Op::RowsLike => {
+                // The table's first S rows, S = like's size along axis 1, read at run time.
+                let like = w.value(&node.inputs[1])?;
+                let like_code = graph
+                    .inputs
+                    .iter()
+                    .find(|s| s.name == node.inputs[1])
+                    .and_then(|s| thrum_tensorflow::dtype_code(s.dtype))
+                    .unwrap_or(DT_FLOAT);
+                let shape = w.node(
+                    format!("{at}/like_shape"),
+                    "Shape",
+                    vec![like.tensor],
+                    vec![("T", type_attr(like_code)), ("out_type", type_attr(DT_INT32))],
+                );
+                let rows = w.slice_ints(format!("{at}/rows"), shape, 1, 1);
+                let all = w.int32s(format!("{at}/all_columns"), &[1], &[-1]);
+                let size = w.concat_ints(format!("{at}/size"), rows, all);
+                let begin = w.int32s(format!("{at}/begin"), &[2], &[0, 0]);
+                let tensor = w.node(
+                    at.clone(),
+                    "Slice",
+                    vec![x.tensor.clone(), begin, size],
+                    vec![("T", type_attr(DT_FLOAT)), ("Index", type_attr(DT_INT32))],
+                );
+                Value { tensor, nhwc: false }
             }
         };
         w.values.insert(node.output.clone(), out);

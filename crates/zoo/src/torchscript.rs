@@ -29,33 +29,67 @@ pub fn export(graph: &Graph, path: &Path) -> Result<()> {
         .iter()
         .map(|(name, t)| convert::to_tch(t, &graph.name).map(|t| (name.as_str(), t)))
         .collect::<Result<_>>()?;
+    // Zeros: a valid index into every embedding table (a token-type table has two rows), and
+    // the traced graph has no branch that values could choose.
     let examples: Vec<TchTensor> = crate::sample_inputs(&graph.inputs, 1, 0)?
         .iter()
-        .map(|t| convert::to_tch(t, &graph.name))
+        .map(|t| {
+            thrum_core::Tensor::zeros(t.dtype(), t.shape())
+                .and_then(|zeros| convert::to_tch(&zeros, &graph.name))
+        })
         .collect::<Result<_>>()?;
     let mut failure: Option<Error> = None;
-    let module =
-        CModule::create_by_tracing(
-            &graph.name,
-            "forward",
-            &examples,
-            &mut |inputs| match run_graph(graph, &weights, inputs) {
-                Ok(outputs) => outputs,
-                Err(e) => {
-                    failure = Some(e);
-                    Vec::new()
-                }
-            },
-        )
-        .map_err(fail)?;
+    let module = CModule::create_by_tracing(
+        // TorchScript names its module's class after this: an identifier (no `-`).
+        &graph.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        "forward",
+        &examples,
+        &mut |inputs| match run_graph(graph, &weights, inputs) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                failure = Some(e);
+                Vec::new()
+            }
+        },
+    );
+    // The graph's own error first: tracing then fails too, with less to say.
     if let Some(e) = failure {
         return Err(e);
     }
+    let module = module.map_err(fail)?;
     module.save(path).map_err(|e| Error::write(path, std::io::Error::other(e.to_string())))?;
     let spec = SpecFile { inputs: graph.inputs.clone(), outputs: graph.outputs.clone() };
     let json = serde_json::to_string_pretty(&spec).map_err(fail)?;
     let spec_file = spec_path(path);
     std::fs::write(&spec_file, json).map_err(|e| Error::write(&spec_file, e))
+}
+
+/// A zoo reshape as operators that keep the traced graph's dynamic dimensions dynamic: the
+/// leading 0s copy the input's dimensions (ONNX's rule: the batch axis), and libtorch's
+/// `reshape` would freeze every other size it is given at its traced value, so a reshape that
+/// splits or joins the trailing dimensions is `unflatten` or `flatten` instead.
+fn reshape(
+    x: &TchTensor,
+    shape: &[i64],
+) -> std::result::Result<TchTensor, thrum_torch::tch::TchError> {
+    let kept = shape.iter().take_while(|&&d| d == 0).count();
+    let rest = &shape[kept..];
+    let left = (x.dim()).saturating_sub(kept);
+    match rest {
+        // One input dimension left: split it (`[N, S]` → `[N, 1, 1, -1]`).
+        _ if left == 1 => x.f_unflatten(kept as i64, rest),
+        // All that is left joins into one.
+        [_] => x.f_flatten(kept as i64, -1),
+        // `[N, S, H]` → `[N, -1, heads, H / heads]`: the last dimension splits, S stays.
+        [-1, tail @ ..] if left == 2 => x.f_unflatten(-1, tail),
+        // `[N, S, heads, H / heads]` → `[N, -1, H]`: the dimensions after S join.
+        [-1, _] => x.f_flatten(kept as i64 + 1, -1),
+        // Fixed sizes: only the batch axis is dynamic, and -1 keeps it so.
+        _ => {
+            let target: Vec<i64> = shape.iter().map(|&d| if d == 0 { -1 } else { d }).collect();
+            x.f_reshape(target.as_slice())
+        }
+    }
 }
 
 /// Interprets the zoo IR with tch operators (traced when called under `create_by_tracing`).
@@ -105,12 +139,7 @@ fn run_graph(
             Op::Add => x.f_add(get(1)?),
             Op::MatMul => x.f_matmul(get(1)?),
             Op::Gather => TchTensor::f_embedding(x, get(1)?, -1, false, false),
-            Op::Reshape { shape } => {
-                // ONNX's 0 (copy the input's size) is the batch axis in the zoo: -1 keeps it
-                // dynamic in the traced graph.
-                let target: Vec<i64> = shape.iter().map(|&d| if d == 0 { -1 } else { d }).collect();
-                x.f_reshape(target.as_slice())
-            }
+            Op::Reshape { shape } => reshape(x, shape),
             Op::Transpose { perm } => {
                 let perm: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
                 x.f_permute(perm.as_slice())
@@ -122,13 +151,23 @@ fn run_graph(
             }
             Op::Gelu => x.f_gelu("none"),
             Op::Scale { factor } => x.f_mul_scalar(f64::from(*factor)),
-            other @ (Op::Affine { .. } | Op::Cast { .. } | Op::RowsLike) => {
-                return Err(fail(format!(
-                    "operator `{}` of `{}` has no TorchScript export yet (the ONNX export has it)",
-                    other.name(),
-                    graph.name
-                )));
+            Op::Affine { scale, shift } => {
+                x.f_mul_scalar(f64::from(*scale)).and_then(|t| t.f_add_scalar(f64::from(*shift)))
             }
+            Op::Cast { to } => {
+                let kind = convert::kind(*to).ok_or_else(|| {
+                    fail(format!("a cast to {to}, which libtorch has no type for"))
+                })?;
+                x.f_to_kind(kind)
+            }
+            // Positions 0..S from `like`'s second axis, with operators only (ones, cumulative
+            // sum), so that the traced graph keeps S dynamic; then those rows of the table.
+            Op::RowsLike => get(1)?
+                .f_select(0, 0)
+                .and_then(|row| row.f_ones_like())
+                .and_then(|ones| ones.f_cumsum(0, Kind::Int64))
+                .and_then(|count| count.f_sub_scalar(1))
+                .and_then(|positions| TchTensor::f_embedding(x, &positions, -1, false, false)),
         }
         .map_err(fail)?;
         values.insert(node.output.clone(), y);

@@ -12,7 +12,7 @@ use thrum_load::{Distribution, InputData, Load, LoadPlan, Measurement, Protocol}
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  thrum load -m mlp                                         # http (binary tensors), concurrency 1, 127.0.0.1:8080\n  thrum load -m mlp --concurrency-range 1:8:2 -f mlp.csv --plot mlp.svg\n  thrum load -m mlp -i grpc -u 127.0.0.1:8081 --request-rate-range 500:2000:500 --request-distribution poisson\n  thrum load -m resnet50 -b 4 --input-data random --measurement-interval 2000"
+    after_help = "Examples:\n  thrum load -m mlp                                         # http (binary tensors), concurrency 1, 127.0.0.1:8080\n  thrum load -m mlp --concurrency-range 1:8:2 -f mlp.csv --plot mlp.svg\n  thrum load -m mlp -i grpc -u 127.0.0.1:8081 --request-rate-range 500:2000:500 --request-distribution poisson\n  thrum load -m resnet50 -b 4 --input-data random --measurement-interval 2000\n  thrum load -m all-minilm-l6-v2 --text-file sentences.txt --concurrency-range 32   # TEI's /embed"
 )]
 pub struct LoadArgs {
     /// The model to load.
@@ -59,6 +59,11 @@ pub struct LoadArgs {
     /// zero, random (seeded), or a .npy file (one-input model) / a directory of NAME.npy.
     #[arg(long, value_name = "zero|random|PATH", default_value = "random")]
     input_data: String,
+
+    /// A text-embedding model: send TEI's POST /embed with texts from FILE (one per line, -b
+    /// lines per request, taken in turn) instead of v2 tensors. HTTP only.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input_data", "shape"])]
+    text_file: Option<PathBuf>,
 
     /// Seed of random inputs.
     #[arg(long, default_value_t = 42)]
@@ -164,10 +169,18 @@ impl LoadCommand {
             )
             .into());
         }
-        let inputs = match args.input_data.as_str() {
-            "zero" => InputData::Zero,
-            "random" => InputData::Random { seed: args.seed },
-            path => InputData::Files(PathBuf::from(path)),
+        let inputs = match (&args.text_file, args.input_data.as_str()) {
+            (Some(_), _) if args.protocol != Protocol::Http => {
+                return Err(thrum_load::LoadError::usage(
+                    format!("--text-file with -i {}", args.protocol),
+                    "-i http: texts go to TEI's POST /embed, a REST route",
+                )
+                .into());
+            }
+            (Some(file), _) => InputData::Texts(file.clone()),
+            (None, "zero") => InputData::Zero,
+            (None, "random") => InputData::Random { seed: args.seed },
+            (None, path) => InputData::Files(PathBuf::from(path)),
         };
         let count_mode = args.measurement_mode == "count_windows";
         let plan = LoadPlan {

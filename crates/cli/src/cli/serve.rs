@@ -101,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N,N", value_delimiter = ',')]
     preferred_batch_sizes: Vec<usize>,
 
+    /// A text model: most padded token positions per batch; requests of different lengths
+    /// join, padded to the batch's longest (TEI's --max-batch-tokens). 0: each request runs
+    /// alone unless --max-batch-size says otherwise. Default 16384.
+    #[arg(long, value_name = "N")]
+    max_batch_tokens: Option<usize>,
+
     /// Requests that may wait per model; one more is answered 503 with Retry-After.
     /// Default: 64 per worker.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -194,6 +200,7 @@ struct Overrides {
     predictor: Option<PredictorKind>,
     batching: Option<Batching>,
     queue_capacity: Option<usize>,
+    max_batch_tokens: Option<usize>,
 }
 
 /// The command line's server settings; what it leaves out comes from the `[server]` table,
@@ -330,6 +337,7 @@ impl ServePlan {
                 predictor: args.predictor,
                 batching,
                 queue_capacity: args.queue_capacity.map(|q| q as usize),
+                max_batch_tokens: args.max_batch_tokens,
             },
             server: ServerFlags {
                 host: args.host,
@@ -543,6 +551,9 @@ impl CliRepository {
             if let Some(q) = o.queue_capacity {
                 entry.pool.queue_capacity = q;
             }
+            if let Some(t) = o.max_batch_tokens {
+                entry.max_batch_tokens = Some(t);
+            }
         }
         Ok(entries)
     }
@@ -590,13 +601,21 @@ impl CliRepository {
             entry.pool.queue_capacity =
                 PoolConfig::DEFAULT_QUEUE_PER_WORKER.saturating_mul(entry.pool.workers);
         }
-        tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
-            intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
-        // A text model (one that brings its tokenizer) also answers /embed and /v1/embeddings.
+        // A text model (one that brings its tokenizer) also answers /embed and /v1/embeddings,
+        // and batches as TEI does: texts of different lengths join, padded, up to a token budget.
         let text = match model_ref.files_dir() {
             Some(dir) => Some(std::sync::Arc::new(thrum::text::TextEmbedding::from_dir(&dir)?)),
             None => None,
         };
+        if text.is_some() {
+            entry.pool.batching = thrum_serve::embed::text_batching(
+                &model,
+                entry.pool.batching.take(),
+                entry.max_batch_tokens,
+            );
+        }
+        tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
+            intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
         let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
         Ok(ServedModel {
             name: entry.name,

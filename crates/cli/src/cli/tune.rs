@@ -50,6 +50,11 @@ pub struct TuneArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_batch: u32,
 
+    /// A text-embedding model (zoo:all-minilm-l6-v2): measure the whole pipeline (tokenize,
+    /// infer, pool) on the texts of FILE, one per line, as `thrum bench --text-file` does.
+    #[arg(long, value_name = "FILE")]
+    text_file: Option<PathBuf>,
+
     /// Pin the batch size instead of searching it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: Option<u32>,
@@ -122,6 +127,13 @@ fn positive(v: &str) -> Result<f64, String> {
         Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
         _ => Err("expected a number above 0".into()),
     }
+}
+
+/// `path` made absolute, for children that may run elsewhere; it must be a readable file.
+fn absolute(path: &Path) -> anyhow::Result<String> {
+    let full = std::fs::canonicalize(path)
+        .with_context(|| format!("--text-file `{}` cannot be read", path.display()))?;
+    Ok(full.to_string_lossy().into_owned())
 }
 
 /// `90s`, `5m`, `1h`, `1.5m` or plain seconds.
@@ -324,7 +336,15 @@ impl TunePlan {
         };
         let plan = SearchPlan {
             spaces: spaces.clone(),
-            launcher: Launcher { exe, model: a.model_path.clone(), setup_timeout_s: a.timeout },
+            launcher: Launcher {
+                exe,
+                model: a.model_path.clone(),
+                setup_timeout_s: a.timeout,
+                extra_args: match &a.text_file {
+                    Some(file) => vec!["--text-file".into(), absolute(file)?],
+                    None => Vec::new(),
+                },
+            },
             objective,
             constraints: Constraints { max_p99_ms: a.max_p99, max_rss_mib: a.max_rss },
             budget_s: a.budget,
