@@ -118,6 +118,7 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
     require_engine!("ort");
     require_engine!("torch");
     require_engine!("tensorflow");
+    require_engine!("mxnet");
     let texts = corpus();
     let reference = reference(&texts);
     // Token ids: thrum's tokenizer (the Rust `tokenizers` crate over the same tokenizer.json,
@@ -135,13 +136,12 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
         assert_eq!(ours.type_ids, types, "token types of text {i}");
     }
     assert_eq!(tokenizer.encode(&texts[8]).unwrap().ids.len(), 256, "the long text is cut at 256");
-    // Embeddings: one padded batch of every text, on every engine the zoo exports the model
-    // to (ONNX on tract and ort, TorchScript on libtorch, a frozen graph on TensorFlow),
-    // against numpy (each text on its own, unpadded), element by element; and the engines
+    // Embeddings: one padded batch of every text, on every engine (ONNX on tract and ort,
+    // TorchScript on libtorch, a frozen graph on TensorFlow, a symbol on MXNet), against numpy (each text on its own, unpadded), element by element; and the engines
     // against ort.
     let expected = matrix(&reference["embeddings"]);
     let mut per_engine = Vec::new();
-    let engines = ["ort", "tract", "torch", "tensorflow"];
+    let engines = ["ort", "tract", "torch", "tensorflow", "mxnet"];
     for engine in engines {
         let got = matrix(&embed(engine, &texts)["embeddings"]);
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {

@@ -25,6 +25,18 @@ fn tuple(values: &[usize]) -> String {
     format!("({})", items.join(", "))
 }
 
+/// Appends an operator node; its output as an MXNet entry (`[id, 0, 0]`).
+fn emit(
+    nodes: &mut Vec<Value>,
+    (op, attrs): (String, Value),
+    name: String,
+    inputs: Vec<Value>,
+) -> Value {
+    let id = nodes.len();
+    nodes.push(json!({"op": op, "name": name, "attrs": attrs, "inputs": inputs}));
+    json!([id, 0, 0])
+}
+
 /// Writes `graph` as `path` (`NAME-symbol.json`, or any name) and its parameters beside it
 /// ([`thrum_mxnet::params_path`]), in the files MXNet's `export()` writes.
 pub fn export(graph: &Graph, path: &Path) -> Result<()> {
@@ -49,6 +61,9 @@ pub fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
         arg_nodes.push(nodes.len());
         nodes.push(json!({"op": "null", "name": spec.name, "attrs": {"__shape__": tuple(&shape), "__dtype__": dtype.to_string()}, "inputs": []}));
     }
+    // Every value's shape in the IR, for the operators whose MXNet form depends on ranks.
+    let shapes: std::collections::HashMap<&str, &[usize]> =
+        graph.nodes.iter().map(|n| (n.output.as_str(), n.shape.as_slice())).collect();
     for node in &graph.nodes {
         let weight_shape = |i: usize| -> Result<Vec<usize>> {
             let name =
@@ -59,39 +74,19 @@ pub fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
                 .shape()
                 .to_vec())
         };
-        let has_bias = node.inputs.len() > 2;
-        let (op, attrs) = match &node.op {
-            Op::Conv { kernel, stride, pad } => (
-                "Convolution",
-                json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&[*pad, *pad]),
-                       "num_filter": weight_shape(1)?[0].to_string(), "no_bias": if has_bias { "False" } else { "True" }}),
-            ),
-            Op::BatchNorm { epsilon } => (
-                "BatchNorm",
-                json!({"eps": epsilon.to_string(), "fix_gamma": "False", "use_global_stats": "True", "momentum": "0.9"}),
-            ),
-            Op::Relu => ("Activation", json!({"act_type": "relu"})),
-            Op::MaxPool { kernel, stride, pad } => (
-                "Pooling",
-                json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&[*pad, *pad]),
-                       "pool_type": "max", "pooling_convention": "valid"}),
-            ),
-            Op::GlobalAveragePool => {
-                ("Pooling", json!({"kernel": "(1, 1)", "global_pool": "True", "pool_type": "avg"}))
-            }
-            Op::Flatten => ("Flatten", json!({})),
-            Op::Linear => (
-                "FullyConnected",
-                json!({"num_hidden": weight_shape(1)?[0].to_string(), "no_bias": if has_bias { "False" } else { "True" }, "flatten": "True"}),
-            ),
-            Op::Add => ("elemwise_add", json!({})),
-            other => {
-                return Err(fail(format!(
-                    "operator {other:?} of `{}` has no MXNet export (the zoo's mlp, resnet18 and resnet50 have one)",
-                    graph.name
-                )));
-            }
+        let rank = |i: usize| -> usize {
+            node.inputs.get(i).map_or(0, |name| {
+                shapes.get(name.as_str()).map(|s| s.len()).unwrap_or_else(|| {
+                    graph.weight(name).map(Tensor::rank).unwrap_or_else(|| {
+                        graph.inputs.iter().find(|s| s.name == *name).map_or(0, |s| s.shape.len())
+                    })
+                })
+            })
         };
+        let same_shapes = node.inputs.len() == 2
+            && shapes.get(node.inputs[0].as_str()) == shapes.get(node.inputs[1].as_str());
+        // The node's inputs as MXNet entries; a weight becomes an argument (or, for
+        // BatchNorm's running statistics, an auxiliary state) the first time it is used.
         let mut inputs = Vec::new();
         for (k, input) in node.inputs.iter().enumerate() {
             let id = match ids.get(input) {
@@ -114,8 +109,166 @@ pub fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
             };
             inputs.push(json!([id, 0, 0]));
         }
-        ids.insert(node.output.clone(), nodes.len());
-        nodes.push(json!({"op": op, "name": node.name, "attrs": attrs, "inputs": inputs}));
+        let has_bias = node.inputs.len() > 2;
+        let name = node.name.clone();
+        let at = |step: &str| format!("{}_{step}", node.name);
+        let one = |op: &str, attrs: Value| (op.to_string(), attrs);
+        let out = match &node.op {
+            Op::Conv { kernel, stride, pad } => emit(
+                &mut nodes,
+                one(
+                    "Convolution",
+                    json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&[*pad, *pad]),
+                       "num_filter": weight_shape(1)?[0].to_string(), "no_bias": if has_bias { "False" } else { "True" }}),
+                ),
+                name,
+                inputs,
+            ),
+            Op::BatchNorm { epsilon } => emit(
+                &mut nodes,
+                one(
+                    "BatchNorm",
+                    json!({"eps": epsilon.to_string(), "fix_gamma": "False", "use_global_stats": "True", "momentum": "0.9"}),
+                ),
+                name,
+                inputs,
+            ),
+            Op::Relu => {
+                emit(&mut nodes, one("Activation", json!({"act_type": "relu"})), name, inputs)
+            }
+            Op::MaxPool { kernel, stride, pad } => emit(
+                &mut nodes,
+                one(
+                    "Pooling",
+                    json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&[*pad, *pad]),
+                       "pool_type": "max", "pooling_convention": "valid"}),
+                ),
+                name,
+                inputs,
+            ),
+            Op::GlobalAveragePool => emit(
+                &mut nodes,
+                one(
+                    "Pooling",
+                    json!({"kernel": "(1, 1)", "global_pool": "True", "pool_type": "avg"}),
+                ),
+                name,
+                inputs,
+            ),
+            Op::Flatten => emit(&mut nodes, one("Flatten", json!({})), name, inputs),
+            // Over the last axis only when the input has more than two (a sequence's tokens).
+            Op::Linear => emit(
+                &mut nodes,
+                one(
+                    "FullyConnected",
+                    json!({"num_hidden": weight_shape(1)?[0].to_string(), "no_bias": if has_bias { "False" } else { "True" },
+                       "flatten": if rank(0) > 2 { "False" } else { "True" }}),
+                ),
+                name,
+                inputs,
+            ),
+            // Equal shapes: elemwise_add, which oneDNN fuses into a convolution; else
+            // broadcasting (a position table, an attention mask).
+            Op::Add if same_shapes => {
+                emit(&mut nodes, one("elemwise_add", json!({})), name, inputs)
+            }
+            Op::Add => emit(&mut nodes, one("broadcast_add", json!({})), name, inputs),
+            // The product over the last two axes, the leading ones a batch.
+            Op::MatMul => emit(
+                &mut nodes,
+                one(
+                    "linalg_gemm2",
+                    json!({"transpose_a": "False", "transpose_b": "False", "alpha": "1.0"}),
+                ),
+                name,
+                inputs,
+            ),
+            // MXNet's Embedding takes the indices first, then the table.
+            Op::Gather => {
+                let table = weight_shape(0)?;
+                let attrs = json!({"input_dim": table[0].to_string(), "output_dim": table[1].to_string(), "dtype": "float32"});
+                emit(
+                    &mut nodes,
+                    one("Embedding", attrs),
+                    name,
+                    vec![inputs[1].clone(), inputs[0].clone()],
+                )
+            }
+            // MXNet's Reshape reads 0 as ONNX does (copy the input's size) and infers one -1.
+            Op::Reshape { shape } => {
+                let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
+                let attrs = json!({"shape": format!("({})", dims.join(", "))});
+                emit(&mut nodes, one("Reshape", attrs), name, inputs)
+            }
+            Op::Transpose { perm } => {
+                emit(&mut nodes, one("transpose", json!({"axes": tuple(perm)})), name, inputs)
+            }
+            Op::Softmax { axis } => {
+                emit(&mut nodes, one("softmax", json!({"axis": axis.to_string()})), name, inputs)
+            }
+            Op::LayerNorm { epsilon } => emit(
+                &mut nodes,
+                one(
+                    "LayerNorm",
+                    json!({"axis": "-1", "eps": epsilon.to_string(), "output_mean_var": "False"}),
+                ),
+                name,
+                inputs,
+            ),
+            // MXNet's GELU is the exact one, x · Φ(x) with erf.
+            Op::Gelu => {
+                emit(&mut nodes, one("LeakyReLU", json!({"act_type": "gelu"})), name, inputs)
+            }
+            Op::Scale { factor } => emit(
+                &mut nodes,
+                one("_mul_scalar", json!({"scalar": factor.to_string()})),
+                name,
+                inputs,
+            ),
+            Op::Affine { scale, shift } => {
+                let scaled = emit(
+                    &mut nodes,
+                    one("_mul_scalar", json!({"scalar": scale.to_string()})),
+                    at("scaled"),
+                    inputs,
+                );
+                emit(
+                    &mut nodes,
+                    one("_plus_scalar", json!({"scalar": shift.to_string()})),
+                    name,
+                    vec![scaled],
+                )
+            }
+            Op::Cast { to } => {
+                let dtype = match to {
+                    thrum_core::DType::F32 => "float32",
+                    thrum_core::DType::I64 => "int64",
+                    thrum_core::DType::I32 => "int32",
+                    other => return Err(fail(format!("a cast to {other}"))),
+                };
+                emit(&mut nodes, one("Cast", json!({"dtype": dtype})), name, inputs)
+            }
+            // The table's first S rows, S = `like`'s size along axis 1: `slice_like` along the
+            // table's axis 0 against `like` transposed, then a leading axis of 1 so that it
+            // broadcasts against `[N, S, H]` (MXNet's broadcasting wants equal ranks).
+            Op::RowsLike => {
+                let like = emit(
+                    &mut nodes,
+                    one("transpose", json!({"axes": "(1, 0)"})),
+                    at("like_t"),
+                    vec![inputs[1].clone()],
+                );
+                let rows = emit(
+                    &mut nodes,
+                    one("slice_like", json!({"axes": "(0,)"})),
+                    at("rows"),
+                    vec![inputs[0].clone(), like],
+                );
+                emit(&mut nodes, one("expand_dims", json!({"axis": "0"})), name, vec![rows])
+            }
+        };
+        let id = out[0].as_u64().map_or(0, |id| id as usize);
+        ids.insert(node.output.clone(), id);
     }
     let heads: Vec<Value> = graph
         .outputs
