@@ -237,13 +237,19 @@ impl Target {
                     .into(),
             });
         }
-        if plan.batch > 1 && max_batch_size == 0 {
+        if !texts.is_empty() && plan.batch > TEI_MAX_TEXTS {
+            return Err(LoadError::usage(
+                format!("-b {} with --text-file", plan.batch),
+                format!("at most {TEI_MAX_TEXTS}, the texts TEI's /embed takes per request"),
+            ));
+        }
+        if texts.is_empty() && plan.batch > 1 && max_batch_size == 0 {
             return Err(LoadError::usage(
                 format!("-b {}", plan.batch),
                 format!("1: model `{}` does not batch (its max_batch_size is 0)", plan.model),
             ));
         }
-        if max_batch_size > 0 && plan.batch > max_batch_size {
+        if texts.is_empty() && max_batch_size > 0 && plan.batch > max_batch_size {
             return Err(LoadError::usage(
                 format!("-b {}", plan.batch),
                 format!("at most the model's max_batch_size, {max_batch_size}"),
@@ -458,6 +464,9 @@ impl Target {
         }
     }
 }
+
+/// Texts one request to TEI's `/embed` may hold (its `--max-client-batch-size` default).
+const TEI_MAX_TEXTS: usize = 32;
 
 /// The non-empty lines of a text file, for TEI's `/embed` (which is REST only).
 fn read_texts(path: &std::path::Path, protocol: Protocol) -> Result<Vec<String>, LoadError> {

@@ -399,9 +399,10 @@ pub(crate) async fn v2_texts(
 ) -> Result<Tensor, ServeError> {
     let (name, tensor) = input;
     let items = tensor.as_slice::<Vec<u8>>()?;
-    if items.is_empty() {
+    if items.is_empty() || items.len() > MAX_OPENAI_INPUTS {
         return Err(ServeError::bad(format!(
-            "input `{name}` holds no text; a BYTES input of one or more UTF-8 texts"
+            "input `{name}` holds {} texts; a BYTES input of 1 to {MAX_OPENAI_INPUTS} UTF-8 texts",
+            items.len()
         )));
     }
     let texts = items

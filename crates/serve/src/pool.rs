@@ -562,9 +562,7 @@ impl ModelPool {
             _ => 1,
         };
         let length = match inner.config.batching.as_ref().and_then(|b| b.padding.as_ref()) {
-            Some(p) => {
-                inputs.iter().filter_map(|t| t.shape().get(p.axis)).max().copied().unwrap_or(0)
-            }
+            Some(p) => length_along(inner, &inputs, p.axis)?,
             None => 0,
         };
         let (reply, rx) = oneshot::channel();
@@ -648,6 +646,28 @@ fn samples_along(inner: &Inner, inputs: &[Tensor], axis: usize) -> Result<usize,
         );
     }
     Ok(samples)
+}
+
+/// A request's length along the padding axis: the same in every input, as the padded batch
+/// needs (checked here, so that a request whose inputs disagree fails alone).
+fn length_along(inner: &Inner, inputs: &[Tensor], axis: usize) -> Result<usize, ServeError> {
+    let specs = inner.model.inputs();
+    let mut first: Option<(&str, usize)> = None;
+    for (spec, tensor) in specs.iter().zip(inputs) {
+        let n = tensor.shape().get(axis).copied().unwrap_or(0);
+        match first {
+            None => first = Some((&spec.name, n)),
+            Some((name, m)) if m != n => {
+                return Err(ServeError::bad(format!(
+                    "input `{}` is {n} long along axis {axis}, but input `{name}` is {m}; every \
+                     input of a request to model `{}` has the same length there",
+                    spec.name, inner.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map_or(0, |(_, n)| n))
 }
 
 /// Where a worker gets its work.
@@ -1072,9 +1092,14 @@ fn split(
     for (k, output) in outputs.iter().enumerate() {
         let spec = inner.model.outputs().get(k);
         let axis = spec.and_then(|s| s.batch_axis).unwrap_or(0);
+        // An engine that found its output shapes by running the model once may state the
+        // axis as fixed at the size it ran (MXNet): a size other than the stated one is the
+        // padded length too.
         let trim = padding(inner).map(|p| p.axis).filter(|&a| {
             output.shape().get(a) == Some(&longest)
-                && spec.is_some_and(|s| s.shape.get(a).is_some_and(thrum_core::Dim::is_dynamic))
+                && spec.is_some_and(|s| {
+                    s.shape.get(a).is_some_and(|d| d.is_dynamic() || d.fixed() != Some(longest))
+                })
         });
         let parts = output.split(axis, sizes).and_then(|parts| match trim {
             None => Ok(parts),

@@ -474,3 +474,21 @@ fn padding_needs_a_dynamic_axis_and_a_token_budget() {
         .to_string();
     assert!(err.contains("max_batch_tokens 0"), "{err}");
 }
+
+#[test]
+fn a_request_whose_inputs_disagree_along_the_padding_axis_fails_alone() {
+    // x, z: [N, L] with unnamed L, so that nothing but the padding ties them.
+    let spec =
+        |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::named("")]);
+    let probe = scripted_with(vec![spec("x"), spec("z"), spec("y")], Duration::ZERO);
+    let batching = Batching::new(8, Duration::ZERO).with_padding(1, 64);
+    let pool =
+        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
+            .unwrap();
+    let rt = runtime();
+    let t = |len: usize| Tensor::from_vec(vec![1, len], vec![1.0f32; len]).unwrap();
+    let err = rt.block_on(pool.submit(vec![t(3), t(2)])).unwrap_err().to_string();
+    assert!(err.contains("input `z` is 2 long along axis 1") && err.contains("`x` is 3"), "{err}");
+    let ok = rt.block_on(pool.submit(vec![t(2), t(2)])).unwrap();
+    assert_eq!(ok[0].shape(), &[1, 2]);
+}

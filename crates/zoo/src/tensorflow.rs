@@ -318,7 +318,9 @@ impl Writer<'_> {
     /// where S is dynamic); the sizes after them are as given (one `-1` among them at most).
     fn reshape_copying(&mut self, at: &str, input: String, shape: &[i64]) -> Result<String> {
         let zeros = shape.iter().take_while(|&&d| d == 0).count();
-        let copied = zeros + usize::from(shape.get(zeros) == Some(&-1));
+        // The -1 right after the 0s is the input's own size only when sizes follow it (a
+        // split or a join of what comes after); `[0, -1]` alone flattens.
+        let copied = zeros + usize::from(shape.get(zeros) == Some(&-1) && shape.len() > zeros + 1);
         let rest: Vec<i32> = shape[copied..].iter().map(|&d| d as i32).collect();
         if rest.contains(&0) || rest.iter().filter(|&&d| d == -1).count() > 1 {
             return Err(fail(format!("reshape to {shape:?} (0s only in front)")));
