@@ -18,6 +18,12 @@
 #                   numpy implementation of the BERT encoder (scripts/text_reference.py), and
 #                   onnxruntime, for the fastembed-style peer of `thrum bench --text-file`
 #                   (scripts/embed_python.py)
+#   images/         photographs of known content from the scikit-image wheel (BSD-3-Clause code;
+#                   the images are CC0 or public domain, see skimage/data/README.txt): a cat,
+#                   a coffee cup, an astronaut, a rocket, a motorcycle
+#   venv-image/     a Python venv with Pillow (the pre-processing thrum's images are checked
+#                   against), numpy and onnxruntime (top-5 classes of the same ONNX model on
+#                   Pillow's tensors), for scripts/image_reference.py
 #   rapidocr/       PaddleOCR's text-direction classifier from the rapidocr-onnxruntime wheel
 #                   (Apache-2.0, pinned by version and hash): a real ONNX model whose dynamic
 #                   dimensions are all named `?`
@@ -35,6 +41,8 @@ TF_VERSION=2.21.0   # must match the version `thrum engines install tensorflow` 
 TOKENIZERS_VERSION=0.23.3
 NUMPY_VERSION=2.4.6
 SAFETENSORS_VERSION=0.8.0
+SKIMAGE_VERSION=0.26.0
+PILLOW_VERSION=13.0.0
 RAPIDOCR_VERSION=1.4.4
 RAPIDOCR_SHA256=971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
 data="$(thrum_home)/testdata"
@@ -75,6 +83,27 @@ if [ ! -f "$dest/.installed-$RAPIDOCR_VERSION" ]; then
   touch "$dest/.installed-$RAPIDOCR_VERSION"
 fi
 echo "test data: rapidocr-onnxruntime $RAPIDOCR_VERSION's PaddleOCR classifier in $dest"
+
+dest="$data/images"
+if [ ! -f "$dest/.installed-skimage-$SKIMAGE_VERSION" ]; then
+  pip_fetch "scikit-image==$SKIMAGE_VERSION" "$tmp/skimage"
+  wheel_extract "$tmp"/skimage/scikit_image-*.whl "$dest" 'skimage/data/chelsea.png' \
+    'skimage/data/coffee.png' 'skimage/data/astronaut.png' 'skimage/data/rocket.jpg' \
+    'skimage/data/motorcycle_left.png'
+  touch "$dest/.installed-skimage-$SKIMAGE_VERSION"
+fi
+echo "test data: scikit-image $SKIMAGE_VERSION sample photographs in $dest"
+
+venv="$data/venv-image"
+stamp="$venv/.installed-pillow$PILLOW_VERSION-numpy$NUMPY_VERSION-ort$ORT_VERSION"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --only-binary :all: "pillow==$PILLOW_VERSION" \
+    "numpy==$NUMPY_VERSION" "onnxruntime==$ORT_VERSION"
+  touch "$stamp"
+fi
+echo "test data: python pillow $PILLOW_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION in $venv"
 
 venv="$data/venv-ort"
 if [ ! -f "$venv/.installed-$ORT_VERSION" ]; then

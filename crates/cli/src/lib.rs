@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use thrum_core::*;
 pub use thrum_text as text;
+pub use thrum_vision as vision;
 pub use thrum_zoo as zoo;
 
 // Every engine, linked in so that it registers itself; one line each. Its runtime is compiled
@@ -99,6 +100,49 @@ impl ModelRef {
         }
     }
 
+    /// An image classifier for this model once loaded: a zoo image model's own pre-processing
+    /// and class names, or for a file TorchServe's defaults (shorter side 256, center 224,
+    /// ImageNet's mean and std) and the names in `labels` (one per line) if given.
+    pub fn image_classifier(
+        &self,
+        model: &Model,
+        top_k: usize,
+        labels: Option<&std::path::Path>,
+    ) -> Result<vision::ImageClassifier> {
+        let recipe = match self {
+            ModelRef::Pretrained(m) => {
+                match m.task {
+                    zoo::pretrained::Task::ImageClassification(recipe) => recipe,
+                    _ => {
+                        return Err(Error::InvalidValue {
+                        what: "model".into(),
+                        value: format!("zoo:{}", m.name()),
+                        expected: "an image classifier (zoo:efficientnet-lite0, or an image model's file)".into(),
+                    });
+                    }
+                }
+            }
+            _ => TORCHSERVE_IMAGE_RECIPE,
+        };
+        let layout = vision::ImageTransform::layout_of(model, recipe.crop)?;
+        let transform = vision::ImageTransform::new(
+            recipe.resize,
+            recipe.crop,
+            recipe.mean,
+            recipe.std,
+            layout,
+        )?;
+        let labels = match (labels, self) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+                Some(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+            }
+            (None, ModelRef::Pretrained(m)) => m.labels()?,
+            (None, _) => None,
+        };
+        Ok(vision::ImageClassifier::new(transform, top_k, labels))
+    }
+
     /// The source `engine` loads: the path, or the zoo model built and written once in a
     /// format the engine reads (see [`model_source`]).
     pub fn source(&self, engine: &dyn Engine) -> Result<ModelSource> {
@@ -110,15 +154,23 @@ impl ModelRef {
     }
 }
 
+/// TorchServe's `image_classifier` pre-processing (torchvision's `Resize(256)`,
+/// `CenterCrop(224)`, ImageNet's mean and std), for image models given as files.
+pub const TORCHSERVE_IMAGE_RECIPE: zoo::pretrained::ImageRecipe = zoo::pretrained::ImageRecipe {
+    resize: 256,
+    crop: 224,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    classes: 1000,
+};
+
 /// A model with real weights in a format `engine` reads (ONNX where it can), written once per
 /// package version and graph revision to `$THRUM_HOME/zoo/<hash>-r<revision>/NAME.<ext>`
 /// (building it reads ~100 MB of weights).
 fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Result<ModelSource> {
     let name = model.name();
     let format = export_format(name, engine)?;
-    if !model.package.is_installed() {
-        return Err(zoo::pretrained::not_installed(model.package));
-    }
+    model.check_installed()?;
     let dir = config::thrum_home().join("zoo").join(format!(
         "{}-r{}",
         &model.package.sha256[..16],

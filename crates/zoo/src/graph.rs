@@ -14,14 +14,16 @@ use thrum_core::{DType, Dim, Tensor, TensorSpec};
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Op {
-    /// 2-D convolution, square kernel; inputs `x, w[, b]`, `w` is `[out, in, k, k]`.
+    /// 2-D convolution, square kernel; inputs `x, w[, b]`, `w` is `[out, in / groups, k, k]`.
     Conv {
         /// Kernel size.
         kernel: usize,
         /// Stride.
         stride: usize,
-        /// Zero padding on every side.
-        pad: usize,
+        /// Zero padding `[top, left, bottom, right]` (TensorFlow's `SAME` is asymmetric).
+        pads: [usize; 4],
+        /// Channel groups: 1 for a full convolution, the channel count for a depthwise one.
+        groups: usize,
     },
     /// Inference-mode batch normalization; inputs `x, scale, bias, mean, var`.
     BatchNorm {
@@ -30,6 +32,13 @@ pub enum Op {
     },
     /// `max(x, 0)`.
     Relu,
+    /// `min(max(x, min), max)` (ReLU6 is `0, 6`).
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
     /// 2-D max pooling, square window.
     MaxPool {
         /// Window size.
@@ -103,6 +112,7 @@ impl Op {
             Op::Conv { .. } => "conv",
             Op::BatchNorm { .. } => "batchnorm",
             Op::Relu => "relu",
+            Op::Clip { .. } => "clip",
             Op::MaxPool { .. } => "maxpool",
             Op::GlobalAveragePool => "avgpool",
             Op::Flatten => "flatten",
@@ -303,21 +313,50 @@ impl Builder {
         stride: usize,
         pad: usize,
     ) -> String {
+        self.grouped_conv(x, prefix, out, kernel, stride, [pad; 4], 1)
+    }
+
+    /// Convolution in `groups` channel groups, padded `[top, left, bottom, right]`, weight
+    /// `{prefix}.weight` `[out, in / groups, k, k]`, no bias.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn grouped_conv(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        pads: [usize; 4],
+        groups: usize,
+    ) -> String {
         let [n, cin, h, w] = self.shape4(x);
-        let fan_in = cin * kernel * kernel;
+        let fan_in = cin / groups.max(1) * kernel * kernel;
         let weight = self.weight(
             &format!("{prefix}.weight"),
-            &[out, cin, kernel, kernel],
+            &[out, cin / groups.max(1), kernel, kernel],
             Init::Uniform((6.0 / fan_in as f32).sqrt()),
         );
-        let (ho, wo) = ((h + 2 * pad - kernel) / stride + 1, (w + 2 * pad - kernel) / stride + 1);
+        let [top, left, bottom, right] = pads;
+        let ho = (h + top + bottom).saturating_sub(kernel) / stride + 1;
+        let wo = (w + left + right).saturating_sub(kernel) / stride + 1;
         self.flops(out * ho * wo * fan_in);
-        self.node(Op::Conv { kernel, stride, pad }, &[x, &weight], vec![n, out, ho, wo])
+        self.node(Op::Conv { kernel, stride, pads, groups }, &[x, &weight], vec![n, out, ho, wo])
     }
 
     /// Batch normalization with weights `{prefix}.weight/bias/running_mean/running_var`.
     /// `gamma` centres the scale: residual branches use a small one to keep activations tame.
     pub(crate) fn batch_norm(&mut self, x: &str, prefix: &str, gamma: f32) -> String {
+        self.batch_norm_eps(x, prefix, gamma, 1e-5)
+    }
+
+    /// [`Builder::batch_norm`] with its epsilon.
+    pub(crate) fn batch_norm_eps(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        gamma: f32,
+        epsilon: f32,
+    ) -> String {
         let c = self.shape(x)[1];
         let scale =
             self.weight(&format!("{prefix}.weight"), &[c], Init::Around(gamma, 0.1 * gamma));
@@ -325,7 +364,12 @@ impl Builder {
         let mean = self.weight(&format!("{prefix}.running_mean"), &[c], Init::Uniform(0.1));
         let var = self.weight(&format!("{prefix}.running_var"), &[c], Init::Around(1.0, 0.2));
         let shape = self.shape(x).to_vec();
-        self.node(Op::BatchNorm { epsilon: 1e-5 }, &[x, &scale, &bias, &mean, &var], shape)
+        self.node(Op::BatchNorm { epsilon }, &[x, &scale, &bias, &mean, &var], shape)
+    }
+
+    pub(crate) fn clip(&mut self, x: &str, min: f32, max: f32) -> String {
+        let shape = self.shape(x).to_vec();
+        self.node(Op::Clip { min, max }, &[x], shape)
     }
 
     pub(crate) fn relu(&mut self, x: &str) -> String {

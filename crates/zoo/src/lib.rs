@@ -26,6 +26,7 @@ mod graph;
 mod models;
 pub mod mxnet;
 pub mod onnx;
+pub mod pickle;
 pub mod pretrained;
 pub mod tensorflow;
 #[cfg(feature = "torch")]

@@ -114,13 +114,65 @@ pub fn symbol_json(graph: &Graph) -> Result<(Value, Vec<(String, Tensor)>)> {
         let at = |step: &str| format!("{}_{step}", node.name);
         let one = |op: &str, attrs: Value| (op.to_string(), attrs);
         let out = match &node.op {
-            Op::Conv { kernel, stride, pad } => emit(
+            Op::Conv { kernel, stride, pads, groups } => {
+                let [top, left, bottom, right] = *pads;
+                let mut inputs = inputs;
+                let pad = if top == bottom && left == right {
+                    [top, left]
+                } else {
+                    // TensorFlow's SAME padding is asymmetric: zero rows and columns are
+                    // concatenated first (MXNet's Pad has no gradient, which a cached op needs).
+                    let mut padded = inputs[0].clone();
+                    for (axis, before, after) in [(2, top, bottom), (3, left, right)] {
+                        if before + after == 0 {
+                            continue;
+                        }
+                        let edge = emit(
+                            &mut nodes,
+                            one(
+                                "slice_axis",
+                                json!({"axis": axis.to_string(), "begin": "0", "end": "1"}),
+                            ),
+                            at(&format!("edge{axis}")),
+                            vec![padded.clone()],
+                        );
+                        let zeros = emit(
+                            &mut nodes,
+                            one("zeros_like", json!({})),
+                            at(&format!("zeros{axis}")),
+                            vec![edge],
+                        );
+                        let mut parts = vec![zeros.clone(); before];
+                        parts.push(padded);
+                        parts.extend(std::iter::repeat_n(zeros, after));
+                        padded = emit(
+                            &mut nodes,
+                            one(
+                                "Concat",
+                                json!({"dim": axis.to_string(), "num_args": parts.len().to_string()}),
+                            ),
+                            at(&format!("pad{axis}")),
+                            parts,
+                        );
+                    }
+                    inputs[0] = padded;
+                    [0, 0]
+                };
+                emit(
+                    &mut nodes,
+                    one(
+                        "Convolution",
+                        json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&pad),
+                           "num_filter": weight_shape(1)?[0].to_string(), "num_group": groups.to_string(),
+                           "no_bias": if has_bias { "False" } else { "True" }}),
+                    ),
+                    name,
+                    inputs,
+                )
+            }
+            Op::Clip { min, max } => emit(
                 &mut nodes,
-                one(
-                    "Convolution",
-                    json!({"kernel": tuple(&[*kernel, *kernel]), "stride": tuple(&[*stride, *stride]), "pad": tuple(&[*pad, *pad]),
-                       "num_filter": weight_shape(1)?[0].to_string(), "no_bias": if has_bias { "False" } else { "True" }}),
-                ),
+                one("clip", json!({"a_min": min.to_string(), "a_max": max.to_string()})),
                 name,
                 inputs,
             ),

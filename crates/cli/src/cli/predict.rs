@@ -32,6 +32,20 @@ pub struct PredictArgs {
     #[arg(long = "text", value_name = "TEXT", conflicts_with = "inputs")]
     texts: Vec<String>,
 
+    /// An image (JPEG, PNG, GIF, WebP) to classify with an image model (zoo:efficientnet-lite0,
+    /// or a file with TorchServe's pre-processing): prints its top-k classes. Repeat for
+    /// several images (one batch).
+    #[arg(long = "image", value_name = "FILE", conflicts_with_all = ["inputs", "texts"])]
+    images: Vec<PathBuf>,
+
+    /// Classes printed per image.
+    #[arg(long = "top-k", value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    top_k: u32,
+
+    /// Class names, one per line in output order, for an image model given as a file.
+    #[arg(long, value_name = "FILE", requires = "images")]
+    labels: Option<PathBuf>,
+
     /// Save the first output to FILE.npy, or every output to DIR/<output name>.npy.
     #[arg(short, long, value_name = "FILE.npy|DIR")]
     output: Option<PathBuf>,
@@ -73,6 +87,9 @@ pub struct PredictPlan {
     options: OptionArgs,
     inputs: Inputs,
     texts: Vec<String>,
+    images: Vec<PathBuf>,
+    top_k: usize,
+    labels: Option<PathBuf>,
     output: Option<OutputTarget>,
     json: bool,
 }
@@ -93,6 +110,9 @@ impl PredictPlan {
         if !args.texts.is_empty() && args.output.is_some() {
             anyhow::bail!("--output saves tensors; with --text use --json to keep the embeddings");
         }
+        if !args.images.is_empty() && args.output.is_some() {
+            anyhow::bail!("--output saves tensors; with --image use --json to keep the classes");
+        }
         let output = args.output.map(output_target);
         Ok(PredictPlan {
             engine,
@@ -101,6 +121,9 @@ impl PredictPlan {
             options: args.options,
             inputs,
             texts: args.texts,
+            images: args.images,
+            top_k: args.top_k as usize,
+            labels: args.labels,
             output,
             json: args.json,
         })
@@ -118,6 +141,9 @@ impl PredictPlan {
         let load_time = start.elapsed();
         if let Some(dir) = self.model.files_dir().filter(|_| !self.texts.is_empty()) {
             return self.embed(&model, &dir, load_time);
+        }
+        if !self.images.is_empty() {
+            return self.classify(&model, load_time);
         }
         let (inputs, described) = self.read_inputs(&model)?;
         let mut predictor = model.predictor()?;
@@ -173,6 +199,35 @@ impl PredictPlan {
             similarity: thrum::text::cosine_matrix(&embeddings),
             texts: self.texts.clone(),
             embeddings,
+        };
+        if self.json { report::print_json(&report) } else { report.print() }
+    }
+
+    /// `--image`: each image's top-k classes (one batch).
+    fn classify(&self, model: &Model, load_time: Duration) -> anyhow::Result<()> {
+        let translator = self.model.image_classifier(model, self.top_k, self.labels.as_deref())?;
+        let images = self
+            .images
+            .iter()
+            .map(|path| std::fs::read(path).map_err(|e| thrum::Error::read(path, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut predictor = model.predictor_with(translator)?;
+        let classes = predictor.batch_predict(images)?;
+        let stages = predictor.last_timings();
+        let report = ClassifyReport {
+            model: model.name().to_string(),
+            model_path: self.model_path.clone(),
+            engine: model.engine().to_string(),
+            load_ms: ms(load_time),
+            preprocess_ms: ms(stages.preprocess),
+            inference_ms: ms(stages.inference),
+            postprocess_ms: ms(stages.postprocess),
+            images: self
+                .images
+                .iter()
+                .zip(classes)
+                .map(|(path, classes)| ImageReport { image: path.display().to_string(), classes })
+                .collect(),
         };
         if self.json { report::print_json(&report) } else { report.print() }
     }
@@ -360,11 +415,7 @@ impl EmbedReport {
     fn print(&self) -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "model      {} ({}) on {}, loaded in {:.1} ms",
-            self.model, self.model_path, self.engine, self.load_ms
-        )?;
+        write_model_line(&mut out, &self.model, &self.model_path, &self.engine, self.load_ms)?;
         writeln!(
             out,
             "stages     tokenize {:.3} ms, inference {:.3} ms, pool {:.3} ms ({} texts, one batch)",
@@ -388,6 +439,59 @@ impl EmbedReport {
         for (i, row) in self.similarity.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|x| format!("{x:7.4}")).collect();
             writeln!(out, "  {i:>3}  {}", cells.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The first line of `--text` and `--image` reports: the model, its engine and load time.
+fn write_model_line(
+    out: &mut impl std::io::Write,
+    model: &str,
+    path: &str,
+    engine: &str,
+    load_ms: f64,
+) -> std::io::Result<()> {
+    writeln!(out, "model      {model} ({path}) on {engine}, loaded in {load_ms:.1} ms")
+}
+
+#[derive(serde::Serialize)]
+struct ClassifyReport {
+    model: String,
+    model_path: String,
+    engine: String,
+    load_ms: f64,
+    preprocess_ms: f64,
+    inference_ms: f64,
+    postprocess_ms: f64,
+    images: Vec<ImageReport>,
+}
+
+#[derive(serde::Serialize)]
+struct ImageReport {
+    image: String,
+    classes: Vec<thrum::Classification>,
+}
+
+impl ClassifyReport {
+    fn print(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        write_model_line(&mut out, &self.model, &self.model_path, &self.engine, self.load_ms)?;
+        writeln!(
+            out,
+            "stages     decode + resize {:.3} ms, inference {:.3} ms, top-k {:.3} ms ({} images, one batch)",
+            self.preprocess_ms,
+            self.inference_ms,
+            self.postprocess_ms,
+            self.images.len()
+        )?;
+        for image in &self.images {
+            writeln!(out, "{}", image.image)?;
+            for c in &image.classes {
+                let label = c.label.as_deref().unwrap_or("-");
+                writeln!(out, "  {:>6.2} %  {:>4}  {label}", 100.0 * c.probability, c.index)?;
+            }
         }
         Ok(())
     }

