@@ -14,8 +14,9 @@ from PIL import Image
 MEAN, STD = 127.0 / 255.0, 128.0 / 255.0
 
 
-def preprocess(path):
-    image = Image.open(path).convert("RGB")
+def preprocess(source):
+    """A path or a file object → the normalised float32 tensor [3, 224, 224]."""
+    image = Image.open(source).convert("RGB")
     w, h = image.size
     size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
     image = image.resize(size, Image.BILINEAR)
@@ -25,14 +26,15 @@ def preprocess(path):
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-rounds, files = int(sys.argv[1]), sys.argv[2:]
-datas = [open(f, "rb").read() for f in files]
-import io
+if __name__ == "__main__":
+    import io
 
-preprocess(io.BytesIO(datas[0]))  # warm up
-start = time.perf_counter()
-for _ in range(rounds):
-    for data in datas:
-        preprocess(io.BytesIO(data))
-elapsed = time.perf_counter() - start
-print(f"{rounds * len(files) / elapsed:.1f}")
+    rounds, files = int(sys.argv[1]), sys.argv[2:]
+    datas = [open(f, "rb").read() for f in files]
+    preprocess(io.BytesIO(datas[0]))  # warm up
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for data in datas:
+            preprocess(io.BytesIO(data))
+    elapsed = time.perf_counter() - start
+    print(f"{rounds * len(files) / elapsed:.1f}")

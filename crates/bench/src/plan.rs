@@ -7,6 +7,7 @@ pub use thrum_core::PredictorKind;
 use thrum_core::translator::{Batchifier, Translator};
 use thrum_core::{DType, Model, Tensor};
 use thrum_text::TextEmbedding;
+use thrum_vision::{ImageClassifier, ImageTransform};
 
 use crate::error::BenchError;
 use crate::runner::{Measurement, measure, measure_with};
@@ -125,6 +126,27 @@ pub struct InputPlan {
     /// Real texts through the text-embedding translator, instead of tensors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<TextPlan>,
+    /// Real images through the image classifier, instead of tensors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePlan>,
+}
+
+/// Images to classify with an image model (`--image-dir`): each call classifies `batch_size`
+/// images, the directory's files in name order (repeated when it has fewer), through the
+/// image-classification translator, so the stages are decode + resize + normalise
+/// (pre-processing), inference and top-k (post-processing).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ImagePlan {
+    /// A directory of JPEG, PNG, GIF or WebP files.
+    pub dir: PathBuf,
+    /// The shorter side after resizing.
+    pub resize: u32,
+    /// The center crop's side.
+    pub crop: u32,
+    /// Per-channel mean, 0–1 scale.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, 0–1 scale.
+    pub std: [f32; 3],
 }
 
 /// Texts to embed with a text model (`--text-file`): each call embeds `batch_size` texts, the
@@ -145,10 +167,15 @@ pub enum Workload {
     Tensors(Vec<Tensor>),
     /// Texts, through the text-embedding translator.
     Texts(Box<TextEmbedding>, Vec<String>),
+    /// Encoded images, through the image classifier.
+    Images(Box<ImageClassifier>, Vec<Vec<u8>>),
 }
 
 /// The workload `plan` describes for `model`, and the samples per call.
 pub fn build_workload(model: &Model, plan: &InputPlan) -> Result<(Workload, usize), BenchError> {
+    if let Some(image) = &plan.image {
+        return image_workload(model, image, plan.batch_size.unwrap_or(1));
+    }
     let Some(text) = &plan.text else {
         let (tensors, per_call) = build_inputs(model, plan)?;
         return Ok((Workload::Tensors(tensors), per_call));
@@ -168,6 +195,45 @@ pub fn build_workload(model: &Model, plan: &InputPlan) -> Result<(Workload, usiz
     Ok((Workload::Texts(Box::new(translator), texts), batch))
 }
 
+fn image_workload(
+    model: &Model,
+    image: &ImagePlan,
+    batch: usize,
+) -> Result<(Workload, usize), BenchError> {
+    let unreadable = |e: std::io::Error| thrum_core::Error::read(&image.dir, e);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&image.dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        // Hidden files (`.DS_Store`, stamps) are not images.
+        .filter(|p| {
+            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(BenchError::Config {
+            what: format!("image directory `{}`", image.dir.display()),
+            expected: "at least one image file (JPEG, PNG, GIF or WebP)".into(),
+        });
+    }
+    let files = paths
+        .iter()
+        .map(|p| std::fs::read(p).map_err(|e| thrum_core::Error::read(p, e)))
+        .collect::<thrum_core::Result<Vec<_>>>()?;
+    let layout = ImageTransform::layout_of(model, image.crop)?;
+    let transform = ImageTransform::new(image.resize, image.crop, image.mean, image.std, layout)?;
+    // Every image must decode: a bad file is named now, not as a failed call later.
+    for (path, bytes) in paths.iter().zip(&files) {
+        transform.tensor(bytes).map_err(|e| BenchError::Config {
+            what: format!("image `{}`", path.display()),
+            expected: format!("an image this model's pre-processing takes ({e})"),
+        })?;
+    }
+    let images = files.iter().cycle().take(batch).cloned().collect();
+    let translator = ImageClassifier::new(transform, 5, None);
+    Ok((Workload::Images(Box::new(translator), images), batch))
+}
+
 impl Workload {
     /// Runs the measured phase of `plan` with this workload.
     pub fn measure(
@@ -182,6 +248,9 @@ impl Workload {
             Workload::Texts(translator, texts) => {
                 measure_with(model, translator.as_ref(), texts, per_call, plan, usable_cores)
             }
+            Workload::Images(translator, images) => {
+                measure_with(model, translator.as_ref(), images, per_call, plan, usable_cores)
+            }
         }
     }
 
@@ -195,6 +264,13 @@ impl Workload {
                     .map(|t| translator.preprocess(model, t.clone()))
                     .collect::<thrum_core::Result<Vec<_>>>()?;
                 Ok(Batchifier::Pad.batchify(items)?)
+            }
+            Workload::Images(translator, images) => {
+                let items = images
+                    .iter()
+                    .map(|i| translator.preprocess(model, i.clone()))
+                    .collect::<thrum_core::Result<Vec<_>>>()?;
+                Ok(Batchifier::Stack.batchify(items)?)
             }
         }
     }

@@ -92,12 +92,19 @@ impl ModelRef {
         }
     }
 
-    /// Where a model with real weights keeps its files (tokenizer, pooling): `None` for other models.
-    pub fn files_dir(&self) -> Option<PathBuf> {
+    /// Where a text model keeps its files (tokenizer, pooling): `None` for other models.
+    pub fn text_dir(&self) -> Option<PathBuf> {
         match self {
-            ModelRef::Pretrained(m) => Some(m.package.home()),
+            ModelRef::Pretrained(m) if m.task == zoo::pretrained::Task::TextEmbedding => {
+                Some(m.package.home())
+            }
             _ => None,
         }
+    }
+
+    /// Whether this is a zoo image classifier (`zoo:efficientnet-lite0`).
+    pub fn is_image_model(&self) -> bool {
+        matches!(self, ModelRef::Pretrained(m) if matches!(m.task, zoo::pretrained::Task::ImageClassification(_)))
     }
 
     /// An image classifier for this model once loaded: a zoo image model's own pre-processing
@@ -109,29 +116,17 @@ impl ModelRef {
         top_k: usize,
         labels: Option<&std::path::Path>,
     ) -> Result<vision::ImageClassifier> {
-        let recipe = match self {
-            ModelRef::Pretrained(m) => {
-                match m.task {
-                    zoo::pretrained::Task::ImageClassification(recipe) => recipe,
-                    _ => {
-                        return Err(Error::InvalidValue {
-                        what: "model".into(),
-                        value: format!("zoo:{}", m.name()),
-                        expected: "an image classifier (zoo:efficientnet-lite0, or an image model's file)".into(),
-                    });
-                    }
-                }
-            }
-            _ => TORCHSERVE_IMAGE_RECIPE,
-        };
-        let layout = vision::ImageTransform::layout_of(model, recipe.crop)?;
-        let transform = vision::ImageTransform::new(
-            recipe.resize,
-            recipe.crop,
-            recipe.mean,
-            recipe.std,
-            layout,
-        )?;
+        if let ModelRef::Pretrained(m) = self
+            && !self.is_image_model()
+        {
+            return Err(Error::InvalidValue {
+                what: "model".into(),
+                value: format!("zoo:{}", m.name()),
+                expected: "an image classifier (zoo:efficientnet-lite0, or an image model's file)"
+                    .into(),
+            });
+        }
+        let transform = self.image_transform(model)?;
         let labels = match (labels, self) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
@@ -141,6 +136,25 @@ impl ModelRef {
             (None, _) => None,
         };
         Ok(vision::ImageClassifier::new(transform, top_k, labels))
+    }
+
+    /// How this model's images are pre-processed: a zoo image model's own recipe, else
+    /// TorchServe's defaults ([`TORCHSERVE_IMAGE_RECIPE`]).
+    pub fn image_recipe(&self) -> zoo::pretrained::ImageRecipe {
+        match self {
+            ModelRef::Pretrained(m) => match m.task {
+                zoo::pretrained::Task::ImageClassification(recipe) => recipe,
+                _ => TORCHSERVE_IMAGE_RECIPE,
+            },
+            _ => TORCHSERVE_IMAGE_RECIPE,
+        }
+    }
+
+    /// The pre-processing of this image model once loaded (see [`ModelRef::image_classifier`]).
+    pub fn image_transform(&self, model: &Model) -> Result<vision::ImageTransform> {
+        let recipe = self.image_recipe();
+        let layout = vision::ImageTransform::layout_of(model, recipe.crop)?;
+        vision::ImageTransform::new(recipe.resize, recipe.crop, recipe.mean, recipe.std, layout)
     }
 
     /// The source `engine` loads: the path, or the zoo model built and written once in a

@@ -376,3 +376,281 @@ fn image_needs_an_image_model() {
     let err = failure(thrum().args(["predict", "-p", "zoo:all-minilm-l6-v2", "--image", "x.jpg"]));
     assert!(err.contains("an image classifier"), "{err}");
 }
+
+/// tritonclient, unchanged, sends encoded images as a v2 BYTES input (HTTP binary and gRPC) to
+/// `thrum serve`, which decodes and resizes them (OpenVINO Model Server's convention), and asks
+/// for Triton's classification output: the same top-5 as `thrum predict` over REST (binary and
+/// JSON outputs) and gRPC, `score:index:label` strings whose scores are the raw outputs. An
+/// element that is not an image, and a class count beyond the classes, are refused by name.
+#[test]
+fn tritonclient_sends_encoded_images_and_gets_triton_classifications() {
+    require_model();
+    let files = photos();
+    let expected = classify("tract", &files);
+    let server = common::serve(&["-p", MODEL]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/triton_image_check.py");
+    let out = std::process::Command::new(venv_python("venv-serve"))
+        .arg(script)
+        .args([&server.http, &server.grpc, "efficientnet-lite0", "logits"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "triton_image_check.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["extensions"].as_array().unwrap().contains(&serde_json::json!("classification"))
+    );
+    let scores = report["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), files.len());
+    for wire in ["http_binary", "http_json", "grpc"] {
+        let rows = report[wire].as_array().unwrap();
+        assert_eq!(rows.len(), files.len(), "{wire}");
+        for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
+            let row = row.as_array().unwrap();
+            assert_eq!(row.len(), 5, "{wire}");
+            for (cell, (index, _, label)) in row.iter().zip(want) {
+                // "score:index:label", the score as std::to_string writes it: six decimals.
+                let cell = cell.as_str().unwrap();
+                let mut parts = cell.splitn(3, ':');
+                let (score, at, name) =
+                    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                assert_eq!(
+                    (at.parse::<usize>().unwrap(), name),
+                    (*index, label.as_str()),
+                    "{wire} image {i}: {cell}"
+                );
+                assert_eq!(score.split('.').nth(1).map(str::len), Some(6), "{wire}: {cell}");
+                let logit = scores[i][*index].as_f64().unwrap();
+                assert!(
+                    (score.parse::<f64>().unwrap() - logit).abs() < 1e-5,
+                    "{wire}: {cell} vs {logit}"
+                );
+            }
+        }
+    }
+    let errors = &report["errors"];
+    for wire in ["http", "grpc"] {
+        let e = errors[format!("{wire}_not_an_image")].as_str().unwrap_or_default();
+        assert!(e.contains("element 1") && e.contains("signatures"), "{wire}: {e}");
+        let e = errors[format!("{wire}_class_count")].as_str().unwrap_or_default();
+        assert!(e.contains("1000 classes") && e.contains("5000"), "{wire}: {e}");
+    }
+}
+
+/// Sends `body` to `url` with `method`; the status, the JSON answer and its text.
+fn send(method: &str, url: &str, body: Vec<u8>) -> (u16, serde_json::Value, String) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let response = match method {
+        "PUT" => agent.put(url).send(&body[..]),
+        _ => agent.post(url).send(&body[..]),
+    };
+    let mut r = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{url}: not JSON: {text}"));
+    (status, json, text)
+}
+
+/// TorchServe's inference API: the image as the body of `POST` (or curl -T's `PUT`)
+/// `/predictions/{model}` → `{"label": probability}` for the top 5, highest first, equal to
+/// `thrum predict`'s. Concurrent requests batch together, and the one bad image among them
+/// fails alone with TorchServe's error shape.
+#[test]
+fn torchserve_predictions_classify_the_body_and_a_bad_image_fails_alone() {
+    require_model();
+    let files = photos();
+    let expected = classify("tract", &files);
+    let server =
+        common::serve(&["-p", MODEL, "--max-batch-size", "8", "--max-queue-delay-us", "20000"]);
+    let url = format!("http://{}/predictions/efficientnet-lite0", server.http);
+    let answers: Vec<(u16, serde_json::Value, String)> = std::thread::scope(|s| {
+        let mut handles: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(i, file)| {
+                let url = url.clone();
+                let body = std::fs::read(file).unwrap();
+                s.spawn(move || send(if i % 2 == 0 { "POST" } else { "PUT" }, &url, body))
+            })
+            .collect();
+        let url = url.clone();
+        handles.push(s.spawn(move || send("POST", &url, b"GIF89a, then nothing".to_vec())));
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((file, (status, answer, text)), want) in files.iter().zip(&answers).zip(&expected) {
+        assert_eq!(*status, 200, "{}: {text}", file.display());
+        assert_eq!(answer.as_object().unwrap().len(), 5, "{text}");
+        let mut last = 0;
+        for (_, probability, name) in want {
+            let got = answer[name.as_str()].as_f64().unwrap_or(-1.0);
+            assert!(
+                (got - probability).abs() < 1e-4,
+                "{}: `{name}` {got} vs {probability}: {text}",
+                file.display()
+            );
+            // Highest first, as TorchServe writes them.
+            let at = text.find(&format!("\"{name}\"")).unwrap();
+            assert!(at >= last, "{}: not in order: {text}", file.display());
+            last = at;
+        }
+    }
+    let (status, error, _) = &answers[files.len()];
+    assert_eq!(*status, 400, "{error}");
+    assert_eq!(error["code"], 400);
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("GIF"), "{message}");
+    let (status, error, _) =
+        send("POST", &format!("http://{}/predictions/nope", server.http), vec![1]);
+    assert_eq!((status, error["type"].as_str()), (404, Some("ModelNotFoundException")), "{error}");
+}
+
+/// The text of the first fenced block of `lang` after `heading` in `doc`.
+fn doc_block(doc: &str, heading: &str, lang: &str) -> String {
+    let after = &doc[doc.find(heading).unwrap_or_else(|| panic!("no `{heading}`"))..];
+    let fence = format!("```{lang}\n");
+    let start = after.find(&fence).unwrap_or_else(|| panic!("no {lang} block after `{heading}`"))
+        + fence.len();
+    after[start..start + after[start..].find("```").unwrap()].to_string()
+}
+
+/// docs/image.md's curl lines and tritonclient example run as printed, against a server on
+/// free ports, in a folder with a `cat.jpg` (scikit-image's cat, saved as JPEG by Pillow).
+#[test]
+fn the_serving_examples_in_docs_image_md_run_as_printed() {
+    require_model();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/image.md"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("cat.jpg");
+    let convert = std::process::Command::new(venv_python("venv-image"))
+        .args(["-c", "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], quality=92)"])
+        .arg(&photos()[0])
+        .arg(&cat)
+        .status()
+        .unwrap();
+    assert!(convert.success());
+    let server = common::serve(&["-p", MODEL]);
+    let local = |text: String| text.replace("127.0.0.1:8080", &server.http);
+    let shell = local(doc_block(&doc, "### TorchServe's inference API", "sh"));
+    assert_eq!(shell.matches("curl ").count(), 2, "{shell}");
+    for line in shell.lines().filter(|l| !l.trim().is_empty()) {
+        let run = std::process::Command::new("bash")
+            .args(["-e", "-c", line])
+            .current_dir(dir.path())
+            .output()
+            .expect("bash and curl are needed");
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{line}: {}", String::from_utf8_lossy(&run.stderr));
+        let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(answer.as_object().unwrap().keys().any(|k| k.contains("cat")), "{line}: {out}");
+    }
+    let python = local(doc_block(&doc, "### KServe v2 and Triton", "python"));
+    let run = std::process::Command::new(venv_python("venv-serve"))
+        .args(["-c", &python])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{python}\n{out}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(out.matches(":28").count(), 3, "three classes 28x (the cats): {out}");
+}
+
+/// `thrum load --image-dir` sends the directory's files as v2 BYTES requests, in turn; every
+/// answered request is one the server counts as a success (each of `-b` images decoded).
+#[test]
+fn thrum_load_sends_a_directory_of_images() {
+    require_engine!("ort");
+    require_model();
+    let dir = tempfile::tempdir().unwrap();
+    for photo in photos() {
+        std::fs::copy(&photo, dir.path().join(photo.file_name().unwrap())).unwrap();
+    }
+    let server = common::serve(&["-p", MODEL, "-e", "ort"]);
+    let stats = || {
+        common::get_json(&format!("http://{}/v2/models/efficientnet-lite0/stats", server.http))
+            ["model_stats"][0]["inference_stats"]["success"]["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = stats();
+    let out = thrum()
+        .args(["load", "-q", "-u", &server.http, "-m", "efficientnet-lite0", "--image-dir"])
+        .arg(dir.path())
+        .args(["-b", "2", "--concurrency-range", "2", "--measurement-interval", "2000"])
+        .args(["--max-trials", "3", "--stability-percentage", "100", "--warmup-ms", "200"])
+        .args(["--json", "-"])
+        .timeout(std::time::Duration::from_secs(180))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = &report["steps"][0];
+    let answered = step["total_answered"].as_u64().unwrap();
+    assert!(answered > 0 && step["total_failed"] == 0, "{step}");
+    assert_eq!(stats() - before, answered, "{step}");
+    let err = failure(
+        thrum()
+            .args([
+                "load",
+                "-u",
+                &server.http,
+                "-m",
+                "efficientnet-lite0",
+                "-i",
+                "grpc",
+                "--image-dir",
+            ])
+            .arg(dir.path()),
+    );
+    assert!(err.contains("-i http"), "{err}");
+}
+
+/// `thrum bench --image-dir` measures the whole pipeline on real images, and the tuner hands
+/// the directory to every child `thrum bench` (a wrapper records each child's arguments).
+#[test]
+fn bench_and_tune_measure_the_image_pipeline() {
+    require_engine!("ort");
+    require_model();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for photo in &photos()[..2] {
+        std::fs::copy(photo, images.join(photo.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(images.join(".hidden"), b"not an image").unwrap();
+    let out = thrum()
+        .args(["bench", "-e", "ort", "-p", MODEL, "-b", "2", "--duration", "1", "--image-dir"])
+        .arg(&images)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("(2,3,224,224)f") && text.contains("preprocess"), "{text}");
+    let (wrapper, log) = common::recording_wrapper(dir.path());
+    thrum()
+        .args(["tune", "-p", MODEL, "-e", "ort", "--batch", "1", "--measure-s", "0.5"])
+        .args(["--budget", "30s", "-q", "-o"])
+        .arg(dir.path().join("out"))
+        .arg("--image-dir")
+        .arg(&images)
+        .arg("--bench-exe")
+        .arg(&wrapper)
+        .timeout(std::time::Duration::from_secs(240))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Pick: ort"));
+    let children = std::fs::read_to_string(&log).unwrap();
+    let wanted = format!("--image-dir {}", images.canonicalize().unwrap().display());
+    assert!(children.lines().count() >= 2, "{children}");
+    assert!(children.lines().all(|l| l.contains(&wanted)), "{children}");
+    let err =
+        failure(thrum().args(["bench", "-p", "zoo:all-minilm-l6-v2", "--image-dir"]).arg(&images));
+    assert!(err.contains("an image model"), "{err}");
+}

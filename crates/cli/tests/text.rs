@@ -444,23 +444,11 @@ fn tritonclient_sends_texts_as_bytes_and_gets_embeddings() {
 /// (a wrapper records each child's arguments, then runs thrum), and it makes a pick.
 #[test]
 fn tune_measures_the_text_pipeline_on_the_given_texts() {
-    use std::os::unix::fs::PermissionsExt;
     model_dir();
     let dir = tempfile::tempdir().unwrap();
     let texts = dir.path().join("texts.txt");
     std::fs::write(&texts, quickstart().join("\n")).unwrap();
-    let log = dir.path().join("children.log");
-    let wrapper = dir.path().join("child.sh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            assert_cmd::cargo::cargo_bin("thrum").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (wrapper, log) = common::recording_wrapper(dir.path());
     thrum()
         .args(["tune", "-p", MODEL, "-e", "tract", "--batch", "2", "--measure-s", "0.5"])
         .args(["--budget", "30s", "-q", "-o"])

@@ -86,6 +86,10 @@ pub enum InputData {
     /// Texts for a text-embedding model, sent to TEI's `POST /embed` instead of v2's infer:
     /// one text per line of the file, `batch` lines per request, taken in turn (HTTP only).
     Texts(PathBuf),
+    /// Encoded images (JPEG, PNG, GIF, WebP) for an image model: every file of the directory,
+    /// `batch` per request as one v2 BYTES input in the binary extension, taken in turn (HTTP
+    /// only), for the server to decode and resize.
+    Images(PathBuf),
 }
 
 /// How each step is measured (perf_analyzer's rule).

@@ -129,6 +129,8 @@ pub struct Target {
     next: std::sync::atomic::AtomicUsize,
     /// Texts for TEI's `/embed`, one per line of the plan's text file.
     texts: Vec<String>,
+    /// Encoded images, sent as a v2 BYTES input.
+    images: Vec<Vec<u8>>,
     /// The gRPC request, framed once.
     grpc_request: Bytes,
 }
@@ -228,6 +230,16 @@ impl Target {
             InputData::Texts(path) => read_texts(path, plan.protocol)?,
             _ => Vec::new(),
         };
+        let images = match &plan.inputs {
+            InputData::Images(dir) => read_images(dir, plan.protocol)?,
+            _ => Vec::new(),
+        };
+        if !images.is_empty() && (metas.len() != 1 || plan.batch > MAX_IMAGES) {
+            return Err(LoadError::usage(
+                format!("--image-dir with {} inputs and -b {}", metas.len(), plan.batch),
+                format!("a model with one input, and at most {MAX_IMAGES} images per request"),
+            ));
+        }
         if metas.is_empty() && texts.is_empty() {
             return Err(LoadError::Model {
                 model: plan.model.clone(),
@@ -243,20 +255,24 @@ impl Target {
                 format!("at most {TEI_MAX_TEXTS}, the texts TEI's /embed takes per request"),
             ));
         }
-        if texts.is_empty() && plan.batch > 1 && max_batch_size == 0 {
+        if texts.is_empty() && images.is_empty() && plan.batch > 1 && max_batch_size == 0 {
             return Err(LoadError::usage(
                 format!("-b {}", plan.batch),
                 format!("1: model `{}` does not batch (its max_batch_size is 0)", plan.model),
             ));
         }
-        if texts.is_empty() && max_batch_size > 0 && plan.batch > max_batch_size {
+        if texts.is_empty()
+            && images.is_empty()
+            && max_batch_size > 0
+            && plan.batch > max_batch_size
+        {
             return Err(LoadError::usage(
                 format!("-b {}", plan.batch),
                 format!("at most the model's max_batch_size, {max_batch_size}"),
             ));
         }
         let from_files = files.is_some();
-        let inputs = if texts.is_empty() {
+        let inputs = if texts.is_empty() && images.is_empty() {
             build_inputs(plan, &metas, max_batch_size > 0, files)?
         } else {
             Vec::new()
@@ -279,10 +295,47 @@ impl Target {
             http_requests: Vec::new(),
             next: std::sync::atomic::AtomicUsize::new(0),
             texts,
+            images,
             grpc_request: Bytes::new(),
         };
+        if !target.images.is_empty() {
+            target.prepare_images(&metas[0].name)?;
+            return Ok(target);
+        }
         target.prepare()?;
         Ok(target)
+    }
+
+    /// One v2 request per image, holding it and the `batch - 1` after it (wrapping) as the
+    /// BYTES input `name`, in the binary extension.
+    fn prepare_images(&mut self, name: &str) -> Result<(), LoadError> {
+        let n = self.images.len();
+        self.http_requests = (0..n)
+            .map(|i| {
+                let blobs: Vec<Vec<u8>> =
+                    (0..self.batch).map(|k| self.images[(i + k) % n].clone()).collect();
+                let tensor = Tensor::from_vec(vec![blobs.len()], blobs)
+                    .map_err(|e| LoadError::usage("images", e.to_string()))?;
+                let data = v2::binary_of(&tensor);
+                let header = serde_json::to_vec(&json!({
+                    "inputs": [{"name": name, "shape": [self.batch], "datatype": "BYTES",
+                                "parameters": {"binary_data_size": data.len()}}],
+                    "parameters": {"binary_data_output": true}
+                }))
+                .map_err(|e| LoadError::usage("images", e.to_string()))?;
+                let header_length = header.len();
+                let mut body = header;
+                body.extend(data);
+                Ok(encode_request(
+                    &self.url,
+                    &self.infer_path,
+                    "application/octet-stream",
+                    &[("Inference-Header-Content-Length", header_length.to_string())],
+                    &body,
+                ))
+            })
+            .collect::<Result<_, LoadError>>()?;
+        Ok(())
     }
 
     fn prepare(&mut self) -> Result<(), LoadError> {
@@ -469,6 +522,41 @@ impl Target {
 const TEI_MAX_TEXTS: usize = 32;
 
 /// The non-empty lines of a text file, for TEI's `/embed` (which is REST only).
+/// Images one v2 request to thrum's image models may hold.
+const MAX_IMAGES: usize = 64;
+
+/// Every file of `dir` but hidden ones, in name order: the encoded images to send.
+fn read_images(dir: &std::path::Path, protocol: Protocol) -> Result<Vec<Vec<u8>>, LoadError> {
+    if protocol != Protocol::Http {
+        return Err(LoadError::usage(
+            format!("--image-dir with -i {protocol}"),
+            "-i http: images go as a BYTES input in the binary extension",
+        ));
+    }
+    let unreadable = |e: std::io::Error| {
+        LoadError::usage(
+            format!("--image-dir `{}` ({e})", dir.display()),
+            "a readable directory of images",
+        )
+    };
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        // Hidden files (`.DS_Store`, stamps) are not images.
+        .filter(|p| {
+            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(LoadError::usage(
+            format!("--image-dir `{}` with no file", dir.display()),
+            "a directory of JPEG, PNG, GIF or WebP files",
+        ));
+    }
+    paths.iter().map(|p| std::fs::read(p).map_err(unreadable)).collect()
+}
+
 fn read_texts(path: &std::path::Path, protocol: Protocol) -> Result<Vec<String>, LoadError> {
     if protocol != Protocol::Http {
         return Err(LoadError::usage(

@@ -20,6 +20,7 @@ fn serve(config: PoolConfig) -> thrum_serve::Background {
         name: "mlp".into(),
         platform: "thrum_tract".into(),
         text: None,
+        image: None,
         pool: ModelPool::start("mlp", model, config).unwrap(),
     }];
     let listen = Listen {

@@ -246,16 +246,21 @@ fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
     };
     // Per-output parameters mean what they mean over REST: what thrum does not offer is
     // refused, never silently ignored. `binary_data` is accepted: gRPC outputs are always raw.
+    let mut outputs = Vec::with_capacity(request.outputs.len());
     for output in &request.outputs {
-        for key in output.parameters.keys() {
+        let mut classification = None;
+        for (key, value) in &output.parameters {
             match key.as_str() {
                 "binary_data" => {}
                 "classification" => {
-                    return Err(ServeError::bad(format!(
-                        "output `{}` asks for the classification extension, which thrum serve \
-                         does not offer",
-                        output.name
-                    )));
+                    let count = match &value.parameter_choice {
+                        Some(ParameterChoice::Int64Param(k)) => u64::try_from(*k).ok(),
+                        Some(ParameterChoice::Uint64Param(k)) => Some(*k),
+                        _ => None,
+                    };
+                    let given = format!("{:?}", value.parameter_choice);
+                    classification =
+                        Some(thrum_wire::v2::class_count(count, &output.name, &given)?);
                 }
                 k if k.starts_with("shared_memory") => {
                     return Err(ServeError::bad(format!(
@@ -267,20 +272,19 @@ fn decode(request: pb::ModelInferRequest) -> Result<InferRequest, ServeError> {
                 other => {
                     return Err(ServeError::bad(format!(
                         "output `{}` has parameter `{other}`, which thrum serve does not know; \
-                         an output takes `binary_data`",
+                         an output takes `binary_data` and `classification`",
                         output.name
                     )));
                 }
             }
         }
+        outputs.push(RequestedOutput {
+            name: output.name.clone(),
+            binary: Some(true),
+            classification,
+        });
     }
-    let outputs = (!request.outputs.is_empty()).then(|| {
-        request
-            .outputs
-            .iter()
-            .map(|o| RequestedOutput { name: o.name.clone(), binary: Some(true) })
-            .collect()
-    });
+    let outputs = (!outputs.is_empty()).then_some(outputs);
     Ok(InferRequest {
         id: Some(request.id).filter(|id| !id.is_empty()),
         inputs,

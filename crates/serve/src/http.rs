@@ -55,6 +55,11 @@ pub fn router(state: Shared) -> Router {
         .route("/tokenize", post(crate::embed::tokenize_route))
         .route("/info", get(crate::embed::info))
         .route("/v1/embeddings", post(crate::embed::openai_embeddings))
+        // Images: TorchServe's inference API (image.rs).
+        .route(
+            "/predictions/{model}",
+            post(crate::image::predictions).put(crate::image::predictions),
+        )
         .fallback(not_found)
         // The body is read by the infer handler itself, against the server's own limit.
         .layer(DefaultBodyLimit::disable())
@@ -537,7 +542,9 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
         let name = crate::embed::V2_TEXT_OUTPUT;
         let binary = match request.outputs.as_deref() {
             None => request.binary_output,
-            Some([wanted]) if wanted.name == name => wanted.binary.unwrap_or(request.binary_output),
+            Some([wanted]) if wanted.name == name && wanted.classification.is_none() => {
+                wanted.binary.unwrap_or(request.binary_output)
+            }
             Some(_) => {
                 return Err(ServeError::bad(format!(
                     "model `{}` answers a BYTES input of texts with one output, `{name}`",
@@ -554,7 +561,7 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
     }
     if let Some(outputs) = &request.outputs {
         for out in outputs {
-            if !model.outputs().iter().any(|s| s.name == out.name) {
+            let Some(spec) = model.outputs().iter().find(|s| s.name == out.name) else {
                 return Err(ServeError::bad(format!(
                     "model `{}` has no output `{}`; its outputs are {}",
                     served.name,
@@ -566,6 +573,16 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
+            };
+            // A class count beyond what the output states is refused before anything runs.
+            if let (Some(k), Some(classes)) =
+                (out.classification, spec.shape.last().and_then(thrum_core::Dim::fixed))
+                && k > classes
+            {
+                return Err(ServeError::bad(format!(
+                    "output `{}` has {classes} classes; `classification` asks for the top {k}",
+                    out.name
+                )));
             }
         }
     }
@@ -573,8 +590,15 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
     if let Some((name, _)) = request.inputs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
         return Err(ServeError::bad(format!("input `{name}` is given twice")));
     }
-    let inputs = model.order_named_inputs(request.inputs)?;
+    // An image model also takes encoded images: one BYTES input, decoded and resized here.
+    let inputs = match (&served.image, &request.inputs[..]) {
+        (Some(image), [input]) if input.1.dtype() == thrum_core::DType::Bytes => {
+            vec![crate::image::decode_batch(image, input).await?]
+        }
+        _ => model.order_named_inputs(request.inputs)?,
+    };
     let outputs = served.pool.submit_with_timeout(inputs, request.timeout).await?;
+    let labels = served.image.as_ref().and_then(|i| i.labels.as_deref()).map(Vec::as_slice);
     let picked = match &request.outputs {
         None => model
             .outputs()
@@ -589,14 +613,20 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
                 .map(|s| s.name.clone())
                 .zip(outputs.into_iter().map(Some))
                 .collect();
-            wanted
-                .iter()
-                .filter_map(|w| {
-                    let slot = by_name.iter_mut().find(|(n, _)| *n == w.name)?;
-                    let tensor = slot.1.clone()?;
-                    Some((w.name.clone(), tensor, w.binary.unwrap_or(request.binary_output)))
-                })
-                .collect()
+            let mut picked = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                let Some(tensor) =
+                    by_name.iter_mut().find(|(n, _)| *n == w.name).and_then(|slot| slot.1.clone())
+                else {
+                    continue;
+                };
+                let tensor = match w.classification {
+                    Some(k) => crate::image::classify(&w.name, &tensor, k, labels)?,
+                    None => tensor,
+                };
+                picked.push((w.name.clone(), tensor, w.binary.unwrap_or(request.binary_output)));
+            }
+            picked
         }
     };
     Ok(Answer { id: request.id, model: served.name.clone(), outputs: picked })

@@ -10,7 +10,9 @@
 //!   graceful shutdown); [`front`] the connections' limits and timeouts.
 //! - [`http`] and [`grpc`]: the protocol fronts over the wire formats of `thrum-wire`;
 //!   [`metadata`] what the server says about its models; [`metrics`] Prometheus; [`embed`]
-//!   TEI's and OpenAI's embedding endpoints for text models (`/embed`, `/v1/embeddings`).
+//!   TEI's and OpenAI's embedding endpoints for text models (`/embed`, `/v1/embeddings`);
+//!   [`image`] encoded images as v2 BYTES inputs, Triton's `classification` parameter and
+//!   TorchServe's `/predictions`.
 //! - [`config`]: what to serve, from a `thrum.toml` or a model repository; [`triton`] Triton's
 //!   model repositories (`config.pbtxt`, version folders) as they are.
 //! - [`ServeError`]: the one error type; its kind decides the HTTP and gRPC status, in one
@@ -22,6 +24,7 @@ mod error;
 pub mod front;
 pub mod grpc;
 pub mod http;
+pub mod image;
 pub mod metadata;
 pub mod metrics;
 pub mod pool;

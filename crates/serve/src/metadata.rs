@@ -10,9 +10,10 @@ use crate::server::{IndexEntry, ServedModel};
 use crate::v2;
 
 /// The extensions the server implements, as `GET /v2` lists them: only what is served
-/// (`schedule_policy`'s priority levels, `sequence`, `classification` and shared memory are
-/// not, and requests that ask for them are refused).
+/// (`schedule_policy`'s priority levels, `sequence` and shared memory are not, and requests
+/// that ask for them are refused).
 pub const EXTENSIONS: &[&str] = &[
+    "classification",
     "binary_tensor_data",
     "model_configuration",
     "statistics",

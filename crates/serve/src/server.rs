@@ -38,6 +38,9 @@ pub struct ServedModel {
     pub platform: String,
     /// For a text-embedding model: its translator, which `/embed` and `/v1/embeddings` use.
     pub text: Option<Arc<thrum_text::TextEmbedding>>,
+    /// For an image model: its pre-processing and class names, which v2 BYTES inputs of
+    /// encoded images and TorchServe's `/predictions` use.
+    pub image: Option<Arc<crate::image::ImageService>>,
 }
 
 impl ServedModel {

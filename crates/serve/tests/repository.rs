@@ -44,6 +44,7 @@ impl Repository for Scripts {
                     name: name.into(),
                     platform: "thrum_scripted".into(),
                     text: None,
+                    image: None,
                     pool: thrum_serve::ModelPool::start(name, model, PoolConfig::new(workers))?,
                 })
             }

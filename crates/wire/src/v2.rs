@@ -90,6 +90,9 @@ pub struct RequestedOutput {
     pub name: String,
     /// `parameters.binary_data`, if given.
     pub binary: Option<bool>,
+    /// `parameters.classification`: Triton's classification extension, the top classes of each
+    /// sample as `"score:index[:label]"` BYTES instead of the scores.
+    pub classification: Option<usize>,
 }
 
 /// A decoded inference request, whichever the wire (JSON, binary extension, gRPC).
@@ -272,11 +275,10 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Wi
                     let obj = object(o, &what)?;
                     let name = string_field(obj, "name", &what)?;
                     let params = parameters(obj, &format!("output `{name}`"))?;
-                    if params.is_some_and(|p| p.contains_key("classification")) {
-                        return Err(WireError::bad(format!(
-                            "output `{name}` asks for the classification extension, which thrum serve does not offer"
-                        )));
-                    }
+                    let classification = match params.and_then(|p| p.get("classification")) {
+                        None => None,
+                        Some(count) => Some(class_count(count.as_u64(), &name, count)?),
+                    };
                     let binary = match params.and_then(|p| p.get("binary_data")) {
                         None => None,
                         Some(Value::Bool(b)) => Some(*b),
@@ -286,13 +288,32 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Wi
                             )));
                         }
                     };
-                    Ok(RequestedOutput { name, binary })
+                    Ok(RequestedOutput { name, binary, classification })
                 })
                 .collect::<Result<Vec<_>, WireError>>()?,
         ),
-        Some(other) => return Err(WireError::bad(format!("`outputs` must be an array, not {other}"))),
+        Some(other) => {
+            return Err(WireError::bad(format!("`outputs` must be an array, not {other}")));
+        }
     };
     Ok(InferRequest { id, inputs, outputs, binary_output, timeout })
+}
+
+/// Checks the `classification` count of output `name`: a positive integer.
+pub fn class_count(
+    count: Option<u64>,
+    name: &str,
+    given: &dyn std::fmt::Display,
+) -> Result<usize, WireError> {
+    match count {
+        Some(k) if k >= 1 => usize::try_from(k).map_err(|_| {
+            WireError::bad(format!("output `{name}`: `classification` {k} is too large"))
+        }),
+        _ => Err(WireError::bad(format!(
+            "output `{name}`: `classification` must be a count of classes (an integer of at \
+             least 1), not {given}"
+        ))),
+    }
 }
 
 /// Refuses a request parameter that asks for what the server does not offer (the extensions

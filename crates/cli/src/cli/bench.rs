@@ -40,6 +40,13 @@ pub struct BenchArgs {
     #[arg(long = "text-file", value_name = "FILE", conflicts_with = "input_shapes")]
     text_file: Option<std::path::PathBuf>,
 
+    /// Real images (every file of DIR: JPEG, PNG, GIF, WebP) for an image model
+    /// (zoo:efficientnet-lite0, or a file with TorchServe's pre-processing): each call
+    /// classifies --batch-size of them through the whole pipeline, with stages decode + resize
+    /// + normalise (preprocess), inference and top-k (postprocess).
+    #[arg(long = "image-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file"])]
+    image_dir: Option<std::path::PathBuf>,
+
     /// Input shapes in djl-bench syntax, e.g. '(1,3,224,224)f' or '(1,128)l,(1,128)l'
     /// (dtype suffixes f d s i l b u B). Default: the model's input spec at --batch-size.
     #[arg(short = 's', long = "input-shapes", value_name = "SHAPES")]
@@ -224,7 +231,7 @@ impl BenchPlan {
         let model_path = args.model_path.unwrap_or_else(|| "zoo:resnet18".into());
         let model = ModelRef::parse(&model_path)?;
         let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
-        let text = match (&args.text_file, model.files_dir()) {
+        let text = match (&args.text_file, model.text_dir()) {
             (None, _) => None,
             (Some(file), Some(model_dir)) => {
                 Some(thrum_bench::TextPlan { file: file.clone(), model_dir })
@@ -238,6 +245,26 @@ impl BenchPlan {
                     ),
                 )
                 .into());
+            }
+        };
+        let image = match (&args.image_dir, &model) {
+            (None, _) => None,
+            (Some(_), ModelRef::Pretrained(m)) if !model.is_image_model() => {
+                return Err(config_error(
+                    format!("--image-dir with `zoo:{}`", m.name()),
+                    "an image model, such as zoo:efficientnet-lite0",
+                )
+                .into());
+            }
+            (Some(dir), _) => {
+                let recipe = model.image_recipe();
+                Some(thrum_bench::ImagePlan {
+                    dir: dir.clone(),
+                    resize: recipe.resize,
+                    crop: recipe.crop,
+                    mean: recipe.mean,
+                    std: recipe.std,
+                })
             }
         };
         let duration = match (args.iteration, args.duration) {
@@ -294,7 +321,12 @@ impl BenchPlan {
             model,
             given,
             options: args.options,
-            inputs: InputPlan { shapes, batch_size: args.batch_size.map(|b| b as usize), text },
+            inputs: InputPlan {
+                shapes,
+                batch_size: args.batch_size.map(|b| b as usize),
+                text,
+                image,
+            },
             run: RunPlan {
                 workers,
                 stop: Stop {

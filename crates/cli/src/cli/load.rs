@@ -65,6 +65,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input_data", "shape"])]
     text_file: Option<PathBuf>,
 
+    /// An image model: send every file of DIR (JPEG, PNG, GIF, WebP; -b per request, taken in
+    /// turn) as a v2 BYTES input for the server to decode and resize. HTTP only.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["input_data", "shape", "text_file"])]
+    image_dir: Option<PathBuf>,
+
     /// Seed of random inputs.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -169,18 +174,26 @@ impl LoadCommand {
             )
             .into());
         }
-        let inputs = match (&args.text_file, args.input_data.as_str()) {
-            (Some(_), _) if args.protocol != Protocol::Http => {
+        let inputs = match (&args.text_file, &args.image_dir, args.input_data.as_str()) {
+            (Some(_), _, _) if args.protocol != Protocol::Http => {
                 return Err(thrum_load::LoadError::usage(
                     format!("--text-file with -i {}", args.protocol),
                     "-i http: texts go to TEI's POST /embed, a REST route",
                 )
                 .into());
             }
-            (Some(file), _) => InputData::Texts(file.clone()),
-            (None, "zero") => InputData::Zero,
-            (None, "random") => InputData::Random { seed: args.seed },
-            (None, path) => InputData::Files(PathBuf::from(path)),
+            (Some(file), _, _) => InputData::Texts(file.clone()),
+            (None, Some(_), _) if args.protocol != Protocol::Http => {
+                return Err(thrum_load::LoadError::usage(
+                    format!("--image-dir with -i {}", args.protocol),
+                    "-i http: images go as a BYTES input in the binary extension",
+                )
+                .into());
+            }
+            (None, Some(dir), _) => InputData::Images(dir.clone()),
+            (None, None, "zero") => InputData::Zero,
+            (None, None, "random") => InputData::Random { seed: args.seed },
+            (None, None, path) => InputData::Files(PathBuf::from(path)),
         };
         let count_mode = args.measurement_mode == "count_windows";
         let plan = LoadPlan {

@@ -100,7 +100,7 @@ impl PredictPlan {
         let engine = thrum::registry().get(&args.engine)?;
         let model = ModelRef::parse(&args.model_path)?;
         let inputs = parse_inputs(&args.inputs)?;
-        if !args.texts.is_empty() && model.files_dir().is_none() {
+        if !args.texts.is_empty() && model.text_dir().is_none() {
             anyhow::bail!(
                 "--text needs a text model that brings its tokenizer, such as zoo:{}; `{}` is not one",
                 thrum::zoo::pretrained::ALL_MINILM_L6_V2.name,
@@ -139,7 +139,7 @@ impl PredictPlan {
         let start = Instant::now();
         let model = self.engine.load(&source, &options)?;
         let load_time = start.elapsed();
-        if let Some(dir) = self.model.files_dir().filter(|_| !self.texts.is_empty()) {
+        if let Some(dir) = self.model.text_dir().filter(|_| !self.texts.is_empty()) {
             return self.embed(&model, &dir, load_time);
         }
         if !self.images.is_empty() {

@@ -603,7 +603,7 @@ impl CliRepository {
         }
         // A text model (one that brings its tokenizer) also answers /embed and /v1/embeddings,
         // and batches as TEI does: texts of different lengths join, padded, up to a token budget.
-        let text = match model_ref.files_dir() {
+        let text = match model_ref.text_dir() {
             Some(dir) => Some(std::sync::Arc::new(thrum::text::TextEmbedding::from_dir(&dir)?)),
             None => None,
         };
@@ -614,6 +614,17 @@ impl CliRepository {
                 entry.max_batch_tokens,
             );
         }
+        // An image model also takes encoded images (v2 BYTES, TorchServe's /predictions).
+        let image = if model_ref.is_image_model() {
+            let transform = model_ref.image_transform(&model)?;
+            let labels = match &model_ref {
+                thrum::ModelRef::Pretrained(m) => m.labels()?.map(std::sync::Arc::new),
+                _ => None,
+            };
+            Some(std::sync::Arc::new(thrum_serve::image::ImageService { transform, labels }))
+        } else {
+            None
+        };
         tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
             intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
         let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
@@ -622,6 +633,7 @@ impl CliRepository {
             pool,
             platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
             text,
+            image,
         })
     }
 }

@@ -52,8 +52,13 @@ pub struct TuneArgs {
 
     /// A text-embedding model (zoo:all-minilm-l6-v2): measure the whole pipeline (tokenize,
     /// infer, pool) on the texts of FILE, one per line, as `thrum bench --text-file` does.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "image_dir")]
     text_file: Option<PathBuf>,
+
+    /// An image model (zoo:efficientnet-lite0): measure the whole pipeline (decode, resize,
+    /// infer, top-k) on the images of DIR, as `thrum bench --image-dir` does.
+    #[arg(long, value_name = "DIR")]
+    image_dir: Option<PathBuf>,
 
     /// Pin the batch size instead of searching it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -129,10 +134,10 @@ fn positive(v: &str) -> Result<f64, String> {
     }
 }
 
-/// `path` made absolute, for children that may run elsewhere; it must be a readable file.
-fn absolute(path: &Path) -> anyhow::Result<String> {
+/// `path` (given as `flag`) made absolute, for children that may run elsewhere; it must exist.
+fn absolute(flag: &str, path: &Path) -> anyhow::Result<String> {
     let full = std::fs::canonicalize(path)
-        .with_context(|| format!("--text-file `{}` cannot be read", path.display()))?;
+        .with_context(|| format!("{flag} `{}` cannot be read", path.display()))?;
     Ok(full.to_string_lossy().into_owned())
 }
 
@@ -340,9 +345,12 @@ impl TunePlan {
                 exe,
                 model: a.model_path.clone(),
                 setup_timeout_s: a.timeout,
-                extra_args: match &a.text_file {
-                    Some(file) => vec!["--text-file".into(), absolute(file)?],
-                    None => Vec::new(),
+                extra_args: match (&a.text_file, &a.image_dir) {
+                    (Some(file), _) => vec!["--text-file".into(), absolute("--text-file", file)?],
+                    (None, Some(dir)) => {
+                        vec!["--image-dir".into(), absolute("--image-dir", dir)?]
+                    }
+                    (None, None) => Vec::new(),
                 },
             },
             objective,

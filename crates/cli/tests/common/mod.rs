@@ -211,3 +211,23 @@ pub fn infer_json(
         })
         .collect()
 }
+
+/// A shell script that records its arguments in `dir/children.log`, then runs `thrum` with
+/// them: `thrum tune --bench-exe` with it shows what every child was asked. Returns the script
+/// and the log.
+pub fn recording_wrapper(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("children.log");
+    let wrapper = dir.join("child.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            assert_cmd::cargo::cargo_bin("thrum").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, log)
+}

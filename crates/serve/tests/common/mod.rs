@@ -193,6 +193,7 @@ pub fn served(models: Vec<(&str, Model, PoolConfig)>) -> Vec<ServedModel> {
             name: name.into(),
             platform: "thrum_tract".into(),
             text: None,
+            image: None,
             pool: ModelPool::start(name, model, config).unwrap(),
         })
         .collect()

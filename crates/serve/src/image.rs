@@ -1,0 +1,212 @@
+//! Images over the server's APIs, as three ecosystems send them, on the same pools as v2:
+//!
+//! - **KServe v2 / Triton**: a BYTES input of encoded images (JPEG, PNG, GIF, WebP) to an
+//!   image model is decoded, resized and normalised by the server (OpenVINO Model Server's
+//!   convention), and any output can be asked for with Triton's `classification` parameter:
+//!   each sample's top scores as `"score:index:label"` BYTES ([`classify`]).
+//! - **TorchServe**: `POST` (or `PUT`) `/predictions/{model}` with the image as the body →
+//!   `{"label": probability, …}` for the top classes, as TorchServe's `image_classifier`
+//!   handler answers.
+//!
+//! Decoding and resizing run on tokio's blocking pool, never on the async threads; the
+//! decoded images of one request go to the pool as one request of `N` samples, and requests
+//! join batches as any others do. A bad image fails its request alone, before it joins a
+//! batch, with an error that names the element and what was wrong with it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State as Extract};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use thrum_core::{DType, Tensor};
+use thrum_vision::ImageTransform;
+
+use crate::error::ServeError;
+use crate::http::{offload, read_body};
+use crate::server::{ServedModel, State};
+
+/// Most images one request may hold.
+pub const MAX_IMAGES: usize = 64;
+
+/// Classes in a TorchServe answer (its `image_classifier`'s `topk`).
+pub const TORCHSERVE_TOP_K: usize = 5;
+
+/// What the server needs to take images for a model: its pre-processing and class names.
+#[derive(Clone, Debug)]
+pub struct ImageService {
+    /// Decode, resize, crop, normalise.
+    pub transform: ImageTransform,
+    /// The class names in output order, when the model has them.
+    pub labels: Option<Arc<Vec<String>>>,
+}
+
+/// Decodes the encoded images of a v2 BYTES input into one batch `[N, …]` of the model's input
+/// (on the blocking pool), refusing an element that is not an image with its index.
+pub(crate) async fn decode_batch(
+    image: &ImageService,
+    input: &(String, Tensor),
+) -> Result<Tensor, ServeError> {
+    let (name, tensor) = input;
+    let items = tensor.as_slice::<Vec<u8>>()?;
+    if items.is_empty() || items.len() > MAX_IMAGES {
+        return Err(ServeError::bad(format!(
+            "input `{name}` holds {} elements; an image model takes a BYTES input of 1 to \
+             {MAX_IMAGES} encoded images (JPEG, PNG, GIF or WebP)",
+            items.len()
+        )));
+    }
+    let items = items.to_vec();
+    let transform = image.transform.clone();
+    let name = name.clone();
+    offload(move || {
+        let tensors = items
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                transform
+                    .tensor(bytes)
+                    .map_err(|e| ServeError::bad(format!("input `{name}` element {i}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::stack(&tensors)?)
+    })
+    .await
+}
+
+/// Triton's classification extension: `scores` `[N, C]` (or `[C]`) → BYTES `[N, k]` (or
+/// `[k]`), each sample's `k` highest scores, highest first, as `"score:index"` or
+/// `"score:index:label"` with the score as C++'s `std::to_string` writes it (six decimals).
+pub fn classify(
+    output: &str,
+    scores: &Tensor,
+    k: usize,
+    labels: Option<&[String]>,
+) -> Result<Tensor, ServeError> {
+    let shape = scores.shape().to_vec();
+    let classes = shape.last().copied().unwrap_or(0);
+    if shape.is_empty() || shape.len() > 2 || scores.dtype() == DType::Bytes {
+        return Err(ServeError::bad(format!(
+            "output `{output}` is {} {shape:?}; classification needs numbers [classes] or \
+             [batch, classes]",
+            scores.dtype()
+        )));
+    }
+    if k > classes {
+        return Err(ServeError::bad(format!(
+            "output `{output}` has {classes} classes; `classification` asks for the top {k}"
+        )));
+    }
+    let values = scores.to_f64_vec().ok_or_else(|| {
+        ServeError::bad(format!("output `{output}` is {}: not scores", scores.dtype()))
+    })?;
+    let mut strings = Vec::with_capacity(values.len() / classes.max(1) * k);
+    for sample in values.chunks(classes.max(1)) {
+        let mut order: Vec<usize> = (0..sample.len()).collect();
+        order.sort_by(|&a, &b| sample[b].total_cmp(&sample[a]).then(a.cmp(&b)));
+        for &index in order.iter().take(k) {
+            let mut s = format!("{:.6}:{index}", sample[index]);
+            if let Some(label) = labels.and_then(|l| l.get(index)) {
+                s.push(':');
+                s.push_str(label);
+            }
+            strings.push(s.into_bytes());
+        }
+    }
+    let mut out_shape = shape;
+    if let Some(last) = out_shape.last_mut() {
+        *last = k;
+    }
+    Ok(Tensor::from_vec(out_shape, strings)?)
+}
+
+fn torchserve_error(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, axum::Json(json!({ "code": status.as_u16(), "type": kind, "message": message })))
+        .into_response()
+}
+
+/// TorchServe's inference API: the body is one image; the answer its top classes as
+/// `{"label": probability}` (softmax), highest first, as TorchServe's `image_classifier`
+/// handler answers. Errors are TorchServe's `{"code", "type", "message"}`.
+pub(crate) async fn predictions(
+    Extract(state): Extract<Arc<State>>,
+    Path(model): Path<String>,
+    body: Body,
+) -> Response {
+    let served = match state.model(&model, None) {
+        Ok(served) => served,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::NOT_FOUND);
+            return torchserve_error(status, "ModelNotFoundException", e.to_string());
+        }
+    };
+    match predict(&state, &served, body).await {
+        Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let kind = if status.is_client_error() {
+                "BadRequestException"
+            } else {
+                "InternalServerException"
+            };
+            let mut response = torchserve_error(status, kind, e.to_string());
+            if let Some(seconds) = e.retry_after()
+                && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+            {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+/// Classes and probabilities, serialised as one JSON object in this order (highest first, as
+/// TorchServe writes it).
+struct Ranked(Vec<(String, f64)>);
+
+impl serde::Serialize for Ranked {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (label, p) in &self.0 {
+            map.serialize_entry(label, p)?;
+        }
+        map.end()
+    }
+}
+
+async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Ranked, ServeError> {
+    let Some(image) = &served.image else {
+        return Err(ServeError::bad(format!(
+            "model `{}` is not an image model: /predictions takes an image as the body",
+            served.name
+        )));
+    };
+    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
+    let input = ("body".to_string(), Tensor::from_vec(vec![1], vec![bytes.to_vec()])?);
+    let batch = decode_batch(image, &input).await?;
+    let outputs = served.pool.submit_with_timeout(vec![batch], None).await?;
+    let logits = outputs.first().ok_or_else(|| ServeError::bad("the model returned no output"))?;
+    let scores = logits.to_f64_vec().ok_or_else(|| {
+        ServeError::bad(format!("model `{}` returned {}, not scores", served.name, logits.dtype()))
+    })?;
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    let mut order: Vec<usize> = (0..exps.len()).collect();
+    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+    let ranked = order
+        .into_iter()
+        .take(TORCHSERVE_TOP_K)
+        .map(|index| {
+            let label = match image.labels.as_deref().and_then(|l| l.get(index)) {
+                Some(label) => label.clone(),
+                None => index.to_string(),
+            };
+            (label, exps[index] / sum)
+        })
+        .collect();
+    Ok(Ranked(ranked))
+}
