@@ -3,8 +3,9 @@ ONNX Runtime's Python API (no thrum code).
 
     python image_reference.py synth OUT_DIR PHOTO
         writes edge-case images made from PHOTO with Pillow into OUT_DIR: tiny, huge,
-        panoramic, tall, grayscale, RGBA, palette GIF, lossless WebP, CMYK JPEG and JPEGs
-        whose EXIF orientation asks for a rotation or a mirror.
+        panoramic, tall, grayscale, RGBA, palette GIF, lossless WebP, CMYK JPEG, progressive
+        JPEG, JPEG with restart markers, and JPEGs whose EXIF orientation asks for a rotation or
+        a mirror.
 
     python image_reference.py tensors OUT_DIR RESIZE CROP MEAN STD FILE...
         writes OUT_DIR/<index>.npy: each file as torchvision's Resize(RESIZE), CenterCrop(CROP),
@@ -44,6 +45,8 @@ def synth(out_dir, photo):
     save("lossless.webp", base, lossless=True)
     save("cmyk.jpg", base.convert("CMYK"), quality=95)
     save("quality50.jpg", base, quality=50)
+    save("progressive.jpg", base, quality=90, progressive=True)
+    save("restarts.jpg", base, quality=90, restart_marker_rows=2)
     for orientation in (3, 6, 8, 2):
         exif = Image.Exif()
         exif[0x0112] = orientation

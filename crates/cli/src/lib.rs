@@ -129,8 +129,9 @@ impl ModelRef {
         let transform = self.image_transform(model)?;
         let labels = match (labels, self) {
             (Some(path), _) => {
+                // Line k names class k: a blank line keeps its place (an unnamed class).
                 let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-                Some(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+                Some(text.trim_end().lines().map(|l| l.trim().to_string()).collect())
             }
             (None, ModelRef::Pretrained(m)) => m.labels()?,
             (None, _) => None,

@@ -306,14 +306,16 @@ impl Target {
         Ok(target)
     }
 
-    /// One v2 request per image, holding it and the `batch - 1` after it (wrapping) as the
-    /// BYTES input `name`, in the binary extension.
+    /// The images as v2 requests of `batch` each (the BYTES input `name`, in the binary
+    /// extension), every image in one request (the last wraps to the first): as many requests
+    /// as it takes, not one per image, so memory stays that of the images once.
     fn prepare_images(&mut self, name: &str) -> Result<(), LoadError> {
         let n = self.images.len();
-        self.http_requests = (0..n)
-            .map(|i| {
-                let blobs: Vec<Vec<u8>> =
-                    (0..self.batch).map(|k| self.images[(i + k) % n].clone()).collect();
+        self.http_requests = (0..n.div_ceil(self.batch))
+            .map(|r| {
+                let blobs: Vec<Vec<u8>> = (0..self.batch)
+                    .map(|k| self.images[(r * self.batch + k) % n].clone())
+                    .collect();
                 let tensor = Tensor::from_vec(vec![blobs.len()], blobs)
                     .map_err(|e| LoadError::usage("images", e.to_string()))?;
                 let data = v2::binary_of(&tensor);
@@ -523,7 +525,7 @@ const TEI_MAX_TEXTS: usize = 32;
 
 /// The non-empty lines of a text file, for TEI's `/embed` (which is REST only).
 /// Images one v2 request to thrum's image models may hold.
-const MAX_IMAGES: usize = 64;
+const MAX_IMAGES: usize = v2::MAX_IMAGES;
 
 /// Every file of `dir` but hidden ones, in name order: the encoded images to send.
 fn read_images(dir: &std::path::Path, protocol: Protocol) -> Result<Vec<Vec<u8>>, LoadError> {
@@ -554,7 +556,14 @@ fn read_images(dir: &std::path::Path, protocol: Protocol) -> Result<Vec<Vec<u8>>
             "a directory of JPEG, PNG, GIF or WebP files",
         ));
     }
-    paths.iter().map(|p| std::fs::read(p).map_err(unreadable)).collect()
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| {
+                LoadError::usage(format!("image `{}` ({e})", p.display()), "a readable file")
+            })
+        })
+        .collect()
 }
 
 fn read_texts(path: &std::path::Path, protocol: Protocol) -> Result<Vec<String>, LoadError> {

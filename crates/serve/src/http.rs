@@ -593,7 +593,7 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
     // An image model also takes encoded images: one BYTES input, decoded and resized here.
     let inputs = match (&served.image, &request.inputs[..]) {
         (Some(image), [input]) if input.1.dtype() == thrum_core::DType::Bytes => {
-            vec![crate::image::decode_batch(image, input).await?]
+            vec![crate::image::decode_batch(served, image, input, request.timeout).await?]
         }
         _ => model.order_named_inputs(request.inputs)?,
     };

@@ -20,6 +20,7 @@ use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use thrum_core::translator::Translator;
 use thrum_core::{DType, Tensor};
 use thrum_vision::ImageTransform;
 
@@ -28,25 +29,47 @@ use crate::http::{offload, read_body};
 use crate::server::{ServedModel, State};
 
 /// Most images one request may hold.
-pub const MAX_IMAGES: usize = 64;
+pub const MAX_IMAGES: usize = thrum_wire::v2::MAX_IMAGES;
+
+/// Most pixels the images of one request may hold together (their headers' sizes, checked
+/// before anything is decoded): 64 photographs of 12 megapixels.
+pub const MAX_REQUEST_PIXELS: u64 = 64 * 12_000_000;
 
 /// Classes in a TorchServe answer (its `image_classifier`'s `topk`).
 pub const TORCHSERVE_TOP_K: usize = 5;
 
 /// What the server needs to take images for a model: its pre-processing and class names.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ImageService {
     /// Decode, resize, crop, normalise.
     pub transform: ImageTransform,
     /// The class names in output order, when the model has them.
     pub labels: Option<Arc<Vec<String>>>,
+    /// Requests decoding at once: as many as the machine has cores, so that a burst of large
+    /// images queues here instead of taking every thread of the blocking pool and the memory
+    /// of each decode at once.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
 
-/// Decodes the encoded images of a v2 BYTES input into one batch `[N, …]` of the model's input
-/// (on the blocking pool), refusing an element that is not an image with its index.
+impl ImageService {
+    /// A service with `transform` and `labels`, decoding at most one request per core at once.
+    pub fn new(transform: ImageTransform, labels: Option<Arc<Vec<String>>>) -> ImageService {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ImageService { transform, labels, decoding: Arc::new(tokio::sync::Semaphore::new(cores)) }
+    }
+}
+
+/// Decodes the encoded images of a v2 BYTES input to `served` into one batch `[N, …]` of the
+/// model's input (on the blocking pool, one request per core at once), refusing an element
+/// that is not an image with its index. What would make the pool refuse the request (too many
+/// images, a full queue, a model not ready) and images whose headers add up to more than
+/// [`MAX_REQUEST_PIXELS`] are refused before anything is decoded; `timeout` bounds the wait
+/// for a decoding slot.
 pub(crate) async fn decode_batch(
+    served: &ServedModel,
     image: &ImageService,
     input: &(String, Tensor),
+    timeout: Option<std::time::Duration>,
 ) -> Result<Tensor, ServeError> {
     let (name, tensor) = input;
     let items = tensor.as_slice::<Vec<u8>>()?;
@@ -57,10 +80,35 @@ pub(crate) async fn decode_batch(
             items.len()
         )));
     }
+    served.pool.precheck(items.len())?;
+    let element = |i: usize, e: thrum_core::Error| {
+        ServeError::bad(format!("input `{name}` element {i}: {e}"))
+    };
+    let mut pixels = 0u64;
+    for (i, bytes) in items.iter().enumerate() {
+        let (w, h) = thrum_vision::dimensions(bytes).map_err(|e| element(i, e))?;
+        pixels += u64::from(w) * u64::from(h);
+    }
+    if pixels > MAX_REQUEST_PIXELS {
+        return Err(ServeError::bad(format!(
+            "input `{name}`: its {} images hold {pixels} pixels together; one request may hold \
+             at most {MAX_REQUEST_PIXELS} (send them in several requests)",
+            items.len()
+        )));
+    }
+    let slot = image.decoding.clone().acquire_owned();
+    let permit = match timeout {
+        Some(limit) => tokio::time::timeout(limit, slot)
+            .await
+            .map_err(|_| ServeError::Timeout { model: served.name.clone(), timeout: limit })?,
+        None => slot.await,
+    }
+    .map_err(|_| ServeError::bad("the server is shutting down"))?;
     let items = items.to_vec();
     let transform = image.transform.clone();
     let name = name.clone();
     offload(move || {
+        let _permit = permit;
         let tensors = items
             .iter()
             .enumerate()
@@ -121,9 +169,25 @@ pub fn classify(
     Ok(Tensor::from_vec(out_shape, strings)?)
 }
 
-fn torchserve_error(status: StatusCode, kind: &str, message: String) -> Response {
-    (status, axum::Json(json!({ "code": status.as_u16(), "type": kind, "message": message })))
-        .into_response()
+/// TorchServe's `{"code", "type", "message"}` for `e`, with `Retry-After` where it applies.
+fn torchserve_error(e: &ServeError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = match status {
+        StatusCode::NOT_FOUND => "ModelNotFoundException",
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+            "ServiceUnavailableException"
+        }
+        s if s.is_client_error() => "BadRequestException",
+        _ => "InternalServerException",
+    };
+    let body = json!({ "code": status.as_u16(), "type": kind, "message": e.to_string() });
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(seconds) = e.retry_after()
+        && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// TorchServe's inference API: the body is one image; the answer its top classes as
@@ -132,33 +196,26 @@ fn torchserve_error(status: StatusCode, kind: &str, message: String) -> Response
 pub(crate) async fn predictions(
     Extract(state): Extract<Arc<State>>,
     Path(model): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let served = match state.model(&model, None) {
         Ok(served) => served,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::NOT_FOUND);
-            return torchserve_error(status, "ModelNotFoundException", e.to_string());
-        }
+        Err(e) => return torchserve_error(&e),
     };
+    let multipart = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    if multipart {
+        return torchserve_error(&ServeError::bad(
+            "a multipart form (curl -F) is not taken: send the image itself as the body \
+             (curl -T image.jpg, or --data-binary @image.jpg)",
+        ));
+    }
     match predict(&state, &served, body).await {
         Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let kind = if status.is_client_error() {
-                "BadRequestException"
-            } else {
-                "InternalServerException"
-            };
-            let mut response = torchserve_error(status, kind, e.to_string());
-            if let Some(seconds) = e.retry_after()
-                && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
-            {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-            }
-            response
-        }
+        Err(e) => torchserve_error(&e),
     }
 }
 
@@ -186,26 +243,27 @@ async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Rank
     };
     let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     let input = ("body".to_string(), Tensor::from_vec(vec![1], vec![bytes.to_vec()])?);
-    let batch = decode_batch(image, &input).await?;
+    let batch = decode_batch(served, image, &input, None).await?;
     let outputs = served.pool.submit_with_timeout(vec![batch], None).await?;
     let logits = outputs.first().ok_or_else(|| ServeError::bad("the model returned no output"))?;
-    let scores = logits.to_f64_vec().ok_or_else(|| {
-        ServeError::bad(format!("model `{}` returned {}, not scores", served.name, logits.dtype()))
-    })?;
-    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..exps.len()).collect();
-    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
-    let ranked = order
+    let classifier = thrum_core::Classifier::new(TORCHSERVE_TOP_K);
+    let classifier = match &image.labels {
+        Some(labels) => classifier.with_labels(labels.as_ref().clone()),
+        None => classifier,
+    };
+    let sample = logits.reshape(logits.shape()[1..].to_vec())?;
+    let classes = classifier.postprocess(served.model(), vec![sample])?;
+    let mut seen = std::collections::HashSet::new();
+    let ranked = classes
         .into_iter()
-        .take(TORCHSERVE_TOP_K)
-        .map(|index| {
-            let label = match image.labels.as_deref().and_then(|l| l.get(index)) {
-                Some(label) => label.clone(),
-                None => index.to_string(),
-            };
-            (label, exps[index] / sum)
+        .map(|c| {
+            let mut label = c.label.unwrap_or_else(|| c.index.to_string());
+            // ImageNet names two classes `crane` (the bird, the machine): a JSON object's
+            // keys must differ, so a repeated name gets its index.
+            if !seen.insert(label.clone()) {
+                label = format!("{label} ({})", c.index);
+            }
+            (label, f64::from(c.probability))
         })
         .collect();
     Ok(Ranked(ranked))

@@ -548,15 +548,9 @@ impl ModelPool {
         }
         inner.model.check_inputs(&inputs)?;
         let samples = match (inner.batch_axis, &inner.config.batching) {
-            (Some(axis), Some(batching)) => {
+            (Some(axis), Some(_)) => {
                 let samples = samples_along(inner, &inputs, axis)?;
-                if samples > batching.max_batch_size {
-                    return Err(ServeError::bad(format!(
-                        "the request holds {samples} samples along axis {axis}; model `{}` takes at \
-                         most max_batch_size = {} per request",
-                        inner.name, batching.max_batch_size
-                    )));
-                }
+                self.check_samples(samples)?;
                 samples
             }
             _ => 1,
@@ -593,6 +587,42 @@ impl ModelPool {
                 }
             }
         }
+    }
+
+    /// Refuses a request of `samples` samples beyond the batching's `max_batch_size`.
+    fn check_samples(&self, samples: usize) -> Result<(), ServeError> {
+        let inner = &self.inner;
+        match (inner.batch_axis, &inner.config.batching) {
+            (Some(axis), Some(batching)) if samples > batching.max_batch_size => {
+                Err(ServeError::bad(format!(
+                    "the request holds {samples} samples along axis {axis}; model `{}` takes at \
+                     most max_batch_size = {} per request",
+                    inner.name, batching.max_batch_size
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What [`ModelPool::submit`] would refuse a request of `samples` samples for before it
+    /// runs — a model that is not ready, too many samples, a full queue — checked before
+    /// costly pre-processing (decoding images) is spent on a request that cannot run. Advisory:
+    /// the queue may fill in between, and submitting checks again.
+    pub fn precheck(&self, samples: usize) -> Result<(), ServeError> {
+        let inner = &self.inner;
+        if let Some(reason) = self.not_ready() {
+            return Err(ServeError::NotReady { what: format!("model `{}`", inner.name), reason });
+        }
+        self.check_samples(samples)?;
+        let queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.as_ref().is_some_and(|q| q.is_full()) {
+            return Err(ServeError::QueueFull {
+                model: inner.name.clone(),
+                queued: inner.config.queue_capacity,
+                retry_after: self.retry_after(),
+            });
+        }
+        Ok(())
     }
 
     /// A guess of when a full queue has room: the time it takes to run a queue's worth of

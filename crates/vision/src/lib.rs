@@ -33,6 +33,9 @@ pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
 
 const NAME: &str = "image-classifier";
 
+/// Longest side an image may be resized to (before cropping).
+pub const MAX_SIDE: u32 = 1 << 16;
+
 fn bad_image(what: &str, expected: impl Into<String>) -> Error {
     Error::InvalidValue { what: "image".into(), value: what.into(), expected: expected.into() }
 }
@@ -53,13 +56,64 @@ fn describe(bytes: &[u8]) -> String {
     format!("{} bytes starting `{head}`", bytes.len())
 }
 
-/// Whether a JPEG ends its last scan with an end-of-image marker. Decoders fill a truncated
-/// scan with gray and say nothing; Pillow refuses such a file ("image file is truncated"), and
-/// so does thrum. Markers cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF00),
-/// and an EXIF thumbnail's own scan comes before the image's.
+/// Whether a JPEG's entropy-coded data reaches its end-of-image marker. Decoders fill a
+/// truncated scan with gray and say nothing; Pillow refuses such a file ("image file is
+/// truncated"), and so does thrum. The marker segments are walked from the start (an EXIF
+/// thumbnail sits inside APP1 and is skipped with it), and each scan's data up to its next
+/// marker (0xFF is stuffed as 0xFF00 inside it, restart markers are part of it), so whatever
+/// follows the image's end (a phone's motion-photo video) is never read.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
+    let mut at = 2; // after SOI
+    while at + 1 < bytes.len() {
+        if bytes[at] != 0xFF {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        match marker {
+            0xD9 => return true,
+            0xFF => at += 1, // fill byte
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let Some(len) = bytes.get(at + 2..at + 4) else { return false };
+                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                at += 2 + len;
+                if marker == 0xDA {
+                    // Entropy-coded data: up to the next marker that is not a stuffed 0xFF00
+                    // or a restart marker.
+                    loop {
+                        let Some(&byte) = bytes.get(at) else { return false };
+                        if byte == 0xFF {
+                            match bytes.get(at + 1) {
+                                None => return false,
+                                Some(0x00) | Some(0xD0..=0xD7) => at += 2,
+                                Some(_) => break,
+                            }
+                        } else {
+                            at += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The width and height an encoded image's header states, without decoding it.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    const FORMATS: &str = "a JPEG, PNG, GIF or WebP image";
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad_image(&describe(bytes), format!("{FORMATS} ({e})")))?;
+    if reader.format().is_none() {
+        return Err(bad_image(
+            &describe(bytes),
+            format!("{FORMATS}: these bytes have none of their signatures"),
+        ));
+    }
+    reader
+        .into_dimensions()
+        .map_err(|e| bad_image(&describe(bytes), format!("{FORMATS} with a readable header ({e})")))
 }
 
 /// Decodes an encoded image into 8-bit RGB, EXIF orientation applied, refusing more than
@@ -202,16 +256,27 @@ impl ImageTransform {
 
     /// The size the shorter side is resized to, the longer one scaled and truncated
     /// (torchvision's `Resize(int)`).
-    pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
+    pub fn resized_size(&self, width: u32, height: u32) -> Result<(u32, u32)> {
         let (short, long) = (width.min(height), width.max(height));
-        let scaled = (u64::from(self.resize) * u64::from(long) / u64::from(short.max(1))) as u32;
-        if width <= height { (self.resize, scaled) } else { (scaled, self.resize) }
+        let scaled = u64::from(self.resize) * u64::from(long) / u64::from(short.max(1));
+        // A 1 × 16,777,216 strip would scale its long side past u32: refused, not wrapped.
+        let scaled = u32::try_from(scaled).ok().filter(|&s| s <= MAX_SIDE).ok_or_else(|| {
+            bad_image(
+                &format!("{width} × {height} pixels"),
+                format!(
+                    "an aspect ratio whose longer side, scaled for a shorter side of {}, stays \
+                     within {MAX_SIDE} pixels",
+                    self.resize
+                ),
+            )
+        })?;
+        Ok(if width <= height { (self.resize, scaled) } else { (scaled, self.resize) })
     }
 
     /// Resizes and crops `image`: the `crop × crop` RGB pixels the model sees.
     pub fn resize_crop(&self, image: &RgbImage) -> Result<RgbImage> {
         let (width, height) = image.dimensions();
-        let (rw, rh) = self.resized_size(width, height);
+        let (rw, rh) = self.resized_size(width, height)?;
         let fail = |e: String| Error::Translator {
             translator: NAME.into(),
             reason: format!("resizing {width} × {height} to {rw} × {rh}: {e}"),
@@ -220,18 +285,22 @@ impl ImageTransform {
             .map_err(|e| fail(e.to_string()))?;
         // torchvision's center crop: round((size - crop) / 2), halves to even as Python rounds.
         let offset = |size: u32| -> u32 {
-            let twice = size - self.crop;
+            let twice = size.saturating_sub(self.crop);
             let (half, odd) = (twice / 2, twice % 2 == 1);
             if odd && half % 2 == 1 { half + 1 } else { half }
         };
         let (left, top) = (offset(rw), offset(rh));
         // Only the crop is computed: the source box that maps onto it, with the scale of the
-        // whole resize (each output pixel's filter is the one a full resize would use).
+        // whole resize (each output pixel's filter is the one a full resize would use),
+        // clamped to the image where rounding would step past its edge.
         let (sx, sy) = (f64::from(width) / f64::from(rw), f64::from(height) / f64::from(rh));
         let side = f64::from(self.crop);
+        let (x, y) = (f64::from(left) * sx, f64::from(top) * sy);
+        let (w, h) =
+            ((side * sx).min(f64::from(width) - x), (side * sy).min(f64::from(height) - y));
         let options = fir::ResizeOptions::new()
             .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
-            .crop(f64::from(left) * sx, f64::from(top) * sy, side * sx, side * sy);
+            .crop(x, y, w, h);
         let mut out = fir::images::Image::new(self.crop, self.crop, fir::PixelType::U8x3);
         fir::Resizer::new().resize(&src, &mut out, &options).map_err(|e| fail(e.to_string()))?;
         RgbImage::from_raw(self.crop, self.crop, out.into_vec())
@@ -378,5 +447,57 @@ impl Translator for ImageClassifier {
 
     fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Vec<Classification>> {
         self.classifier.postprocess(model, outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// SOI, an APP0 segment, a scan header, entropy-coded data with a stuffed 0xFF00 and a
+    /// restart marker, then `end`.
+    fn jpeg(end: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x4A, 0x46];
+        b.extend([0xFF, 0xDA, 0x00, 0x03, 0x01]);
+        b.extend([0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56]);
+        b.extend_from_slice(end);
+        b
+    }
+
+    #[test]
+    fn a_jpeg_is_complete_when_its_scan_reaches_the_end_marker() {
+        assert!(jpeg_is_complete(&jpeg(&[0xFF, 0xD9])));
+        // A motion photo: a video after the image's end, with scan-like bytes in it.
+        let mut motion = jpeg(&[0xFF, 0xD9]);
+        motion.extend([0x00, 0xFF, 0xDA, 0x00, 0x10, 0x77, 0x88]);
+        assert!(jpeg_is_complete(&motion));
+        // Cut inside the scan, inside a segment, or right after a marker byte.
+        assert!(!jpeg_is_complete(&jpeg(&[])));
+        assert!(!jpeg_is_complete(&jpeg(&[0xFF])));
+        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]));
+        // An EOI inside APP1 (a thumbnail) is skipped with its segment.
+        let mut thumb = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0xFF, 0xD9];
+        thumb.extend([0xFF, 0xDA, 0x00, 0x02, 0x11]);
+        assert!(!jpeg_is_complete(&thumb));
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_are_refused_not_wrapped() {
+        let t = ImageTransform::new(256, 224, [0.5; 3], [0.5; 3], Layout::Nchw).unwrap();
+        assert_eq!(t.resized_size(451, 300).unwrap(), (384, 256));
+        assert_eq!(t.resized_size(300, 451).unwrap(), (256, 384));
+        let err = t.resized_size(1, 16_777_216).unwrap_err().to_string();
+        assert!(err.contains("aspect ratio"), "{err}");
+    }
+
+    #[test]
+    fn the_crop_box_stays_inside_the_image_when_resize_equals_crop() {
+        let t = ImageTransform::new(224, 224, [0.5; 3], [0.5; 3], Layout::Nchw).unwrap();
+        for width in [29u32, 58, 116, 300, 1000] {
+            let image = RgbImage::from_pixel(width, 224, image::Rgb([10, 20, 30]));
+            let crop = t.resize_crop(&image).unwrap();
+            assert_eq!(crop.dimensions(), (224, 224), "width {width}");
+        }
     }
 }

@@ -299,6 +299,10 @@ pub fn parse_rest_request(json: &[u8], binary: &[u8]) -> Result<InferRequest, Wi
     Ok(InferRequest { id, inputs, outputs, binary_output, timeout })
 }
 
+/// Most encoded images one v2 request to an image model may hold (the server's limit, which
+/// `thrum load --image-dir` keeps to).
+pub const MAX_IMAGES: usize = 64;
+
 /// Checks the `classification` count of output `name`: a positive integer.
 pub fn class_count(
     count: Option<u64>,

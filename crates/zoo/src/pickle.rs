@@ -392,12 +392,15 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
         let data =
             storages.get(&t.storage).ok_or(format!("`{name}`: storage {} missing", t.storage))?;
         let floats = data.len() / 4;
-        let count: usize = t.shape.iter().product();
-        // The furthest element the view reaches must lie inside the storage.
-        let last = t.offset
-            + t.shape.iter().zip(&t.strides).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
-        if count > 0 && last >= floats {
-            return Err(format!("`{name}`: a view beyond its storage of {floats} elements"));
+        let beyond = || format!("`{name}`: a view beyond its storage of {floats} elements");
+        let count = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(beyond)?;
+        // The furthest element the view reaches must lie inside the storage (checked
+        // arithmetic: the sizes come from the file).
+        let reach = t.shape.iter().zip(&t.strides).try_fold(t.offset, |at, (&d, &s)| {
+            d.saturating_sub(1).checked_mul(s).and_then(|step| at.checked_add(step))
+        });
+        if count > 0 && reach.is_none_or(|last| last >= floats) {
+            return Err(beyond());
         }
         let read = |i: usize| {
             let b = &data[4 * i..4 * i + 4];

@@ -621,7 +621,7 @@ impl CliRepository {
                 thrum::ModelRef::Pretrained(m) => m.labels()?.map(std::sync::Arc::new),
                 _ => None,
             };
-            Some(std::sync::Arc::new(thrum_serve::image::ImageService { transform, labels }))
+            Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(transform, labels)))
         } else {
             None
         };
