@@ -23,10 +23,17 @@
 #                   a coffee cup, an astronaut, a rocket, a motorcycle
 #   venv-image/     a Python venv with Pillow (the pre-processing thrum's images are checked
 #                   against), numpy and onnxruntime (top-5 classes of the same ONNX model on
-#                   Pillow's tensors), for scripts/image_reference.py
-#   rapidocr/       PaddleOCR's text-direction classifier from the rapidocr-onnxruntime wheel
-#                   (Apache-2.0, pinned by version and hash): a real ONNX model whose dynamic
-#                   dimensions are all named `?`
+#                   Pillow's tensors), for scripts/image_reference.py, and Google's `magika`
+#                   package (the content types zoo:magika is checked against)
+#   rapidocr/       PaddleOCR's text-direction classifier, recogniser and detector from the
+#                   rapidocr-onnxruntime wheel (Apache-2.0, pinned by version and hash): real
+#                   ONNX models whose dynamic dimensions are unnamed (`?`) or cannot be unified
+#                   by tract without a call's shapes
+#   silero-vad/     Silero VAD's ONNX models from the silero-vad wheel (MIT, pinned by version
+#                   and hash): the standard one (ONNX `If` on the sample rate) and the
+#                   `If`-free one
+#   files/          the corpus the Magika test runs on (scripts/magika_corpus.py): real files of
+#                   ~30 types from the venv-image packages and real encoders, and short files
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -45,6 +52,9 @@ SKIMAGE_VERSION=0.26.0
 PILLOW_VERSION=13.0.0
 RAPIDOCR_VERSION=1.4.4
 RAPIDOCR_SHA256=971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
+SILERO_VERSION=6.2.3
+SILERO_SHA256=7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8
+MAGIKA_VERSION=1.0.3   # must match zoo:magika's package (crates/zoo/src/pretrained.rs)
 data="$(thrum_home)/testdata"
 
 # The serve tests run docs/serve.md's curl lines as printed: curl comes from Debian's packages
@@ -77,12 +87,24 @@ fi
 echo "test data: onnxruntime $ORT_OLD_VERSION library in $dest"
 
 dest="$data/rapidocr"
-if [ ! -f "$dest/.installed-$RAPIDOCR_VERSION" ]; then
+if [ ! -f "$dest/.installed-$RAPIDOCR_VERSION-all" ]; then
   pip_fetch_pinned "rapidocr-onnxruntime==$RAPIDOCR_VERSION" "$RAPIDOCR_SHA256" "$tmp/rapidocr"
-  wheel_extract "$tmp"/rapidocr/rapidocr_onnxruntime-*.whl "$dest" 'rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx'
-  touch "$dest/.installed-$RAPIDOCR_VERSION"
+  wheel_extract "$tmp"/rapidocr/rapidocr_onnxruntime-*.whl "$dest" \
+    'rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx' \
+    'rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx' \
+    'rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx'
+  touch "$dest/.installed-$RAPIDOCR_VERSION-all"
 fi
-echo "test data: rapidocr-onnxruntime $RAPIDOCR_VERSION's PaddleOCR classifier in $dest"
+echo "test data: rapidocr-onnxruntime $RAPIDOCR_VERSION's PaddleOCR classifier, recogniser and detector in $dest"
+
+dest="$data/silero-vad"
+if [ ! -f "$dest/.installed-$SILERO_VERSION" ]; then
+  pip_fetch_pinned "silero-vad==$SILERO_VERSION" "$SILERO_SHA256" "$tmp/silero"
+  wheel_extract "$tmp"/silero/silero_vad-*.whl "$dest" 'silero_vad/data/silero_vad.onnx' \
+    'silero_vad/data/silero_vad_op18_ifless.onnx'
+  touch "$dest/.installed-$SILERO_VERSION"
+fi
+echo "test data: silero-vad $SILERO_VERSION's ONNX models in $dest"
 
 dest="$data/images"
 if [ ! -f "$dest/.installed-skimage-$SKIMAGE_VERSION" ]; then
@@ -95,15 +117,22 @@ fi
 echo "test data: scikit-image $SKIMAGE_VERSION sample photographs in $dest"
 
 venv="$data/venv-image"
-stamp="$venv/.installed-pillow$PILLOW_VERSION-numpy$NUMPY_VERSION-ort$ORT_VERSION"
+stamp="$venv/.installed-pillow$PILLOW_VERSION-numpy$NUMPY_VERSION-ort$ORT_VERSION-magika$MAGIKA_VERSION"
 if [ ! -f "$stamp" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --only-binary :all: "pillow==$PILLOW_VERSION" \
-    "numpy==$NUMPY_VERSION" "onnxruntime==$ORT_VERSION"
+    "numpy==$NUMPY_VERSION" "onnxruntime==$ORT_VERSION" "magika==$MAGIKA_VERSION"
   touch "$stamp"
 fi
-echo "test data: python pillow $PILLOW_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION in $venv"
+echo "test data: python pillow $PILLOW_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, magika $MAGIKA_VERSION in $venv"
+
+dest="$data/files"
+if [ ! -f "$dest/.installed-$(sha256sum "$here/magika_corpus.py" | cut -c1-16)" ]; then
+  "$venv/bin/python" "$here/magika_corpus.py" "$data/images" "$dest"
+  touch "$dest/.installed-$(sha256sum "$here/magika_corpus.py" | cut -c1-16)"
+fi
+echo "test data: the Magika corpus in $dest"
 
 venv="$data/venv-ort"
 if [ ! -f "$venv/.installed-$ORT_VERSION" ]; then

@@ -100,15 +100,17 @@ pub fn memory_report(
                         drop(keep);
                     });
                     live += 1;
+                    // One first call at a time: the step measures what N live predictors
+                    // hold, not the activations of N calls that happened to overlap (which
+                    // the allocator may keep, by chance of timing, after they are freed).
+                    let mut done = ready.lock().unwrap_or_else(|p| p.into_inner());
+                    while done.len() < live {
+                        done = arrived.wait(done).unwrap_or_else(|p| p.into_inner());
+                    }
+                    if let Some(pos) = done.iter().position(Result::is_err) {
+                        return done.remove(pos);
+                    }
                 }
-                let mut done = ready.lock().unwrap_or_else(|p| p.into_inner());
-                while done.len() < live {
-                    done = arrived.wait(done).unwrap_or_else(|p| p.into_inner());
-                }
-                if let Some(pos) = done.iter().position(Result::is_err) {
-                    return done.remove(pos);
-                }
-                drop(done);
                 steps.push((target, rss()));
             }
             Ok(())

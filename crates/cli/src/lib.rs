@@ -26,6 +26,7 @@
 use std::path::{Path, PathBuf};
 
 pub use thrum_core::*;
+pub use thrum_magika as magika;
 pub use thrum_text as text;
 pub use thrum_vision as vision;
 pub use thrum_zoo as zoo;
@@ -96,6 +97,16 @@ impl ModelRef {
     pub fn text_dir(&self) -> Option<PathBuf> {
         match self {
             ModelRef::Pretrained(m) if m.task == zoo::pretrained::Task::TextEmbedding => {
+                Some(m.package.home())
+            }
+            _ => None,
+        }
+    }
+
+    /// Where Magika's configuration is (`zoo:magika`): `None` for other models.
+    pub fn content_type_dir(&self) -> Option<PathBuf> {
+        match self {
+            ModelRef::Pretrained(m) if m.task == zoo::pretrained::Task::ContentType => {
                 Some(m.package.home())
             }
             _ => None,
@@ -184,6 +195,21 @@ pub const TORCHSERVE_IMAGE_RECIPE: zoo::pretrained::ImageRecipe = zoo::pretraine
 /// (building it reads ~100 MB of weights).
 fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Result<ModelSource> {
     let name = model.name();
+    if let Some(file) = model.onnx_file() {
+        if !engine.info().formats.contains(&ModelFormat::ONNX) {
+            return Err(Error::UnsupportedFormat {
+                engine: engine.name(),
+                model: format!("{ZOO_PREFIX}{name}"),
+                reason: format!(
+                    "{ZOO_PREFIX}{name} ships as an ONNX model, and `{}` does not read ONNX: \
+                     use an engine that does (ort, tract)",
+                    engine.name()
+                ),
+            });
+        }
+        model.check_installed()?;
+        return Ok(ModelSource::path(file));
+    }
     let format = export_format(name, engine)?;
     model.check_installed()?;
     let dir = config::thrum_home().join("zoo").join(format!(

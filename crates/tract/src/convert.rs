@@ -29,6 +29,12 @@ pub(crate) fn dtype(dt: DatumType) -> Option<DType> {
     dtype_from(DTYPES, &dt)
 }
 
+/// tract's datum type of a thrum dtype; thrum's dtypes without one (bf16) map to f32, which
+/// [`to_tract`] refuses to feed them as.
+pub(crate) fn datum_type(dtype: DType) -> DatumType {
+    dtype_to(DTYPES, dtype).unwrap_or(DatumType::F32)
+}
+
 /// A thrum tensor as a tract tensor (one copy into tract's aligned storage).
 pub(crate) fn to_tract(tensor: &Tensor, model: &str) -> Result<TractTensor> {
     let shape = tensor.shape();

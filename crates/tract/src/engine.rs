@@ -12,6 +12,7 @@ use thrum_core::{
 use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
+use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
 
 use crate::{ENGINE, NNEF, TRACT_VERSION, TractOptions, convert};
 
@@ -73,8 +74,8 @@ impl Engine for TractEngine {
         }
         let tract = TractOptions::from_options(options)?;
         let name = source.name();
-        let typed = read_model(source, &name)?;
-        let model = TractModel::new(name.clone(), typed, options, &tract)?;
+        let template = read_model(source, &name)?;
+        let model = TractModel::new(name.clone(), template, options, &tract)?;
         Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
     }
 }
@@ -83,8 +84,8 @@ fn invalid(model: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid_model(ENGINE, model, e)
 }
 
-/// Parses, type-checks and declutters a model.
-fn read_model(source: &ModelSource, name: &str) -> Result<TypedModel> {
+/// Parses a model into the template its plans are made from.
+fn read_model(source: &ModelSource, name: &str) -> Result<Template> {
     // A name no format claims is tried as ONNX: exports may be written under any name.
     let format = source.format().unwrap_or(ModelFormat::ONNX);
     if format == NNEF {
@@ -118,8 +119,7 @@ fn read_model(source: &ModelSource, name: &str) -> Result<TypedModel> {
                     });
                 }
             }
-            let typed = parsed.into_typed().map_err(|e| invalid(name, format!("{e:#}")))?;
-            typed.into_decluttered().map_err(|e| invalid(name, format!("{e:#}")))
+            Template::from_onnx(parsed, source, name)
         }
         f if f == NNEF => {
             let nnef = tract_nnef::nnef().with_onnx();
@@ -127,6 +127,7 @@ fn read_model(source: &ModelSource, name: &str) -> Result<TypedModel> {
                 ModelSource::Path(path) => nnef.model_for_path(path),
                 ModelSource::Memory { bytes, .. } => nnef.model_for_read(&mut &bytes[..]),
             }
+            .map(Template::Typed)
             .map_err(|e| invalid(name, format!("{e:#}")))
         }
         other => Err(Error::UnsupportedFormat {
@@ -137,20 +138,137 @@ fn read_model(source: &ModelSource, name: &str) -> Result<TypedModel> {
     }
 }
 
+/// What every plan of a model is made from.
+enum Template {
+    /// A decluttered graph whose dynamic dimensions, if any, are symbols: a plan substitutes
+    /// their values.
+    Typed(TypedModel),
+    /// A graph tract can type only once its inputs' shapes are known (a dimension without a
+    /// name feeding a `Concat` that must unify it, a shape computed from an input's shape
+    /// whose rank analysis cannot see): each plan is typed from the actual shapes of a call.
+    Concrete(InferenceModel),
+}
+
+impl Template {
+    /// Types an ONNX graph: as it is; else with a fresh symbol for every dimension the file
+    /// leaves unnamed (`?`, empty), which ONNX does not tie to any other; else left for each
+    /// call's shapes to type.
+    fn from_onnx(parsed: InferenceModel, source: &ModelSource, name: &str) -> Result<Template> {
+        let typed = |model: InferenceModel| -> TractResult<TypedModel> {
+            model.into_typed()?.into_decluttered()
+        };
+        let first = match typed(parsed.clone()) {
+            Ok(model) => return Ok(Template::Typed(model)),
+            Err(e) => e,
+        };
+        if let Some(named) = name_unknown_dims(&parsed).map_err(|e| invalid(name, e))?
+            && let Ok(model) = typed(named)
+        {
+            return Ok(Template::Typed(model));
+        }
+        // Typing needs the inputs' actual shapes: the graph must state every input's type
+        // and rank for calls to be checked and plans to be made.
+        for (ix, outlet) in parsed.input_outlets().map_err(|e| invalid(name, e))?.iter().enumerate()
+        {
+            let fact = parsed.outlet_fact(*outlet).map_err(|e| invalid(name, e))?;
+            if fact.datum_type.concretize().is_none() || fact.shape.is_open() {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "{first:#} (input {ix} `{}` has no stated type and rank, so tract \
+                         cannot type the graph even from a call's shapes)",
+                        parsed.node(outlet.node).name
+                    ),
+                ));
+            }
+        }
+        // tract reads no output types from the file, and analysis without the inputs' sizes
+        // may stop before an output: the types the file declares fill the gaps.
+        let mut graph = parsed;
+        let mut analysed = graph.clone();
+        let _ = analysed.analyse(true);
+        let mut declared: Option<Vec<Option<DatumType>>> = None;
+        let outlets = graph.output_outlets().map_err(|e| invalid(name, e))?.to_vec();
+        for (ix, outlet) in outlets.into_iter().enumerate() {
+            let fact = analysed.outlet_fact(outlet).map_err(|e| invalid(name, e))?;
+            if fact.datum_type.concretize().is_some() {
+                graph.set_outlet_fact(outlet, fact.clone()).map_err(|e| invalid(name, e))?;
+                continue;
+            }
+            let declared = declared.get_or_insert_with(|| declared_output_types(source));
+            if let Some(Some(dt)) = declared.get(ix) {
+                let fact = fact.clone().with_datum_type(*dt);
+                graph.set_outlet_fact(outlet, fact).map_err(|e| invalid(name, e))?;
+            }
+        }
+        Ok(Template::Concrete(graph))
+    }
+}
+
+/// The element types an ONNX file declares for its graph's outputs (`None` where it declares
+/// none, or when the file cannot be read again).
+fn declared_output_types(source: &ModelSource) -> Vec<Option<DatumType>> {
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::type_proto::Value;
+    let onnx = tract_onnx::onnx();
+    let proto = match source {
+        ModelSource::Path(path) => onnx.proto_model_for_path(path),
+        ModelSource::Memory { bytes, .. } => onnx.proto_model_for_read(&mut &bytes[..]),
+    };
+    let Some(graph) = proto.ok().and_then(|p| p.graph) else { return Vec::new() };
+    graph
+        .output
+        .iter()
+        .map(|output| {
+            let Value::TensorType(t) = output.r#type.as_ref()?.value.as_ref()?;
+            DatumType::try_from(DataType::try_from(t.elem_type).ok()?).ok()
+        })
+        .collect()
+}
+
+/// The graph with a fresh symbol on every input dimension the file leaves unknown, or `None`
+/// when it has none.
+fn name_unknown_dims(parsed: &InferenceModel) -> TractResult<Option<InferenceModel>> {
+    let mut model = parsed.clone();
+    let mut renamed = false;
+    for (ix, outlet) in parsed.input_outlets()?.iter().enumerate() {
+        let fact = parsed.outlet_fact(*outlet)?;
+        if fact.shape.is_open() {
+            continue;
+        }
+        let dims: TVec<DimFact> = fact
+            .shape
+            .dims()
+            .map(|d| match d.concretize() {
+                Some(dim) => DimFact::from(dim),
+                None => {
+                    renamed = true;
+                    DimFact::from(TDim::Sym(model.symbols.new_with_prefix("unnamed")))
+                }
+            })
+            .collect();
+        let mut fact = fact.clone();
+        fact.shape = ShapeFactoid::closed(dims);
+        model.set_input_fact(ix, fact)?;
+    }
+    Ok(renamed.then_some(model))
+}
+
 type Plan = Arc<TypedSimplePlan>;
 
-/// Values of the model's input symbols, in [`TractModel::symbols`] order; empty for models
-/// with fixed shapes, and for models whose dynamic dimensions are expressions tract resolves
-/// at run time (those run one generic plan).
+/// What tells one plan from another: the values of the model's input symbols, in
+/// [`TractModel::symbols`] order (empty for fixed shapes, and for models whose dynamic
+/// dimensions are expressions tract resolves at run time: those run one generic plan); for a
+/// [`Template::Concrete`] model, every input's shape, each prefixed by its rank.
 type PlanKey = Vec<i64>;
 
 struct TractModel {
     name: String,
-    /// Decluttered graph, symbols unresolved: the template every plan is specialised from.
-    typed: TypedModel,
+    /// The graph every plan is specialised from.
+    template: Template,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
-    /// Each input symbol with the (input, axis) positions that carry it.
+    /// Each input symbol with the (input, axis) positions that carry it ([`Template::Typed`]).
     symbols: Vec<(Symbol, Vec<(usize, usize)>)>,
     optimize: bool,
     max_plans: usize,
@@ -160,76 +278,122 @@ struct TractModel {
     plans: Mutex<Vec<(PlanKey, Plan)>>,
 }
 
+/// A dimension of a model's input or output as thrum states it: fixed sizes refused when
+/// negative (never wrapped), anything else named by tract's expression.
+fn spec_dim(dim: &TDim, model: &str, what: impl Fn() -> String) -> Result<Dim> {
+    match dim.to_i64() {
+        Ok(n) => usize::try_from(n)
+            .map(Dim::Fixed)
+            .map_err(|_| invalid(model, format!("{} has dimension {n}", what()))),
+        Err(_) => Ok(Dim::named(dim.to_string())),
+    }
+}
+
+fn spec_dtype(dt: DatumType, model: &str, what: impl Fn() -> String) -> Result<thrum_core::DType> {
+    convert::dtype(dt).ok_or_else(|| {
+        invalid(model, format!("{} has tract type {dt:?}, which thrum cannot feed", what()))
+    })
+}
+
+/// The spec of an input or output of a graph tract has not typed: a type it does not state is
+/// an error; a rank it does not state, or a size, is a dynamic dimension.
+fn inference_spec(
+    spec_name: String,
+    fact: &InferenceFact,
+    model: &str,
+    what: impl Fn() -> String,
+) -> Result<TensorSpec> {
+    let dt = fact
+        .datum_type
+        .concretize()
+        .ok_or_else(|| invalid(model, format!("{} has no stated element type", what())))?;
+    let dtype = spec_dtype(dt, model, &what)?;
+    let shape = fact
+        .shape
+        .dims()
+        .enumerate()
+        .map(|(axis, d)| match d.concretize() {
+            Some(dim) => spec_dim(&dim, model, &what),
+            None => Ok(Dim::named(format!("{}_{axis}", spec_name))),
+        })
+        .collect::<Result<Vec<Dim>>>()?;
+    Ok(TensorSpec::new(spec_name, dtype, shape))
+}
+
 impl TractModel {
     fn new(
         name: String,
-        typed: TypedModel,
+        template: Template,
         options: &Options,
         tract: &TractOptions,
     ) -> Result<TractModel> {
         let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
         let mut symbols: Vec<(Symbol, Vec<(usize, usize)>)> = Vec::new();
-        let mut resolvable = true;
-        for (ix, outlet) in typed.input_outlets().map_err(|e| invalid(&name, e))?.iter().enumerate()
-        {
-            let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
-            let dtype = convert::dtype(fact.datum_type).ok_or_else(|| {
-                invalid(
-                    &name,
-                    format!(
-                        "input {ix} has tract type {:?}, which thrum cannot feed",
-                        fact.datum_type
-                    ),
-                )
-            })?;
-            let mut shape = Vec::new();
-            for (axis, dim) in fact.shape.iter().enumerate() {
-                if let Ok(n) = dim.to_i64() {
-                    // A negative size in the file is no size at all: refused, never wrapped.
-                    let n = usize::try_from(n).map_err(|_| {
-                        invalid(&name, format!("input {ix} has dimension {n} on axis {axis}"))
-                    })?;
-                    shape.push(Dim::Fixed(n));
-                    continue;
+        match &template {
+            Template::Typed(typed) => {
+                let mut resolvable = true;
+                let outlets = typed.input_outlets().map_err(|e| invalid(&name, e))?;
+                for (ix, outlet) in outlets.iter().enumerate() {
+                    let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
+                    let dtype = spec_dtype(fact.datum_type, &name, || format!("input {ix}"))?;
+                    let mut shape = Vec::new();
+                    for (axis, dim) in fact.shape.iter().enumerate() {
+                        shape.push(spec_dim(dim, &name, || format!("input {ix} on axis {axis}"))?);
+                        if dim.to_i64().is_ok() {
+                            continue;
+                        }
+                        match dim {
+                            TDim::Sym(sym) => match symbols.iter_mut().find(|(s, _)| s == sym) {
+                                Some((_, at)) => at.push((ix, axis)),
+                                None => symbols.push((sym.clone(), vec![(ix, axis)])),
+                            },
+                            _ => resolvable = false,
+                        }
+                    }
+                    let input_name = typed.node(outlet.node).name.clone();
+                    inputs.push(TensorSpec::new(input_name, dtype, shape));
                 }
-                shape.push(Dim::named(dim.to_string()));
-                match dim {
-                    TDim::Sym(sym) => match symbols.iter_mut().find(|(s, _)| s == sym) {
-                        Some((_, at)) => at.push((ix, axis)),
-                        None => symbols.push((sym.clone(), vec![(ix, axis)])),
-                    },
-                    _ => resolvable = false,
+                if !resolvable {
+                    symbols.clear();
+                }
+                for outlet in typed.output_outlets().map_err(|e| invalid(&name, e))? {
+                    let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
+                    let label = typed.outlet_label(*outlet).map(str::to_string);
+                    let out = label.unwrap_or_else(|| typed.node(outlet.node).name.clone());
+                    let what = || format!("output `{out}`");
+                    let dtype = spec_dtype(fact.datum_type, &name, what)?;
+                    let shape = fact
+                        .shape
+                        .iter()
+                        .map(|d| spec_dim(d, &name, what))
+                        .collect::<Result<Vec<Dim>>>()?;
+                    outputs.push(TensorSpec::new(out, dtype, shape));
                 }
             }
-            inputs.push(TensorSpec::new(typed.node(outlet.node).name.clone(), dtype, shape));
-        }
-        if !resolvable {
-            symbols.clear();
-        }
-        let mut outputs = Vec::new();
-        for outlet in typed.output_outlets().map_err(|e| invalid(&name, e))? {
-            let fact = typed.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
-            let label = typed.outlet_label(*outlet).map(str::to_string);
-            let out_name = label.unwrap_or_else(|| typed.node(outlet.node).name.clone());
-            let dtype = convert::dtype(fact.datum_type).ok_or_else(|| {
-                invalid(&name, format!("output `{out_name}` has tract type {:?}", fact.datum_type))
-            })?;
-            let shape = fact
-                .shape
-                .iter()
-                .map(|d| match d.to_i64() {
-                    Ok(n) => usize::try_from(n).map(Dim::Fixed).map_err(|_| {
-                        invalid(&name, format!("output `{out_name}` has dimension {n}"))
-                    }),
-                    Err(_) => Ok(Dim::named(d.to_string())),
-                })
-                .collect::<Result<Vec<Dim>>>()?;
-            outputs.push(TensorSpec::new(out_name, dtype, shape));
+            Template::Concrete(graph) => {
+                // Types and ranks were checked by `Template::from_onnx`; unknown sizes are
+                // named as ONNX Runtime names them, each free.
+                let outlets = graph.input_outlets().map_err(|e| invalid(&name, e))?;
+                for (ix, outlet) in outlets.iter().enumerate() {
+                    let fact = graph.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
+                    let spec_name = graph.node(outlet.node).name.clone();
+                    inputs.push(inference_spec(spec_name, fact, &name, || format!("input {ix}"))?);
+                }
+                // Output types come from analysis or the file (`Template::from_onnx`).
+                for outlet in graph.output_outlets().map_err(|e| invalid(&name, e))? {
+                    let fact = graph.outlet_fact(*outlet).map_err(|e| invalid(&name, e))?;
+                    let label = graph.outlet_label(*outlet).map(str::to_string);
+                    let out = label.unwrap_or_else(|| graph.node(outlet.node).name.clone());
+                    let what = || format!("output `{out}`");
+                    outputs.push(inference_spec(out.clone(), fact, &name, what)?);
+                }
+            }
         }
         let intra = options.intra_op_threads.unwrap_or(1);
         let model = TractModel {
             name,
-            typed,
+            template,
             inputs,
             outputs,
             symbols,
@@ -241,7 +405,10 @@ impl TractModel {
         };
         // Fixed-shape models get their one plan now, so load errors surface at load and the
         // first inference is not a compilation.
-        if model.symbols.is_empty() && model.typed.symbols.all_symbols().is_empty() {
+        if let Template::Typed(typed) = &model.template
+            && model.symbols.is_empty()
+            && typed.symbols.all_symbols().is_empty()
+        {
             model.plan(&[])?;
         }
         Ok(model)
@@ -254,6 +421,15 @@ impl TractModel {
     }
 
     fn key(&self, inputs: &[Tensor]) -> PlanKey {
+        if let Template::Concrete(_) = self.template {
+            return inputs
+                .iter()
+                .flat_map(|t| {
+                    std::iter::once(t.shape().len() as i64)
+                        .chain(t.shape().iter().map(|&d| d as i64))
+                })
+                .collect();
+        }
         self.symbols
             .iter()
             .map(|(_, at)| at.first().map_or(0, |&(ix, axis)| dim(inputs, ix, axis)))
@@ -262,6 +438,22 @@ impl TractModel {
 
     /// Whether `key` is the key of `inputs`, without building one (the per-call path).
     fn key_matches(&self, key: &[i64], inputs: &[Tensor]) -> bool {
+        if let Template::Concrete(_) = self.template {
+            let mut rest = key;
+            for t in inputs {
+                let shape = t.shape();
+                let Some((&rank, tail)) = rest.split_first() else { return false };
+                if rank != shape.len() as i64 || tail.len() < shape.len() {
+                    return false;
+                }
+                let (dims, tail) = tail.split_at(shape.len());
+                if dims.iter().zip(shape).any(|(&k, &d)| k != d as i64) {
+                    return false;
+                }
+                rest = tail;
+            }
+            return rest.is_empty();
+        }
         self.symbols.iter().zip(key).all(|((_, at), &value)| {
             at.first().is_none_or(|&(ix, axis)| dim(inputs, ix, axis) == value)
         })
@@ -293,16 +485,32 @@ impl TractModel {
                 format!("preparing a plan for {}: {e:#}", self.describe_key(key)),
             )
         };
-        let mut model = self.typed.clone();
-        if !key.is_empty() {
-            let subs: HashMap<Symbol, TDim> = self
-                .symbols
-                .iter()
-                .zip(key)
-                .map(|((s, _), &v)| (s.clone(), TDim::Val(v)))
-                .collect();
-            model = model.set_symbols(&subs).map_err(fail)?;
-        }
+        let mut model = match &self.template {
+            Template::Typed(typed) if key.is_empty() => typed.clone(),
+            Template::Typed(typed) => {
+                let subs: HashMap<Symbol, TDim> = self
+                    .symbols
+                    .iter()
+                    .zip(key)
+                    .map(|((s, _), &v)| (s.clone(), TDim::Val(v)))
+                    .collect();
+                typed.clone().set_symbols(&subs).map_err(fail)?
+            }
+            Template::Concrete(graph) => {
+                let mut graph = graph.clone();
+                let mut rest = key;
+                for (ix, spec) in self.inputs.iter().enumerate() {
+                    let (&rank, tail) = rest.split_first().unwrap_or((&0, &[]));
+                    let rank = usize::try_from(rank).unwrap_or(0).min(tail.len());
+                    let (dims, tail) = tail.split_at(rank);
+                    let shape: TVec<usize> = dims.iter().map(|&d| d as usize).collect();
+                    let dt = convert::datum_type(spec.dtype);
+                    graph.set_input_fact(ix, InferenceFact::dt_shape(dt, shape)).map_err(fail)?;
+                    rest = tail;
+                }
+                graph.into_typed().and_then(|m| m.into_decluttered()).map_err(fail)?
+            }
+        };
         if self.optimize {
             model = model.into_optimized().map_err(fail)?;
         }
@@ -313,6 +521,18 @@ impl TractModel {
     fn describe_key(&self, key: &[i64]) -> String {
         if key.is_empty() {
             return "the model's shapes".into();
+        }
+        if let Template::Concrete(_) = self.template {
+            let mut parts = Vec::new();
+            let mut rest = key;
+            for spec in &self.inputs {
+                let (&rank, tail) = rest.split_first().unwrap_or((&0, &[]));
+                let rank = usize::try_from(rank).unwrap_or(0).min(tail.len());
+                let (dims, tail) = tail.split_at(rank);
+                parts.push(format!("{} {dims:?}", spec.name));
+                rest = tail;
+            }
+            return parts.join(", ");
         }
         let parts: Vec<String> =
             self.symbols.iter().zip(key).map(|((s, _), v)| format!("{s}={v}")).collect();

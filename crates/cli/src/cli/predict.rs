@@ -38,6 +38,11 @@ pub struct PredictArgs {
     #[arg(long = "image", value_name = "FILE", conflicts_with_all = ["inputs", "texts"])]
     images: Vec<PathBuf>,
 
+    /// A file whose content type to identify with zoo:magika (Google's Magika: 214 types from
+    /// the file's first and last KiB). Repeat for several files (one batch).
+    #[arg(long = "file", value_name = "FILE", conflicts_with_all = ["inputs", "texts", "images"])]
+    files: Vec<PathBuf>,
+
     /// Classes printed per image.
     #[arg(long = "top-k", value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
@@ -88,6 +93,7 @@ pub struct PredictPlan {
     inputs: Inputs,
     texts: Vec<String>,
     images: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     top_k: usize,
     labels: Option<PathBuf>,
     output: Option<OutputTarget>,
@@ -113,6 +119,18 @@ impl PredictPlan {
         if !args.images.is_empty() && args.output.is_some() {
             anyhow::bail!("--output saves tensors; with --image use --json to keep the classes");
         }
+        if !args.files.is_empty() && model.content_type_dir().is_none() {
+            anyhow::bail!(
+                "--file needs a content-type model, zoo:{}; `{}` is not one",
+                thrum::zoo::pretrained::MAGIKA.name,
+                args.model_path
+            );
+        }
+        if !args.files.is_empty() && args.output.is_some() {
+            anyhow::bail!(
+                "--output saves tensors; with --file use --json to keep the content types"
+            );
+        }
         let output = args.output.map(output_target);
         Ok(PredictPlan {
             engine,
@@ -122,6 +140,7 @@ impl PredictPlan {
             inputs,
             texts: args.texts,
             images: args.images,
+            files: args.files,
             top_k: args.top_k as usize,
             labels: args.labels,
             output,
@@ -144,6 +163,9 @@ impl PredictPlan {
         }
         if !self.images.is_empty() {
             return self.classify(&model, load_time);
+        }
+        if let Some(dir) = self.model.content_type_dir().filter(|_| !self.files.is_empty()) {
+            return self.identify(&model, &dir, load_time);
         }
         let (inputs, described) = self.read_inputs(&model)?;
         let mut predictor = model.predictor()?;
@@ -227,6 +249,48 @@ impl PredictPlan {
                 .iter()
                 .zip(classes)
                 .map(|(path, classes)| ImageReport { image: path.display().to_string(), classes })
+                .collect(),
+        };
+        if self.json { report::print_json(&report) } else { report.print() }
+    }
+
+    /// `--file`: each file's content type (the files the model needs, in one batch).
+    fn identify(
+        &self,
+        model: &Model,
+        dir: &std::path::Path,
+        load_time: Duration,
+    ) -> anyhow::Result<()> {
+        let magika = thrum::magika::Magika::from_dir(dir)?;
+        let translator = thrum::magika::ContentTypeTranslator::new(magika.clone());
+        translator.check_model(model)?;
+        let start = Instant::now();
+        let samples = self
+            .files
+            .iter()
+            .map(|path| magika.sample_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let read_time = start.elapsed();
+        let mut predictor = model.predictor_with(translator)?;
+        let mut ran = 0;
+        let types = thrum::magika::identify(&magika, &samples, |tokens| {
+            ran = tokens.len();
+            predictor.batch_predict(tokens)
+        })?;
+        let stages = predictor.last_timings();
+        let report = IdentifyReport {
+            model: model.name().to_string(),
+            model_path: self.model_path.clone(),
+            engine: model.engine().to_string(),
+            load_ms: ms(load_time),
+            read_ms: ms(read_time),
+            inference_ms: ms(stages.inference),
+            model_files: ran,
+            files: self
+                .files
+                .iter()
+                .zip(types)
+                .map(|(path, result)| FileReport { path: path.display().to_string(), result })
                 .collect(),
         };
         if self.json { report::print_json(&report) } else { report.print() }
@@ -492,6 +556,54 @@ impl ClassifyReport {
                 let label = c.label.as_deref().unwrap_or("-");
                 writeln!(out, "  {:>6.2} %  {:>4}  {label}", 100.0 * c.probability, c.index)?;
             }
+        }
+        Ok(())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct IdentifyReport {
+    model: String,
+    model_path: String,
+    engine: String,
+    load_ms: f64,
+    read_ms: f64,
+    inference_ms: f64,
+    /// Files the model ran on (the others were empty or too short).
+    model_files: usize,
+    files: Vec<FileReport>,
+}
+
+#[derive(serde::Serialize)]
+struct FileReport {
+    path: String,
+    result: thrum::magika::ContentType,
+}
+
+impl IdentifyReport {
+    fn print(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        write_model_line(&mut out, &self.model, &self.model_path, &self.engine, self.load_ms)?;
+        writeln!(
+            out,
+            "stages     read {:.3} ms, inference {:.3} ms ({} of {} files needed the model, one batch)",
+            self.read_ms,
+            self.inference_ms,
+            self.model_files,
+            self.files.len()
+        )?;
+        for file in &self.files {
+            let r = &file.result;
+            let note = match r.overwrite_reason {
+                thrum::magika::OverwriteReason::None => String::new(),
+                _ => format!("  (model: {} {:.3})", r.dl.label, r.score),
+            };
+            writeln!(
+                out,
+                "{}: {} ({}, {}) {:.3}{note}",
+                file.path, r.output.label, r.output.group, r.output.mime_type, r.score
+            )?;
         }
         Ok(())
     }

@@ -1,0 +1,277 @@
+//! Google's Magika (`thrum zoo install magika`) through `thrum predict --file`, checked against
+//! the Python `magika` package on a corpus of real files; and tract on the real ONNX models
+//! from registry packages that it could not load before it typed graphs from a call's shapes,
+//! checked against ONNX Runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{thrum, venv_python};
+use thrum_testkit::require_engine;
+
+const MODEL: &str = "zoo:magika";
+
+fn testdata() -> PathBuf {
+    thrum::config::thrum_home().join("testdata")
+}
+
+/// The installed model; missing is a failure (the test command installs it).
+fn require_model() {
+    let model = thrum::zoo::find_pretrained("magika").unwrap();
+    assert!(
+        model.is_installed(),
+        "{MODEL} is not installed in {}: run `thrum zoo install magika` (the README's test \
+         command does)",
+        model.package.home().display()
+    );
+}
+
+/// A file of the test data; missing is a failure.
+fn data_file(path: &str) -> PathBuf {
+    let path = testdata().join(path);
+    assert!(
+        path.exists(),
+        "{} missing: run `bash scripts/install-test-data.sh` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// The corpus scripts/magika_corpus.py wrote, in name order.
+fn corpus() -> Vec<PathBuf> {
+    let dir = data_file("files");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with('.'))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "{} holds {} files", dir.display(), files.len());
+    files
+}
+
+fn failure(cmd: &mut assert_cmd::Command) -> String {
+    let out = cmd.assert().failure().get_output().stderr.clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `thrum predict -p zoo:magika --file …` on `engine`, as JSON.
+fn identify(engine: &str, files: &[PathBuf]) -> serde_json::Value {
+    let mut cmd = thrum();
+    cmd.args(["predict", "-e", engine, "-p", MODEL, "--json"]);
+    for f in files {
+        cmd.arg("--file").arg(f);
+    }
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// The Python package's answers (scripts/magika_reference.py).
+fn python_magika(files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/magika_reference.py");
+    let out = std::process::Command::new(venv_python("venv-image"))
+        .arg(script)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+/// The issue's acceptance: the same label as the Python package on every file of a corpus of
+/// ~30 types (source code, JSON, Markdown, HTML, PNG, JPEG, GIF, TIFF, WebP, BMP, PDF, ZIP,
+/// tar, gzip, bzip2, xz, ELF, SQLite, npy, pickle, plist, ONNX, CSV, shell, random bytes,
+/// empty, 1 byte, short and whitespace-padded files), on ONNX Runtime and on tract; the
+/// model's own label too, and its score within 1e-4.
+#[test]
+fn content_types_equal_the_python_packages_on_a_corpus_of_real_files() {
+    require_model();
+    require_engine!("ort");
+    let files = corpus();
+    let theirs = python_magika(&files);
+    assert_eq!(theirs[0]["version"], "1.0.3");
+    let labels: Vec<&str> = theirs.iter().map(|r| r["output"].as_str().unwrap()).collect();
+    for must in ["python", "json", "html", "png", "pdf", "zip", "elf", "empty", "txt", "unknown"] {
+        assert!(labels.contains(&must), "the corpus has no `{must}` file: {labels:?}");
+    }
+    for engine in ["ort", "tract"] {
+        let ours = identify(engine, &files);
+        let ours = ours["files"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        for (o, t) in ours.iter().zip(&theirs) {
+            let r = &o["result"];
+            let what = format!("{engine}: {}", t["path"]);
+            assert_eq!(r["output"]["label"], t["output"], "{what}");
+            assert_eq!(r["dl"]["label"], t["dl"], "{what}");
+            assert_eq!(r["output"]["group"], t["group"], "{what}");
+            assert_eq!(r["output"]["mime_type"], t["mime_type"], "{what}");
+            let (a, b) = (r["score"].as_f64().unwrap(), t["score"].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-4, "{what}: score {a} vs {b}");
+        }
+    }
+}
+
+/// Files that are not there, directories, a model that is not Magika, an engine that does not
+/// read ONNX, a model not installed: each an error that says which, never a panic.
+#[test]
+fn bad_files_and_wrong_models_are_refused_with_the_reason() {
+    require_model();
+    let refused = |cmd: &mut assert_cmd::Command, says: &str| {
+        let err = failure(cmd);
+        assert!(err.contains(says), "the error should say `{says}`: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pdf");
+    refused(thrum().args(["predict", "-p", MODEL, "--file"]).arg(&missing), "missing.pdf");
+    refused(thrum().args(["predict", "-p", MODEL, "--file"]).arg(dir.path()), "a regular file");
+    refused(
+        thrum().args(["predict", "-p", "zoo:mlp", "--file", "x.pdf"]),
+        "--file needs a content-type model, zoo:magika",
+    );
+    refused(
+        thrum().args(["predict", "-e", "mxnet", "-p", MODEL, "--file", "x.pdf"]),
+        "ships as an ONNX model",
+    );
+    refused(
+        thrum().args(["zoo", "export", "magika", "-o"]).arg(dir.path().join("m.pt")),
+        "ships as the ONNX file",
+    );
+    let home = tempfile::tempdir().unwrap();
+    refused(
+        thrum().env("THRUM_HOME", home.path()).args(["predict", "-p", MODEL, "--file", "x.pdf"]),
+        "thrum zoo install magika",
+    );
+}
+
+/// `zoo list` names the package and its licence.
+#[test]
+fn zoo_list_names_magikas_package_and_licence() {
+    let out =
+        thrum().args(["zoo", "list", "--json"]).assert().success().get_output().stdout.clone();
+    let list: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let model =
+        list["pretrained"].as_array().unwrap().iter().find(|m| m["name"] == "magika").unwrap();
+    assert_eq!(model["package"], "magika==1.0.3");
+    assert!(model["licence"].as_str().unwrap().starts_with("Apache-2.0"));
+}
+
+/// Writes `tensor` as .npy into `dir`; its path.
+fn npy(dir: &Path, name: &str, tensor: &thrum::Tensor) -> PathBuf {
+    let path = dir.join(format!("{name}.npy"));
+    common::io::write_npy(&path, tensor).unwrap();
+    path
+}
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i + seed) * 7919) % 1000) as f32 / 1000.0).collect()
+}
+
+/// Every output of `model` on `inputs` (NAME=FILE) by `engine`, read back.
+fn run(engine: &str, model: &Path, inputs: &[(String, PathBuf)], out: &Path) -> Vec<thrum::Tensor> {
+    let mut cmd = thrum();
+    cmd.args(["predict", "-e", engine, "--intra-op-threads", "1", "-p"]).arg(model);
+    for (name, path) in inputs {
+        cmd.arg("--input").arg(format!("{name}={}", path.display()));
+    }
+    std::fs::create_dir_all(out).unwrap();
+    cmd.arg("-o").arg(out).assert().success();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.iter().map(|f| common::io::read_npy(f).unwrap()).collect()
+}
+
+/// tract, the embedded default, loads the real ONNX models from registry packages that it
+/// refused before (PaddleOCR's classifier and recogniser: unnamed dimensions, now fresh
+/// symbols; PaddleOCR's detector: dimensions it cannot unify in a `Concat`, and Magika: a
+/// `BroadcastTo` of variable rank, both now typed from each call's shapes; Silero VAD's
+/// `If`-free model), and each agrees with ONNX Runtime within 1e-4. The standard Silero VAD
+/// model is the one tract cannot run: its `If` on the sample rate has branches of different
+/// ranks, and tract types both; the error says so.
+#[test]
+fn tract_runs_the_real_onnx_models_it_could_not_load_and_agrees_with_onnx_runtime() {
+    require_engine!("ort");
+    require_model();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let image = |h: usize, w_: usize, seed| {
+        thrum::Tensor::from_vec(vec![1, 3, h, w_], values(3 * h * w_, seed)).unwrap()
+    };
+    let tokens: Vec<i32> = (0..2048).map(|i| if i < 1500 { i * 37 % 256 } else { 256 }).collect();
+    let magika = thrum::zoo::find_pretrained("magika").unwrap().onnx_file().unwrap();
+    let cases: Vec<(PathBuf, Vec<(String, PathBuf)>)> = vec![
+        (
+            data_file("rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+            vec![("x".into(), npy(w, "cls", &image(48, 192, 1)))],
+        ),
+        (
+            data_file("rapidocr/ch_PP-OCRv4_rec_infer.onnx"),
+            vec![("x".into(), npy(w, "rec", &image(48, 320, 2)))],
+        ),
+        (
+            data_file("rapidocr/ch_PP-OCRv4_det_infer.onnx"),
+            vec![("x".into(), npy(w, "det", &image(160, 224, 3)))],
+        ),
+        (
+            magika,
+            vec![(
+                "bytes".into(),
+                npy(w, "bytes", &thrum::Tensor::from_vec(vec![1, 2048], tokens).unwrap()),
+            )],
+        ),
+        (
+            data_file("silero-vad/silero_vad_op18_ifless.onnx"),
+            vec![
+                (
+                    "input".into(),
+                    npy(
+                        w,
+                        "input",
+                        &thrum::Tensor::from_vec(vec![1, 512], values(512, 4)).unwrap(),
+                    ),
+                ),
+                (
+                    "state".into(),
+                    npy(
+                        w,
+                        "state",
+                        &thrum::Tensor::from_vec(vec![2, 1, 128], vec![0f32; 256]).unwrap(),
+                    ),
+                ),
+                (
+                    "sr".into(),
+                    npy(w, "sr", &thrum::Tensor::from_vec(vec![], vec![16000i64]).unwrap()),
+                ),
+            ],
+        ),
+    ];
+    for (k, (model, inputs)) in cases.iter().enumerate() {
+        let ours = run("tract", model, inputs, &w.join(format!("tract{k}")));
+        let theirs = run("ort", model, inputs, &w.join(format!("ort{k}")));
+        assert_eq!(ours.len(), theirs.len(), "{}", model.display());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a.shape(), b.shape(), "{}", model.display());
+            let diff = a
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .zip(b.as_slice::<f32>().unwrap())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{}: tract vs ONNX Runtime differ by {diff}", model.display());
+        }
+    }
+    // The standard Silero VAD model: refused with tract's reason, which names the `If`.
+    let model = data_file("silero-vad/silero_vad.onnx");
+    let mut cmd = thrum();
+    cmd.args(["predict", "-e", "tract", "-p"]).arg(&model);
+    for (name, path) in &cases[4].1 {
+        cmd.arg("--input").arg(format!("{name}={}", path.display()));
+    }
+    let err = failure(&mut cmd);
+    assert!(err.contains("If"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
