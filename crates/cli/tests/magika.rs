@@ -275,3 +275,71 @@ fn tract_runs_the_real_onnx_models_it_could_not_load_and_agrees_with_onnx_runtim
     assert!(err.contains("If"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// POSTs `body` to `url`; the status and the JSON answer.
+fn post(url: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.post(url).send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{url}: not JSON: {text}")))
+}
+
+/// Magika served three ways, each answering what the Python package answers:
+/// TorchServe's `/predictions/magika` with each file as the body (concurrently, so requests
+/// batch) → Magika's answer, the same output label, model label and score as the Python
+/// package's on every file of the corpus; and the Python `tritonclient`'s v2 BYTES input of
+/// the files over HTTP (binary) and gRPC with `class_count=1` → the model's label for every
+/// file the package runs its model on. A body that is too big for the server is refused.
+#[test]
+fn served_magika_answers_torchserve_and_tritonclient_as_the_python_package_does() {
+    require_model();
+    let files = corpus();
+    let theirs = python_magika(&files);
+    let server =
+        common::serve(&["-p", MODEL, "--max-batch-size", "32", "--max-queue-delay-us", "20000"]);
+    let url = format!("http://{}/predictions/magika", server.http);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|file| {
+                let (url, body) = (url.clone(), std::fs::read(file).unwrap());
+                s.spawn(move || post(&url, &body))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((status, answer), t) in answers.iter().zip(&theirs) {
+        let what = t["path"].to_string();
+        assert_eq!(*status, 200, "{what}: {answer}");
+        assert_eq!(answer["output"]["label"], t["output"], "{what}: {answer}");
+        assert_eq!(answer["dl"]["label"], t["dl"], "{what}: {answer}");
+        let (a, b) = (answer["score"].as_f64().unwrap(), t["score"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4, "{what}: score {a} vs {b}");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/triton_files_check.py");
+    let out = std::process::Command::new(venv_python("venv-serve"))
+        .arg(script)
+        .args([&server.http, &server.grpc, "magika", "target_label"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let triton: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for wire in ["http", "grpc"] {
+        let tops = triton[wire].as_array().unwrap();
+        assert_eq!(tops.len(), files.len(), "{wire}");
+        let mut checked = 0;
+        for (top, t) in tops.iter().zip(&theirs) {
+            if t["dl"] == "undefined" {
+                continue; // decided without the model by the package: v2 gives raw scores
+            }
+            let top = top.as_str().unwrap();
+            let label = top.rsplit(':').next().unwrap();
+            assert_eq!(label, t["dl"].as_str().unwrap(), "{wire} {}: {top}", t["path"]);
+            checked += 1;
+        }
+        assert!(checked >= 20, "{wire}: {checked} files went to the model");
+    }
+}

@@ -21,6 +21,7 @@ fn serve(config: PoolConfig) -> thrum_serve::Background {
         platform: "thrum_tract".into(),
         text: None,
         image: None,
+        content: None,
         pool: ModelPool::start("mlp", model, config).unwrap(),
     }];
     let listen = Listen {

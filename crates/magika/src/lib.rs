@@ -298,6 +298,20 @@ impl Magika {
         if sample.size < c.min_file_size_for_dl as u64 {
             return Features::Decided(Box::new(self.few_bytes(&sample.head)));
         }
+        let tokens = self.tokens(sample);
+        if tokens[c.min_file_size_for_dl - 1] == c.padding_token {
+            // Once stripped, too few bytes for the model to mean anything.
+            return Features::Decided(Box::new(self.few_bytes(&sample.head)));
+        }
+        Features::Tokens(tokens)
+    }
+
+    /// The model's input for a sample, whatever its size: the head stripped on the left, its
+    /// first `beg_size` bytes padded after; the tail stripped on the right, its last
+    /// `end_size` bytes padded before. ([`Magika::features`] decides short files without it;
+    /// a server's v2 input gives the model's raw scores for every file.)
+    pub fn tokens(&self, sample: &Sample) -> Vec<i32> {
+        let c = &self.inner.config;
         let head = {
             let start = sample.head.iter().position(|&b| !is_python_whitespace(b));
             &sample.head[start.unwrap_or(sample.head.len())..]
@@ -306,10 +320,6 @@ impl Magika {
             let end = sample.tail.iter().rposition(|&b| !is_python_whitespace(b));
             &sample.tail[..end.map_or(0, |e| e + 1)]
         };
-        if head.len() < c.min_file_size_for_dl {
-            // Once stripped, too few bytes for the model to mean anything.
-            return Features::Decided(Box::new(self.few_bytes(&sample.head)));
-        }
         let mut tokens = Vec::with_capacity(c.beg_size + c.end_size);
         let beg = &head[..head.len().min(c.beg_size)];
         tokens.extend(beg.iter().map(|&b| i32::from(b)));
@@ -317,7 +327,7 @@ impl Magika {
         let end = &tail[tail.len().saturating_sub(c.end_size)..];
         tokens.extend(std::iter::repeat_n(c.padding_token, c.end_size - end.len()));
         tokens.extend(end.iter().map(|&b| i32::from(b)));
-        Features::Tokens(tokens)
+        tokens
     }
 
     fn decided(&self, label: &str) -> ContentType {

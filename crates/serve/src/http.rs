@@ -591,14 +591,18 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
         return Err(ServeError::bad(format!("input `{name}` is given twice")));
     }
     // An image model also takes encoded images: one BYTES input, decoded and resized here.
-    let inputs = match (&served.image, &request.inputs[..]) {
-        (Some(image), [input]) if input.1.dtype() == thrum_core::DType::Bytes => {
+    // A content-type model (Magika) takes files the same way: their ends become its tokens.
+    let inputs = match (&served.image, &served.content, &request.inputs[..]) {
+        (Some(image), _, [input]) if input.1.dtype() == thrum_core::DType::Bytes => {
             vec![crate::image::decode_batch(served, image, input, request.timeout).await?]
+        }
+        (_, Some(magika), [input]) if input.1.dtype() == thrum_core::DType::Bytes => {
+            vec![crate::content::tokens_batch(served, magika, input)?]
         }
         _ => model.order_named_inputs(request.inputs)?,
     };
     let outputs = served.pool.submit_with_timeout(inputs, request.timeout).await?;
-    let labels = served.image.as_ref().and_then(|i| i.labels.as_deref()).map(Vec::as_slice);
+    let labels = served.labels();
     let picked = match &request.outputs {
         None => model
             .outputs()

@@ -170,7 +170,7 @@ pub fn classify(
 }
 
 /// TorchServe's `{"code", "type", "message"}` for `e`, with `Retry-After` where it applies.
-fn torchserve_error(e: &ServeError) -> Response {
+pub(crate) fn torchserve_error(e: &ServeError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status {
         StatusCode::NOT_FOUND => "ModelNotFoundException",
@@ -213,6 +213,12 @@ pub(crate) async fn predictions(
              (curl -T image.jpg, or --data-binary @image.jpg)",
         ));
     }
+    if let Some(magika) = &served.content {
+        return match crate::content::identify(&state, &served, magika, body).await {
+            Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+            Err(e) => torchserve_error(&e),
+        };
+    }
     match predict(&state, &served, body).await {
         Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
         Err(e) => torchserve_error(&e),
@@ -237,7 +243,8 @@ impl serde::Serialize for Ranked {
 async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Ranked, ServeError> {
     let Some(image) = &served.image else {
         return Err(ServeError::bad(format!(
-            "model `{}` is not an image model: /predictions takes an image as the body",
+            "model `{}` is neither an image model nor a content-type model: /predictions \
+             takes an image or a file as the body",
             served.name
         )));
     };

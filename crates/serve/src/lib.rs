@@ -19,6 +19,7 @@
 //!   place ([`ServeError::http_status`], [`ServeError::grpc_code`]).
 
 pub mod config;
+pub mod content;
 pub mod embed;
 mod error;
 pub mod front;

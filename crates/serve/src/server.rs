@@ -41,12 +41,24 @@ pub struct ServedModel {
     /// For an image model: its pre-processing and class names, which v2 BYTES inputs of
     /// encoded images and TorchServe's `/predictions` use.
     pub image: Option<Arc<crate::image::ImageService>>,
+    /// For a content-type model (Magika): its configuration, which v2 BYTES inputs of files
+    /// and TorchServe's `/predictions` use.
+    pub content: Option<Arc<thrum_magika::Magika>>,
 }
 
 impl ServedModel {
     /// The model.
     pub fn model(&self) -> &Model {
         self.pool.model()
+    }
+
+    /// The names of the model's classes in output order, for Triton's `classification`
+    /// extension (an image model's, or Magika's content types).
+    pub fn labels(&self) -> Option<&[String]> {
+        if let Some(image) = &self.image {
+            return image.labels.as_deref().map(Vec::as_slice);
+        }
+        self.content.as_deref().map(thrum_magika::Magika::labels)
     }
 
     /// The only version served.

@@ -45,6 +45,7 @@ impl Repository for Scripts {
                     platform: "thrum_scripted".into(),
                     text: None,
                     image: None,
+                    content: None,
                     pool: thrum_serve::ModelPool::start(name, model, PoolConfig::new(workers))?,
                 })
             }

@@ -182,33 +182,55 @@ impl Template {
                 ));
             }
         }
-        // tract reads no output types from the file, and analysis without the inputs' sizes
-        // may stop before an output: the types the file declares fill the gaps.
+        // tract reads no output types or shapes from the file, and analysis without the
+        // inputs' sizes may stop before an output: what the file declares fills the gaps (the
+        // specs thrum states; each plan is typed afresh from its call's shapes).
         let mut graph = parsed;
         let mut analysed = graph.clone();
         let _ = analysed.analyse(true);
-        let mut declared: Option<Vec<Option<DatumType>>> = None;
+        let mut declared: Option<Vec<Declared>> = None;
         let outlets = graph.output_outlets().map_err(|e| invalid(name, e))?.to_vec();
         for (ix, outlet) in outlets.into_iter().enumerate() {
-            let fact = analysed.outlet_fact(outlet).map_err(|e| invalid(name, e))?;
-            if fact.datum_type.concretize().is_some() {
-                graph.set_outlet_fact(outlet, fact.clone()).map_err(|e| invalid(name, e))?;
-                continue;
+            let mut fact = analysed.outlet_fact(outlet).map_err(|e| invalid(name, e))?.clone();
+            if fact.datum_type.concretize().is_none() || fact.shape.is_open() {
+                let declared = declared.get_or_insert_with(|| declared_outputs(source));
+                if let Some(d) = declared.get(ix) {
+                    if fact.datum_type.concretize().is_none()
+                        && let Some(dt) = d.dtype
+                    {
+                        fact = fact.with_datum_type(dt);
+                    }
+                    if fact.shape.is_open()
+                        && let Some(dims) = &d.shape
+                    {
+                        let dims: TVec<DimFact> = dims
+                            .iter()
+                            .map(|d| {
+                                d.map_or_else(DimFact::default, |n| DimFact::from(TDim::Val(n)))
+                            })
+                            .collect();
+                        fact.shape = ShapeFactoid::closed(dims);
+                    }
+                }
             }
-            let declared = declared.get_or_insert_with(|| declared_output_types(source));
-            if let Some(Some(dt)) = declared.get(ix) {
-                let fact = fact.clone().with_datum_type(*dt);
-                graph.set_outlet_fact(outlet, fact).map_err(|e| invalid(name, e))?;
-            }
+            graph.set_outlet_fact(outlet, fact).map_err(|e| invalid(name, e))?;
         }
         Ok(Template::Concrete(graph))
     }
 }
 
-/// The element types an ONNX file declares for its graph's outputs (`None` where it declares
-/// none, or when the file cannot be read again).
-fn declared_output_types(source: &ModelSource) -> Vec<Option<DatumType>> {
+/// What an ONNX file declares of one of its graph's outputs.
+struct Declared {
+    dtype: Option<DatumType>,
+    /// Sizes, `None` for a dynamic one; `None` when the file states no shape.
+    shape: Option<Vec<Option<i64>>>,
+}
+
+/// What an ONNX file declares of its graph's outputs (nothing when the file cannot be read
+/// again).
+fn declared_outputs(source: &ModelSource) -> Vec<Declared> {
     use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
     use tract_onnx::pb::type_proto::Value;
     let onnx = tract_onnx::onnx();
     let proto = match source {
@@ -220,8 +242,24 @@ fn declared_output_types(source: &ModelSource) -> Vec<Option<DatumType>> {
         .output
         .iter()
         .map(|output| {
-            let Value::TensorType(t) = output.r#type.as_ref()?.value.as_ref()?;
-            DatumType::try_from(DataType::try_from(t.elem_type).ok()?).ok()
+            let tensor = output.r#type.as_ref().and_then(|t| t.value.as_ref()).map(|v| {
+                let Value::TensorType(t) = v;
+                t
+            });
+            Declared {
+                dtype: tensor
+                    .and_then(|t| DatumType::try_from(DataType::try_from(t.elem_type).ok()?).ok()),
+                shape: tensor.and_then(|t| t.shape.as_ref()).map(|shape| {
+                    shape
+                        .dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(DimValue::DimValue(n)) if n >= 0 => Some(n),
+                            _ => None,
+                        })
+                        .collect()
+                }),
+            }
         })
         .collect()
 }

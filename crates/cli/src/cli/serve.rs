@@ -625,6 +625,15 @@ impl CliRepository {
         } else {
             None
         };
+        // A content-type model (Magika) also takes files (v2 BYTES, TorchServe's /predictions).
+        let content = match model_ref.content_type_dir() {
+            Some(dir) => {
+                let magika = thrum::magika::Magika::from_dir(&dir)?;
+                thrum::magika::ContentTypeTranslator::new(magika.clone()).check_model(&model)?;
+                Some(std::sync::Arc::new(magika))
+            }
+            None => None,
+        };
         tracing::info!(model = %entry.name, engine = engine.name(), workers = entry.pool.workers,
             intra_op_threads = intra, predictor = %entry.pool.predictor, batching = ?entry.pool.batching, "starting");
         let pool = thrum_serve::ModelPool::start(&entry.name, model, entry.pool.clone())?;
@@ -634,6 +643,7 @@ impl CliRepository {
             platform: thrum_serve::platform(engine.name(), source.format().map(|f| f.id)),
             text,
             image,
+            content,
         })
     }
 }

@@ -194,6 +194,7 @@ pub fn served(models: Vec<(&str, Model, PoolConfig)>) -> Vec<ServedModel> {
             platform: "thrum_tract".into(),
             text: None,
             image: None,
+            content: None,
             pool: ModelPool::start(name, model, config).unwrap(),
         })
         .collect()
