@@ -28,8 +28,8 @@ pub mod system;
 pub use error::BenchError;
 pub use memory::{MemoryReport, MemoryStep, memory_report};
 pub use plan::{
-    DEFAULT_WINDOW, ImagePlan, InputPlan, PredictorKind, RunPlan, STABLE_WINDOWS, Stop, TextPlan,
-    Workload, build_inputs, build_workload,
+    DEFAULT_WINDOW, FilePlan, ImagePlan, InputPlan, PredictorKind, RunPlan, STABLE_WINDOWS, Stop,
+    TextPlan, Workload, build_inputs, build_workload,
 };
 pub use plot::plot_sweep;
 pub use report::{BenchReport, SCHEMA, run_benchmark};

@@ -1,11 +1,12 @@
 //! What a benchmark run does: workers, stop condition, predictor mode, inputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use thrum_core::PredictorKind;
 use thrum_core::translator::{Batchifier, Translator};
 use thrum_core::{DType, Model, Tensor};
+use thrum_magika::{ContentTypeTranslator, Magika, Sample};
 use thrum_text::TextEmbedding;
 use thrum_vision::{ImageClassifier, ImageTransform};
 
@@ -129,6 +130,22 @@ pub struct InputPlan {
     /// Real images through the image classifier, instead of tensors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImagePlan>,
+    /// Real files through the content-type translator (Magika), instead of tensors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePlan>,
+}
+
+/// Files to identify with a content-type model (`--file-dir` with zoo:magika): each call
+/// identifies `batch_size` files, the directory's in name order (repeated when it has fewer),
+/// each read once at its two ends as Magika reads them; the stages are tokens
+/// (pre-processing), inference and Magika's output rules (post-processing). Every file goes to
+/// the model, as a v2 request's do.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FilePlan {
+    /// A directory of files of any type.
+    pub dir: PathBuf,
+    /// The installed `magika` package (its configuration).
+    pub model_dir: PathBuf,
 }
 
 /// Images to classify with an image model (`--image-dir`): each call classifies `batch_size`
@@ -169,12 +186,17 @@ pub enum Workload {
     Texts(Box<TextEmbedding>, Vec<String>),
     /// Encoded images, through the image classifier.
     Images(Box<ImageClassifier>, Vec<Vec<u8>>),
+    /// Files' samples, through the content-type translator.
+    Files(Box<ContentTypeTranslator>, Vec<Sample>),
 }
 
 /// The workload `plan` describes for `model`, and the samples per call.
 pub fn build_workload(model: &Model, plan: &InputPlan) -> Result<(Workload, usize), BenchError> {
     if let Some(image) = &plan.image {
         return image_workload(model, image, plan.batch_size.unwrap_or(1));
+    }
+    if let Some(file) = &plan.file {
+        return file_workload(model, file, plan.batch_size.unwrap_or(1));
     }
     let Some(text) = &plan.text else {
         let (tensors, per_call) = build_inputs(model, plan)?;
@@ -200,22 +222,7 @@ fn image_workload(
     image: &ImagePlan,
     batch: usize,
 ) -> Result<(Workload, usize), BenchError> {
-    let unreadable = |e: std::io::Error| thrum_core::Error::read(&image.dir, e);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&image.dir)
-        .map_err(unreadable)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        // Hidden files (`.DS_Store`, stamps) are not images.
-        .filter(|p| {
-            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(BenchError::Config {
-            what: format!("image directory `{}`", image.dir.display()),
-            expected: "at least one image file (JPEG, PNG, GIF or WebP)".into(),
-        });
-    }
+    let paths = list_dir(&image.dir, "image", "at least one image file (JPEG, PNG, GIF or WebP)")?;
     let files = paths
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| thrum_core::Error::read(p, e)))
@@ -232,6 +239,42 @@ fn image_workload(
     let images = files.iter().cycle().take(batch).cloned().collect();
     let translator = ImageClassifier::new(transform, 5, None);
     Ok((Workload::Images(Box::new(translator), images), batch))
+}
+
+/// The files of `dir` in name order, hidden ones (`.DS_Store`, stamps) left out; none is an
+/// error saying what was `expected`.
+fn list_dir(dir: &Path, what: &str, expected: &str) -> Result<Vec<PathBuf>, BenchError> {
+    let unreadable = |e: std::io::Error| thrum_core::Error::read(dir, e);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(BenchError::Config {
+            what: format!("{what} directory `{}`", dir.display()),
+            expected: expected.into(),
+        });
+    }
+    Ok(paths)
+}
+
+fn file_workload(
+    model: &Model,
+    file: &FilePlan,
+    batch: usize,
+) -> Result<(Workload, usize), BenchError> {
+    let paths = list_dir(&file.dir, "file", "at least one file")?;
+    let magika = Magika::from_dir(&file.model_dir)?;
+    let translator = ContentTypeTranslator::new(magika.clone());
+    translator.check_model(model)?;
+    let samples =
+        paths.iter().map(|p| magika.sample_file(p)).collect::<thrum_core::Result<Vec<_>>>()?;
+    let samples = samples.iter().cycle().take(batch).cloned().collect();
+    Ok((Workload::Files(Box::new(translator), samples), batch))
 }
 
 impl Workload {
@@ -251,6 +294,9 @@ impl Workload {
             Workload::Images(translator, images) => {
                 measure_with(model, translator.as_ref(), images, per_call, plan, usable_cores)
             }
+            Workload::Files(translator, samples) => {
+                measure_with(model, translator.as_ref(), samples, per_call, plan, usable_cores)
+            }
         }
     }
 
@@ -269,6 +315,13 @@ impl Workload {
                 let items = images
                     .iter()
                     .map(|i| translator.preprocess(model, i.clone()))
+                    .collect::<thrum_core::Result<Vec<_>>>()?;
+                Ok(Batchifier::Stack.batchify(items)?)
+            }
+            Workload::Files(translator, samples) => {
+                let items = samples
+                    .iter()
+                    .map(|s| translator.preprocess(model, s.clone()))
                     .collect::<thrum_core::Result<Vec<_>>>()?;
                 Ok(Batchifier::Stack.batchify(items)?)
             }

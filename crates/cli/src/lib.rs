@@ -208,7 +208,22 @@ fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Resul
             });
         }
         model.check_installed()?;
-        return Ok(ModelSource::path(file));
+        // Linked under the model's own name, which reports and the server use (the package
+        // calls it `model.onnx`).
+        let dir =
+            config::thrum_home().join("zoo").join(format!("{}-onnx", &model.package.sha256[..16]));
+        let named = dir.join(format!("{name}.onnx"));
+        if !named.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+            // Another process may link it at the same time: either link is the same file.
+            if std::fs::hard_link(&file, &named).is_err() && !named.exists() {
+                // Another file system: a copy, moved into place whole.
+                let part = dir.join(format!("{name}.onnx.{}.part", std::process::id()));
+                std::fs::copy(&file, &part).map_err(|e| Error::write(&part, e))?;
+                std::fs::rename(&part, &named).map_err(|e| Error::write(&named, e))?;
+            }
+        }
+        return Ok(ModelSource::path(named));
     }
     let format = export_format(name, engine)?;
     model.check_installed()?;

@@ -343,3 +343,53 @@ fn served_magika_answers_torchserve_and_tritonclient_as_the_python_package_does(
         assert!(checked >= 20, "{wire}: {checked} files went to the model");
     }
 }
+
+/// `thrum bench --file-dir` measures Magika's whole pipeline on real files (on tract, the
+/// embedded default), and the tuner hands the directory to every child `thrum bench` (a
+/// wrapper records each child's arguments).
+#[test]
+fn bench_and_tune_measure_the_file_pipeline() {
+    require_model();
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    for f in &corpus()[..6] {
+        std::fs::copy(f, files.join(f.file_name().unwrap())).unwrap();
+    }
+    let out = thrum()
+        .args(["bench", "-p", MODEL, "-b", "4", "--duration", "1", "--json", "-", "--file-dir"])
+        .arg(&files)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["results"]["samples"].as_u64().unwrap() % 4, 0, "{report}");
+    assert!(report["results"]["calls"].as_u64().unwrap() > 0, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("preprocess") && text.contains("postprocess"), "{text}");
+    let (wrapper, log) = common::recording_wrapper(dir.path());
+    thrum()
+        .args(["tune", "-p", MODEL, "-e", "tract", "--batch", "1", "--measure-s", "0.5"])
+        .args(["--budget", "30s", "-q", "-o"])
+        .arg(dir.path().join("out"))
+        .arg("--file-dir")
+        .arg(&files)
+        .arg("--bench-exe")
+        .arg(&wrapper)
+        .timeout(std::time::Duration::from_secs(240))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Pick: tract"));
+    let children = std::fs::read_to_string(&log).unwrap();
+    let wanted = format!("--file-dir {}", files.canonicalize().unwrap().display());
+    assert!(children.lines().count() >= 2, "{children}");
+    assert!(children.lines().all(|l| l.contains(&wanted)), "{children}");
+    let err = failure(thrum().args(["bench", "-p", "zoo:mlp", "--file-dir"]).arg(&files));
+    assert!(err.contains("a content-type model, zoo:magika"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = failure(thrum().args(["bench", "-p", MODEL, "--file-dir"]).arg(&empty));
+    assert!(err.contains("at least one file"), "{err}");
+}

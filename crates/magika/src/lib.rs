@@ -385,8 +385,9 @@ impl Magika {
     }
 }
 
-/// Tokens → the model → a content type; [`Magika::features`] makes the tokens, and decides
-/// the files the model never sees ([`identify`] does both).
+/// A file's sample → its tokens → the model → a content type. The model runs on every sample
+/// it is given (as a v2 request's files do); [`identify`] first decides the empty and short
+/// files that Magika never shows its model, as the Python package does.
 #[derive(Clone, Debug)]
 pub struct ContentTypeTranslator {
     magika: Magika,
@@ -429,7 +430,7 @@ impl ContentTypeTranslator {
 }
 
 impl Translator for ContentTypeTranslator {
-    type Input = Vec<i32>;
+    type Input = Sample;
     type Output = ContentType;
 
     fn name(&self) -> &str {
@@ -440,15 +441,9 @@ impl Translator for ContentTypeTranslator {
         Batchifier::Stack
     }
 
-    fn preprocess(&self, _model: &Model, tokens: Vec<i32>) -> Result<Vec<Tensor>> {
-        let n = tokens.len();
-        if n != self.magika.input_len() {
-            return Err(Error::Translator {
-                translator: NAME.into(),
-                reason: format!("{n} tokens; Magika's model takes {}", self.magika.input_len()),
-            });
-        }
-        Ok(vec![Tensor::from_vec(vec![n], tokens)?])
+    fn preprocess(&self, _model: &Model, sample: Sample) -> Result<Vec<Tensor>> {
+        let tokens = self.magika.tokens(&sample);
+        Ok(vec![Tensor::from_vec(vec![tokens.len()], tokens)?])
     }
 
     fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<ContentType> {
@@ -462,26 +457,30 @@ impl Translator for ContentTypeTranslator {
 
 /// The content types of `samples`: the ones Magika's rules decide without the model, and the
 /// others in one batch through `predict` (a predictor's or shared predictor's
-/// `batch_predict`).
+/// `batch_predict` with a [`ContentTypeTranslator`]).
 pub fn identify(
     magika: &Magika,
-    samples: &[Sample],
-    predict: impl FnOnce(Vec<Vec<i32>>) -> Result<Vec<ContentType>>,
+    samples: Vec<Sample>,
+    predict: impl FnOnce(Vec<Sample>) -> Result<Vec<ContentType>>,
 ) -> Result<Vec<ContentType>> {
-    let features: Vec<Features> = samples.iter().map(|s| magika.features(s)).collect();
-    let tokens: Vec<Vec<i32>> = features
-        .iter()
-        .filter_map(|f| match f {
-            Features::Tokens(t) => Some(t.clone()),
-            Features::Decided(_) => None,
-        })
-        .collect();
-    let mut predicted = if tokens.is_empty() { Vec::new() } else { predict(tokens)? }.into_iter();
-    features
+    let mut decided = Vec::with_capacity(samples.len());
+    let mut for_model = Vec::new();
+    for sample in samples {
+        match magika.features(&sample) {
+            Features::Decided(answer) => decided.push(Some(*answer)),
+            Features::Tokens(_) => {
+                decided.push(None);
+                for_model.push(sample);
+            }
+        }
+    }
+    let mut predicted =
+        if for_model.is_empty() { Vec::new() } else { predict(for_model)? }.into_iter();
+    decided
         .into_iter()
-        .map(|f| match f {
-            Features::Decided(answer) => Ok(*answer),
-            Features::Tokens(_) => predicted.next().ok_or_else(|| Error::Translator {
+        .map(|d| match d {
+            Some(answer) => Ok(answer),
+            None => predicted.next().ok_or_else(|| Error::Translator {
                 translator: NAME.into(),
                 reason: "fewer answers than samples from the model".into(),
             }),

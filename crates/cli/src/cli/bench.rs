@@ -47,6 +47,13 @@ pub struct BenchArgs {
     #[arg(long = "image-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file"])]
     image_dir: Option<std::path::PathBuf>,
 
+    /// Real files (every file of DIR, any type) for a content-type model (zoo:magika): each
+    /// call identifies --batch-size of them through the whole pipeline, with stages tokens
+    /// (preprocess: each file's ends, as Magika reads them), inference and Magika's output
+    /// rules (postprocess).
+    #[arg(long = "file-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file", "image_dir"])]
+    file_dir: Option<std::path::PathBuf>,
+
     /// Input shapes in djl-bench syntax, e.g. '(1,3,224,224)f' or '(1,128)l,(1,128)l'
     /// (dtype suffixes f d s i l b u B). Default: the model's input spec at --batch-size.
     #[arg(short = 's', long = "input-shapes", value_name = "SHAPES")]
@@ -267,6 +274,19 @@ impl BenchPlan {
                 })
             }
         };
+        let file = match (&args.file_dir, model.content_type_dir()) {
+            (None, _) => None,
+            (Some(dir), Some(model_dir)) => {
+                Some(thrum_bench::FilePlan { dir: dir.clone(), model_dir })
+            }
+            (Some(_), None) => {
+                return Err(config_error(
+                    format!("--file-dir with `{model_path}`"),
+                    format!("a content-type model, zoo:{}", thrum::zoo::pretrained::MAGIKA.name),
+                )
+                .into());
+            }
+        };
         let duration = match (args.iteration, args.duration) {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
             (_, d) => d,
@@ -326,6 +346,7 @@ impl BenchPlan {
                 batch_size: args.batch_size.map(|b| b as usize),
                 text,
                 image,
+                file,
             },
             run: RunPlan {
                 workers,

@@ -273,9 +273,9 @@ impl PredictPlan {
         let read_time = start.elapsed();
         let mut predictor = model.predictor_with(translator)?;
         let mut ran = 0;
-        let types = thrum::magika::identify(&magika, &samples, |tokens| {
-            ran = tokens.len();
-            predictor.batch_predict(tokens)
+        let types = thrum::magika::identify(&magika, samples, |samples| {
+            ran = samples.len();
+            predictor.batch_predict(samples)
         })?;
         let stages = predictor.last_timings();
         let report = IdentifyReport {

@@ -57,8 +57,13 @@ pub struct TuneArgs {
 
     /// An image model (zoo:efficientnet-lite0): measure the whole pipeline (decode, resize,
     /// infer, top-k) on the images of DIR, as `thrum bench --image-dir` does.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "file_dir")]
     image_dir: Option<PathBuf>,
+
+    /// A content-type model (zoo:magika): measure the whole pipeline (each file's ends as
+    /// tokens, infer, Magika's rules) on the files of DIR, as `thrum bench --file-dir` does.
+    #[arg(long, value_name = "DIR", conflicts_with = "text_file")]
+    file_dir: Option<PathBuf>,
 
     /// Pin the batch size instead of searching it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -345,12 +350,17 @@ impl TunePlan {
                 exe,
                 model: a.model_path.clone(),
                 setup_timeout_s: a.timeout,
-                extra_args: match (&a.text_file, &a.image_dir) {
-                    (Some(file), _) => vec!["--text-file".into(), absolute("--text-file", file)?],
-                    (None, Some(dir)) => {
+                extra_args: match (&a.text_file, &a.image_dir, &a.file_dir) {
+                    (Some(file), _, _) => {
+                        vec!["--text-file".into(), absolute("--text-file", file)?]
+                    }
+                    (None, Some(dir), _) => {
                         vec!["--image-dir".into(), absolute("--image-dir", dir)?]
                     }
-                    (None, None) => Vec::new(),
+                    (None, None, Some(dir)) => {
+                        vec!["--file-dir".into(), absolute("--file-dir", dir)?]
+                    }
+                    (None, None, None) => Vec::new(),
                 },
             },
             objective,
