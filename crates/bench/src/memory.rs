@@ -84,15 +84,25 @@ pub fn memory_report(
                     s.spawn(move || {
                         // Each predictor lives on its own thread and has run once, so that
                         // per-thread engine state (scratch buffers, thread pools) is counted.
-                        let result = match shared {
-                            Some(shared) => shared.predict(tensors.clone()).map(|_| None),
-                            None => model
-                                .predictor()
-                                .and_then(|mut p| p.predict(tensors.clone()).map(|_| Some(p))),
-                        };
+                        // A panic is reported like an error, so the step never waits on it.
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || match shared {
+                                    Some(shared) => shared.predict(tensors.clone()).map(|_| None),
+                                    None => model.predictor().and_then(|mut p| {
+                                        p.predict(tensors.clone()).map(|_| Some(p))
+                                    }),
+                                },
+                            ));
                         let (keep, status) = match result {
-                            Ok(p) => (p, Ok(())),
-                            Err(e) => (None, Err(BenchError::from(e))),
+                            Ok(Ok(p)) => (p, Ok(())),
+                            Ok(Err(e)) => (None, Err(BenchError::from(e))),
+                            Err(panic) => (
+                                None,
+                                Err(BenchError::Panic {
+                                    message: thrum_core::error::panic_message(&panic),
+                                }),
+                            ),
                         };
                         ready.lock().unwrap_or_else(|p| p.into_inner()).push(status);
                         arrived.notify_all();

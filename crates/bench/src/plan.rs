@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use thrum_core::PredictorKind;
-use thrum_core::translator::{Batchifier, Translator};
+use thrum_core::translator::Translator;
 use thrum_core::{DType, Model, Tensor};
 use thrum_magika::{ContentTypeTranslator, Magika, Sample};
 use thrum_text::TextEmbedding;
@@ -304,29 +304,27 @@ impl Workload {
     pub fn tensors(&self, model: &Model) -> Result<Vec<Tensor>, BenchError> {
         match self {
             Workload::Tensors(tensors) => Ok(tensors.clone()),
-            Workload::Texts(translator, texts) => {
-                let items = texts
-                    .iter()
-                    .map(|t| translator.preprocess(model, t.clone()))
-                    .collect::<thrum_core::Result<Vec<_>>>()?;
-                Ok(Batchifier::Pad.batchify(items)?)
-            }
-            Workload::Images(translator, images) => {
-                let items = images
-                    .iter()
-                    .map(|i| translator.preprocess(model, i.clone()))
-                    .collect::<thrum_core::Result<Vec<_>>>()?;
-                Ok(Batchifier::Stack.batchify(items)?)
-            }
-            Workload::Files(translator, samples) => {
-                let items = samples
-                    .iter()
-                    .map(|s| translator.preprocess(model, s.clone()))
-                    .collect::<thrum_core::Result<Vec<_>>>()?;
-                Ok(Batchifier::Stack.batchify(items)?)
-            }
+            Workload::Texts(translator, texts) => batch_of(model, translator.as_ref(), texts),
+            Workload::Images(translator, images) => batch_of(model, translator.as_ref(), images),
+            Workload::Files(translator, samples) => batch_of(model, translator.as_ref(), samples),
         }
     }
+}
+
+/// `items` pre-processed by `translator` and batched as it batches them.
+fn batch_of<T: Translator>(
+    model: &Model,
+    translator: &T,
+    items: &[T::Input],
+) -> Result<Vec<Tensor>, BenchError>
+where
+    T::Input: Clone,
+{
+    let items = items
+        .iter()
+        .map(|i| translator.preprocess(model, i.clone()))
+        .collect::<thrum_core::Result<Vec<_>>>()?;
+    Ok(translator.batchifier().batchify(items)?)
 }
 
 /// Builds the tensors every call feeds: floats uniform in [-1, 1), integers and booleans

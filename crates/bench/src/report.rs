@@ -342,6 +342,11 @@ impl BenchReport {
             ("postprocess", &r.latency_ms.postprocess),
         ] {
             writeln!(out, "  {name:<16} {}", latency_line(s))?;
+            if let (true, Some(parts)) = (name == "preprocess", &r.latency_ms.parts) {
+                for (part, s) in parts.names.iter().zip(&parts.latency) {
+                    writeln!(out, "    {part:<14} {}", latency_line(s))?;
+                }
+            }
         }
         let m = &self.memory;
         let f = |v: Option<f64>| v.map_or_else(|| "?".to_string(), |x| format!("{x:.1}"));

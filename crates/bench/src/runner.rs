@@ -27,6 +27,31 @@ pub struct StageLatencies {
     pub inference: LatencySummary,
     /// Un-batching and post-processing.
     pub postprocess: LatencySummary,
+    /// Within `preprocess`, the parts the translator times itself (an image's `decode` and
+    /// `resize`), when it has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<StageParts>,
+}
+
+/// Two named parts of the pre-processing stage and their latencies, serialised as
+/// `{"decode": {…}, "resize": {…}}`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageParts {
+    /// The parts' names ([`thrum_core::Translator::preprocess_parts`]).
+    pub names: [&'static str; 2],
+    /// Each part's latency.
+    pub latency: [LatencySummary; 2],
+}
+
+impl serde::Serialize for StageParts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        for (name, latency) in self.names.iter().zip(&self.latency) {
+            map.serialize_entry(name, latency)?;
+        }
+        map.end()
+    }
 }
 
 /// Process CPU use over the measured phase.
@@ -174,7 +199,7 @@ where
     let end = results.iter().filter_map(|r| r.last_end).max().unwrap_or(start);
     let wall = end.saturating_duration_since(start).max(Duration::from_nanos(1));
     let wall_s = wall.as_secs_f64();
-    let mut latency = [Recorder::new(), Recorder::new(), Recorder::new(), Recorder::new()];
+    let mut latency: [Recorder; 6] = std::array::from_fn(|_| Recorder::new());
     for r in &results {
         for (merged, own) in latency.iter_mut().zip(&r.latency) {
             merged.merge(own);
@@ -197,6 +222,10 @@ where
             preprocess: latency[1].summary(),
             inference: latency[2].summary(),
             postprocess: latency[3].summary(),
+            parts: translator.preprocess_parts().map(|names| StageParts {
+                names,
+                latency: [latency[4].summary(), latency[5].summary()],
+            }),
         },
         predictor_setup: MinMax::of(results.iter().filter_map(|r| r.setup)),
         first_inference: MinMax::of(results.iter().filter_map(|r| r.first)),
@@ -269,8 +298,8 @@ struct WorkerResult {
     setup: Option<Duration>,
     first: Option<Duration>,
     warmup: Vec<Duration>,
-    /// total, preprocess, inference, postprocess
-    latency: [Recorder; 4],
+    /// total, preprocess, inference, postprocess, and the two parts of preprocess
+    latency: [Recorder; 6],
     calls: u64,
     last_end: Option<Instant>,
 }
@@ -367,6 +396,8 @@ where
                     result.latency[1].record(stages.preprocess);
                     result.latency[2].record(stages.inference);
                     result.latency[3].record(stages.postprocess);
+                    result.latency[4].record(stages.preprocess_parts[0]);
+                    result.latency[5].record(stages.preprocess_parts[1]);
                     result.calls += 1;
                     result.last_end = Some(end);
                     self.completed.fetch_add(1, Ordering::Relaxed);

@@ -208,22 +208,7 @@ fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Resul
             });
         }
         model.check_installed()?;
-        // Linked under the model's own name, which reports and the server use (the package
-        // calls it `model.onnx`).
-        let dir =
-            config::thrum_home().join("zoo").join(format!("{}-onnx", &model.package.sha256[..16]));
-        let named = dir.join(format!("{name}.onnx"));
-        if !named.exists() {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-            // Another process may link it at the same time: either link is the same file.
-            if std::fs::hard_link(&file, &named).is_err() && !named.exists() {
-                // Another file system: a copy, moved into place whole.
-                let part = dir.join(format!("{name}.onnx.{}.part", std::process::id()));
-                std::fs::copy(&file, &part).map_err(|e| Error::write(&part, e))?;
-                std::fs::rename(&part, &named).map_err(|e| Error::write(&named, e))?;
-            }
-        }
-        return Ok(ModelSource::path(named));
+        return Ok(ModelSource::path(named_link(&file, name, &model.package.sha256[..16])));
     }
     let format = export_format(name, engine)?;
     model.check_installed()?;
@@ -240,6 +225,29 @@ fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Resul
         export_into_cache(&graph, format, &dir, &file)?;
     }
     Ok(ModelSource::path(path))
+}
+
+/// `file` linked as `$THRUM_HOME/zoo/<hash>-onnx/NAME.onnx`, so that reports and the server
+/// name the model (a package may call it `model.onnx`); `file` itself where the cache cannot
+/// be written (the model is then named after the file).
+fn named_link(file: &Path, name: &str, hash: &str) -> PathBuf {
+    let dir = config::thrum_home().join("zoo").join(format!("{hash}-onnx"));
+    let named = dir.join(format!("{name}.onnx"));
+    let link = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        // Another process may link it at the same time: either link is the same file.
+        if std::fs::hard_link(file, &named).is_err() && !named.exists() {
+            // Another file system: a copy under a hidden name, moved into place whole.
+            let part = dir.join(format!(".{name}.onnx.{}", std::process::id()));
+            let copied = std::fs::copy(file, &part).and_then(|_| std::fs::rename(&part, &named));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+            copied?;
+        }
+        Ok(())
+    };
+    if named.exists() || link().is_ok() { named } else { file.to_path_buf() }
 }
 
 /// Resolves a model path for `engine`: a file path as is, or `zoo:NAME`, which builds the zoo

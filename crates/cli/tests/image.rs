@@ -610,7 +610,8 @@ fn thrum_load_sends_a_directory_of_images() {
     assert!(err.contains("-i http"), "{err}");
 }
 
-/// `thrum bench --image-dir` measures the whole pipeline on real images, and the tuner hands
+/// `thrum bench --image-dir` measures the whole pipeline on real images (decode and resize as
+/// parts of pre-processing), and the tuner hands
 /// the directory to every child `thrum bench` (a wrapper records each child's arguments).
 #[test]
 fn bench_and_tune_measure_the_image_pipeline() {
@@ -633,6 +634,8 @@ fn bench_and_tune_measure_the_image_pipeline() {
         .clone();
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("(2,3,224,224)f") && text.contains("preprocess"), "{text}");
+    // Pre-processing is reported again as its two parts.
+    assert!(text.contains("    decode") && text.contains("    resize"), "{text}");
     let (wrapper, log) = common::recording_wrapper(dir.path());
     thrum()
         .args(["tune", "-p", MODEL, "-e", "ort", "--batch", "1", "--measure-s", "0.5"])

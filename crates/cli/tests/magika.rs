@@ -393,3 +393,37 @@ fn bench_and_tune_measure_the_file_pipeline() {
     let err = failure(thrum().args(["bench", "-p", MODEL, "--file-dir"]).arg(&empty));
     assert!(err.contains("at least one file"), "{err}");
 }
+
+/// docs/files.md's curl line runs as printed against a server on free ports, in a folder with
+/// a `report.pdf` (the corpus's PDF, written by Pillow), and answers what the doc shows.
+#[test]
+fn the_serving_example_in_docs_files_md_runs_as_printed() {
+    require_model();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/files.md"))
+        .unwrap();
+    let block = |heading: &str, lang: &str| {
+        let after = &doc[doc.find(heading).unwrap_or_else(|| panic!("no `{heading}`"))..];
+        let fence = format!("```{lang}\n");
+        let start = after.find(&fence).unwrap() + fence.len();
+        after[start..start + after[start..].find("```").unwrap()].to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data_file("files/coffee.pdf"), dir.path().join("report.pdf")).unwrap();
+    let server = common::serve(&["-p", MODEL]);
+    let shell =
+        block("### TorchServe's inference API", "sh").replace("127.0.0.1:8080", &server.http);
+    assert_eq!(shell.matches("curl ").count(), 1, "{shell}");
+    let run = std::process::Command::new("bash")
+        .args(["-e", "-c", shell.trim()])
+        .current_dir(dir.path())
+        .output()
+        .expect("bash and curl are needed");
+    assert!(run.status.success(), "{shell}: {}", String::from_utf8_lossy(&run.stderr));
+    let ours: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let printed: serde_json::Value =
+        serde_json::from_str(block("### TorchServe's inference API", "text").trim()).unwrap();
+    assert_eq!(ours["output"], printed["output"]);
+    assert_eq!(ours["dl"], printed["dl"]);
+    let (a, b) = (ours["score"].as_f64().unwrap(), printed["score"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+}

@@ -123,6 +123,9 @@ pub struct StageTimings {
     pub inference: Duration,
     /// Un-batching and translator post-processing.
     pub postprocess: Duration,
+    /// Within `preprocess`, the time of each of the translator's
+    /// [`Translator::preprocess_parts`] (zeros without them), summed over a batch's items.
+    pub preprocess_parts: [Duration; 2],
 }
 
 impl StageTimings {
@@ -135,6 +138,8 @@ impl StageTimings {
         self.preprocess += other.preprocess;
         self.inference += other.inference;
         self.postprocess += other.postprocess;
+        self.preprocess_parts[0] += other.preprocess_parts[0];
+        self.preprocess_parts[1] += other.preprocess_parts[1];
     }
 }
 
@@ -390,7 +395,7 @@ fn predict_one<T: Translator>(
     let start = Instant::now();
     let batchifier = translator.batchifier();
     // Kept for `postprocess_with`; tensors share their data, so this copies no values.
-    let item = translator.preprocess(model, input)?;
+    let (item, parts) = translator.preprocess_timed(model, input)?;
     let tensors = if batchifier != Batchifier::None {
         batchifier.batchify(vec![item.clone()])?
     } else {
@@ -408,6 +413,7 @@ fn predict_one<T: Translator>(
         preprocess: inference_start - start,
         inference: post_start - inference_start,
         postprocess: post_start.elapsed(),
+        preprocess_parts: parts,
     };
     Ok((output, timings))
 }
@@ -439,8 +445,16 @@ fn predict_batch<T: Translator>(
     }
     let start = Instant::now();
     let n = inputs.len();
-    let items =
-        inputs.into_iter().map(|i| translator.preprocess(model, i)).collect::<Result<Vec<_>>>()?;
+    let mut parts = [Duration::ZERO; 2];
+    let items = inputs
+        .into_iter()
+        .map(|i| {
+            let (item, [a, b]) = translator.preprocess_timed(model, i)?;
+            parts[0] += a;
+            parts[1] += b;
+            Ok(item)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let batch = batchifier.batchify(items.clone())?;
     model.check_inputs(&batch)?;
     let inference_start = Instant::now();
@@ -456,6 +470,7 @@ fn predict_batch<T: Translator>(
         preprocess: inference_start - start,
         inference: post_start - inference_start,
         postprocess: post_start.elapsed(),
+        preprocess_parts: parts,
     };
     Ok((outputs, timings))
 }

@@ -1,5 +1,7 @@
 //! [`Translator`]: typed inputs in, typed outputs out, with a [`Batchifier`] between.
 
+use std::time::Duration;
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -107,6 +109,23 @@ pub trait Translator: Send + Sync {
 
     /// Input → tensors.
     fn preprocess(&self, model: &Model, input: Self::Input) -> Result<Vec<Tensor>>;
+
+    /// The names of the two parts of pre-processing this translator times itself (an image's
+    /// `decode` and `resize`), which benchmarks report as stages of their own; `None` by
+    /// default.
+    fn preprocess_parts(&self) -> Option<[&'static str; 2]> {
+        None
+    }
+
+    /// [`Translator::preprocess`] with the time each of [`Translator::preprocess_parts`]
+    /// took (zeros for translators without parts); the predictors call this one.
+    fn preprocess_timed(
+        &self,
+        model: &Model,
+        input: Self::Input,
+    ) -> Result<(Vec<Tensor>, [Duration; 2])> {
+        Ok((self.preprocess(model, input)?, [Duration::ZERO; 2]))
+    }
 
     /// Tensors → output.
     fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Self::Output>;

@@ -19,6 +19,17 @@
 //!   rename it (`randombytes` → `unknown`); below its type's threshold (or
 //!   `medium_confidence_threshold`), the label falls back to `txt` or `unknown` by whether
 //!   the type is text (the "high-confidence" prediction mode, the package's default).
+//!
+//! ```no_run
+//! # fn demo(model: thrum_core::Model, home: &std::path::Path) -> thrum_core::Result<()> {
+//! use thrum_magika::{ContentTypeTranslator, Magika, identify};
+//! let magika = Magika::from_dir(home)?; // the installed `magika` package
+//! let mut predictor = model.predictor_with(ContentTypeTranslator::new(magika.clone()))?;
+//! let samples = vec![magika.sample_file("report.pdf".as_ref())?];
+//! let types = identify(&magika, samples, |s| predictor.batch_predict(s))?;
+//! println!("{}", types[0].output.label); // pdf
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -184,6 +195,9 @@ impl Magika {
                 config.beg_size, config.end_size, config.block_size
             ));
         }
+        if config.target_labels_space.is_empty() {
+            return Err("at least one content type in target_labels_space".into());
+        }
         if config.min_file_size_for_dl == 0 || config.min_file_size_for_dl > config.beg_size {
             return Err(format!(
                 "min_file_size_for_dl between 1 and beg_size ({})",
@@ -259,15 +273,22 @@ impl Magika {
 
     /// The sample of a file, reading at most `block_size` bytes from each end.
     pub fn sample_file(&self, path: &Path) -> Result<Sample> {
+        // Checked before opening: opening a named pipe would wait for a writer.
+        let regular = |meta: &std::fs::Metadata| {
+            if meta.is_file() {
+                Ok(())
+            } else {
+                Err(Error::InvalidValue {
+                    what: "file".into(),
+                    value: path.display().to_string(),
+                    expected: "a regular file".into(),
+                })
+            }
+        };
+        regular(&std::fs::metadata(path).map_err(|e| Error::read(path, e))?)?;
         let mut file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
         let meta = file.metadata().map_err(|e| Error::read(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::InvalidValue {
-                what: "file".into(),
-                value: path.display().to_string(),
-                expected: "a regular file".into(),
-            });
-        }
+        regular(&meta)?;
         let size = meta.len();
         let block = self.inner.config.block_size as u64;
         let n = size.min(block);
@@ -357,19 +378,21 @@ impl Magika {
                 ),
             });
         }
-        // The first of equal maxima, as Python's max over indices picks it.
+        // The first of equal maxima, as Python's max over indices picks it (a NaN first
+        // score stays, as there).
         let (best, score) = scores
             .iter()
             .copied()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |acc, (i, s)| if s > acc.1 { (i, s) } else { acc });
+            .fold((0, scores[0]), |acc, (i, s)| if s > acc.1 { (i, s) } else { acc });
         let dl_label = &c.target_labels_space[best];
         let mut output = c.overwrite_map.get(dl_label).unwrap_or(dl_label).clone();
         let mut reason =
             if &output != dl_label { OverwriteReason::OverwriteMap } else { OverwriteReason::None };
         let threshold =
             c.thresholds.get(dl_label).copied().unwrap_or(c.medium_confidence_threshold);
-        if score < threshold {
+        // Kept only at or above the threshold: a NaN score is not trusted.
+        if score.is_nan() || score < threshold {
             reason = OverwriteReason::LowConfidence;
             output = if self.known(&output).is_text { "txt" } else { "unknown" }.into();
             if &output == dl_label {
@@ -415,14 +438,28 @@ impl ContentTypeTranslator {
                 model.inputs().len()
             )));
         };
-        if input.dtype != DType::I32 || input.shape.len() != 2 {
+        let width = self.magika.input_len();
+        if input.dtype != DType::I32
+            || input.shape.len() != 2
+            || input.shape[1].fixed().is_some_and(|n| n != width)
+        {
             return Err(wrong(format!(
-                "model `{}` takes `{}` {} {}; Magika's model takes int32 [N, {}]",
+                "model `{}` takes `{}` {} {}; Magika's model takes int32 [N, {width}]",
                 model.name(),
                 input.name,
                 input.dtype,
                 input.shape_string(),
-                self.magika.input_len()
+            )));
+        }
+        let classes = self.magika.labels().len();
+        if let Some(output) = model.outputs().first()
+            && output.shape.last().and_then(|d| d.fixed()).is_some_and(|n| n != classes)
+        {
+            return Err(wrong(format!(
+                "model `{}` gives `{}` {}; Magika's configuration has {classes} content types",
+                model.name(),
+                output.name,
+                output.shape_string(),
             )));
         }
         Ok(())

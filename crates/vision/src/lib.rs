@@ -445,6 +445,20 @@ impl Translator for ImageClassifier {
         Ok(vec![self.transform.tensor(&input)?])
     }
 
+    fn preprocess_parts(&self) -> Option<[&'static str; 2]> {
+        Some(["decode", "resize"])
+    }
+
+    /// Decoding, then resizing with the crop and normalisation.
+    fn preprocess_timed(
+        &self,
+        _model: &Model,
+        input: Vec<u8>,
+    ) -> Result<(Vec<Tensor>, [std::time::Duration; 2])> {
+        let (tensor, times) = self.transform.tensor_timed(&input)?;
+        Ok((vec![tensor], [times.decode, times.resize + times.normalize]))
+    }
+
     fn postprocess(&self, model: &Model, outputs: Vec<Tensor>) -> Result<Vec<Classification>> {
         self.classifier.postprocess(model, outputs)
     }
