@@ -21,10 +21,17 @@
 #   images/         photographs of known content from the scikit-image wheel (BSD-3-Clause code;
 #                   the images are CC0 or public domain, see skimage/data/README.txt): a cat,
 #                   a coffee cup, an astronaut, a rocket, a motorcycle
+#   photos/         every colour and grey photograph of the same wheel (19: those above and
+#                   bricks, grass, gravel, coins, the moon, a page, the Hubble deep field, a
+#                   retina…), the real images `thrum quantize` is calibrated and judged on
+#   quant/          calib/ and eval/: two disjoint sets of 190 crops of those photos
+#                   (scripts/quant_reference.py photos)
 #   venv-image/     a Python venv with Pillow (the pre-processing thrum's images are checked
 #                   against), numpy and onnxruntime (top-5 classes of the same ONNX model on
-#                   Pillow's tensors), for scripts/image_reference.py, and Google's `magika`
-#                   package (the content types zoo:magika is checked against)
+#                   Pillow's tensors), for scripts/image_reference.py, Google's `magika`
+#                   package (the content types zoo:magika is checked against), and `onnx` +
+#                   `sympy`, which ONNX Runtime's quantization tools (the peer of `thrum
+#                   quantize`) need
 #   rapidocr/       PaddleOCR's text-direction classifier, recogniser and detector from the
 #                   rapidocr-onnxruntime wheel (Apache-2.0, pinned by version and hash): real
 #                   ONNX models whose dynamic dimensions are unnamed (`?`) or cannot be unified
@@ -50,6 +57,7 @@ NUMPY_VERSION=2.4.6
 SAFETENSORS_VERSION=0.8.0
 SKIMAGE_VERSION=0.26.0
 PILLOW_VERSION=13.0.0
+SYMPY_VERSION=1.14.0
 RAPIDOCR_VERSION=1.4.4
 RAPIDOCR_SHA256=971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
 SILERO_VERSION=6.2.3
@@ -116,16 +124,40 @@ if [ ! -f "$dest/.installed-skimage-$SKIMAGE_VERSION" ]; then
 fi
 echo "test data: scikit-image $SKIMAGE_VERSION sample photographs in $dest"
 
+dest="$data/photos"
+if [ ! -f "$dest/.installed-skimage-$SKIMAGE_VERSION" ]; then
+  pip_fetch "scikit-image==$SKIMAGE_VERSION" "$tmp/skimage"
+  members=()
+  for name in astronaut.png brick.png camera.png chelsea.png coffee.png coins.png color.png \
+    grass.png gravel.png hubble_deep_field.jpg ihc.png logo.png moon.png motorcycle_left.png \
+    motorcycle_right.png page.png retina.jpg rocket.jpg text.png; do
+    members+=("skimage/data/$name")
+  done
+  wheel_extract "$tmp"/skimage/scikit_image-*.whl "$dest" "${members[@]}"
+  touch "$dest/.installed-skimage-$SKIMAGE_VERSION"
+fi
+echo "test data: scikit-image $SKIMAGE_VERSION's 19 photographs in $dest"
+
 venv="$data/venv-image"
-stamp="$venv/.installed-pillow$PILLOW_VERSION-numpy$NUMPY_VERSION-ort$ORT_VERSION-magika$MAGIKA_VERSION"
+stamp="$venv/.installed-pillow$PILLOW_VERSION-numpy$NUMPY_VERSION-ort$ORT_VERSION-magika$MAGIKA_VERSION-onnx$ONNX_VERSION-sympy$SYMPY_VERSION"
 if [ ! -f "$stamp" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --only-binary :all: "pillow==$PILLOW_VERSION" \
-    "numpy==$NUMPY_VERSION" "onnxruntime==$ORT_VERSION" "magika==$MAGIKA_VERSION"
+    "numpy==$NUMPY_VERSION" "onnxruntime==$ORT_VERSION" "magika==$MAGIKA_VERSION" \
+    "onnx==$ONNX_VERSION" "sympy==$SYMPY_VERSION"
   touch "$stamp"
 fi
-echo "test data: python pillow $PILLOW_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, magika $MAGIKA_VERSION in $venv"
+echo "test data: python pillow $PILLOW_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, magika $MAGIKA_VERSION, onnx $ONNX_VERSION, sympy $SYMPY_VERSION in $venv"
+
+dest="$data/quant"
+stamp="$dest/.installed-$(sha256sum "$here/quant_reference.py" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$dest"
+  "$venv/bin/python" "$here/quant_reference.py" photos "$dest/calib" "$dest/eval" "$data"/photos/*.*
+  touch "$stamp"
+fi
+echo "test data: calibration and evaluation crops for thrum quantize in $dest"
 
 dest="$data/files"
 if [ ! -f "$dest/.installed-$(sha256sum "$here/magika_corpus.py" | cut -c1-16)" ]; then

@@ -45,6 +45,8 @@ pub struct BenchReport {
     /// How the process's allocator is configured (it shapes the memory numbers), when the
     /// caller knows.
     pub allocator: Option<String>,
+    /// The CPU model and the instruction sets that decide reduced precision's speed.
+    pub machine: thrum_core::CpuFeatures,
 }
 
 /// The model benchmarked.
@@ -245,6 +247,7 @@ pub fn run_benchmark(
         cpu: m.cpu,
         warnings,
         allocator: None,
+        machine: thrum_core::CpuFeatures::detect().clone(),
     })
 }
 
@@ -290,6 +293,7 @@ impl BenchReport {
         if let Some(lib) = &self.engine.library {
             writeln!(out, "  engine library   {lib}")?;
         }
+        writeln!(out, "  cpu model        {}", self.machine.summary())?;
         writeln!(
             out,
             "  load             engine {:.3} ms, model {:.1} ms",

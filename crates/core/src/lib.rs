@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cpu;
 pub mod dtype;
 pub mod engine;
 pub mod error;
@@ -39,6 +40,7 @@ pub mod tensor;
 pub mod translator;
 
 pub use config::{OptionKey, Options, Scope};
+pub use cpu::CpuFeatures;
 pub use dtype::{DType, Element};
 pub use engine::{
     Capabilities, Engine, EngineCheck, EngineInfo, ModelFormat, ModelSource, NotCompiled, Registry,

@@ -45,6 +45,7 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<()> {
     if args.json {
         return report::print_json(&rows);
     }
+    println!("cpu: {}", thrum::CpuFeatures::detect().summary());
     let yes_no = |s: &Support| if s.is_yes() { "yes" } else { "no" }.to_string();
     let table: Vec<Vec<String>> = rows
         .iter()

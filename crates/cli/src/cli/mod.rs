@@ -7,6 +7,7 @@ mod engines;
 mod load;
 mod options;
 mod predict;
+mod quantize;
 mod report;
 mod serve;
 mod tune;
@@ -36,6 +37,8 @@ enum Command {
     Tune(Box<tune::TuneArgs>),
     /// Run a model on every engine with the same input and compare outputs and latency.
     Compare(compare::CompareArgs),
+    /// Quantize an ONNX model to int8 (QDQ), calibrated on images, .npy files or sample inputs.
+    Quantize(Box<quantize::QuantizeArgs>),
     /// List every engine and whether it can run here (library, version, providers).
     Engines(engines::EnginesArgs),
     /// Models built by code, no download: list them, export them.
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => load::LoadCommand::from_args(*args)?.run(),
         Command::Tune(args) => tune::TunePlan::from_args(*args)?.run(),
         Command::Compare(args) => compare::ComparePlan::from_args(args)?.run(),
+        Command::Quantize(args) => quantize::QuantizePlan::from_args(*args)?.run(),
         Command::Engines(args) => engines::run(args),
         Command::Zoo { command } => zoo::run(command),
     }
@@ -72,6 +76,7 @@ pub fn kind(err: &anyhow::Error) -> thrum::ErrorKind {
                 .or_else(|| cause.downcast_ref::<thrum_serve::ServeError>().map(|e| e.kind()))
                 .or_else(|| cause.downcast_ref::<thrum_load::LoadError>().map(|e| e.kind()))
                 .or_else(|| cause.downcast_ref::<thrum_tune::TuneError>().map(|e| e.kind()))
+                .or_else(|| cause.downcast_ref::<thrum_quant::QuantError>().map(|e| e.kind()))
         })
         .unwrap_or(thrum::ErrorKind::InvalidInput)
 }

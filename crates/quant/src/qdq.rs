@@ -1,0 +1,779 @@
+//! Which nodes are quantized, and the QDQ model that says so.
+
+use std::collections::{HashMap, HashSet};
+
+use prost::Message;
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+use crate::calibrate::{Range, Ranges};
+use crate::error::QuantError;
+use crate::graph::{self, floats, node_name};
+
+/// The operators quantized by default: the compute-heavy ones (`Conv`, `Gemm`, `MatMul`), the
+/// element-wise and pooling ones ONNX Runtime has integer kernels for, the data-movement ones
+/// that pass a quantized tensor through unchanged, and the activations folded into the
+/// quantization of the node before them.
+pub const DEFAULT_OP_TYPES: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "GlobalAveragePool",
+    "AveragePool",
+    "MaxPool",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Relu",
+    "Clip",
+];
+
+const PASS_THROUGH: &[&str] =
+    &["MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"];
+
+/// What to quantize and how.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct QuantizeOptions {
+    /// Operators to quantize ([`DEFAULT_OP_TYPES`] by default).
+    pub op_types: Vec<String>,
+    /// Nodes (by name) left in fp32.
+    pub exclude_nodes: Vec<String>,
+    /// One weight scale per output channel (true, the default) or one per tensor.
+    pub per_channel: bool,
+    /// Weights in 7 bits (±63): avoids the int16 saturation of AVX2's `vpmaddubsw` on CPUs
+    /// without VNNI, at some accuracy.
+    pub reduce_range: bool,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions {
+            op_types: DEFAULT_OP_TYPES.iter().map(|s| s.to_string()).collect(),
+            exclude_nodes: Vec::new(),
+            per_channel: true,
+            reduce_range: false,
+        }
+    }
+}
+
+/// What happened to one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Runs on quantized inputs (and writes a quantized output).
+    Quantized,
+    /// Left in fp32; the report says why.
+    Fp32,
+    /// An activation removed: the quantization of the node before it clips as it did.
+    Removed,
+    /// A batch normalization folded into the convolution before it.
+    Folded,
+}
+
+/// One node of the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeReport {
+    /// The node's name.
+    pub name: String,
+    /// Its operator.
+    pub op_type: String,
+    /// What happened to it.
+    pub decision: Decision,
+    /// Why (for fp32 nodes), or how (for the others).
+    pub detail: String,
+}
+
+/// What [`Quantizer::quantize`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// The model.
+    pub model: String,
+    /// Every node of the original model, in order.
+    pub nodes: Vec<NodeReport>,
+    /// Activation tensors given a `QuantizeLinear` / `DequantizeLinear` pair.
+    pub quantized_tensors: usize,
+    /// Weights stored as int8.
+    pub int8_weights: usize,
+    /// Biases stored as int32.
+    pub int32_biases: usize,
+    /// What was asked.
+    pub options: QuantizeOptions,
+    /// The model's size before and after, bytes.
+    pub bytes_before: usize,
+    /// The quantized model's size, bytes.
+    pub bytes_after: usize,
+}
+
+impl Report {
+    /// Nodes per decision and operator: `(decision, op_type, count)`, in first-seen order.
+    pub fn summary(&self) -> Vec<(Decision, String, usize)> {
+        let mut out: Vec<(Decision, String, usize)> = Vec::new();
+        for n in &self.nodes {
+            match out.iter_mut().find(|(d, op, _)| *d == n.decision && *op == n.op_type) {
+                Some(row) => row.2 += 1,
+                None => out.push((n.decision, n.op_type.clone(), 1)),
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    /// A node with a constant weight (input 1), quantized per channel along `axis`.
+    Weighted {
+        axis: Option<usize>,
+    },
+    /// A node whose float inputs are all activations.
+    Activations,
+    /// Passes its quantized input through; its output shares the input's parameters.
+    Pass,
+    /// Removed: node `producer` writes its output.
+    Removed {
+        producer: usize,
+    },
+    Fp32,
+}
+
+/// A model read and planned: ready to give its calibration model and, with ranges, its
+/// quantized form.
+#[derive(Clone, Debug)]
+pub struct Quantizer {
+    name: String,
+    /// The model without its graph (opsets, metadata).
+    model: pb::ModelProto,
+    /// Its graph, batch norms folded.
+    graph: pb::GraphProto,
+    options: QuantizeOptions,
+    kinds: Vec<Kind>,
+    reports: Vec<NodeReport>,
+    /// Tensors with a range of their own, in graph order.
+    calibrated: Vec<String>,
+    /// Pass-through outputs and the tensor whose parameters they share.
+    shared: Vec<(String, String)>,
+    bytes_before: usize,
+}
+
+impl Quantizer {
+    /// Reads an ONNX model (`name` for messages), folds batch normalizations and plans what
+    /// to quantize. A model with nothing quantizable is an error that says why.
+    pub fn new(
+        name: &str,
+        bytes: &[u8],
+        options: QuantizeOptions,
+    ) -> Result<Quantizer, QuantError> {
+        let bad = |reason: String| QuantError::Model { model: name.into(), reason };
+        let mut model = pb::ModelProto::decode(bytes)
+            .map_err(|e| bad(format!("not an ONNX model ({e}); expected an ONNX protobuf file")))?;
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map_or(1, |o| o.version);
+        if opset < 13 {
+            return Err(bad(format!(
+                "opset {opset}; expected opset 13 or later (per-channel `DequantizeLinear` needs \
+                 13): convert it first (onnx.version_converter)"
+            )));
+        }
+        let Some(mut graph) = model.graph.take() else {
+            return Err(bad("the file has no graph".into()));
+        };
+        if graph.node.is_empty() {
+            return Err(bad("the graph has no nodes".into()));
+        }
+        let original: Vec<(String, String)> =
+            graph.node.iter().map(|n| (node_name(n), n.op_type.clone())).collect();
+        let folded = graph::fold_batch_norms(&mut graph);
+        let mut q = Quantizer {
+            name: name.into(),
+            model,
+            graph,
+            options,
+            kinds: Vec::new(),
+            reports: Vec::new(),
+            calibrated: Vec::new(),
+            shared: Vec::new(),
+            bytes_before: bytes.len(),
+        };
+        q.plan();
+        // The report lists the original nodes: the folded batch norms in their place.
+        let folded_into: HashMap<&str, &str> =
+            folded.iter().map(|(bn, conv)| (bn.as_str(), conv.as_str())).collect();
+        let mut planned = std::mem::take(&mut q.reports).into_iter();
+        let mut reports = Vec::with_capacity(original.len());
+        for (node, op) in &original {
+            match folded_into.get(node.as_str()) {
+                Some(conv) => reports.push(NodeReport {
+                    name: node.clone(),
+                    op_type: op.clone(),
+                    decision: Decision::Folded,
+                    detail: format!("folded into `{conv}`'s weights and bias"),
+                }),
+                None => reports.extend(planned.next()),
+            }
+        }
+        q.reports = reports;
+        if !q.kinds.iter().any(|k| matches!(k, Kind::Weighted { .. } | Kind::Activations)) {
+            let mut reasons: Vec<String> = Vec::new();
+            for r in q.reports.iter().filter(|r| r.decision == Decision::Fp32) {
+                let line = format!("{}: {}", r.op_type, r.detail);
+                if !reasons.contains(&line) {
+                    reasons.push(line);
+                }
+            }
+            return Err(QuantError::NothingQuantizable {
+                model: name.into(),
+                reasons: if reasons.is_empty() { "no nodes".into() } else { reasons.join("; ") },
+            });
+        }
+        Ok(q)
+    }
+
+    /// The model's name.
+    pub fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tensors calibration must range, in graph order.
+    pub fn tensors_to_calibrate(&self) -> &[String] {
+        &self.calibrated
+    }
+
+    /// The planned decisions, node by node (final once [`Quantizer::quantize`] runs).
+    pub fn nodes(&self) -> &[NodeReport] {
+        &self.reports
+    }
+
+    fn plan(&mut self) {
+        let g = self.graph.clone();
+        let consts = graph::constants(&g);
+        let readers = graph::consumers(&g);
+        let outputs = graph::graph_outputs(&g);
+        let float_inputs: HashSet<&str> = g
+            .input
+            .iter()
+            .filter(|i| {
+                matches!(&i.r#type.as_ref().and_then(|t| t.value.as_ref()),
+                    Some(pb::type_proto::Value::TensorType(t)) if t.elem_type == DataType::Float as i32)
+            })
+            .map(|i| i.name.as_str())
+            .collect();
+        let graph_inputs: HashSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+        let producer: HashMap<&str, usize> = g
+            .node
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+            .collect();
+        let is_const = |t: &str| consts.contains_key(t);
+        // An activation thrum can quantize: not a constant, and float where the graph says.
+        let activation = |t: &str| {
+            !t.is_empty() && !is_const(t) && (!graph_inputs.contains(t) || float_inputs.contains(t))
+        };
+        let const_float = |t: &str| consts.get(t).filter(|c| floats(c).is_some());
+        let mut quantized: HashSet<String> = HashSet::new();
+        let mut calibrated: Vec<String> = Vec::new();
+        let mut shared: Vec<(String, String)> = Vec::new();
+        let mut kinds: Vec<Kind> = Vec::with_capacity(g.node.len());
+        let mut reports = Vec::with_capacity(g.node.len());
+        let mark = |t: &str, quantized: &mut HashSet<String>, calibrated: &mut Vec<String>| {
+            if quantized.insert(t.to_string()) {
+                calibrated.push(t.to_string());
+            }
+        };
+        for n in &g.node {
+            let op = n.op_type.as_str();
+            let name = node_name(n);
+            let fp32 = |why: String| (Kind::Fp32, why);
+            let (kind, detail) = if n.op_type == "Constant" {
+                fp32("a constant".into())
+            } else if !n.domain.is_empty() && n.domain != "ai.onnx" {
+                fp32(format!("operator of domain `{}`", n.domain))
+            } else if !self.options.op_types.iter().any(|o| o == op) {
+                fp32(if DEFAULT_OP_TYPES.contains(&op) {
+                    "not among the operators asked for (--op-types)".into()
+                } else {
+                    format!(
+                        "thrum does not quantize `{op}` (it quantizes {})",
+                        DEFAULT_OP_TYPES.join(", ")
+                    )
+                })
+            } else if self.options.exclude_nodes.contains(&name) {
+                fp32("excluded (--exclude-nodes)".into())
+            } else {
+                match op {
+                    "Conv" | "Gemm" | "MatMul" => {
+                        let weight = n.input.get(1).map(String::as_str).unwrap_or("");
+                        let data = n.input.first().map(String::as_str).unwrap_or("");
+                        if !activation(data) {
+                            fp32(format!("its input `{data}` is not a float activation"))
+                        } else if op == "Gemm"
+                            && (graph::int_or(n, "transA", 0) != 0
+                                || graph::float_or(n, "alpha", 1.0) != 1.0
+                                || graph::float_or(n, "beta", 1.0) != 1.0)
+                        {
+                            fp32("a Gemm with transA, alpha or beta set (ONNX Runtime's QGemm takes none)".into())
+                        } else if let Some(w) = const_float(weight) {
+                            let rank = w.dims.len();
+                            let axis = match op {
+                                "Conv" if rank >= 3 => Some(0),
+                                "Gemm" if rank == 2 => {
+                                    Some(if graph::int_or(n, "transB", 0) != 0 { 0 } else { 1 })
+                                }
+                                "MatMul" if rank == 2 => Some(1),
+                                _ => None,
+                            };
+                            if op == "Conv" && axis.is_none() {
+                                fp32(format!(
+                                    "its weight `{weight}` has rank {rank}, expected 3 or more"
+                                ))
+                            } else {
+                                (Kind::Weighted { axis }, String::new())
+                            }
+                        } else if op == "MatMul" && activation(weight) {
+                            (Kind::Activations, "both inputs are activations".into())
+                        } else {
+                            fp32(format!(
+                                "its weight `{weight}` is not a float tensor stored in the model"
+                            ))
+                        }
+                    }
+                    "Add" | "Mul" => match n.input.iter().find(|t| !activation(t)) {
+                        Some(c) => fp32(format!(
+                            "input `{c}` is a constant: thrum quantizes {op} of two \
+                                 activations (a bias add runs in fp32)"
+                        )),
+                        None => (Kind::Activations, String::new()),
+                    },
+                    "GlobalAveragePool" | "AveragePool" => {
+                        let data = n.input.first().map(String::as_str).unwrap_or("");
+                        if activation(data) {
+                            (Kind::Activations, String::new())
+                        } else {
+                            fp32(format!("its input `{data}` is not a float activation"))
+                        }
+                    }
+                    _ if PASS_THROUGH.contains(&op) => {
+                        let data = n.input.first().map(String::as_str).unwrap_or("");
+                        if quantized.contains(data) && n.output.len() == 1 {
+                            (Kind::Pass, format!("passes `{data}`'s quantized values through"))
+                        } else {
+                            fp32(
+                                "its input is not quantized, so there is nothing to pass through"
+                                    .into(),
+                            )
+                        }
+                    }
+                    "Relu" | "Clip" => {
+                        let data = n.input.first().map(String::as_str).unwrap_or("");
+                        let out = n.output.first().map(String::as_str).unwrap_or("");
+                        let floor_zero = op == "Relu"
+                            || match n.input.get(1).filter(|s| !s.is_empty()) {
+                                Some(min) => consts
+                                    .get(min)
+                                    .and_then(floats)
+                                    .is_some_and(|v| v.len() == 1 && v[0] == 0.0),
+                                None => graph::attribute(n, "min").is_some_and(|a| a.f == 0.0),
+                            };
+                        let source = producer.get(data).copied();
+                        let removable = floor_zero
+                            && source.is_some_and(|p| {
+                                matches!(kinds[p], Kind::Weighted { .. } | Kind::Activations)
+                            })
+                            && readers.get(data).is_some_and(|r| r.len() == 1)
+                            && !outputs.contains(data)
+                            && !outputs.contains(out);
+                        match source {
+                            Some(p) if removable => (
+                                Kind::Removed { producer: p },
+                                format!(
+                                    "removed: `{}` writes `{out}` quantized to its range, which \
+                                     clips at 0 as {op} did",
+                                    node_name(&g.node[p])
+                                ),
+                            ),
+                            _ => fp32(format!(
+                                "{op} is removed only after a quantized node whose output it \
+                                 alone reads, and only when it clips at 0"
+                            )),
+                        }
+                    }
+                    _ => fp32(format!("thrum does not quantize `{op}`")),
+                }
+            };
+            // The tensors this decision quantizes.
+            match &kind {
+                Kind::Weighted { .. } => {
+                    mark(&n.input[0], &mut quantized, &mut calibrated);
+                    if !outputs.contains(&n.output[0]) {
+                        mark(&n.output[0], &mut quantized, &mut calibrated);
+                    }
+                }
+                Kind::Activations => {
+                    for t in n.input.iter().filter(|t| !t.is_empty()) {
+                        mark(t, &mut quantized, &mut calibrated);
+                    }
+                    if !outputs.contains(&n.output[0]) {
+                        mark(&n.output[0], &mut quantized, &mut calibrated);
+                    }
+                }
+                Kind::Pass => {
+                    if !outputs.contains(&n.output[0]) && quantized.insert(n.output[0].clone()) {
+                        shared.push((n.output[0].clone(), n.input[0].clone()));
+                    }
+                }
+                Kind::Removed { .. } => {
+                    // The producer's output is the activation's output now: range that.
+                    let data = &n.input[0];
+                    quantized.remove(data);
+                    calibrated.retain(|t| t != data);
+                    mark(&n.output[0], &mut quantized, &mut calibrated);
+                }
+                Kind::Fp32 => {}
+            }
+            let decision = match kind {
+                Kind::Fp32 => Decision::Fp32,
+                Kind::Removed { .. } => Decision::Removed,
+                _ => Decision::Quantized,
+            };
+            let detail = match (&kind, detail.is_empty()) {
+                (Kind::Weighted { axis: Some(a) }, true) if self.options.per_channel => {
+                    format!("int8 weights, one scale per channel on axis {a}")
+                }
+                (Kind::Weighted { .. }, true) => "int8 weights, one scale".into(),
+                (Kind::Activations, true) => "uint8 inputs and output".into(),
+                _ => detail,
+            };
+            kinds.push(kind);
+            reports.push(NodeReport { name, op_type: n.op_type.clone(), decision, detail });
+        }
+        self.kinds = kinds;
+        self.reports = reports;
+        self.calibrated = calibrated;
+        self.shared = shared;
+    }
+
+    /// The model (batch norms folded) with every tensor to calibrate made an output, for an
+    /// engine to run on calibration samples.
+    pub fn calibration_model(&self) -> Vec<u8> {
+        let mut model = self.model.clone();
+        let mut graph = self.graph.clone();
+        // Graph inputs are not made outputs (an engine may then forget their types):
+        // calibration reads them from the samples.
+        let mut existing = graph::graph_outputs(&graph);
+        existing.extend(graph.input.iter().map(|i| i.name.clone()));
+        for t in self.calibrated.iter().filter(|t| !existing.contains(*t)) {
+            graph.output.push(pb::ValueInfoProto {
+                name: t.clone(),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                        elem_type: DataType::Float as i32,
+                        shape: None,
+                    })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        model.graph = Some(graph);
+        model.encode_to_vec()
+    }
+
+    /// The QDQ model for `ranges` (from [`crate::calibrate`]), with the report.
+    pub fn quantize(&self, ranges: &Ranges) -> Result<(Vec<u8>, Report), QuantError> {
+        let g = &self.graph;
+        let consts = graph::constants(g);
+        let mut params: HashMap<String, (f32, u8)> = HashMap::new();
+        for t in &self.calibrated {
+            let range =
+                ranges.get(t).ok_or_else(|| QuantError::MissingRange { tensor: t.clone() })?;
+            params.insert(t.clone(), activation_params(*range));
+        }
+        for (out, from) in &self.shared {
+            if let Some(p) = params.get(from).copied() {
+                params.insert(out.clone(), p);
+            }
+        }
+        let mut renamed: HashMap<usize, String> = HashMap::new();
+        for (i, kind) in self.kinds.iter().enumerate() {
+            if let Kind::Removed { producer } = kind {
+                renamed.insert(*producer, g.node[i].output[0].clone());
+            }
+        }
+        let mut nodes: Vec<pb::NodeProto> = Vec::new();
+        let mut initializers: Vec<pb::TensorProto> = Vec::new();
+        let dq = |t: &str| format!("{t}_DequantizeLinear_Output");
+        let qdq_pair =
+            |t: &str, nodes: &mut Vec<pb::NodeProto>, inits: &mut Vec<pb::TensorProto>| {
+                let Some(&(scale, zero)) = params.get(t) else { return };
+                let (s, z, q) = (
+                    format!("{t}_scale"),
+                    format!("{t}_zero_point"),
+                    format!("{t}_QuantizeLinear_Output"),
+                );
+                inits.push(graph::float_tensor(&s, &[], &[scale]));
+                inits.push(graph::u8_tensor(&z, &[], &[zero]));
+                nodes.push(graph::node(
+                    "QuantizeLinear",
+                    format!("{t}_QuantizeLinear"),
+                    vec![t.into(), s.clone(), z.clone()],
+                    vec![q.clone()],
+                    vec![],
+                ));
+                nodes.push(graph::node(
+                    "DequantizeLinear",
+                    format!("{t}_DequantizeLinear"),
+                    vec![q, s, z],
+                    vec![dq(t)],
+                    vec![],
+                ));
+            };
+        for input in &g.input {
+            qdq_pair(&input.name, &mut nodes, &mut initializers);
+        }
+        let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+        let (mut int8_weights, mut int32_biases) = (0, 0);
+        let qmax = if self.options.reduce_range { 63.0 } else { 127.0 };
+        for (i, n) in g.node.iter().enumerate() {
+            let kind = &self.kinds[i];
+            if matches!(kind, Kind::Removed { .. }) {
+                continue;
+            }
+            let mut n = n.clone();
+            if let Some(out) = renamed.get(&i) {
+                n.output[0] = out.clone();
+            }
+            let input_scale = n.input.first().and_then(|t| params.get(t)).map(|p| p.0);
+            for t in n.input.iter_mut() {
+                if params.contains_key(t.as_str()) {
+                    *t = dq(t);
+                }
+            }
+            if let Kind::Weighted { axis } = kind {
+                let axis = if self.options.per_channel { *axis } else { None };
+                let w_name = n.input[1].clone();
+                let (w_dq, w_scales) = match weights_done.get(&w_name) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let w = &consts[&w_name];
+                        let Some(values) = floats(w) else {
+                            return Err(QuantError::Model {
+                                model: self.name.clone(),
+                                reason: format!("weight `{w_name}` is not a float tensor"),
+                            });
+                        };
+                        // A bias must fit int32 at input scale × weight scale: a channel whose
+                        // weights are all but zero gets a scale large enough for its bias
+                        // (ONNX Runtime's quantizer does the same), or the bias would clamp.
+                        let bias = n
+                            .input
+                            .get(2)
+                            .filter(|_| n.op_type != "MatMul")
+                            .and_then(|b| consts.get(b))
+                            .and_then(floats);
+                        let floor: Vec<f32> = match (&bias, input_scale) {
+                            (Some(b), Some(s_in)) if s_in > 0.0 => {
+                                b.iter().map(|v| v.abs() / (s_in * BIAS_LIMIT)).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        let (q, scales) = quantize_weight(&values, &w.dims, axis, qmax, &floor);
+                        let (qn, sn, zn, out) = (
+                            format!("{w_name}_quantized"),
+                            format!("{w_name}_scale"),
+                            format!("{w_name}_zero_point"),
+                            dq(&w_name),
+                        );
+                        let scale_dims: Vec<i64> =
+                            if axis.is_some() { vec![scales.len() as i64] } else { vec![] };
+                        initializers.push(graph::i8_tensor(&qn, &w.dims, &q));
+                        initializers.push(graph::float_tensor(&sn, &scale_dims, &scales));
+                        initializers.push(graph::i8_tensor(
+                            &zn,
+                            &scale_dims,
+                            &vec![0; scales.len()],
+                        ));
+                        let attrs = axis
+                            .map(|a| vec![graph::int_attribute("axis", a as i64)])
+                            .unwrap_or_default();
+                        nodes.push(graph::node(
+                            "DequantizeLinear",
+                            format!("{w_name}_DequantizeLinear"),
+                            vec![qn, sn, zn],
+                            vec![out.clone()],
+                            attrs,
+                        ));
+                        int8_weights += 1;
+                        weights_done.insert(w_name.clone(), (out.clone(), scales.clone()));
+                        (out, scales)
+                    }
+                };
+                n.input[1] = w_dq;
+                // The bias in int32 at input scale × weight scale, where both are known.
+                if let (Some(b_name), Some(s_in)) = (n.input.get(2).cloned(), input_scale)
+                    && let Some(b) = consts.get(&b_name).and_then(floats)
+                    && (w_scales.len() == 1 || w_scales.len() == b.len())
+                    && n.op_type != "MatMul"
+                {
+                    let scales: Vec<f32> = (0..b.len())
+                        .map(|c| s_in * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+                        .collect();
+                    let q: Vec<i32> = b
+                        .iter()
+                        .zip(&scales)
+                        .map(|(v, s)| {
+                            (f64::from(*v) / f64::from(*s))
+                                .round()
+                                .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                                as i32
+                        })
+                        .collect();
+                    let (qn, sn, zn, out) = (
+                        format!("{b_name}_quantized"),
+                        format!("{b_name}_scale"),
+                        format!("{b_name}_zero_point"),
+                        format!("{b_name}_{i}_DequantizeLinear_Output"),
+                    );
+                    let dims = [b.len() as i64];
+                    initializers.push(graph::i32_tensor(&qn, &dims, &q));
+                    initializers.push(graph::float_tensor(&sn, &dims, &scales));
+                    initializers.push(graph::i32_tensor(&zn, &dims, &vec![0; b.len()]));
+                    nodes.push(graph::node(
+                        "DequantizeLinear",
+                        format!("{b_name}_{i}_DequantizeLinear"),
+                        vec![qn, sn, zn],
+                        vec![out.clone()],
+                        vec![graph::int_attribute("axis", 0)],
+                    ));
+                    n.input[2] = out;
+                    int32_biases += 1;
+                }
+            }
+            let outputs = n.output.clone();
+            nodes.push(n);
+            for o in &outputs {
+                qdq_pair(o, &mut nodes, &mut initializers);
+            }
+        }
+        let mut model = self.model.clone();
+        let mut graph = self.graph.clone();
+        graph.node = nodes;
+        graph.initializer.extend(initializers);
+        graph::drop_unused_initializers(&mut graph);
+        model.graph = Some(graph);
+        model.metadata_props.push(pb::StringStringEntryProto {
+            key: "thrum.quantize".into(),
+            value: format!(
+                "static int8 QDQ: uint8 activations, int8 weights ({}{})",
+                if self.options.per_channel { "per channel" } else { "per tensor" },
+                if self.options.reduce_range { ", 7-bit" } else { "" }
+            ),
+        });
+        let bytes = model.encode_to_vec();
+        let report = Report {
+            model: self.name.clone(),
+            nodes: self.reports.clone(),
+            quantized_tensors: params.len(),
+            int8_weights,
+            int32_biases,
+            options: self.options.clone(),
+            bytes_before: self.bytes_before,
+            bytes_after: bytes.len(),
+        };
+        Ok((bytes, report))
+    }
+}
+
+/// Asymmetric uint8 parameters (scale, zero point) for a range holding 0.
+fn activation_params(range: Range) -> (f32, u8) {
+    let (lo, hi) = (range.min.min(0.0), range.max.max(0.0));
+    let scale = (hi - lo) / 255.0;
+    if scale.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !scale.is_finite() {
+        return (1.0, 0);
+    }
+    let zero = (-lo / scale).round().clamp(0.0, 255.0) as u8;
+    (scale, zero)
+}
+
+/// The largest |int32 bias| the quantizer writes: 2^30 leaves the accumulator room.
+const BIAS_LIMIT: f32 = 1_073_741_824.0;
+
+/// Symmetric int8 weights: one scale per slice along `axis` (or one for all), ±`qmax`; no
+/// scale below `floor` (per channel, or its largest for one scale; empty: none).
+fn quantize_weight(
+    values: &[f32],
+    dims: &[i64],
+    axis: Option<usize>,
+    qmax: f32,
+    floor: &[f32],
+) -> (Vec<i8>, Vec<f32>) {
+    let (channels, stride) = match axis {
+        Some(a) if a < dims.len() => {
+            (dims[a].max(1) as usize, graph::element_count(&dims[a + 1..]).max(1))
+        }
+        _ => (1, values.len().max(1)),
+    };
+    let channel = |i: usize| (i / stride) % channels;
+    let mut absmax = vec![0.0f32; channels];
+    for (i, v) in values.iter().enumerate() {
+        let c = channel(i);
+        absmax[c] = absmax[c].max(v.abs());
+    }
+    let floor_of = |c: usize| match floor.len() {
+        0 => 0.0,
+        n if n == channels => floor[c],
+        _ => floor.iter().copied().fold(0.0, f32::max),
+    };
+    let scales: Vec<f32> = absmax
+        .iter()
+        .enumerate()
+        .map(|(c, &m)| {
+            let s = if m > 0.0 && m.is_finite() { m / qmax } else { 1.0 };
+            s.max(floor_of(c))
+        })
+        .collect();
+    let q = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v / scales[channel(i)]).round().clamp(-qmax, qmax) as i8)
+        .collect();
+    (q, scales)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_params_keep_zero_exact() {
+        let (s, z) = activation_params(Range { min: -1.0, max: 3.0 });
+        assert!((s - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(z, 64);
+        assert_eq!(activation_params(Range { min: 0.0, max: 0.0 }), (1.0, 0));
+        assert_eq!(activation_params(Range { min: 0.0, max: 6.0 }).1, 0);
+    }
+
+    #[test]
+    fn weights_get_a_scale_per_output_channel() {
+        // Two channels of two values: [1, -2], [0.5, 0.25].
+        let (q, s) = quantize_weight(&[1.0, -2.0, 0.5, 0.25], &[2, 2], Some(0), 127.0, &[]);
+        assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0]);
+        assert_eq!(q, vec![64, -127, 127, 64]);
+        // Axis 1 of a [K, N] matrix: the columns.
+        let (_, s) = quantize_weight(&[1.0, -2.0, 0.5, 0.25], &[2, 2], Some(1), 127.0, &[]);
+        assert_eq!(s, vec![1.0 / 127.0, 2.0 / 127.0]);
+        // An all-zero channel gets scale 1, not a division by zero.
+        let (q, s) = quantize_weight(&[0.0, 0.0], &[1, 2], Some(0), 63.0, &[]);
+        assert_eq!((q, s), (vec![0, 0], vec![1.0]));
+        // A channel of near-zero weights takes the scale its bias needs.
+        let (q, s) =
+            quantize_weight(&[1e-12, -1e-12, 1.0, 0.5], &[2, 2], Some(0), 127.0, &[0.1, 0.0]);
+        assert_eq!(s, vec![0.1, 1.0 / 127.0]);
+        assert_eq!(q, vec![0, 0, 127, 64]);
+    }
+}
