@@ -294,6 +294,9 @@ impl BenchReport {
             writeln!(out, "  engine library   {lib}")?;
         }
         writeln!(out, "  cpu model        {}", self.machine.summary())?;
+        if let Some(p) = self.plan.options.get("precision") {
+            writeln!(out, "  precision        {p}")?;
+        }
         writeln!(
             out,
             "  load             engine {:.3} ms, model {:.1} ms",

@@ -1,7 +1,9 @@
 //! `thrum quantize`: the real EfficientNet-Lite0 quantized to int8 on real photographs, judged
 //! by ONNX Runtime's Python API against the fp32 model and against what ONNX Runtime's own
 //! `quantize_static` makes of the same model and calibration set; every calibration method on
-//! a small model; and bad input, each with its message.
+//! a small model; and bad input, each with its message. And the `precision` option: int8 on
+//! the engines that run quantized models, and every refusal naming the engine, the CPU and
+//! what would work.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod common;
@@ -305,4 +307,122 @@ fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
         failure(thrum().args(["quantize", "-p", "zoo:mlp", "--op-types", "LSTM", "-o"]).arg(&out));
     assert!(err.contains("does not quantize `LSTM`"), "{err}");
     assert!(!out.exists(), "no output is written on failure");
+}
+
+/// A `--model-options` run of `thrum predict` that must fail: its exit status and message.
+fn refused(engine: &str, model: &str, options: &str, emulate: bool) -> (i32, String) {
+    let mut cmd = thrum();
+    cmd.args(["predict", "-e", engine, "-p", model, "--model-options", options]);
+    if emulate {
+        cmd.env(thrum::precision::EMULATE_VAR, "1");
+    }
+    failure(&mut cmd)
+}
+
+#[test]
+fn precision_int8_runs_quantized_models_and_the_header_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let int8 = dir.path().join("mlp-int8.onnx");
+    thrum()
+        .args(["quantize", "-e", "tract", "-p", "zoo:mlp", "--samples", "8", "-o"])
+        .arg(&int8)
+        .assert()
+        .success();
+    let int8 = int8.to_str().unwrap();
+    let mut engines = vec!["tract"];
+    if thrum_testkit::engine_under_test("ort", module_path!()) {
+        engines.push("ort");
+    }
+    for engine in engines {
+        thrum()
+            .args(["predict", "-e", engine, "-p", int8, "--model-options", "precision=int8"])
+            .assert()
+            .success();
+        let (code, err) = refused(engine, "zoo:mlp", "precision=int8", false);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!("engine `{engine}` does not support precision int8"))
+                && err.contains("is not quantized")
+                && err.contains("thrum quantize"),
+            "{err}"
+        );
+    }
+    // The bench header and report name the CPU's features and the precision.
+    let out = thrum()
+        .args(["bench", "-e", "tract", "-p", int8, "--duration", "1", "--model-options"])
+        .arg("precision=int8")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    let cpu = thrum::CpuFeatures::detect();
+    assert!(out.contains(&format!("cpu model        {}", cpu.summary())), "{out}");
+    assert!(out.contains("precision        int8"), "{out}");
+    let engines = thrum().arg("engines").assert().success().get_output().stdout.clone();
+    assert!(String::from_utf8_lossy(&engines).contains(&cpu.summary()));
+}
+
+#[test]
+fn precisions_an_engine_or_the_cpu_lacks_are_refused_with_what_would_work() {
+    let cpu = thrum::CpuFeatures::detect();
+    require_engine!("ort");
+    let (code, err) = refused("ort", "zoo:mlp", "precision=bf16", false);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("CPU execution provider has no bf16 kernels") && err.contains("openvino"),
+        "{err}"
+    );
+    let (_, err) = refused("tract", "zoo:mlp", "precision=fp16", false);
+    assert!(err.contains("tract computes in f32 on x86"), "{err}");
+    // bf16 on OpenVINO: refused on a CPU without the units, naming it; stated as OpenVINO's
+    // precision hint where it has them (or when emulation is asked for).
+    let openvino = "precision=bf16,ort.execution_providers=openvino";
+    if cpu.bf16() {
+        thrum()
+            .args(["predict", "-e", "ort", "-p", "zoo:mlp", "--model-options", openvino])
+            .assert()
+            .success();
+    } else {
+        let (code, err) = refused("ort", "zoo:mlp", openvino, false);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&cpu.summary()) && err.contains("lacks AVX512-BF16 or AMX-BF16"),
+            "{err}"
+        );
+        thrum()
+            .args(["predict", "-e", "ort", "-p", "zoo:mlp", "--model-options", openvino])
+            .env(thrum::precision::EMULATE_VAR, "1")
+            .assert()
+            .success();
+    }
+    if !cpu.avx512_fp16 {
+        let (_, err) =
+            refused("ort", "zoo:mlp", "precision=fp16,ort.execution_providers=openvino", false);
+        assert!(err.contains("lacks AVX512-FP16"), "{err}");
+    }
+    require_engine!("mxnet");
+    for p in ["bf16", "int8"] {
+        let (code, err) = refused("mxnet", "zoo:mlp", &format!("precision={p}"), false);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("MXNet 1.9's bf16 and int8 are its Python tools"), "{err}");
+    }
+    require_engine!("tensorflow");
+    let (_, err) = refused("tensorflow", "zoo:mlp", "precision=int8", false);
+    assert!(err.contains("thrum quantize") && err.contains("run it on ort"), "{err}");
+    let (_, err) = refused("tensorflow", "zoo:mlp", "precision=bf16,onednn=false", true);
+    assert!(err.contains("oneDNN's auto mixed precision"), "{err}");
+    require_engine!("torch");
+    let (_, err) = refused("torch", "zoo:mlp", "precision=int8", false);
+    assert!(err.contains("torch.ao.quantization"), "{err}");
+    // The zoo's TorchScript holds its weights as graph constants, which module.to(bf16) does
+    // not convert: said at load, after the CPU check.
+    if !cpu.bf16() {
+        let (_, err) = refused("torch", "zoo:resnet18", "precision=bf16", false);
+        assert!(err.contains("lacks AVX512-BF16 or AMX-BF16"), "{err}");
+    }
+    let (code, err) = refused("torch", "zoo:resnet18", "precision=bf16", true);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds its weights as constants of the TorchScript graph"), "{err}");
 }

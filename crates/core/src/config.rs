@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::PredictorKind;
+use crate::precision::Precision;
 
 /// When a setting takes effect, which says how it can be varied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -92,6 +93,8 @@ pub struct Options {
     /// Per-thread predictors or one shared predictor, for runners (bench, serve) that take
     /// it from options. `None`: the runner's default (per-thread).
     pub predictor: Option<PredictorKind>,
+    /// The arithmetic the engine runs the model in. `None`: fp32, the model as its file says.
+    pub precision: Option<Precision>,
     /// Engine keys that were set, with their normalised values.
     engine_values: BTreeMap<&'static str, String>,
 }
@@ -116,6 +119,11 @@ pub const MAX_THREADS: usize = 1024;
 /// Environment variables thrum reads that are not option keys.
 pub const OTHER_ENV_VARS: &[(&str, &str)] = &[
     ("THRUM_CONFIG", "path of a TOML options file the CLI reads (same as `--config`)"),
+    (
+        crate::precision::EMULATE_VAR,
+        "1: `precision=bf16` / `fp16` run even on a CPU without those units (emulated, slower \
+         than fp32), to test an engine's reduced-precision path anywhere",
+    ),
     (
         "THRUM_HOME",
         "thrum's cache directory for installed engines and test data (default `~/.cache/thrum`)",
@@ -267,6 +275,25 @@ pub static KEYS: &[OptionKey] = &[
         tunable: &["per-thread", "shared"],
         check: |v| v.parse::<PredictorKind>().map(|k| k.to_string()).map_err(|e| e.to_string()),
     },
+    OptionKey {
+        key: "precision",
+        env: "THRUM_PRECISION",
+        default: "fp32",
+        engine: "all",
+        expected: "fp32, bf16, fp16 or int8",
+        effect: "The arithmetic the model runs in; an engine or a CPU that cannot do it refuses \
+                 it with the reason and what would work. fp32: the model as its file says \
+                 (OpenVINO is pinned to f32, which its CPU plugin would otherwise trade for bf16 \
+                 on AMX CPUs). bf16, on CPUs with AVX512-BF16 or AMX: ort with the openvino \
+                 provider (`INFERENCE_PRECISION_HINT`), torch (module and inputs in bf16), \
+                 tensorflow (oneDNN's bf16 auto mixed precision). fp16: ort with openvino on \
+                 CPUs with AVX512-FP16. int8: a quantized (QDQ) ONNX model, e.g. from `thrum \
+                 quantize`, on ort (integer kernels) and tract; a model that is not quantized \
+                 is refused. mxnet runs fp32 only.",
+        scope: Scope::Model,
+        tunable: &[],
+        check: |v| v.parse::<Precision>().map(|p| p.to_string()).map_err(|e| e.to_string()),
+    },
 ];
 
 /// Every key: the engine-neutral ones, then each registered engine's, in engine order.
@@ -379,6 +406,7 @@ impl Options {
             "inter_op_threads" => self.inter_op_threads = normal.parse().ok(),
             "onednn" => self.onednn = normal.parse().ok(),
             "predictor" => self.predictor = normal.parse().ok(),
+            "precision" => self.precision = normal.parse().ok(),
             engine_key => {
                 self.engine_values.insert(engine_key, normal);
             }
@@ -393,6 +421,7 @@ impl Options {
             "inter_op_threads" => self.inter_op_threads.map(|n| n.to_string()),
             "onednn" => self.onednn.map(|b| b.to_string()),
             "predictor" => self.predictor.map(|p| p.to_string()),
+            "precision" => self.precision.map(|p| p.to_string()),
             other => self.engine_values.get(other).cloned(),
         }
     }
@@ -404,6 +433,7 @@ impl Options {
             "inter_op_threads" => self.inter_op_threads = None,
             "onednn" => self.onednn = None,
             "predictor" => self.predictor = None,
+            "precision" => self.precision = None,
             other => {
                 self.engine_values.remove(other);
             }

@@ -35,6 +35,7 @@ pub mod error;
 pub mod install;
 pub mod kit;
 pub mod model;
+pub mod precision;
 pub mod spec;
 pub mod tensor;
 pub mod translator;
@@ -51,6 +52,7 @@ pub use model::{
     Model, ModelBackend, Predictor, PredictorBackend, PredictorKind, SharedPredictor,
     SharedPredictorBackend, StageTimings, ThreadConfig,
 };
+pub use precision::Precision;
 pub use spec::{Dim, TensorSpec};
 pub use tensor::{Tensor, TensorData};
 pub use translator::{Batchifier, Classification, Classifier, Identity, Translator};

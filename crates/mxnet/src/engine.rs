@@ -66,6 +66,17 @@ impl Engine for MxnetEngine {
 
     fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {
         options.validate()?;
+        if let Some(p) = options.precision.filter(|p| *p != thrum_core::Precision::Fp32) {
+            return Err(thrum_core::precision::unsupported(
+                ENGINE,
+                p,
+                "thrum runs MXNet symbols as exported, in fp32: MXNet 1.9's bf16 and int8 are \
+                 its Python tools (mx.contrib.amp.convert_model to bfloat16, \
+                 mx.contrib.quantization.quantize_model with oneDNN), which rewrite the symbol \
+                 before export; use ort (int8 from `thrum quantize`) or ort with \
+                 ort.execution_providers=openvino (bf16)",
+            ));
+        }
         let model = MxModel::load(source, options)?;
         Ok(Model::new(model.name.clone(), ENGINE, Shared(Arc::new(model))))
     }

@@ -5,14 +5,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::ep;
+use ort::ep::ArbitrarilyConfigurableExecutionProvider;
 use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::value::ValueType;
 use thrum_core::kit::{Forward, RunConcurrently};
+use thrum_core::precision::{self, Precision};
 use thrum_core::{
-    Capabilities, Dim, Engine, EngineCheck, EngineInfo, Error, ErrorKind, Model, ModelBackend,
-    ModelFormat, ModelSource, NativeError, Options, PredictorBackend, Result,
+    Capabilities, CpuFeatures, Dim, Engine, EngineCheck, EngineInfo, Error, ErrorKind, Model,
+    ModelBackend, ModelFormat, ModelSource, NativeError, Options, PredictorBackend, Result,
     SharedPredictorBackend, Support, Tensor, TensorSpec, ThreadConfig,
 };
 
@@ -205,6 +207,7 @@ impl Engine for OrtEngine {
             EXPECTED,
         )?;
         let providers = select_providers(loaded, options, &ort_options)?;
+        check_precision(options, &providers, source)?;
         let recipe = ort_options.session_per_predictor.then(|| Recipe {
             env,
             source: source.clone(),
@@ -281,6 +284,37 @@ fn select_providers(
     Ok(wanted)
 }
 
+/// Checks `options.precision` for these providers and model: int8 needs a quantized model;
+/// bf16 and fp16 need OpenVINO (ONNX Runtime's CPU provider has no such kernels on x86) and a
+/// CPU with the units.
+fn check_precision(options: &Options, providers: &[String], source: &ModelSource) -> Result<()> {
+    let openvino = providers.first().is_some_and(|p| p == "openvino");
+    match options.precision.unwrap_or_default() {
+        Precision::Fp32 => Ok(()),
+        Precision::Int8 => precision::require_quantized_onnx(ENGINE, source),
+        p if !openvino => Err(precision::unsupported(
+            ENGINE,
+            p,
+            format!(
+                "ONNX Runtime's CPU execution provider has no {p} kernels for x86 CPUs; use \
+                 ort.execution_providers=openvino (`thrum engines install ort-openvino`), or \
+                 precision=int8 with a model from `thrum quantize`"
+            ),
+        )),
+        p => precision::require_cpu(ENGINE, p, CpuFeatures::detect()),
+    }
+}
+
+/// OpenVINO's `INFERENCE_PRECISION_HINT` for a precision (int8 is the model's own QDQ, with
+/// what is left in float kept in f32).
+fn openvino_precision(p: Precision) -> &'static str {
+    match p {
+        Precision::Bf16 => "bf16",
+        Precision::Fp16 => "f16",
+        Precision::Fp32 | Precision::Int8 => "f32",
+    }
+}
+
 fn build_session(
     env: &Env,
     source: &ModelSource,
@@ -353,6 +387,16 @@ fn build_session(
                 Some(n) => ep::OpenVINO::default().with_num_threads(n),
                 None => ep::OpenVINO::default(),
             }
+            // The precision OpenVINO's CPU plugin computes in, always stated: unset, it would
+            // pick bf16 by itself on CPUs with AVX512-BF16 (`load_config` wins over the
+            // provider's own f32 hint).
+            .with_arbitrary_config(
+                "load_config",
+                format!(
+                    r#"{{"CPU":{{"INFERENCE_PRECISION_HINT":"{}"}}}}"#,
+                    openvino_precision(options.precision.unwrap_or_default())
+                ),
+            )
             .build()
             .error_on_failure(),
             _ => ep::CPU::default().with_arena_allocator(o.cpu_arena).build().error_on_failure(),

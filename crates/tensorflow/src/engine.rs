@@ -7,14 +7,18 @@ use std::sync::Arc;
 use prost::Message;
 use thrum_core::kit::{Forward, RunConcurrently};
 use thrum_core::{
-    Capabilities, Dim, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend, ModelSource,
-    Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
-    ThreadConfig,
+    Capabilities, CpuFeatures, Dim, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend,
+    ModelSource, Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor,
+    TensorSpec, ThreadConfig,
 };
 
 use crate::ffi::{Api, TfGraph, TfOutput, TfSession};
-use crate::proto::{ConfigProto, GraphDef, SavedModel, SignatureDef, TensorInfo};
+use crate::proto::{
+    ConfigProto, GraphDef, GraphOptions, RewriterConfig, SavedModel, SignatureDef, TOGGLE_ON,
+    TensorInfo,
+};
 use crate::{ENGINE, FROZEN_GRAPH, SAVED_MODEL, TensorflowOptions, dtype_name, dtype_of, library};
+use thrum_core::precision::{self, Precision};
 
 const EXPECTED: &str =
     "a TensorFlow SavedModel directory (saved_model.pb and variables/) or a frozen graph (.pb)";
@@ -142,6 +146,31 @@ impl TfModel {
         let name = source.name();
         let name = if name.is_empty() { "model".into() } else { name };
         let tf = TensorflowOptions::from_options(options)?;
+        let bf16 = match options.precision.unwrap_or_default() {
+            Precision::Fp32 => false,
+            Precision::Bf16 if options.onednn == Some(false) => {
+                return Err(precision::unsupported(
+                    ENGINE,
+                    Precision::Bf16,
+                    "TensorFlow's bf16 on CPUs is oneDNN's auto mixed precision, and onednn=false \
+                     turns oneDNN off; leave onednn unset or true",
+                ));
+            }
+            Precision::Bf16 => {
+                precision::require_cpu(ENGINE, Precision::Bf16, CpuFeatures::detect())?;
+                true
+            }
+            p => {
+                return Err(precision::unsupported(
+                    ENGINE,
+                    p,
+                    "TensorFlow's reduced precision on CPUs is bf16 (oneDNN's auto mixed \
+                     precision); int8 is a rewrite of the graph by TFLite or Intel Neural \
+                     Compressor, which thrum does not make: for int8 quantize the ONNX model \
+                     (`thrum quantize`) and run it on ort",
+                ));
+            }
+        };
         let kind = kind_of(source, &name)?;
         let invalid = |reason: String| Error::invalid_model(ENGINE, &name, reason);
         // Checked before TensorFlow sees the files: its own messages for these are less precise.
@@ -175,6 +204,11 @@ impl TfModel {
             intra_op_parallelism_threads: threads(intra, "intra_op_threads")?,
             inter_op_parallelism_threads: threads(inter, "inter_op_threads")?,
             use_per_session_threads: false,
+            graph_options: bf16.then_some(GraphOptions {
+                rewrite_options: Some(RewriterConfig {
+                    auto_mixed_precision_onednn_bfloat16: TOGGLE_ON,
+                }),
+            }),
         }
         .encode_to_vec();
 

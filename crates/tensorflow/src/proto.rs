@@ -107,7 +107,30 @@ pub struct ConfigProto {
     /// process-wide pool the first session sized.
     #[prost(bool, tag = "9")]
     pub use_per_session_threads: bool,
+    /// Graph options: the grappler rewrites.
+    #[prost(message, optional, tag = "10")]
+    pub graph_options: Option<GraphOptions>,
 }
+
+/// `GraphOptions`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GraphOptions {
+    /// Grappler's rewriters.
+    #[prost(message, optional, tag = "10")]
+    pub rewrite_options: Option<RewriterConfig>,
+}
+
+/// `RewriterConfig` (field numbers read from the descriptor compiled into TensorFlow 2.21).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RewriterConfig {
+    /// oneDNN's bf16 auto mixed precision (a `Toggle`: 0 default, 1 on, 2 off): float ops that
+    /// oneDNN runs in bf16 are rewritten to bf16, with casts around them.
+    #[prost(int32, tag = "31")]
+    pub auto_mixed_precision_onednn_bfloat16: i32,
+}
+
+/// `RewriterConfig.Toggle.ON`.
+pub const TOGGLE_ON: i32 = 1;
 
 /// `GraphDef`.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use tch::{CModule, Device, IValue};
 use thrum_core::kit::{Forward, RunConcurrently};
+use thrum_core::precision::{self, Precision};
 use thrum_core::{
-    Capabilities, DType, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend, ModelSource,
-    Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor, TensorSpec,
-    ThreadConfig,
+    Capabilities, CpuFeatures, DType, Engine, EngineCheck, EngineInfo, Error, Model, ModelBackend,
+    ModelSource, Options, PredictorBackend, Result, SharedPredictorBackend, Support, Tensor,
+    TensorSpec, ThreadConfig,
 };
 
 use crate::{ENGINE, SpecFile, TORCHSCRIPT, TorchOptions, convert, spec_path, threads};
@@ -81,6 +82,30 @@ fn load_model(source: &ModelSource, options: &Options) -> Result<TorchModel> {
         "libtorch runs TorchScript (.pt; `thrum zoo export NAME -o NAME.pt` writes one)",
         EXPECTED,
     )?;
+    let bf16 = match options.precision.unwrap_or_default() {
+        Precision::Fp32 => false,
+        Precision::Bf16 => {
+            precision::require_cpu(ENGINE, Precision::Bf16, CpuFeatures::detect())?;
+            true
+        }
+        Precision::Int8 => {
+            return Err(precision::unsupported(
+                ENGINE,
+                Precision::Int8,
+                "libtorch runs int8 only from a model quantized in Python (torch.ao.quantization's \
+                 FX or PT2E flow, then saved as TorchScript), which thrum does not make; for \
+                 int8 quantize the ONNX model (`thrum quantize`) and run it on ort",
+            ));
+        }
+        Precision::Fp16 => {
+            return Err(precision::unsupported(
+                ENGINE,
+                Precision::Fp16,
+                "libtorch's CPU kernels are fp32 and bf16 (oneDNN); fp16 on a CPU runs through \
+                 conversions: use precision=bf16 on a CPU with AVX512-BF16 or AMX",
+            ));
+        }
+    };
     let mkldnn = options.onednn == Some(true);
     if mkldnn && !tch::utils::has_mkldnn() {
         return Err(Error::Unsupported {
@@ -97,7 +122,12 @@ fn load_model(source: &ModelSource, options: &Options) -> Result<TorchModel> {
         graph_optimizer: torch.graph_optimizer,
     };
     threads::guard(&name, || {
-        let module = load_module(source, &name)?;
+        let mut module = load_module(source, &name)?;
+        if bf16 {
+            // Parameters and buffers in bf16; float inputs are cast on the way in and float
+            // outputs back to f32 on the way out, so the model's signature does not change.
+            module.to(Device::Cpu, tch::Kind::BFloat16, false);
+        }
         let (inputs, outputs) = specs(source, &torch, &name)?;
         if mkldnn
             && let Some(spec) = inputs.iter().find(|s| !matches!(s.dtype, DType::F32 | DType::BF16))
@@ -112,7 +142,10 @@ fn load_model(source: &ModelSource, options: &Options) -> Result<TorchModel> {
             });
         }
         let mut model =
-            TorchModel { name: name.clone(), module, inputs, outputs, per_thread, mkldnn };
+            TorchModel { name: name.clone(), module, inputs, outputs, per_thread, mkldnn, bf16 };
+        if bf16 {
+            model.check_bf16()?;
+        }
         if model.outputs.is_empty() {
             model.outputs = model.discover_outputs(torch.output_names.as_deref().unwrap_or(&[]))?;
         } else if let Some(names) = &torch.output_names {
@@ -139,9 +172,14 @@ fn load_module(source: &ModelSource, name: &str) -> Result<CModule> {
     Ok(module)
 }
 
-/// libtorch's messages carry a C++ backtrace after the first line.
+/// libtorch's messages carry a C++ backtrace after the first line; the TorchScript
+/// interpreter's say what failed on a `RuntimeError:` line after the trace, kept too.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let first = message.lines().next().unwrap_or(message).trim();
+    match message.lines().skip(1).find(|l| l.trim_start().starts_with("RuntimeError:")) {
+        Some(cause) => format!("{first} ({})", cause.trim()),
+        None => first.to_string(),
+    }
 }
 
 /// Input specs from the option or the spec file; output specs from the spec file, or found by
@@ -207,6 +245,8 @@ struct TorchModel {
     outputs: Vec<TensorSpec>,
     per_thread: threads::PerThread,
     mkldnn: bool,
+    /// `precision=bf16`: the module in bf16, float inputs cast in and outputs cast back.
+    bf16: bool,
 }
 
 impl TorchModel {
@@ -216,16 +256,49 @@ impl TorchModel {
         thrum_core::kit::discover_outputs(&self.inputs, names, |zeros| self.run(zeros))
     }
 
+    /// `module.to(bf16)` converts parameters and buffers, not the constants a traced function
+    /// holds its weights in: one call on zeros finds out, and such a module is refused with
+    /// the reason instead of failing on every call.
+    fn check_bf16(&self) -> Result<()> {
+        let zeros = self
+            .inputs
+            .iter()
+            .map(|s| Tensor::zeros(s.dtype, &s.shape_at(1, 1)))
+            .collect::<Result<Vec<_>>>()?;
+        match self.run(&zeros) {
+            Err(e) if format!("{e:?}").contains("BFloat16 but found Float") => {
+                Err(precision::unsupported(
+                    ENGINE,
+                    Precision::Bf16,
+                    format!(
+                        "model `{}` holds its weights as constants of the TorchScript graph (a \
+                         traced function, as `thrum zoo export` writes), which libtorch's \
+                         module.to(bf16) does not convert; export it from a torch.nn.Module \
+                         whose weights are parameters, or run bf16 on ort with \
+                         ort.execution_providers=openvino",
+                        self.name
+                    ),
+                ))
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         threads::guard(&self.name, || {
             self.forward(inputs)?
                 .iter()
                 .map(|t| {
-                    let dense = if t.is_mkldnn() {
+                    let mut dense = if t.is_mkldnn() {
                         t.f_to_dense(None, false).map_err(|e| self.mkldnn_error(&e.to_string()))?
                     } else {
                         t.shallow_clone()
                     };
+                    if self.bf16 && dense.kind() == tch::Kind::BFloat16 {
+                        dense = dense.f_to_kind(tch::Kind::Float).map_err(|e| {
+                            Error::inference(ENGINE, &self.name, first_line(&e.to_string()))
+                        })?;
+                    }
                     convert::from_tch(&dense, &self.name)
                 })
                 .collect()
@@ -239,6 +312,11 @@ impl TorchModel {
         let mut args = Vec::with_capacity(inputs.len());
         for t in inputs {
             let mut x = convert::to_tch(t, &self.name)?;
+            if self.bf16 && x.kind() == tch::Kind::Float {
+                x = x.f_to_kind(tch::Kind::BFloat16).map_err(|e| {
+                    Error::inference(ENGINE, &self.name, first_line(&e.to_string()))
+                })?;
+            }
             if self.mkldnn {
                 x = x.f_to_mkldnn(None).map_err(|e| self.mkldnn_error(&e.to_string()))?;
             }
