@@ -426,3 +426,50 @@ fn precisions_an_engine_or_the_cpu_lacks_are_refused_with_what_would_work() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("holds its weights as constants of the TorchScript graph"), "{err}");
 }
+
+#[test]
+fn compare_precision_reports_agreement_speed_and_pass_or_fail_per_engine() {
+    require_engine!("ort");
+    let run = |target: &str| {
+        thrum()
+            .args(["compare", "-p", "zoo:mlp", "-e", "tract,ort", "--precision", "int8,bf16"])
+            .args(["--samples", "50", "--target", target, "--json", "-"])
+            .assert()
+    };
+    // At 90 % every int8 row passes: exit 0, and the JSON has every engine × precision.
+    let out = run("0.9").success().get_output().stdout.clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["metric"], "top1", "{report:#}");
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{report:#}");
+    for row in rows {
+        let (engine, precision) =
+            (row["engine"].as_str().unwrap(), row["precision"].as_str().unwrap());
+        match precision {
+            "fp32" => assert_eq!(row["top1_agreement"], 1.0),
+            "int8" => {
+                assert_eq!(row["samples"], 50);
+                assert!(row["top1_agreement"].as_f64().unwrap() >= 0.9, "{row:#}");
+                assert!(row["top5_agreement"].as_f64().unwrap() >= 0.99, "{row:#}");
+                assert!(row["mean_cosine"].as_f64().unwrap() > 0.999, "{row:#}");
+                assert!(row["speedup"].as_f64().unwrap() > 0.0 && row["pass"] == true, "{row:#}");
+            }
+            "bf16" => {
+                assert!(
+                    row["refused"].as_str().unwrap().contains(&format!("engine `{engine}`")),
+                    "{row:#}"
+                );
+                assert!(row["pass"].is_null());
+            }
+            other => panic!("unexpected precision {other}"),
+        }
+    }
+    // At 99 % (the default, MLPerf's) the int8 rows of this tiny random model fall short
+    // (49 of 50 samples agree): exit 1 and the rows named.
+    let err = run("0.99").failure().code(1).get_output().stderr.clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("tract int8, ort int8 below the target: top-1 agreement under 99.0 % of fp32"),
+        "{err}"
+    );
+}

@@ -60,6 +60,17 @@ pub enum TuneError {
         /// The tolerance.
         tolerance: f64,
     },
+    /// Reduced precisions whose accuracy falls short of the target (`thrum compare
+    /// --precision`).
+    #[error("{} below the target: {metric} under {:.1} % of fp32", variants.join(", "), target * 100.0)]
+    BelowTarget {
+        /// Each `engine precision`.
+        variants: Vec<String>,
+        /// The metric (`top-1 agreement`, `mean cosine`).
+        metric: String,
+        /// The fraction of fp32 asked for.
+        target: f64,
+    },
     /// Every measurement failed (the first failure is given; the table lists them all).
     #[error("every measurement failed; the first: {first}")]
     AllFailed {
@@ -103,7 +114,9 @@ impl TuneError {
             TuneError::Core(e) => e.kind(),
             TuneError::Bench(e) => e.kind(),
             TuneError::NoEngine { .. } => ErrorKind::Unavailable,
-            TuneError::Disagree { .. } | TuneError::AllFailed { .. } => ErrorKind::Internal,
+            TuneError::Disagree { .. }
+            | TuneError::BelowTarget { .. }
+            | TuneError::AllFailed { .. } => ErrorKind::Internal,
             TuneError::Unmet { .. } => ErrorKind::InvalidInput,
             TuneError::Interrupted { .. } => ErrorKind::Timeout,
             TuneError::Config { .. }

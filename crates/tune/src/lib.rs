@@ -14,6 +14,7 @@
 //! The CLI (`thrum tune`, `thrum compare`) builds the plan and prints; this crate does no
 //! argument parsing.
 
+pub mod accuracy;
 pub mod child;
 pub mod compare;
 mod error;

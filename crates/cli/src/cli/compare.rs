@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use thrum::{Engine, ModelFormat, ModelRef, Options};
+use thrum::{Engine, ModelFormat, ModelRef, ModelSource, Options, Precision};
+use thrum_tune::accuracy;
 use thrum_tune::compare::{self, Comparison, DEFAULT_TOLERANCE, EngineFailure};
+
+use super::samples::SampleSource;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  thrum compare -p zoo:resnet50\n  thrum compare -p model.onnx -e tract,ort --json diff.json\n\nExit status: 0 when every engine agrees, 1 when one disagrees, 2 for bad arguments or when fewer than two engines can run the model."
+    after_help = "Examples:\n  thrum compare -p zoo:resnet50\n  thrum compare -p model.onnx -e tract,ort --json diff.json\n  thrum compare -p zoo:efficientnet-lite0 -e ort --precision fp32,bf16,int8 --images eval/ --calibration-images calib/\n\nExit status: 0 when every engine agrees (with --precision: every precision that ran meets the target), 1 when one disagrees (falls short), 2 for bad arguments or when fewer than two engines can run the model (no engine runs it in fp32)."
 )]
 pub struct CompareArgs {
     /// Model file, or zoo:NAME (every engine reads zoo models).
@@ -29,6 +32,54 @@ pub struct CompareArgs {
     /// Write the table as JSON to FILE ('-' for stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Compare precisions instead of engines: each engine runs the model at each precision
+    /// (fp32, bf16, fp16, int8) against its own fp32, on real samples (--images, --npy) or
+    /// seeded ones; int8 runs a quantized model (--int8-model, else quantized now).
+    #[arg(long, value_name = "P1,P2", value_delimiter = ',')]
+    precision: Vec<String>,
+
+    /// With --precision: evaluation images (JPEG, PNG, GIF, WebP), pre-processed as the model's
+    /// own.
+    #[arg(long, value_name = "DIR", conflicts_with = "npy")]
+    images: Option<PathBuf>,
+
+    /// With --precision: evaluation samples as .npy files (a model with one input).
+    #[arg(long, value_name = "DIR")]
+    npy: Option<PathBuf>,
+
+    /// With --precision: evaluation samples (the first N files, or N seeded inputs).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    samples: u32,
+
+    /// With --precision int8: the quantized model to run; otherwise the model is quantized now,
+    /// as `thrum quantize` does by default, on the calibration data below.
+    #[arg(long, value_name = "FILE")]
+    int8_model: Option<PathBuf>,
+
+    /// Calibration images for the int8 model quantized now (default: seeded inputs, other
+    /// than the evaluation ones).
+    #[arg(long, value_name = "DIR", conflicts_with = "calibration_npy")]
+    calibration_images: Option<PathBuf>,
+
+    /// Calibration .npy files for the int8 model quantized now.
+    #[arg(long, value_name = "DIR")]
+    calibration_npy: Option<PathBuf>,
+
+    /// With --precision: PASS when top-1 agreement (classifiers) or mean cosine (other
+    /// outputs) reaches this fraction of fp32 (MLPerf's closed division: 0.99).
+    #[arg(long, value_name = "FRACTION", default_value_t = thrum_tune::accuracy::DEFAULT_TARGET)]
+    target: f64,
+}
+
+/// `--precision`'s part of a compare command.
+struct PrecisionPlan {
+    precisions: Vec<Precision>,
+    evaluation: SampleSource,
+    samples: usize,
+    int8_model: Option<PathBuf>,
+    calibration: SampleSource,
+    target: f64,
 }
 
 /// A validated `compare` command.
@@ -39,6 +90,7 @@ pub struct ComparePlan {
     explicit: bool,
     tolerance: f64,
     json: Option<PathBuf>,
+    precision: Option<PrecisionPlan>,
 }
 
 impl ComparePlan {
@@ -58,6 +110,40 @@ impl ComparePlan {
             }
             .into());
         }
+        let precision = if args.precision.is_empty() {
+            None
+        } else {
+            let mut precisions = vec![Precision::Fp32];
+            for p in &args.precision {
+                let p: Precision = p.parse()?;
+                if !precisions.contains(&p) {
+                    precisions.push(p);
+                }
+            }
+            if !(args.target > 0.0 && args.target <= 1.0) {
+                anyhow::bail!(
+                    "--target {}: expected a fraction of fp32 above 0 and at most 1",
+                    args.target
+                );
+            }
+            Some(PrecisionPlan {
+                precisions,
+                evaluation: match (args.images, args.npy) {
+                    (Some(dir), _) => SampleSource::Images(dir),
+                    (_, Some(dir)) => SampleSource::Npy(dir),
+                    _ => SampleSource::Seeded { seed: 0 },
+                },
+                samples: args.samples as usize,
+                int8_model: args.int8_model,
+                calibration: match (args.calibration_images, args.calibration_npy) {
+                    (Some(dir), _) => SampleSource::Images(dir),
+                    (_, Some(dir)) => SampleSource::Npy(dir),
+                    // Other seeds than the evaluation's: calibration never sees the test set.
+                    _ => SampleSource::Seeded { seed: 1_000_000 },
+                },
+                target: args.target,
+            })
+        };
         Ok(ComparePlan {
             model_path: args.model_path,
             model,
@@ -65,10 +151,14 @@ impl ComparePlan {
             explicit,
             tolerance: args.tolerance,
             json: args.json,
+            precision,
         })
     }
 
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(plan) = &self.precision {
+            return self.run_precision(plan);
+        }
         let comparison = run_comparison(
             &self.model_path,
             &self.model,
@@ -106,6 +196,161 @@ impl ComparePlan {
             .into());
         }
         Ok(())
+    }
+}
+
+impl ComparePlan {
+    /// `--precision`: every engine × precision against the engine's own fp32.
+    fn run_precision(&self, plan: &PrecisionPlan) -> anyhow::Result<()> {
+        let engines: Vec<&Arc<dyn Engine>> = self
+            .engines
+            .iter()
+            .filter(|e| self.explicit || not_tried(e.as_ref(), &self.model).is_none())
+            .collect();
+        let int8 = match (&plan.int8_model, plan.precisions.contains(&Precision::Int8)) {
+            (Some(path), true) => Some((path.clone(), false)),
+            (None, true) => Some((self.quantize_now(plan)?, true)),
+            _ => None,
+        };
+        let mut rows = Vec::new();
+        let mut metric = None;
+        let mut described = String::new();
+        for engine in engines {
+            let name = engine.name();
+            let fp32_source = match self.model.source(engine.as_ref()) {
+                Ok(source) => source,
+                Err(e) => {
+                    rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
+                    continue;
+                }
+            };
+            // The samples as this engine's model takes them (layouts differ between exports).
+            let samples = engine
+                .load(&fp32_source, &Options::default())
+                .map_err(anyhow::Error::from)
+                .and_then(|m| plan.evaluation.samples(&self.model, &m, plan.samples, "evaluation"));
+            let samples = match samples {
+                Ok(s) => s,
+                Err(e) => {
+                    rows.push(accuracy::refused(name, Precision::Fp32, super::describe(&e)));
+                    continue;
+                }
+            };
+            described = plan.evaluation.describe(samples.len());
+            let reference = match accuracy::evaluate(
+                engine.as_ref(),
+                &fp32_source,
+                &Options::default(),
+                &samples,
+                2,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
+                    continue;
+                }
+            };
+            let metric = *metric.get_or_insert(reference.metric());
+            rows.push(accuracy::row(
+                name,
+                Precision::Fp32,
+                &reference,
+                &reference,
+                metric,
+                plan.target,
+            ));
+            for &p in plan.precisions.iter().filter(|p| **p != Precision::Fp32) {
+                let options = Options::default().with("precision", &p.to_string())?;
+                // int8 runs the quantized ONNX model on engines that read ONNX; the others are
+                // given their own model, and refuse int8 with their reason.
+                let source = match (&int8, p) {
+                    (Some((path, _)), Precision::Int8)
+                        if engine.info().formats.contains(&ModelFormat::ONNX) =>
+                    {
+                        ModelSource::path(path)
+                    }
+                    _ => fp32_source.clone(),
+                };
+                match accuracy::evaluate(engine.as_ref(), &source, &options, &samples, 2) {
+                    Ok(e) => rows.push(accuracy::row(name, p, &reference, &e, metric, plan.target)),
+                    Err(e) => rows.push(accuracy::refused(name, p, e.to_string())),
+                }
+            }
+        }
+        if let Some((path, true)) = &int8 {
+            let _ = std::fs::remove_file(path);
+        }
+        let report = accuracy::PrecisionReport {
+            model: self.model_path.clone(),
+            metric: metric.unwrap_or(accuracy::Metric::Cosine),
+            target: plan.target,
+            samples_from: described,
+            cpu: thrum::CpuFeatures::detect().summary(),
+            rows,
+        };
+        let to_stdout = self.json.as_deref() == Some(std::path::Path::new("-"));
+        if to_stdout {
+            report.write_table(&mut std::io::stderr().lock())?;
+        } else {
+            report.write_table(&mut std::io::stdout().lock())?;
+        }
+        if let Some(path) = &self.json {
+            super::report::write_output(path, &serde_json::to_string_pretty(&report)?)?;
+        }
+        if !report.rows.iter().any(|r| r.precision == Precision::Fp32 && r.refused.is_none()) {
+            anyhow::bail!(
+                "no engine ran `{}` in fp32, the reference every precision is judged against",
+                self.model_path
+            );
+        }
+        let failed: Vec<String> = report
+            .rows
+            .iter()
+            .filter(|r| r.pass == Some(false))
+            .map(|r| format!("{} {}", r.engine, r.precision))
+            .collect();
+        if !failed.is_empty() {
+            return Err(thrum_tune::TuneError::BelowTarget {
+                variants: failed,
+                metric: match report.metric {
+                    accuracy::Metric::Top1 => "top-1 agreement".into(),
+                    accuracy::Metric::Cosine => "mean cosine".into(),
+                },
+                target: plan.target,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Quantizes the model as `thrum quantize` does by default, calibrated on ort where it is
+    /// installed, else tract; returns the temporary file.
+    fn quantize_now(&self, plan: &PrecisionPlan) -> anyhow::Result<PathBuf> {
+        let registry = thrum::registry();
+        let ort = registry.get("ort")?;
+        let engine = if ort.check().available { ort } else { registry.get("tract")? };
+        let source = self.model.source(engine.as_ref())?;
+        let bytes = source.read("an ONNX model")?;
+        let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
+        let options = thrum_quant::QuantizeOptions {
+            reduce_range: !thrum::CpuFeatures::detect().vnni(),
+            ..Default::default()
+        };
+        let quantizer = thrum_quant::Quantizer::new(&name, &bytes, options)?;
+        let model = engine.load(&source, &Options::default())?;
+        let samples = plan.calibration.samples(&self.model, &model, 100, "calibration")?;
+        let (ranges, _) = thrum_quant::calibrate(
+            engine.as_ref(),
+            &Options::default(),
+            &quantizer,
+            thrum_quant::Method::MinMax,
+            &samples,
+        )?;
+        let (quantized, _) = quantizer.quantize(&ranges)?;
+        let path =
+            std::env::temp_dir().join(format!("thrum-compare-{}-int8.onnx", std::process::id()));
+        std::fs::write(&path, quantized).map_err(|e| thrum::Error::write(&path, e))?;
+        Ok(path)
     }
 }
 

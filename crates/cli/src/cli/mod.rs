@@ -9,6 +9,7 @@ mod options;
 mod predict;
 mod quantize;
 mod report;
+mod samples;
 mod serve;
 mod tune;
 mod zoo;

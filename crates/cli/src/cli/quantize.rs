@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use thrum::{DType, Engine, Model, ModelFormat, ModelRef, Options, Tensor};
+use thrum::{Engine, ModelFormat, ModelRef, Options};
 use thrum_quant::{Decision, Method, QuantizeOptions, Quantizer, Report};
+
+use super::samples::SampleSource;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -76,19 +78,13 @@ pub struct QuantizeArgs {
     json: Option<PathBuf>,
 }
 
-enum Calibration {
-    Images(PathBuf),
-    Npy(PathBuf),
-    Seeded,
-}
-
 /// A validated `quantize` command.
 pub struct QuantizePlan {
     model_path: String,
     model: ModelRef,
     output: PathBuf,
     engine: Arc<dyn Engine>,
-    calibration: Calibration,
+    calibration: SampleSource,
     samples: usize,
     method: Method,
     options: QuantizeOptions,
@@ -129,9 +125,9 @@ impl QuantizePlan {
         let method = Method::parse(&args.method, args.percentile)
             .map_err(|why| anyhow::anyhow!("--method {}: expected {why}", args.method))?;
         let calibration = match (args.calibration_images, args.calibration_npy) {
-            (Some(dir), _) => Calibration::Images(dir),
-            (_, Some(dir)) => Calibration::Npy(dir),
-            _ => Calibration::Seeded,
+            (Some(dir), _) => SampleSource::Images(dir),
+            (_, Some(dir)) => SampleSource::Npy(dir),
+            _ => SampleSource::Seeded { seed: 0 },
         };
         let mut options = QuantizeOptions {
             per_channel: !args.per_tensor,
@@ -175,7 +171,12 @@ impl QuantizePlan {
         let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
         let quantizer = Quantizer::new(&name, &bytes, self.options.clone())?;
         let model = engine.load(&source, &Options::default())?;
-        let samples = self.samples(&model)?;
+        let flag = match self.calibration {
+            SampleSource::Images(_) => "--calibration-images",
+            SampleSource::Npy(_) => "--calibration-npy",
+            SampleSource::Seeded { .. } => "calibration",
+        };
+        let samples = self.calibration.samples(&self.model, &model, self.samples, flag)?;
         drop(model);
         let (ranges, calibration) =
             thrum_quant::calibrate(engine, &Options::default(), &quantizer, self.method, &samples)?;
@@ -207,93 +208,6 @@ impl QuantizePlan {
         }
         Ok(())
     }
-
-    /// The calibration samples, one call's inputs each.
-    fn samples(&self, model: &Model) -> anyhow::Result<Vec<Vec<Tensor>>> {
-        match &self.calibration {
-            Calibration::Images(dir) => {
-                let transform = self.model.image_transform(model)?;
-                let mut out = Vec::new();
-                for path in files(dir, self.samples)? {
-                    let bytes = std::fs::read(&path).map_err(|e| thrum::Error::read(&path, e))?;
-                    let t = transform.tensor(&bytes).map_err(|e| {
-                        anyhow::anyhow!("calibration image `{}`: {e}", path.display())
-                    })?;
-                    let mut shape = vec![1];
-                    shape.extend_from_slice(t.shape());
-                    out.push(vec![Tensor::from_vec(shape, t.as_slice::<f32>()?.to_vec())?]);
-                }
-                Ok(out)
-            }
-            Calibration::Npy(dir) => {
-                if model.inputs().len() != 1 {
-                    anyhow::bail!(
-                        "--calibration-npy gives one tensor per sample, and model `{}` has {} \
-                         inputs ({}); expected a model with one input",
-                        model.name(),
-                        model.inputs().len(),
-                        model
-                            .inputs()
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
-                files(dir, self.samples)?
-                    .iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "npy"))
-                    .map(|p| Ok(vec![crate::io::read_npy(p)?]))
-                    .collect()
-            }
-            Calibration::Seeded => (0..self.samples)
-                .map(|k| {
-                    model
-                        .inputs()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, spec)| seeded(&spec.shape_at(1, 1), spec.dtype, k, i))
-                        .collect::<anyhow::Result<Vec<_>>>()
-                })
-                .collect(),
-        }
-    }
-}
-
-/// The first `limit` files of `dir` in name order (hidden ones left out).
-fn files(dir: &Path, limit: usize) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| thrum::Error::read(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    paths.sort();
-    paths.truncate(limit);
-    Ok(paths)
-}
-
-/// A seeded sample input: floats uniform in [-1, 1), integers all ones (valid indices).
-fn seeded(shape: &[usize], dtype: DType, sample: usize, input: usize) -> anyhow::Result<Tensor> {
-    let len: usize = shape.iter().product();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ ((sample as u64) << 16) ^ input as u64;
-    let mut next = move || {
-        state =
-            state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
-    Ok(match dtype {
-        DType::F32 => {
-            Tensor::from_vec(shape.to_vec(), (0..len).map(|_| next()).collect::<Vec<f32>>())?
-        }
-        DType::I64 => Tensor::from_vec(shape.to_vec(), vec![1i64; len])?,
-        DType::I32 => Tensor::from_vec(shape.to_vec(), vec![1i32; len])?,
-        other => anyhow::bail!(
-            "seeded calibration inputs of dtype {other}; expected f32, i64 or i32 inputs, or \
-             real calibration data (--calibration-images, --calibration-npy)"
-        ),
-    })
 }
 
 #[derive(serde::Serialize)]
