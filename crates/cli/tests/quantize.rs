@@ -473,3 +473,46 @@ fn compare_precision_reports_agreement_speed_and_pass_or_fail_per_engine() {
         "{err}"
     );
 }
+
+#[test]
+fn dynamic_quantization_of_a_real_transformer_keeps_its_outputs() {
+    require_engine!("ort");
+    let model = thrum::zoo::find_pretrained("all-minilm-l6-v2").unwrap();
+    assert!(
+        model.is_installed(),
+        "zoo:all-minilm-l6-v2 is not installed: run `thrum zoo install all-minilm-l6-v2` (the \
+         README's test command does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("minilm-int8.onnx");
+    let json = thrum()
+        .args(["quantize", "-p", "zoo:all-minilm-l6-v2", "--dynamic", "--json", "-", "-o"])
+        .arg(&out)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let d = decisions(&report);
+    // The six layers' Q, K, V, output and two feed-forward projections; the attention's two
+    // products of activations stay in fp32, and so do the embeddings (a Gather).
+    assert_eq!(d["quantized MatMul"], 36, "{d:?}");
+    assert_eq!(d["folded Transpose"], 36, "{d:?}");
+    assert_eq!(d["fp32 MatMul"], 12, "{d:?}");
+    assert!(report["calibration"].is_null(), "{report:#}");
+    let cmp = thrum()
+        .args(["compare", "-p", "zoo:all-minilm-l6-v2", "-e", "ort", "--precision", "int8"])
+        .args(["--samples", "10", "--json", "-", "--int8-model"])
+        .arg(&out)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let cmp: serde_json::Value = serde_json::from_slice(&cmp).unwrap();
+    assert_eq!(cmp["metric"], "cosine");
+    let int8 = &cmp["rows"][1];
+    assert_eq!(int8["precision"], "int8");
+    assert!(int8["mean_cosine"].as_f64().unwrap() >= 0.99, "{cmp:#}");
+}

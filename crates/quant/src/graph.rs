@@ -253,3 +253,43 @@ pub(crate) fn drop_unused_initializers(graph: &mut pb::GraphProto) {
         .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
 }
+
+/// Replaces every 2-D `Transpose` of a float initializer by the transposed initializer (an
+/// exporter that keeps PyTorch's `[out, in]` weights transposes them in the graph; quantizing
+/// needs the weight as the `MatMul` reads it). Returns the folded nodes' names.
+pub(crate) fn fold_constant_transposes(graph: &mut pb::GraphProto) -> HashSet<String> {
+    let inits: HashMap<String, pb::TensorProto> =
+        graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let outputs = graph_outputs(graph);
+    let mut folded = HashSet::new();
+    let mut new_initializers = Vec::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if n.op_type != "Transpose" || n.input.len() != 1 || n.output.len() != 1 {
+            continue;
+        }
+        let Some(t) = inits.get(&n.input[0]) else { continue };
+        let perm = attribute(n, "perm").map(|a| a.ints.clone()).unwrap_or_else(|| vec![1, 0]);
+        if t.dims.len() != 2 || perm != [1, 0] || outputs.contains(&n.output[0]) {
+            continue;
+        }
+        let Some(values) = floats(t) else { continue };
+        let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
+        if values.len() != rows * cols {
+            continue;
+        }
+        let transposed: Vec<f32> =
+            (0..rows * cols).map(|k| values[(k % rows) * cols + k / rows]).collect();
+        new_initializers.push(float_tensor(&n.output[0], &[t.dims[1], t.dims[0]], &transposed));
+        folded.insert(i);
+    }
+    let names = folded.iter().map(|&i| node_name(&graph.node[i])).collect();
+    let mut index = 0;
+    graph.node.retain(|_| {
+        let keep = !folded.contains(&index);
+        index += 1;
+        keep
+    });
+    graph.initializer.extend(new_initializers);
+    drop_unused_initializers(graph);
+    names
+}

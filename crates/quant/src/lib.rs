@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod calibrate;
+mod dynamic;
 mod error;
 mod graph;
 mod qdq;

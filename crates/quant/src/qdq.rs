@@ -143,19 +143,19 @@ enum Kind {
 /// quantized form.
 #[derive(Clone, Debug)]
 pub struct Quantizer {
-    name: String,
+    pub(crate) name: String,
     /// The model without its graph (opsets, metadata).
-    model: pb::ModelProto,
+    pub(crate) model: pb::ModelProto,
     /// Its graph, batch norms folded.
-    graph: pb::GraphProto,
-    options: QuantizeOptions,
+    pub(crate) graph: pb::GraphProto,
+    pub(crate) options: QuantizeOptions,
     kinds: Vec<Kind>,
-    reports: Vec<NodeReport>,
+    pub(crate) reports: Vec<NodeReport>,
     /// Tensors with a range of their own, in graph order.
     calibrated: Vec<String>,
     /// Pass-through outputs and the tensor whose parameters they share.
     shared: Vec<(String, String)>,
-    bytes_before: usize,
+    pub(crate) bytes_before: usize,
 }
 
 impl Quantizer {
@@ -188,6 +188,7 @@ impl Quantizer {
         }
         let original: Vec<(String, String)> =
             graph.node.iter().map(|n| (node_name(n), n.op_type.clone())).collect();
+        let transposed = graph::fold_constant_transposes(&mut graph);
         let folded = graph::fold_batch_norms(&mut graph);
         let mut q = Quantizer {
             name: name.into(),
@@ -207,6 +208,15 @@ impl Quantizer {
         let mut planned = std::mem::take(&mut q.reports).into_iter();
         let mut reports = Vec::with_capacity(original.len());
         for (node, op) in &original {
+            if transposed.contains(node) {
+                reports.push(NodeReport {
+                    name: node.clone(),
+                    op_type: op.clone(),
+                    decision: Decision::Folded,
+                    detail: "a constant weight's transpose, done once here".into(),
+                });
+                continue;
+            }
             match folded_into.get(node.as_str()) {
                 Some(conv) => reports.push(NodeReport {
                     name: node.clone(),
@@ -705,7 +715,7 @@ const BIAS_LIMIT: f32 = 1_073_741_824.0;
 
 /// Symmetric int8 weights: one scale per slice along `axis` (or one for all), ±`qmax`; no
 /// scale below `floor` (per channel, or its largest for one scale; empty: none).
-fn quantize_weight(
+pub(crate) fn quantize_weight(
     values: &[f32],
     dims: &[i64],
     axis: Option<usize>,

@@ -46,6 +46,11 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     samples: u32,
 
+    /// Dynamic quantization (ONNX Runtime's quantize_dynamic): MatMul and Gemm weights in
+    /// int8, their activations quantized on every call; no calibration. For transformers.
+    #[arg(long, conflicts_with_all = ["calibration_images", "calibration_npy", "method"])]
+    dynamic: bool,
+
     /// Calibration method: minmax (ONNX Runtime's default), percentile, entropy.
     #[arg(long, value_name = "METHOD", default_value = "minmax")]
     method: String,
@@ -87,6 +92,7 @@ pub struct QuantizePlan {
     calibration: SampleSource,
     samples: usize,
     method: Method,
+    dynamic: bool,
     options: QuantizeOptions,
     json: Option<PathBuf>,
 }
@@ -158,6 +164,7 @@ impl QuantizePlan {
             calibration,
             samples: args.samples as usize,
             method,
+            dynamic: args.dynamic,
             options,
             json: args.json,
         })
@@ -170,26 +177,21 @@ impl QuantizePlan {
         let bytes = source.read("an ONNX model")?;
         let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
         let quantizer = Quantizer::new(&name, &bytes, self.options.clone())?;
-        let model = engine.load(&source, &Options::default())?;
-        let flag = match self.calibration {
-            SampleSource::Images(_) => "--calibration-images",
-            SampleSource::Npy(_) => "--calibration-npy",
-            SampleSource::Seeded { .. } => "calibration",
+        let (quantized, report, calibration, quantize_s) = if self.dynamic {
+            let t = Instant::now();
+            let (quantized, report) = quantizer.quantize_dynamic()?;
+            (quantized, report, None, t.elapsed().as_secs_f64())
+        } else {
+            let (quantized, report, calibration, quantize_s) = self.quantize_static(&quantizer)?;
+            (quantized, report, Some(calibration), quantize_s)
         };
-        let samples = self.calibration.samples(&self.model, &model, self.samples, flag)?;
-        drop(model);
-        let (ranges, calibration) =
-            thrum_quant::calibrate(engine, &Options::default(), &quantizer, self.method, &samples)?;
-        let t = Instant::now();
-        let (quantized, report) = quantizer.quantize(&ranges)?;
-        let quantize_s = t.elapsed().as_secs_f64();
         std::fs::write(&self.output, &quantized)
             .map_err(|e| thrum::Error::write(&self.output, e))?;
         let peak_mib = thrum_bench::system::peak_rss_bytes().map(|b| b as f64 / 1048576.0);
         let summary = Summary {
             model: self.model_path.clone(),
             output: self.output.display().to_string(),
-            method: self.method,
+            method: (!self.dynamic).then_some(self.method),
             calibration,
             quantize_s,
             total_s: started.elapsed().as_secs_f64(),
@@ -208,14 +210,37 @@ impl QuantizePlan {
         }
         Ok(())
     }
+
+    /// Calibrates on the samples and writes the QDQ model: (bytes, report, calibration,
+    /// seconds spent quantizing after calibration).
+    fn quantize_static(
+        &self,
+        quantizer: &Quantizer,
+    ) -> anyhow::Result<(Vec<u8>, Report, thrum_quant::CalibrationStats, f64)> {
+        let engine = self.engine.as_ref();
+        let source = self.model.source(engine)?;
+        let model = engine.load(&source, &Options::default())?;
+        let flag = match self.calibration {
+            SampleSource::Images(_) => "--calibration-images",
+            SampleSource::Npy(_) => "--calibration-npy",
+            SampleSource::Seeded { .. } => "calibration",
+        };
+        let samples = self.calibration.samples(&self.model, &model, self.samples, flag)?;
+        drop(model);
+        let (ranges, calibration) =
+            thrum_quant::calibrate(engine, &Options::default(), quantizer, self.method, &samples)?;
+        let t = Instant::now();
+        let (quantized, report) = quantizer.quantize(&ranges)?;
+        Ok((quantized, report, calibration, t.elapsed().as_secs_f64()))
+    }
 }
 
 #[derive(serde::Serialize)]
 struct Summary {
     model: String,
     output: String,
-    method: Method,
-    calibration: thrum_quant::CalibrationStats,
+    method: Option<Method>,
+    calibration: Option<thrum_quant::CalibrationStats>,
     quantize_s: f64,
     total_s: f64,
     peak_rss_mib: Option<f64>,
@@ -226,22 +251,26 @@ struct Summary {
 impl Summary {
     fn write(&self, out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let r = &self.report;
-        let c = &self.calibration;
         writeln!(out, "quantized {} → {}", self.model, self.output)?;
         writeln!(out, "  cpu          {}", self.cpu)?;
-        writeln!(
-            out,
-            "  calibration  {} sample(s) × {} pass(es) on {}, {}, {:.2} s",
-            c.samples,
-            c.passes,
-            c.engine,
-            match self.method {
-                Method::MinMax => "minmax".to_string(),
-                Method::Percentile { percentile } => format!("percentile {percentile}"),
-                Method::Entropy => "entropy".to_string(),
-            },
-            c.time.as_secs_f64()
-        )?;
+        match (&self.calibration, self.method) {
+            (Some(c), Some(method)) => writeln!(
+                out,
+                "  calibration  {} sample(s) × {} pass(es) on {}, {}, {:.2} s",
+                c.samples,
+                c.passes,
+                c.engine,
+                match method {
+                    Method::MinMax => "minmax".to_string(),
+                    Method::Percentile { percentile } => format!("percentile {percentile}"),
+                    Method::Entropy => "entropy".to_string(),
+                },
+                c.time.as_secs_f64()
+            )?,
+            _ => {
+                writeln!(out, "  dynamic      activations quantized on every call; no calibration")?
+            }
+        }
         writeln!(
             out,
             "  time         quantize {:.2} s, total {:.2} s; peak RSS {}",
