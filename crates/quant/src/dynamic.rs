@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
@@ -152,21 +151,7 @@ impl Quantizer {
                     .into(),
             });
         }
-        let mut model = self.model.clone();
-        let mut graph = g.clone();
-        graph.node = nodes;
-        graph.initializer.extend(initializers);
-        graph::drop_unused_initializers(&mut graph);
-        model.graph = Some(graph);
-        model.metadata_props.push(pb::StringStringEntryProto {
-            key: "thrum.quantize".into(),
-            value: format!(
-                "dynamic int8: uint8 activations per call, int8 weights ({}{})",
-                if self.options.per_channel { "per column" } else { "per tensor" },
-                if self.options.reduce_range { ", 7-bit" } else { "" }
-            ),
-        });
-        let bytes = model.encode_to_vec();
+        let bytes = self.encode(nodes, initializers, "dynamic int8: uint8 activations per call");
         let report = Report {
             model: self.name.clone(),
             nodes: reports,

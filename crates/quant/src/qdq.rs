@@ -670,21 +670,7 @@ impl Quantizer {
                 qdq_pair(o, &mut nodes, &mut initializers);
             }
         }
-        let mut model = self.model.clone();
-        let mut graph = self.graph.clone();
-        graph.node = nodes;
-        graph.initializer.extend(initializers);
-        graph::drop_unused_initializers(&mut graph);
-        model.graph = Some(graph);
-        model.metadata_props.push(pb::StringStringEntryProto {
-            key: "thrum.quantize".into(),
-            value: format!(
-                "static int8 QDQ: uint8 activations, int8 weights ({}{})",
-                if self.options.per_channel { "per channel" } else { "per tensor" },
-                if self.options.reduce_range { ", 7-bit" } else { "" }
-            ),
-        });
-        let bytes = model.encode_to_vec();
+        let bytes = self.encode(nodes, initializers, "static int8 QDQ: uint8 activations");
         let report = Report {
             model: self.name.clone(),
             nodes: self.reports.clone(),
@@ -696,6 +682,33 @@ impl Quantizer {
             bytes_after: bytes.len(),
         };
         Ok((bytes, report))
+    }
+}
+
+impl Quantizer {
+    /// The model with `nodes` as its graph's and `initializers` added (those no node reads
+    /// dropped), its metadata saying `how` it was quantized, encoded.
+    pub(crate) fn encode(
+        &self,
+        nodes: Vec<pb::NodeProto>,
+        initializers: Vec<pb::TensorProto>,
+        how: &str,
+    ) -> Vec<u8> {
+        let mut model = self.model.clone();
+        let mut graph = self.graph.clone();
+        graph.node = nodes;
+        graph.initializer.extend(initializers);
+        graph::drop_unused_initializers(&mut graph);
+        model.graph = Some(graph);
+        model.metadata_props.push(pb::StringStringEntryProto {
+            key: "thrum.quantize".into(),
+            value: format!(
+                "{how}, int8 weights ({}{})",
+                if self.options.per_channel { "per channel" } else { "per tensor" },
+                if self.options.reduce_range { ", 7-bit" } else { "" }
+            ),
+        });
+        model.encode_to_vec()
     }
 }
 

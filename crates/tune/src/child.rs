@@ -4,6 +4,7 @@
 //! timeout is a failed measurement with its stderr's tail, never the end of the search.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +127,10 @@ impl Launcher {
         cmd.args(self.bench_args(c, budget))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // A group of its own: on a timeout the whole group is killed, so that a wrapper
+            // that does not `exec` cannot leave `thrum bench` running with the pipes open.
+            .process_group(0);
         // The candidate's options are the only ones: none from the parent's environment.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
@@ -163,16 +167,14 @@ impl Launcher {
             match child.try_wait() {
                 Ok(Some(status)) => break Ok(status),
                 Ok(None) if start.elapsed() > limit => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(&mut child);
                     break Err(format!(
                         "timed out: still running after {:.0} s, killed",
                         limit.as_secs_f64()
                     ));
                 }
                 Ok(None) if INTERRUPTED.load(Ordering::SeqCst) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(&mut child);
                     break Err("interrupted".into());
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
@@ -194,6 +196,15 @@ impl Launcher {
             },
         }
     }
+}
+
+/// Kills `child`'s process group (it leads one: `process_group(0)`), then reaps it.
+fn kill_group(child: &mut std::process::Child) {
+    if let Some(pid) = i32::try_from(child.id()).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The last lines of `text`.
@@ -254,6 +265,40 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wrapper that does not `exec` (here: starts a long `sleep` holding the pipes, then
+    /// waits for it) is killed with everything it started, at the timeout.
+    #[test]
+    fn a_timed_out_child_is_killed_with_its_whole_process_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("wrapper.sh");
+        std::fs::write(&wrapper, "#!/bin/sh\nsleep 60 &\nwait\n").unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let launcher = Launcher {
+            exe: wrapper,
+            model: "zoo:mlp".into(),
+            setup_timeout_s: 0.5,
+            extra_args: Vec::new(),
+        };
+        let candidate = Candidate {
+            engine: "tract".into(),
+            workers: 1,
+            intra: 1,
+            batch: 1,
+            predictor: thrum_core::PredictorKind::PerThread,
+            options: std::collections::BTreeMap::new(),
+            probe: false,
+        };
+        let budget = Budget { max_s: 0.2, window_s: 0.1, stability_percent: 10.0 };
+        let t = Instant::now();
+        let (outcome, _) = launcher.measure(&candidate, &budget);
+        assert!(t.elapsed() < Duration::from_secs(20), "hung for {:?}", t.elapsed());
+        match outcome {
+            Outcome::Failed { reason, .. } => assert!(reason.contains("timed out"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn ci_narrows_with_agreeing_windows() {

@@ -49,6 +49,10 @@ impl Constraints {
             ));
         }
         if let Some(max) = self.max_rss_mib
+            && m.rss_mib.is_nan()
+        {
+            out.push(format!("RSS not measured, so --max-rss {max} MiB cannot be checked"));
+        } else if let Some(max) = self.max_rss_mib
             && m.rss_mib.partial_cmp(&max) != Some(std::cmp::Ordering::Less)
             && m.rss_mib != max
         {
@@ -63,7 +67,10 @@ impl Constraints {
 
     /// How far `m` is from meeting every limit (0 when it does): the sum of relative misses.
     pub fn distance(&self, m: &Metrics) -> f64 {
-        let over = |v: f64, max: Option<f64>| max.map_or(0.0, |max| (v / max - 1.0).max(0.0));
+        // A metric that was not measured misses its limit by more than any measured one.
+        let over = |v: f64, max: Option<f64>| {
+            max.map_or(0.0, |max| if v.is_nan() { f64::INFINITY } else { (v / max - 1.0).max(0.0) })
+        };
         over(m.p99_ms, self.max_p99_ms) + over(m.rss_mib, self.max_rss_mib)
     }
 }
@@ -649,6 +656,18 @@ mod tests {
             stable: true,
         };
         (c, m)
+    }
+
+    #[test]
+    fn a_limit_on_a_metric_that_was_not_measured_is_missed() {
+        let (_, mut m) = point(1, 10.0, 0.1);
+        m.rss_mib = f64::NAN;
+        let limits = Constraints { max_p99_ms: None, max_rss_mib: Some(500.0) };
+        let misses = limits.misses(&m);
+        assert_eq!(misses.len(), 1, "{misses:?}");
+        assert!(misses[0].contains("RSS not measured"), "{misses:?}");
+        assert!(limits.distance(&m) > 1e9);
+        assert!(Constraints::default().misses(&m).is_empty());
     }
 
     #[test]
