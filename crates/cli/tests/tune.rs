@@ -85,7 +85,7 @@ fn under_taskset_one_core_no_proposal_has_more_than_one_thread() {
 fn ctrl_c_writes_the_checkpoint_and_resume_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thrum"))
-        .args(["tune", "-p", "zoo:mlp", "-e", "tract", "--max-batch", "2", "--measure-s", "0.5"])
+        .args(["tune", "-p", "zoo:mlp", "-e", "tract", "--max-batch", "2", "--measure-s", "0.3"])
         .args(["--budget", "90s", "-q", "-o"])
         .arg(dir.path())
         .spawn()
@@ -104,6 +104,18 @@ fn ctrl_c_writes_the_checkpoint_and_resume_reuses_it() {
         serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
     let saved = saved["trials"].as_array().unwrap().len();
     assert!(saved >= 1);
+    // Another search (here: longer measurements) cannot reuse them.
+    let refused = thrum()
+        .args(["tune", "-p", "zoo:mlp", "-e", "tract", "--max-batch", "2", "--measure-s", "0.5"])
+        .args(["--budget", "90s", "-q", "--resume", "-o"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.contains("written by another search"), "{refused}");
     tune_mlp(dir.path(), &["--resume"]).success();
     let trials = report(dir.path())["outcome"]["trials"].as_array().unwrap().len();
     assert!(trials >= saved, "{trials} < {saved}");

@@ -263,7 +263,7 @@ impl Search<'_> {
             }
         };
         self.trials.push(trial.clone());
-        write_checkpoint(&self.plan.checkpoint, &self.trials)?;
+        write_checkpoint(&self.plan.checkpoint, &self.plan.fingerprint(), &self.trials)?;
         self.bar.inc(1);
         if self.plan.progress {
             let line = match &trial.outcome {
@@ -602,21 +602,55 @@ fn pick(
 #[derive(Serialize, Deserialize)]
 struct CheckpointFile {
     schema: String,
+    /// What was searched ([`SearchPlan::fingerprint`]): a resume of another search is refused.
+    fingerprint: String,
     trials: Vec<Trial>,
 }
 
-const CHECKPOINT_SCHEMA: &str = "thrum-tune-checkpoint/1";
+const CHECKPOINT_SCHEMA: &str = "thrum-tune-checkpoint/2";
 
-fn write_checkpoint(path: &Path, trials: &[Trial]) -> Result<(), TuneError> {
-    let file = CheckpointFile { schema: CHECKPOINT_SCHEMA.into(), trials: trials.to_vec() };
+impl SearchPlan {
+    /// What makes two searches' measurements interchangeable: the model (a file by its size
+    /// and modification time too), the engines, the usable cores, how candidates are measured
+    /// (budgets, the workload's arguments) and the objective.
+    pub fn fingerprint(&self) -> String {
+        let model = &self.launcher.model;
+        let file = std::fs::metadata(model).ok().map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            format!(" ({} bytes, modified {modified})", m.len())
+        });
+        format!(
+            "model {model}{}; engines {}; {} usable cores; runs {:?} / {:?}; workload [{}]; objective {:?}",
+            file.unwrap_or_default(),
+            self.spaces.iter().map(|s| s.engine.as_str()).collect::<Vec<_>>().join(","),
+            self.usable,
+            self.short,
+            self.long,
+            self.launcher.extra_args.join(" "),
+            self.objective,
+        )
+    }
+}
+
+fn write_checkpoint(path: &Path, fingerprint: &str, trials: &[Trial]) -> Result<(), TuneError> {
+    let file = CheckpointFile {
+        schema: CHECKPOINT_SCHEMA.into(),
+        fingerprint: fingerprint.into(),
+        trials: trials.to_vec(),
+    };
     let json = serde_json::to_vec_pretty(&file).map_err(|e| TuneError::write(path, e))?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).map_err(|e| TuneError::write(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| TuneError::write(path, e))
 }
 
-/// Reads a checkpoint written by an interrupted search.
-pub fn read_checkpoint(path: &Path) -> Result<Vec<Trial>, TuneError> {
+/// Reads a checkpoint written by an interrupted run of the search whose fingerprint is
+/// `fingerprint`; another search's is refused, saying how the two differ.
+pub fn read_checkpoint(path: &Path, fingerprint: &str) -> Result<Vec<Trial>, TuneError> {
     let bad = |reason: String| TuneError::File {
         action: "resume from",
         path: path.to_path_buf(),
@@ -627,6 +661,14 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<Trial>, TuneError> {
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a tune checkpoint ({e})")))?;
     if file.schema != CHECKPOINT_SCHEMA {
         return Err(bad(format!("schema `{}`, expected `{CHECKPOINT_SCHEMA}`", file.schema)));
+    }
+    if file.fingerprint != fingerprint {
+        return Err(bad(format!(
+            "it was written by another search ({}), and this one is {fingerprint}; its \
+             measurements do not apply: run without --resume, or with the same model, engines, \
+             cores and budgets",
+            file.fingerprint
+        )));
     }
     Ok(file.trials)
 }
@@ -656,6 +698,18 @@ mod tests {
             stable: true,
         };
         (c, m)
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_search_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        write_checkpoint(&path, "model zoo:mlp; engines tract", &[]).unwrap();
+        assert!(read_checkpoint(&path, "model zoo:mlp; engines tract").unwrap().is_empty());
+        let err = read_checkpoint(&path, "model zoo:resnet50; engines tract").unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("written by another search (model zoo:mlp"), "{err}");
+        assert!(err.contains("run without --resume"), "{err}");
     }
 
     #[test]

@@ -239,7 +239,6 @@ impl TunePlan {
             TuneError::write(dir, format!("the output directory is not writable: {e}"))
         })?;
         let _ = std::fs::remove_file(dir.join(".thrum-write-test"));
-        let resumed = if a.resume { search::read_checkpoint(&checkpoint)? } else { Vec::new() };
         if let Some(json) = &a.json
             && json != Path::new("-")
             && let Some(parent) = json.parent().filter(|p| !p.as_os_str().is_empty())
@@ -344,7 +343,7 @@ impl TunePlan {
             Some(exe) => exe.clone(),
             None => std::env::current_exe().context("cannot find the `thrum` executable")?,
         };
-        let plan = SearchPlan {
+        let mut plan = SearchPlan {
             spaces: spaces.clone(),
             launcher: Launcher {
                 exe,
@@ -377,7 +376,7 @@ impl TunePlan {
             },
             usable: cores.usable,
             checkpoint: checkpoint.clone(),
-            resumed,
+            resumed: Vec::new(),
             first_estimate_s: setup_s,
             progress: !a.quiet,
         };
@@ -390,6 +389,9 @@ impl TunePlan {
             long.max_s,
             a.budget
         ));
+        if a.resume {
+            plan.resumed = search::read_checkpoint(&checkpoint, &plan.fingerprint())?;
+        }
         let outcome = search::run(&plan)?;
         let ranked = report::ranked(&outcome, objective, &plan.constraints);
         report::write_summary(&mut std::io::stdout().lock(), &ranked, &outcome, objective, a.rows)?;
