@@ -231,11 +231,12 @@ fn entropy_threshold(hist: &[u64], top: f32) -> f32 {
         for level in 0..QUANTIZED_BINS {
             let start = (level as f64 * per) as usize;
             let end = (((level + 1) as f64 * per) as usize).min(i).max(start + 1);
+            // Spread over the bins where P is not empty (the last one holds the outliers).
             let sum: f64 = hist[start..end].iter().map(|&c| c as f64).sum();
-            let nonzero = hist[start..end].iter().filter(|&&c| c != 0).count();
+            let nonzero = p[start..end].iter().filter(|&&c| c != 0.0).count();
             if nonzero > 0 {
                 for j in start..end {
-                    if hist[j] != 0 {
+                    if p[j] != 0.0 {
                         q[j] = sum / nonzero as f64;
                     }
                 }

@@ -29,7 +29,7 @@ impl Quantizer {
         // One DynamicQuantizeLinear per activation, however many nodes read it.
         let mut quantized_inputs: HashMap<String, (String, String, String)> = HashMap::new();
         let mut int8_weights = 0;
-        for n in &g.node {
+        for (index, n) in g.node.iter().enumerate() {
             let name = node_name(n);
             let why_not = self.dynamic_refusal(n, &consts);
             let Some(why_not) = why_not else {
@@ -55,7 +55,7 @@ impl Quantizer {
                 }
                 let axis = self.options.per_channel.then_some(1);
                 let (q, scales) = quantize_weight(&values, &[k, cols], axis, qmax, &[]);
-                let tag = format!("{name}_dynamic");
+                let tag = format!("{name}_{index}_dynamic");
                 let (qn, sn, zn) = (
                     format!("{tag}_W_quantized"),
                     format!("{tag}_W_scale"),
@@ -183,7 +183,13 @@ impl Quantizer {
         }
         let weight = n.input.get(1).map(String::as_str).unwrap_or("");
         match consts.get(weight) {
-            Some(w) if w.dims.len() == 2 && floats(w).is_some() => {}
+            Some(w)
+                if w.dims.len() == 2
+                    && w.dims.iter().all(|&d| d > 0)
+                    && floats(w).is_some_and(|v| {
+                        w.dims[0].checked_mul(w.dims[1]).and_then(|n| usize::try_from(n).ok())
+                            == Some(v.len())
+                    }) => {}
             _ => return Some(format!("its weight `{weight}` is not a constant 2-D float tensor")),
         }
         if consts.contains_key(n.input.first().map(String::as_str).unwrap_or("")) {

@@ -243,7 +243,8 @@ pub(crate) fn fold_batch_norms(graph: &mut pb::GraphProto) -> Vec<(String, Strin
     folded
 }
 
-/// Removes initializers no node reads and that are not graph outputs.
+/// Removes initializers no node reads and that are not graph outputs, and their entries in
+/// the graph's inputs (exporters that keep initializers as inputs list them there too).
 pub(crate) fn drop_unused_initializers(graph: &mut pb::GraphProto) {
     let used: HashSet<String> = graph
         .node
@@ -251,7 +252,84 @@ pub(crate) fn drop_unused_initializers(graph: &mut pb::GraphProto) {
         .flat_map(|n| n.input.iter().cloned())
         .chain(graph.output.iter().map(|o| o.name.clone()))
         .collect();
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .filter(|t| !used.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
+    graph.input.retain(|i| !dropped.contains(&i.name));
+}
+
+/// Tensors known not to be float: integer or boolean graph inputs, initializers and
+/// constants, declared value infos, the outputs of operators that make integers (`Shape`,
+/// `Size`, `ArgMax`, a `Cast` to a non-float type…), and what integer tensors flow through
+/// (shape arithmetic: `Gather`, `Add`, `Concat`, `Unsqueeze`…).
+pub(crate) fn non_float_tensors(graph: &pb::GraphProto) -> HashSet<String> {
+    let float = DataType::Float as i32;
+    let elem = |v: &pb::ValueInfoProto| match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) if t.elem_type != 0 => Some(t.elem_type),
+        _ => None,
+    };
+    let mut out: HashSet<String> = HashSet::new();
+    for v in graph.input.iter().chain(&graph.value_info).chain(&graph.output) {
+        if elem(v).is_some_and(|e| e != float) {
+            out.insert(v.name.clone());
+        }
+    }
+    for (name, t) in constants(graph) {
+        if t.data_type != float {
+            out.insert(name);
+        }
+    }
+    const MAKE_INTEGERS: &[&str] = &[
+        "Shape", "Size", "NonZero", "ArgMax", "ArgMin", "Equal", "Less", "Greater", "Not", "And",
+        "Or",
+    ];
+    const KEEP_TYPE: &[&str] = &[
+        "Gather",
+        "Slice",
+        "Unsqueeze",
+        "Squeeze",
+        "Reshape",
+        "Transpose",
+        "Identity",
+        "Expand",
+        "Neg",
+        "Abs",
+        "ReduceProd",
+        "ReduceSum",
+        "Range",
+        "Tile",
+        "Flatten",
+    ];
+    const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Min", "Max", "Concat"];
+    for n in &graph.node {
+        let op = n.op_type.as_str();
+        let made = if MAKE_INTEGERS.contains(&op) {
+            true
+        } else if op == "Cast" {
+            int_or(n, "to", i64::from(float)) != i64::from(float)
+        } else if KEEP_TYPE.contains(&op) {
+            // Data movement and unary arithmetic keep their data input's type.
+            n.input.first().is_some_and(|i| out.contains(i))
+        } else if BINARY.contains(&op) {
+            // Operands share a type: one known integer makes them all integers.
+            n.input.iter().any(|i| out.contains(i))
+        } else {
+            if op == "TopK"
+                && let Some(indices) = n.output.get(1)
+            {
+                out.insert(indices.clone());
+            }
+            false
+        };
+        if made {
+            out.extend(n.output.iter().cloned());
+        }
+    }
+    out
 }
 
 /// Replaces every 2-D `Transpose` of a float initializer by the transposed initializer (an
@@ -273,8 +351,10 @@ pub(crate) fn fold_constant_transposes(graph: &mut pb::GraphProto) -> HashSet<St
             continue;
         }
         let Some(values) = floats(t) else { continue };
-        let (rows, cols) = (t.dims[0] as usize, t.dims[1] as usize);
-        if values.len() != rows * cols {
+        let (Ok(rows), Ok(cols)) = (usize::try_from(t.dims[0]), usize::try_from(t.dims[1])) else {
+            continue;
+        };
+        if rows.checked_mul(cols) != Some(values.len()) {
             continue;
         }
         let transposed: Vec<f32> =
@@ -292,4 +372,76 @@ pub(crate) fn fold_constant_transposes(graph: &mut pb::GraphProto) -> HashSet<St
     graph.initializer.extend(new_initializers);
     drop_unused_initializers(graph);
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+        node(
+            op,
+            outputs[0].into(),
+            inputs.iter().map(|s| s.to_string()).collect(),
+            outputs.iter().map(|s| s.to_string()).collect(),
+            vec![],
+        )
+    }
+
+    #[test]
+    fn shape_arithmetic_is_not_float() {
+        // x → Shape → Gather(idx) → Mul(·, ·) is integer; x → Relu → Add(·, x) is float.
+        let graph = pb::GraphProto {
+            node: vec![
+                n("Shape", &["x"], &["s"]),
+                n("Gather", &["s", "idx"], &["g"]),
+                n("Mul", &["g", "g"], &["m"]),
+                n("Relu", &["x"], &["r"]),
+                n("Add", &["r", "x"], &["y"]),
+                n("Cast", &["m"], &["c"]),
+            ],
+            initializer: vec![i32_tensor("idx", &[], &[0])],
+            ..Default::default()
+        };
+        let ints = non_float_tensors(&graph);
+        for t in ["s", "g", "m", "idx"] {
+            assert!(ints.contains(t), "{t}: {ints:?}");
+        }
+        for t in ["x", "r", "y"] {
+            assert!(!ints.contains(t), "{t}: {ints:?}");
+        }
+        // A Cast with no `to` given is read as float (its default here); one to int64 is not.
+        assert!(!ints.contains("c"));
+    }
+
+    #[test]
+    fn dropped_initializers_leave_the_graph_inputs_too() {
+        let mut graph = pb::GraphProto {
+            node: vec![n("Relu", &["x"], &["y"])],
+            initializer: vec![float_tensor("w", &[1], &[1.0])],
+            input: vec![
+                pb::ValueInfoProto { name: "x".into(), ..Default::default() },
+                pb::ValueInfoProto { name: "w".into(), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        drop_unused_initializers(&mut graph);
+        assert!(graph.initializer.is_empty());
+        assert_eq!(graph.input.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn a_transposed_weight_is_stored_transposed() {
+        let mut graph = pb::GraphProto {
+            node: vec![n("Transpose", &["w"], &["wt"]), n("MatMul", &["x", "wt"], &["y"])],
+            initializer: vec![float_tensor("w", &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])],
+            ..Default::default()
+        };
+        let folded = fold_constant_transposes(&mut graph);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(graph.node.len(), 1);
+        let wt = &graph.initializer[0];
+        assert_eq!((wt.name.as_str(), wt.dims.as_slice()), ("wt", &[3i64, 2][..]));
+        assert_eq!(floats(wt).unwrap(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
 }

@@ -159,12 +159,33 @@ pub struct Quantizer {
 }
 
 impl Quantizer {
-    /// Reads an ONNX model (`name` for messages), folds batch normalizations and plans what
-    /// to quantize. A model with nothing quantizable is an error that says why.
+    /// Reads an ONNX model (`name` for messages) for static quantization, folds batch
+    /// normalizations and plans what to quantize. A model with nothing quantizable is an
+    /// error that says why.
     pub fn new(
         name: &str,
         bytes: &[u8],
         options: QuantizeOptions,
+    ) -> Result<Quantizer, QuantError> {
+        Quantizer::read(name, bytes, options, 13, true)
+    }
+
+    /// Reads an ONNX model for [`Quantizer::quantize_dynamic`] (opset 11 is enough:
+    /// `DynamicQuantizeLinear` and `MatMulInteger` have it).
+    pub fn new_dynamic(
+        name: &str,
+        bytes: &[u8],
+        options: QuantizeOptions,
+    ) -> Result<Quantizer, QuantError> {
+        Quantizer::read(name, bytes, options, 11, false)
+    }
+
+    fn read(
+        name: &str,
+        bytes: &[u8],
+        options: QuantizeOptions,
+        min_opset: i64,
+        static_plan: bool,
     ) -> Result<Quantizer, QuantError> {
         let bad = |reason: String| QuantError::Model { model: name.into(), reason };
         let mut model = pb::ModelProto::decode(bytes)
@@ -174,10 +195,10 @@ impl Quantizer {
             .iter()
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map_or(1, |o| o.version);
-        if opset < 13 {
+        if opset < min_opset {
             return Err(bad(format!(
-                "opset {opset}; expected opset 13 or later (per-channel `DequantizeLinear` needs \
-                 13): convert it first (onnx.version_converter)"
+                "opset {opset}; expected opset {min_opset} or later (the quantized operators \
+                 thrum writes need it): convert it first (onnx.version_converter)"
             )));
         }
         let Some(mut graph) = model.graph.take() else {
@@ -185,6 +206,22 @@ impl Quantizer {
         };
         if graph.node.is_empty() {
             return Err(bad("the graph has no nodes".into()));
+        }
+        // Control flow hides tensor uses in subgraphs, which the rewrites here do not follow.
+        if let Some(n) = graph
+            .node
+            .iter()
+            .find(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()))
+        {
+            return Err(bad(format!(
+                "node `{}` ({}) holds a subgraph; thrum quantizes graphs without control flow \
+                 (If, Loop, Scan)",
+                node_name(n),
+                n.op_type
+            )));
+        }
+        if let Some(n) = graph.node.iter().find(|n| n.output.is_empty()) {
+            return Err(bad(format!("node `{}` ({}) has no output", node_name(n), n.op_type)));
         }
         let original: Vec<(String, String)> =
             graph.node.iter().map(|n| (node_name(n), n.op_type.clone())).collect();
@@ -228,7 +265,9 @@ impl Quantizer {
             }
         }
         q.reports = reports;
-        if !q.kinds.iter().any(|k| matches!(k, Kind::Weighted { .. } | Kind::Activations)) {
+        if static_plan
+            && !q.kinds.iter().any(|k| matches!(k, Kind::Weighted { .. } | Kind::Activations))
+        {
             let mut reasons: Vec<String> = Vec::new();
             for r in q.reports.iter().filter(|r| r.decision == Decision::Fp32) {
                 let line = format!("{}: {}", r.op_type, r.detail);
@@ -281,9 +320,14 @@ impl Quantizer {
             .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
             .collect();
         let is_const = |t: &str| consts.contains_key(t);
-        // An activation thrum can quantize: not a constant, and float where the graph says.
+        let not_float = graph::non_float_tensors(&g);
+        // An activation thrum can quantize: not a constant, and a float tensor (graph inputs
+        // as declared; shape arithmetic and other integer tensors are left alone).
         let activation = |t: &str| {
-            !t.is_empty() && !is_const(t) && (!graph_inputs.contains(t) || float_inputs.contains(t))
+            !t.is_empty()
+                && !is_const(t)
+                && !not_float.contains(t)
+                && (!graph_inputs.contains(t) || float_inputs.contains(t))
         };
         let const_float = |t: &str| consts.get(t).filter(|c| floats(c).is_some());
         let mut quantized: HashSet<String> = HashSet::new();
@@ -626,6 +670,7 @@ impl Quantizer {
                 n.input[1] = w_dq;
                 // The bias in int32 at input scale × weight scale, where both are known.
                 if let (Some(b_name), Some(s_in)) = (n.input.get(2).cloned(), input_scale)
+                    && consts.get(&b_name).is_some_and(|t| t.dims.len() == 1)
                     && let Some(b) = consts.get(&b_name).and_then(floats)
                     && (w_scales.len() == 1 || w_scales.len() == b.len())
                     && n.op_type != "MatMul"
@@ -644,9 +689,9 @@ impl Quantizer {
                         })
                         .collect();
                     let (qn, sn, zn, out) = (
-                        format!("{b_name}_quantized"),
-                        format!("{b_name}_scale"),
-                        format!("{b_name}_zero_point"),
+                        format!("{b_name}_{i}_quantized"),
+                        format!("{b_name}_{i}_scale"),
+                        format!("{b_name}_{i}_zero_point"),
                         format!("{b_name}_{i}_DequantizeLinear_Output"),
                     );
                     let dims = [b.len() as i64];

@@ -34,7 +34,8 @@ pub struct PrecisionRow {
     pub engine: String,
     /// The precision.
     pub precision: Precision,
-    /// Why it did not run (the engine's or the CPU's refusal), when it did not.
+    /// Why it did not run (the engine's or the CPU's refusal, or the error it failed with),
+    /// when it did not.
     pub refused: Option<String>,
     /// Samples compared.
     pub samples: usize,
@@ -135,11 +136,24 @@ impl Evaluation {
     }
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
-    match t.as_slice::<f32>() {
-        Ok(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        Err(_) => t.as_slice::<f64>().map(<[f64]>::to_vec).unwrap_or_default(),
-    }
+/// An output's values as f64 (integer outputs, such as a label, compare exactly); `None` for
+/// a type that has no order (strings, booleans).
+fn values(t: &Tensor) -> Option<Vec<f64>> {
+    use thrum_core::DType;
+    let v = match t.dtype() {
+        DType::F32 => t.as_slice::<f32>().ok()?.iter().map(|&x| f64::from(x)).collect(),
+        DType::F64 => t.as_slice::<f64>().ok()?.to_vec(),
+        DType::F16 => t
+            .as_slice::<thrum_core::half::f16>()
+            .ok()?
+            .iter()
+            .map(|x| f64::from(x.to_f32()))
+            .collect(),
+        DType::I64 => t.as_slice::<i64>().ok()?.iter().map(|&x| x as f64).collect(),
+        DType::I32 => t.as_slice::<i32>().ok()?.iter().map(|&x| f64::from(x)).collect(),
+        _ => return None,
+    };
+    Some(v)
 }
 
 fn top_k(v: &[f64], k: usize) -> Vec<usize> {
@@ -162,7 +176,15 @@ pub fn row(
     let (mut top1, mut top5, mut cos_sum) = (0usize, 0usize, 0.0f64);
     let (mut min_cos, mut max_abs, mut max_ref) = (f64::INFINITY, 0.0f64, 0.0f64);
     for (r, c) in reference.outputs.iter().zip(&candidate.outputs).take(n) {
-        let (r, c) = (values(r), values(c));
+        // Outputs that cannot be compared (another type, another size) count as disagreeing.
+        let (Some(r), Some(c)) = (values(r), values(c)) else {
+            min_cos = min_cos.min(0.0);
+            continue;
+        };
+        if r.len() != c.len() || r.is_empty() {
+            min_cos = min_cos.min(0.0);
+            continue;
+        }
         let best = top_k(&r, 1).first().copied();
         if top_k(&c, 1).first().copied() == best {
             top1 += 1;
@@ -206,6 +228,11 @@ pub fn row(
         max_rel: Some(if max_ref > 0.0 { max_abs / max_ref } else { max_abs }),
         pass: Some(score >= target),
     }
+}
+
+/// A row for a variant that failed while it ran (it counts as FAIL), with the error.
+pub fn failed(engine: &str, precision: Precision, reason: String) -> PrecisionRow {
+    PrecisionRow { pass: Some(false), ..refused(engine, precision, reason) }
 }
 
 /// A row for a variant that did not run, with the reason.
@@ -281,7 +308,14 @@ impl PrecisionReport {
             )?;
         }
         for r in self.rows.iter().filter(|r| r.refused.is_some()) {
-            writeln!(out, "{} {}: {}", r.engine, r.precision, r.refused.as_deref().unwrap_or(""))?;
+            let how = if r.pass == Some(false) { "failed: " } else { "" };
+            writeln!(
+                out,
+                "{} {}: {how}{}",
+                r.engine,
+                r.precision,
+                r.refused.as_deref().unwrap_or("")
+            )?;
         }
         Ok(())
     }

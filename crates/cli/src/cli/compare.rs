@@ -66,6 +66,17 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     calibration_npy: Option<PathBuf>,
 
+    /// With --precision: what decides PASS / FAIL: top1 (agreement with fp32's class),
+    /// cosine (mean cosine to fp32's output), or auto (top1 when the first output is
+    /// [1, classes], else cosine; a pooled embedding of that shape wants cosine).
+    #[arg(long, value_name = "METRIC", default_value = "auto", value_parser = ["auto", "top1", "cosine"])]
+    metric: String,
+
+    /// With --precision: options every run gets (`key=value,…`, e.g.
+    /// ort.execution_providers=openvino for bf16 on ort), besides the precision itself.
+    #[arg(long, value_name = "K=V,…")]
+    model_options: Option<String>,
+
     /// With --precision: PASS when top-1 agreement (classifiers) or mean cosine (other
     /// outputs) reaches this fraction of fp32 (MLPerf's closed division: 0.99).
     #[arg(long, value_name = "FRACTION", default_value_t = thrum_tune::accuracy::DEFAULT_TARGET)]
@@ -80,6 +91,8 @@ struct PrecisionPlan {
     int8_model: Option<PathBuf>,
     calibration: SampleSource,
     target: f64,
+    metric: Option<accuracy::Metric>,
+    options: Options,
 }
 
 /// A validated `compare` command.
@@ -142,6 +155,23 @@ impl ComparePlan {
                     _ => SampleSource::Seeded { seed: 1_000_000 },
                 },
                 target: args.target,
+                metric: match args.metric.as_str() {
+                    "top1" => Some(accuracy::Metric::Top1),
+                    "cosine" => Some(accuracy::Metric::Cosine),
+                    _ => None,
+                },
+                options: {
+                    let mut options = Options::default();
+                    if let Some(pairs) = &args.model_options {
+                        options.apply_pairs(pairs)?;
+                    }
+                    if options.precision.is_some() {
+                        anyhow::bail!(
+                            "--model-options sets precision; --precision says which to compare"
+                        );
+                    }
+                    options
+                },
             })
         };
         Ok(ComparePlan {
@@ -207,11 +237,19 @@ impl ComparePlan {
             .iter()
             .filter(|e| self.explicit || not_tried(e.as_ref(), &self.model).is_none())
             .collect();
-        let int8 = match (&plan.int8_model, plan.precisions.contains(&Precision::Int8)) {
-            (Some(path), true) => Some((path.clone(), false)),
-            (None, true) => Some((self.quantize_now(plan)?, true)),
-            _ => None,
-        };
+        // The int8 model: given, or quantized now (removed when done); a model that cannot be
+        // quantized makes every int8 row say why.
+        let reads_onnx = |e: &dyn Engine| e.info().formats.contains(&ModelFormat::ONNX);
+        let int8: Option<Result<Int8Model, String>> =
+            match (&plan.int8_model, plan.precisions.contains(&Precision::Int8)) {
+                (Some(path), true) => Some(Ok(Int8Model { path: path.clone(), temporary: false })),
+                (None, true) if engines.iter().any(|e| reads_onnx(e.as_ref())) => Some(
+                    self.quantize_now(plan)
+                        .map(|path| Int8Model { path, temporary: true })
+                        .map_err(|e| format!("cannot quantize the model: {}", super::describe(&e))),
+                ),
+                _ => None,
+            };
         let mut rows = Vec::new();
         let mut metric = None;
         let mut described = String::new();
@@ -226,7 +264,7 @@ impl ComparePlan {
             };
             // The samples as this engine's model takes them (layouts differ between exports).
             let samples = engine
-                .load(&fp32_source, &Options::default())
+                .load(&fp32_source, &plan.options)
                 .map_err(anyhow::Error::from)
                 .and_then(|m| plan.evaluation.samples(&self.model, &m, plan.samples, "evaluation"));
             let samples = match samples {
@@ -237,20 +275,16 @@ impl ComparePlan {
                 }
             };
             described = plan.evaluation.describe(samples.len());
-            let reference = match accuracy::evaluate(
-                engine.as_ref(),
-                &fp32_source,
-                &Options::default(),
-                &samples,
-                2,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
-                    continue;
-                }
-            };
-            let metric = *metric.get_or_insert(reference.metric());
+            let reference =
+                match accuracy::evaluate(engine.as_ref(), &fp32_source, &plan.options, &samples, 2)
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
+                        continue;
+                    }
+                };
+            let metric = *metric.get_or_insert(plan.metric.unwrap_or_else(|| reference.metric()));
             rows.push(accuracy::row(
                 name,
                 Precision::Fp32,
@@ -260,26 +294,31 @@ impl ComparePlan {
                 plan.target,
             ));
             for &p in plan.precisions.iter().filter(|p| **p != Precision::Fp32) {
-                let options = Options::default().with("precision", &p.to_string())?;
+                let options = plan.options.clone().with("precision", &p.to_string())?;
                 // int8 runs the quantized ONNX model on engines that read ONNX; the others are
                 // given their own model, and refuse int8 with their reason.
                 let source = match (&int8, p) {
-                    (Some((path, _)), Precision::Int8)
-                        if engine.info().formats.contains(&ModelFormat::ONNX) =>
-                    {
-                        ModelSource::path(path)
+                    (Some(Ok(m)), Precision::Int8) if reads_onnx(engine.as_ref()) => {
+                        ModelSource::path(&m.path)
+                    }
+                    (Some(Err(why)), Precision::Int8) if reads_onnx(engine.as_ref()) => {
+                        rows.push(accuracy::refused(name, p, why.clone()));
+                        continue;
                     }
                     _ => fp32_source.clone(),
                 };
+                // A refusal (the engine or the CPU cannot) is a row without a verdict; any
+                // other failure (a broken model, inputs that do not fit) is a FAIL.
                 match accuracy::evaluate(engine.as_ref(), &source, &options, &samples, 2) {
                     Ok(e) => rows.push(accuracy::row(name, p, &reference, &e, metric, plan.target)),
-                    Err(e) => rows.push(accuracy::refused(name, p, e.to_string())),
+                    Err(e) if e.kind() == thrum::ErrorKind::Unsupported => {
+                        rows.push(accuracy::refused(name, p, e.to_string()))
+                    }
+                    Err(e) => rows.push(accuracy::failed(name, p, e.to_string())),
                 }
             }
         }
-        if let Some((path, true)) = &int8 {
-            let _ = std::fs::remove_file(path);
-        }
+        drop(int8);
         let report = accuracy::PrecisionReport {
             model: self.model_path.clone(),
             metric: metric.unwrap_or(accuracy::Metric::Cosine),
@@ -351,6 +390,21 @@ impl ComparePlan {
             std::env::temp_dir().join(format!("thrum-compare-{}-int8.onnx", std::process::id()));
         std::fs::write(&path, quantized).map_err(|e| thrum::Error::write(&path, e))?;
         Ok(path)
+    }
+}
+
+/// The int8 model `compare --precision` runs: a temporary one is removed when dropped, however
+/// the comparison ends.
+struct Int8Model {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for Int8Model {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

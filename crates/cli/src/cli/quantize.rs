@@ -176,7 +176,11 @@ impl QuantizePlan {
         let source = self.model.source(engine)?;
         let bytes = source.read("an ONNX model")?;
         let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
-        let quantizer = Quantizer::new(&name, &bytes, self.options.clone())?;
+        let quantizer = if self.dynamic {
+            Quantizer::new_dynamic(&name, &bytes, self.options.clone())?
+        } else {
+            Quantizer::new(&name, &bytes, self.options.clone())?
+        };
         let (quantized, report, calibration, quantize_s) = if self.dynamic {
             let t = Instant::now();
             let (quantized, report) = quantizer.quantize_dynamic()?;

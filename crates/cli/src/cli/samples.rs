@@ -43,7 +43,7 @@ impl SampleSource {
             SampleSource::Images(dir) => {
                 let transform = model_ref.image_transform(model)?;
                 let mut out = Vec::new();
-                for path in files(dir, limit)? {
+                for path in files(dir, limit, &["jpg", "jpeg", "png", "gif", "webp"])? {
                     let bytes = std::fs::read(&path).map_err(|e| thrum::Error::read(&path, e))?;
                     let t = transform
                         .tensor(&bytes)
@@ -69,9 +69,8 @@ impl SampleSource {
                             .join(", ")
                     );
                 }
-                files(dir, limit)?
+                files(dir, limit, &["npy"])?
                     .iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "npy"))
                     .map(|p| Ok(vec![crate::io::read_npy(p)?]))
                     .collect()
             }
@@ -89,13 +88,18 @@ impl SampleSource {
     }
 }
 
-/// The first `limit` files of `dir` in name order (hidden ones left out).
-fn files(dir: &Path, limit: usize) -> anyhow::Result<Vec<PathBuf>> {
+/// The first `limit` files of `dir` in name order whose extension is one of `extensions`
+/// (any case), hidden ones left out: other files (a README, labels) are not samples.
+fn files(dir: &Path, limit: usize, extensions: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| thrum::Error::read(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            p.is_file()
+                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && p.extension().is_some_and(|e| {
+                    extensions.iter().any(|x| e.to_string_lossy().eq_ignore_ascii_case(x))
+                })
         })
         .collect();
     paths.sort();
