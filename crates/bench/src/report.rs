@@ -71,6 +71,9 @@ pub struct EngineInfo {
     pub version: Option<String>,
     /// Native library, if any.
     pub library: Option<String>,
+    /// What the engine ran for a reduced precision, as far as it can tell
+    /// ([`thrum_core::Model::precision_run`]).
+    pub precision_run: Option<String>,
 }
 
 /// The run's settings.
@@ -200,6 +203,7 @@ pub fn run_benchmark(
             name: engine.name().into(),
             version: check.version,
             library: check.library.map(|p| p.display().to_string()),
+            precision_run: model.precision_run(),
         },
         plan: PlanInfo {
             run: plan.clone(),
@@ -295,7 +299,10 @@ impl BenchReport {
         }
         writeln!(out, "  cpu model        {}", self.machine.summary())?;
         if let Some(p) = self.plan.options.get("precision") {
-            writeln!(out, "  precision        {p}")?;
+            match &self.engine.precision_run {
+                Some(ran) => writeln!(out, "  precision        {p}: {ran}")?,
+                None => writeln!(out, "  precision        {p}")?,
+            }
         }
         writeln!(
             out,

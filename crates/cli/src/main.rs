@@ -21,10 +21,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {}", cli::describe(&err));
-            if err
-                .downcast_ref::<thrum_tune::TuneError>()
-                .is_some_and(|e| matches!(e, thrum_tune::TuneError::Interrupted { .. }))
-            {
+            if err.downcast_ref::<thrum_tune::TuneError>().is_some_and(|e| {
+                matches!(
+                    e,
+                    thrum_tune::TuneError::Interrupted { .. }
+                        | thrum_tune::TuneError::InterruptedEarly { .. }
+                )
+            }) {
                 // Ctrl-C: the shell's convention, 128 + SIGINT.
                 return ExitCode::from(130);
             }

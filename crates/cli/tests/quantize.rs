@@ -333,7 +333,7 @@ fn precision_int8_runs_quantized_models_and_the_header_says_so() {
     if thrum_testkit::engine_under_test("ort", module_path!()) {
         engines.push("ort");
     }
-    for engine in engines {
+    for &engine in &engines {
         thrum()
             .args(["predict", "-e", engine, "-p", int8, "--model-options", "precision=int8"])
             .assert()
@@ -359,7 +359,31 @@ fn precision_int8_runs_quantized_models_and_the_header_says_so() {
     let out = String::from_utf8_lossy(&out);
     let cpu = thrum::CpuFeatures::detect();
     assert!(out.contains(&format!("cpu model        {}", cpu.summary())), "{out}");
-    assert!(out.contains("precision        int8"), "{out}");
+    assert!(out.contains("precision        int8: tract runs the int8 model's"), "{out}");
+    // ort says which integer kernels its optimised graph runs (the QDQ pairs of zoo:mlp's
+    // Gemms fused away), in the header and the JSON.
+    if engines.contains(&"ort") {
+        let json = thrum()
+            .args(["bench", "-e", "ort", "-p", int8, "--duration", "0.5", "--json", "-", "-q"])
+            .args(["--model-options", "precision=int8"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let ran = report["engine"]["precision_run"].as_str().unwrap();
+        assert!(ran.starts_with("ONNX Runtime's optimised graph: integer kernels "), "{ran}");
+        let fp32 = thrum()
+            .args(["bench", "-e", "ort", "-p", "zoo:mlp", "--duration", "0.2", "--json", "-", "-q"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let fp32: serde_json::Value = serde_json::from_slice(&fp32).unwrap();
+        assert!(fp32["engine"]["precision_run"].is_null(), "{fp32}");
+    }
     let engines = thrum().arg("engines").assert().success().get_output().stdout.clone();
     assert!(String::from_utf8_lossy(&engines).contains(&cpu.summary()));
 }

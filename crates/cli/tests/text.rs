@@ -463,6 +463,12 @@ fn tune_measures_the_text_pipeline_on_the_given_texts() {
         .stdout(predicates::str::contains("Pick: tract"));
     let children = std::fs::read_to_string(&log).unwrap();
     let wanted = format!("--text-file {}", texts.canonicalize().unwrap().display());
-    assert!(children.lines().count() >= 2, "{children}");
-    assert!(children.lines().all(|l| l.contains(&wanted)), "{children}");
+    let benches: Vec<&str> = children.lines().filter(|l| l.starts_with("bench ")).collect();
+    assert!(benches.len() >= 2, "{children}");
+    assert!(benches.iter().all(|l| l.contains(&wanted)), "{children}");
+    // The pick's outputs are checked against fp32 in a child before it is written.
+    assert!(
+        children.lines().any(|l| l.starts_with("compare ") && l.contains("--config")),
+        "{children}"
+    );
 }

@@ -38,6 +38,28 @@ fn tune_writes_a_pick_that_bench_reads_back_with_its_engine_workers_and_batch() 
     assert!(dir.path().join("pareto.svg").is_file());
     let toml = std::fs::read_to_string(dir.path().join("thrum.toml")).unwrap();
     assert!(toml.contains("engine = \"tract\""), "{toml}");
+    // The pick's outputs were checked against fp32 in a child before it was written, and the
+    // file says how it was measured.
+    let checks = r["outcome"]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0]["pass"], true, "{checks:?}");
+    assert!(toml.contains("thrum bench -p zoo:mlp -e tract"), "{toml}");
+    // What is written: the pick, checked; or the default, when it clearly beat the pick.
+    let default_wins = r["outcome"]["default_wins"] == true;
+    let written = if default_wins { &versus["default"] } else { winner };
+    if default_wins {
+        assert!(toml.contains("lost to this default configuration"), "{toml}");
+    } else {
+        assert!(toml.contains("checked in a child") && toml.contains("PASS"), "{toml}");
+    }
+    // Precision auto: int8 and bf16 are searched only where the CPU has units for them, and
+    // the report says why not otherwise.
+    let precision = &r["precision"];
+    let asked = precision["asked"].as_array().unwrap();
+    assert_eq!(asked[0], "fp32", "{precision}");
+    if !asked.iter().any(|p| p == "int8") {
+        assert!(precision["notes"].to_string().contains("int8 not searched"), "{precision}");
+    }
     // bench takes engine, workers, batch and options from the file.
     let out = thrum()
         .args(["bench", "-d", "0.2", "--json", "-", "-q", "--config"])
@@ -50,14 +72,100 @@ fn tune_writes_a_pick_that_bench_reads_back_with_its_engine_workers_and_batch() 
     let bench: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(bench["engine"]["name"], "tract");
     assert_eq!(bench["model"]["path"], "zoo:mlp");
-    assert_eq!(bench["plan"]["workers"], winner["workers"]);
-    assert_eq!(bench["plan"]["samples_per_call"], winner["batch"]);
-    assert_eq!(bench["plan"]["options"]["intra_op_threads"], winner["intra"].to_string());
+    assert_eq!(bench["plan"]["workers"], written["workers"]);
+    assert_eq!(bench["plan"]["samples_per_call"], written["batch"]);
+    assert_eq!(bench["plan"]["options"]["intra_op_threads"], written["intra"].to_string());
     // serve takes the same file: the model under its name, with the pick's workers.
     let toml = dir.path().join("thrum.toml");
     let served = common::serve(&["--config", toml.to_str().unwrap()]);
     let config = common::get_json(&format!("http://{}/v2/models/mlp/config", served.http));
-    assert_eq!(config["instance_group"][0]["count"], winner["workers"], "{config}");
+    assert_eq!(config["instance_group"][0]["count"], written["workers"], "{config}");
+}
+
+#[test]
+fn int8_is_searched_under_the_accuracy_floor_and_the_pick_is_checked_in_a_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = ["--precision", "fp32,int8", "--accuracy-samples", "20", "--batch", "1"];
+    tune_mlp(dir.path(), &[&floor[..], &["--min-accuracy", "0.9"]].concat()).success();
+    let r = report(dir.path());
+    // The int8 model was made as `thrum quantize` does, gated on 20 samples against fp32,
+    // and measured in the search.
+    let int8 = r["precision"]["int8_model"].as_str().unwrap();
+    assert!(Path::new(int8).is_file(), "{int8}");
+    let screen = &r["precision"]["screens"][0]["report"]["rows"];
+    assert_eq!(screen[1]["precision"], "int8", "{screen}");
+    assert_eq!(screen[1]["pass"], true, "{screen}");
+    assert_eq!(screen[1]["samples"], 20, "{screen}");
+    let trials = r["outcome"]["trials"].as_array().unwrap();
+    assert!(
+        trials.iter().any(|t| t["candidate"]["options"]["precision"] == "int8"
+            && t["outcome"]["status"] == "measured"),
+        "{trials:?}"
+    );
+    assert_eq!(r["outcome"]["checks"][0]["pass"], true, "{}", r["outcome"]);
+    // A floor int8 cannot keep (cosine to fp32 of exactly 1): int8 is not searched, and the
+    // report says why with the figure.
+    let strict = tempfile::tempdir().unwrap();
+    tune_mlp(strict.path(), &[&floor[..], &["--metric", "cosine", "--min-accuracy", "1"]].concat())
+        .success();
+    let r = report(strict.path());
+    let notes = r["precision"]["notes"].to_string();
+    assert!(notes.contains("tract int8 not searched: mean cosine"), "{notes}");
+    assert!(notes.contains("< 100.0 % of fp32 on 20 samples"), "{notes}");
+    let trials = r["outcome"]["trials"].as_array().unwrap();
+    assert!(
+        trials.iter().all(|t| t["candidate"]["options"].get("precision").is_none()),
+        "{trials:?}"
+    );
+}
+
+#[test]
+fn a_pick_that_fails_its_check_is_replaced_and_when_none_passes_fp32_is_written_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Children run the real thrum, except that every accuracy check reports a shortfall.
+    let real = assert_cmd::cargo::cargo_bin("thrum");
+    let failing = r#"{"model":"zoo:mlp","metric":"top1","target":0.99,"samples_from":"test","cpu":"test","rows":[{"engine":"tract","precision":"fp32","refused":null,"samples":20,"samples_per_s":1.0,"speedup":1.0,"top1_agreement":1.0,"top5_agreement":1.0,"mean_cosine":1.0,"min_cosine":1.0,"max_abs":0.0,"max_rel":0.0,"pass":true},{"engine":"tract (check)","precision":"fp32","refused":null,"samples":20,"samples_per_s":1.0,"speedup":1.0,"top1_agreement":0.5,"top5_agreement":1.0,"mean_cosine":0.9,"min_cosine":0.5,"max_abs":1.0,"max_rel":1.0,"pass":false}]}"#;
+    let exe = script(
+        dir.path(),
+        &format!(
+            "case \"$*\" in *--config*) echo '{failing}'; exit 1;; esac\nexec {} \"$@\"",
+            real.display()
+        ),
+    );
+    tune_mlp(dir.path(), &["--batch", "1", "--bench-exe", exe.to_str().unwrap()])
+        .code(1)
+        .stdout(predicate::str::contains("FAIL — top-1 agreement 50.0 % < 99.0 %"))
+        .stderr(predicate::str::contains("below the target"));
+    let r = report(dir.path());
+    let checks = r["outcome"]["checks"].as_array().unwrap();
+    assert!(checks.len() >= 2 && checks.len() <= 4, "{checks:?}");
+    assert!(checks.iter().all(|c| c["pass"] == false), "{checks:?}");
+    assert_eq!(r["outcome"]["accuracy_unmet"], true);
+    let toml = std::fs::read_to_string(dir.path().join("thrum.toml")).unwrap();
+    assert!(
+        toml.contains("# BELOW TARGET: no configuration checked kept 99.0 % of fp32"),
+        "{toml}"
+    );
+}
+
+#[test]
+fn precision_arguments_that_cannot_work_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--min-accuracy", "1.5"][..], "--min-accuracy 1.5"),
+        (&["--min-accuracy", "0"][..], "above 0 and at most 1"),
+        (&["--fixed", "precision=int8"][..], "--precision P"),
+        (&["--precision", "fp8"][..], "fp8"),
+    ] {
+        thrum()
+            .args(["tune", "-p", "zoo:mlp", "-e", "tract", "-q", "-o"])
+            .arg(dir.path())
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(!dir.path().join("tune.json").exists());
 }
 
 #[test]
@@ -82,7 +190,7 @@ fn under_taskset_one_core_no_proposal_has_more_than_one_thread() {
 }
 
 #[test]
-fn ctrl_c_writes_the_checkpoint_and_resume_reuses_it() {
+fn ctrl_c_or_sigterm_writes_the_checkpoint_and_resume_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thrum"))
         .args(["tune", "-p", "zoo:mlp", "-e", "tract", "--max-batch", "2", "--measure-s", "0.3"])
@@ -98,6 +206,25 @@ fn ctrl_c_writes_the_checkpoint_and_resume_reuses_it() {
     assert!(checkpoint.exists(), "no checkpoint after 60 s");
     // SAFETY: signalling our own child, whose pid we hold.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // SIGTERM (what `timeout` and Kubernetes send) is handled as Ctrl-C's SIGINT is: the
+    // running child's group is killed and the checkpoint kept.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thrum"))
+        .args(["tune", "-p", "zoo:mlp", "-e", "tract", "--max-batch", "2", "--measure-s", "0.3"])
+        .args(["--budget", "90s", "-q", "--resume", "-o"])
+        .arg(dir.path())
+        .spawn()
+        .unwrap();
+    let before = std::fs::metadata(&checkpoint).unwrap().modified().unwrap();
+    let start = Instant::now();
+    while std::fs::metadata(&checkpoint).unwrap().modified().unwrap() == before
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let saved: serde_json::Value =

@@ -104,6 +104,7 @@ pub struct Options {
 pub const DEPLOYMENT_KEYS: &[&str] = &[
     "name",
     "model",
+    "int8_model",
     "engine",
     "workers",
     "predictor",

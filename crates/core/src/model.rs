@@ -29,6 +29,12 @@ pub trait ModelBackend: Send + Sync + 'static {
     fn shared_calls_serialised(&self) -> Option<String> {
         None
     }
+    /// What the engine ran for a reduced precision, as far as it can tell (the integer
+    /// kernels in ONNX Runtime's optimised graph, tract's fake quantization, a bf16 module);
+    /// `None` (the default) for fp32, or when it cannot say.
+    fn precision_run(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A per-thread predictor as an engine implements it: `Send`, used through `&mut self`.
@@ -214,6 +220,12 @@ impl Model {
     /// calls run concurrently.
     pub fn shared_calls_serialised(&self) -> Option<String> {
         self.inner.backend.shared_calls_serialised()
+    }
+
+    /// What the engine ran for a reduced precision, as far as it can tell; `None` for fp32
+    /// or when the engine cannot say.
+    pub fn precision_run(&self) -> Option<String> {
+        self.inner.backend.precision_run()
     }
 
     /// A predictor for plain tensors. One per thread; it shares this model's weights.

@@ -132,6 +132,13 @@ pub fn require_quantized_onnx(engine: &'static str, source: &ModelSource) -> Res
 
 /// The operator types of an ONNX model's main graph.
 pub fn onnx_operators(bytes: &[u8]) -> std::result::Result<BTreeSet<String>, String> {
+    Ok(onnx_operator_counts(bytes)?.into_keys().collect())
+}
+
+/// How many nodes of each operator type an ONNX model's graph has.
+pub fn onnx_operator_counts(
+    bytes: &[u8],
+) -> std::result::Result<std::collections::BTreeMap<String, usize>, String> {
     use prost::Message;
     #[derive(Clone, PartialEq, prost::Message)]
     struct Node {
@@ -150,12 +157,84 @@ pub fn onnx_operators(bytes: &[u8]) -> std::result::Result<BTreeSet<String>, Str
     }
     let model = Model::decode(bytes).map_err(|e| format!("not an ONNX protobuf ({e})"))?;
     let graph = model.graph.ok_or("the file has no graph")?;
-    Ok(graph.node.into_iter().map(|n| n.op_type).collect())
+    let mut counts = std::collections::BTreeMap::new();
+    for node in graph.node {
+        *counts.entry(node.op_type).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Whether an operator computes in integers: ONNX's QLinear* and *Integer operators and ONNX
+/// Runtime's fused integer kernels (QGemm, QAttention, DynamicQuantizeMatMul…).
+pub fn is_integer_operator(op: &str) -> bool {
+    op.starts_with("QLinear")
+        || op.contains("Integer")
+        || op.starts_with("DynamicQuantize")
+        || (op.len() > 1
+            && op.starts_with('Q')
+            && op[1..].starts_with(|c: char| c.is_ascii_uppercase()))
+}
+
+/// A graph's operators as a precision report: the integer kernels with their counts, the
+/// quantize / dequantize conversions left, and how many other (float) nodes there are.
+pub fn integer_kernel_summary(counts: &std::collections::BTreeMap<String, usize>) -> String {
+    let integer: Vec<String> = counts
+        .iter()
+        .filter(|(op, _)| is_integer_operator(op))
+        .map(|(op, n)| format!("{op} ×{n}"))
+        .collect();
+    let conversions: usize = counts
+        .iter()
+        .filter(|(op, _)| matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear"))
+        .map(|(_, n)| n)
+        .sum();
+    let float: usize = counts
+        .iter()
+        .filter(|(op, _)| {
+            !is_integer_operator(op)
+                && !matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if integer.is_empty() {
+        return format!(
+            "no integer kernel: {conversions} QuantizeLinear/DequantizeLinear and {float} float \
+             nodes (the model runs in float)"
+        );
+    }
+    format!(
+        "integer kernels {}; {conversions} QuantizeLinear/DequantizeLinear left; {float} other \
+         nodes in float",
+        integer.join(", ")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_kernels_are_told_from_conversions_and_float_nodes() {
+        let counts: std::collections::BTreeMap<String, usize> = [
+            ("QLinearConv", 3),
+            ("QGemm", 1),
+            ("MatMulInteger", 2),
+            ("DequantizeLinear", 2),
+            ("QuantizeLinear", 1),
+            ("Sigmoid", 4),
+            ("Quantize", 0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert!(!is_integer_operator("QuantizeLinear") && !is_integer_operator("Sigmoid"));
+        let s = integer_kernel_summary(&counts);
+        assert!(s.starts_with("integer kernels MatMulInteger ×2, QGemm ×1, QLinearConv ×3"), "{s}");
+        assert!(s.contains("3 QuantizeLinear/DequantizeLinear left; 4 other nodes"), "{s}");
+        let float: std::collections::BTreeMap<String, usize> =
+            [("Conv".to_string(), 2usize)].into_iter().collect();
+        assert!(integer_kernel_summary(&float).starts_with("no integer kernel"));
+    }
 
     #[test]
     fn precisions_parse_by_their_usual_names() {

@@ -216,17 +216,36 @@ impl Engine for OrtEngine {
             providers: providers.clone(),
             prepacked: PrepackedWeights::new(),
         });
-        let session = build_session(
-            env,
-            source,
-            options,
-            &ort_options,
-            &name,
-            &providers,
-            recipe.as_ref().map(|r| &r.prepacked),
-        )?;
-        let model =
+        // An int8 model on the CPU provider: ONNX Runtime writes its optimised graph, whose
+        // integer kernels say what it runs (QDQ pairs fused into QLinearConv, QGemm…).
+        let optimized = (options.precision == Some(Precision::Int8)
+            && providers.iter().all(|p| p == "cpu"))
+        .then(optimized_graph_path);
+        let build = |optimized_to: Option<&std::path::Path>| {
+            build_session(
+                env,
+                source,
+                options,
+                &ort_options,
+                &providers,
+                recipe.as_ref().map(|r| &r.prepacked),
+                optimized_to,
+            )
+        };
+        // Writing the optimised graph is for the report only: where it cannot be written (a
+        // read-only temporary directory), the session is built without it.
+        let session = match optimized.as_ref().map(|p| (p, build(Some(p)))) {
+            Some((_, Ok(session))) => session,
+            Some((path, Err(_))) => {
+                let _ = std::fs::remove_file(path);
+                build(None)?
+            }
+            None => build(None)?,
+        };
+        let precision_run = precision_run(options, &providers, optimized.as_deref());
+        let mut model =
             OrtModel::new(name.clone(), session, options, &ort_options, env, &providers, recipe)?;
+        model.precision_run = precision_run;
         Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
     }
 }
@@ -305,6 +324,46 @@ fn check_precision(options: &Options, providers: &[String], source: &ModelSource
     }
 }
 
+/// A fresh path for ONNX Runtime's optimised graph of one load (removed once read).
+fn optimized_graph_path() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("thrum-ort-{}-{n}-optimized.onnx", std::process::id()))
+}
+
+/// What ran for a reduced precision: the integer kernels of ONNX Runtime's optimised graph
+/// (read from `optimized`, then removed), or what was asked of OpenVINO, which does not say
+/// through ONNX Runtime which precision each layer ran.
+fn precision_run(
+    options: &Options,
+    providers: &[String],
+    optimized: Option<&std::path::Path>,
+) -> Option<String> {
+    let p = options.precision.filter(|p| *p != Precision::Fp32)?;
+    if let Some(path) = optimized {
+        let report = std::fs::read(path)
+            .map_err(|e| format!("it was not written ({e})"))
+            .and_then(|bytes| precision::onnx_operator_counts(&bytes))
+            .map(|counts| {
+                format!(
+                    "ONNX Runtime's optimised graph: {}",
+                    precision::integer_kernel_summary(&counts)
+                )
+            })
+            .unwrap_or_else(|e| format!("cannot tell: ONNX Runtime's optimised graph: {e}"));
+        let _ = std::fs::remove_file(path);
+        return Some(report);
+    }
+    providers.iter().any(|p| p == "openvino").then(|| {
+        format!(
+            "asked of OpenVINO's CPU plugin: INFERENCE_PRECISION_HINT={}{}; it does not report \
+             through ONNX Runtime which precision each layer ran",
+            openvino_precision(p),
+            if p == Precision::Int8 { " around the model's int8 QDQ" } else { "" }
+        )
+    })
+}
+
 /// OpenVINO's `INFERENCE_PRECISION_HINT` for a precision (int8 is the model's own QDQ, with
 /// what is left in float kept in f32).
 fn openvino_precision(p: Precision) -> &'static str {
@@ -320,10 +379,11 @@ fn build_session(
     source: &ModelSource,
     options: &Options,
     o: &OrtOptions,
-    name: &str,
     providers: &[String],
     prepacked: Option<&PrepackedWeights>,
+    optimized_to: Option<&std::path::Path>,
 ) -> Result<Session> {
+    let name = &source.name();
     let setting = |what: &str, e: &dyn std::fmt::Display| Error::InvalidValue {
         what: format!("ONNX Runtime session setting {what} for model `{name}`"),
         value: e.to_string(),
@@ -368,6 +428,9 @@ fn build_session(
     b = b.with_memory_pattern(o.memory_pattern).map_err(|e| setting("ort.memory_pattern", &e))?;
     if let Some(prefix) = &o.profiling {
         b = b.with_profiling(prefix).map_err(|e| setting("ort.profiling", &e))?;
+    }
+    if let Some(path) = optimized_to {
+        b = b.with_optimized_model_path(path).map_err(|e| setting("optimized model path", &e))?;
     }
     for (dim, size) in &o.free_dimension_overrides {
         b = b
@@ -490,6 +553,8 @@ pub(crate) struct OrtModel {
     pub(crate) exclusive: Option<Mutex<()>>,
     /// With `ort.session_per_predictor`: how to build each predictor's own session.
     pub(crate) recipe: Option<Recipe>,
+    /// What ran for a reduced precision ([`ModelBackend::precision_run`]).
+    pub(crate) precision_run: Option<String>,
 }
 
 /// What a predictor needs to build its own session of the same model.
@@ -576,6 +641,7 @@ impl OrtModel {
             run_options: ffi::RunOptions::new().map_err(|e| unavailable(e.to_string()))?,
             exclusive: accelerated.then(|| Mutex::new(())),
             recipe,
+            precision_run: None,
         })
     }
 
@@ -619,9 +685,9 @@ impl ModelBackend for Shared {
                 &r.source,
                 &r.options,
                 &r.ort_options,
-                &self.0.name,
                 &r.providers,
                 Some(&r.prepacked),
+                None,
             )?),
             None => None,
         };
@@ -642,6 +708,10 @@ impl ModelBackend for Shared {
 
     fn threads(&self) -> ThreadConfig {
         self.0.threads.clone()
+    }
+
+    fn precision_run(&self) -> Option<String> {
+        self.0.precision_run.clone()
     }
 }
 

@@ -68,6 +68,10 @@ pub struct ModelEntry {
     /// [`crate::embed::DEFAULT_MAX_BATCH_TOKENS`]; 0: requests of different lengths do not
     /// join). See [`crate::embed::text_batching`].
     pub max_batch_tokens: Option<usize>,
+    /// With `precision = "int8"` in its options: the quantized graph run in place of
+    /// `model`'s own (`thrum quantize`'s output), while `model` still decides the pipeline
+    /// (tokenizer, image recipe, labels).
+    pub int8_model: Option<String>,
 }
 
 impl ModelEntry {
@@ -86,6 +90,7 @@ impl ModelEntry {
             pool: PoolConfig { workers: 0, queue_capacity: 0, ..PoolConfig::new(1) },
             triton: None,
             max_batch_tokens: None,
+            int8_model: None,
         }
     }
 
@@ -224,6 +229,8 @@ fn entry(
     };
     let mut entry =
         ModelEntry::new(name, model, string("engine")?.unwrap_or_else(|| "tract".into()));
+    entry.int8_model = string("int8_model")?
+        .map(|m| if Path::new(&m).is_absolute() { m } else { dir.join(m).display().to_string() });
     if let Some(w) = count(t, "workers", 1)? {
         entry.pool.workers = w;
     }

@@ -125,6 +125,8 @@ struct TfModel {
     output_specs: Vec<TensorSpec>,
     intra: usize,
     inter: usize,
+    /// `precision=bf16`: oneDNN's auto mixed precision rewriter on.
+    bf16: bool,
 }
 
 // SAFETY: the graph is only read after loading, and TensorFlow's sessions allow concurrent
@@ -228,6 +230,7 @@ impl TfModel {
             output_specs: Vec::new(),
             intra,
             inter,
+            bf16,
         };
         let session_options = SessionOptions::new(api, &config).map_err(&invalid)?;
         match (&kind, signature) {
@@ -787,5 +790,13 @@ impl ModelBackend for Shared {
             "TensorFlow's CPU thread pools are process-wide, sized by the first model; the inter-op \
              pool runs every call's operators, so it is at least the usable cores",
         )
+    }
+
+    fn precision_run(&self) -> Option<String> {
+        self.0.bf16.then(|| {
+            "TensorFlow: oneDNN's auto mixed precision (bf16) rewriter on; TensorFlow does not \
+             report which operators it converted"
+                .to_string()
+        })
     }
 }

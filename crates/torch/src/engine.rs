@@ -413,6 +413,14 @@ impl ModelBackend for Shared {
     fn threads(&self) -> ThreadConfig {
         self.0.threads()
     }
+
+    fn precision_run(&self) -> Option<String> {
+        self.0.bf16.then(|| {
+            "libtorch: the module's parameters and buffers in bf16 (checked by a probe call at \
+             load), float inputs cast to bf16 and outputs back to f32; oneDNN picks the kernels"
+                .to_string()
+        })
+    }
 }
 
 impl RunConcurrently for TorchModel {

@@ -333,6 +333,8 @@ struct TractModel {
     executor: Option<Executor>,
     /// Most recently used last.
     plans: Mutex<Vec<(PlanKey, Plan)>>,
+    /// What runs for precision=int8 ([`ModelBackend::precision_run`]).
+    precision_run: Option<String>,
 }
 
 /// A dimension of a model's input or output as thrum states it: fixed sizes refused when
@@ -459,6 +461,12 @@ impl TractModel {
             intra_op_threads: intra,
             executor: (intra > 1).then(|| Executor::multithread_with_name(intra, "thrum-tract")),
             plans: Mutex::new(Vec::new()),
+            precision_run: (options.precision == Some(Precision::Int8)).then(|| {
+                "tract runs the int8 model's QuantizeLinear / DequantizeLinear pairs in f32 \
+                 around f32 kernels (fake quantization): its integer kernels need the QOperator \
+                 form (QLinearConv, QLinearMatMul)"
+                    .to_string()
+            }),
         };
         // Fixed-shape models get their one plan now, so load errors surface at load and the
         // first inference is not a compilation.
@@ -641,6 +649,10 @@ impl ModelBackend for Shared {
         ThreadConfig::new(Some(self.0.intra_op_threads), None).with_note(
             "tract: one matmul thread pool per model, shared by its predictors; operators run one after another",
         )
+    }
+
+    fn precision_run(&self) -> Option<String> {
+        self.0.precision_run.clone()
     }
 }
 

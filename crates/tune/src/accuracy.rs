@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thrum_core::{Engine, ModelSource, Options, Precision, Tensor};
 
 use crate::error::TuneError;
@@ -18,7 +18,7 @@ use crate::error::TuneError;
 pub const DEFAULT_TARGET: f64 = 0.99;
 
 /// What decides PASS / FAIL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Top-1 agreement with fp32 (a classifier: the first output is `[N, classes]`).
@@ -28,7 +28,7 @@ pub enum Metric {
 }
 
 /// One engine × precision.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PrecisionRow {
     /// The engine.
     pub engine: String,
@@ -60,7 +60,7 @@ pub struct PrecisionRow {
 }
 
 /// The comparison: every row, the metric and its target.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PrecisionReport {
     /// The model.
     pub model: String,
@@ -74,6 +74,55 @@ pub struct PrecisionReport {
     pub cpu: String,
     /// Every engine × precision.
     pub rows: Vec<PrecisionRow>,
+}
+
+/// The tuner's accuracy gate for one engine with some settings: `thrum compare --precision`
+/// run in a child, every precision asked for against the engine's fp32.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Screen {
+    /// The engine.
+    pub engine: String,
+    /// Settings besides the precision (ONNX Runtime's OpenVINO provider, where bf16 runs).
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The child's report.
+    pub report: Option<PrecisionReport>,
+    /// Why there is none.
+    pub error: Option<String>,
+}
+
+impl Screen {
+    /// This screen's verdict on `precision`: `Ok` when it met the target, else why not.
+    pub fn verdict(&self, precision: Precision) -> Result<(), String> {
+        let report = match (&self.report, &self.error) {
+            (Some(r), _) => r,
+            (None, e) => return Err(e.clone().unwrap_or_else(|| "not checked".into())),
+        };
+        let Some(row) =
+            report.rows.iter().find(|r| r.engine == self.engine && r.precision == precision)
+        else {
+            return Err("no result".into());
+        };
+        match (row.pass, &row.refused) {
+            (Some(true), _) => Ok(()),
+            (_, Some(why)) => Err(why.clone()),
+            _ => Err(row.shortfall(report.metric, report.target)),
+        }
+    }
+}
+
+/// The precisions `thrum tune` searched, their accuracy gates, and why others were not.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PrecisionSearch {
+    /// Precisions considered (fp32 first, the reference).
+    pub asked: Vec<Precision>,
+    /// The fraction of fp32 a configuration must keep.
+    pub target: f64,
+    /// Why a precision was not considered or did not pass, per engine.
+    pub notes: Vec<String>,
+    /// The quantized model int8 candidates ran.
+    pub int8_model: Option<String>,
+    /// Each engine's gate.
+    pub screens: Vec<Screen>,
 }
 
 /// One variant's run: the first output of every sample, and its best time per sample.
@@ -195,10 +244,12 @@ pub fn row(
         let dot: f64 = r.iter().zip(&c).map(|(a, b)| a * b).sum();
         let norms = r.iter().map(|a| a * a).sum::<f64>().sqrt()
             * c.iter().map(|b| b * b).sum::<f64>().sqrt();
-        let cos = if norms > 0.0 {
-            dot / norms
-        } else if r == c {
+        // Identical outputs are exactly 1 (the rounding of the norms' product can leave
+        // 0.9999999999999998, which a target of 1 would fail).
+        let cos = if r == c {
             1.0
+        } else if norms > 0.0 {
+            (dot / norms).clamp(-1.0, 1.0)
         } else {
             0.0
         };
@@ -227,6 +278,26 @@ pub fn row(
         max_abs: Some(max_abs),
         max_rel: Some(if max_ref > 0.0 { max_abs / max_ref } else { max_abs }),
         pass: Some(score >= target),
+    }
+}
+
+impl PrecisionRow {
+    /// The metric against the target, in words: `top-1 agreement 97.0 % < 99.0 %`.
+    pub fn shortfall(&self, metric: Metric, target: f64) -> String {
+        let (name, value) = match metric {
+            Metric::Top1 => ("top-1 agreement", self.top1_agreement),
+            Metric::Cosine => ("mean cosine", self.mean_cosine),
+        };
+        match value {
+            Some(v) => format!(
+                "{name} {:.1} % {} {:.1} % of fp32 on {} samples",
+                v * 100.0,
+                if v >= target { "≥" } else { "<" },
+                target * 100.0,
+                self.samples
+            ),
+            None => format!("{name} not measured"),
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Launcher {
     /// Arguments every child's `thrum bench` also gets (`--text-file FILE`: the whole text
     /// pipeline on real sentences, not the model on seeded tensors).
     pub extra_args: Vec<String>,
+    /// The quantized model int8 candidates run (`thrum bench --int8-model`).
+    pub int8_model: Option<String>,
 }
 
 /// Lines of stderr kept for a failed child.
@@ -112,6 +114,12 @@ impl Launcher {
         ]
         .into_iter()
         .chain(self.extra_args.iter().cloned())
+        .chain(
+            self.int8_model
+                .iter()
+                .filter(|_| c.options.get("precision").is_some_and(|p| p == "int8"))
+                .flat_map(|m| ["--int8-model".to_string(), m.clone()]),
+        )
         .collect()
     }
 
@@ -123,8 +131,57 @@ impl Launcher {
     }
 
     fn run_child(&self, c: &Candidate, budget: &Budget) -> Outcome {
+        let limit = Duration::from_secs_f64(self.setup_timeout_s + budget.max_s * 1.5);
+        match self.run_process(&self.bench_args(c, budget), limit) {
+            Err((reason, tail)) => Outcome::Failed { reason, stderr_tail: tail },
+            Ok((status, _, tail)) if !status.success() => Outcome::Failed {
+                reason: format!("`thrum bench` exited with {status}"),
+                stderr_tail: tail,
+            },
+            Ok((_, out, tail)) => match parse_report(&out) {
+                Ok(m) => Outcome::Measured(m),
+                Err(why) => Outcome::Failed { reason: why, stderr_tail: tail },
+            },
+        }
+    }
+
+    /// Runs `thrum compare ARGS --json -` (an accuracy check) in a child and reads its report:
+    /// a report whose rows fall short (exit 1) is a report too; anything else is an error with
+    /// the child's last stderr line. `limit_s` bounds it.
+    pub fn compare(
+        &self,
+        args: &[String],
+        limit_s: f64,
+    ) -> Result<crate::accuracy::PrecisionReport, String> {
+        let mut all = vec!["compare".to_string(), "-p".into(), self.model.clone()];
+        all.extend(args.iter().cloned());
+        all.extend(["--json".to_string(), "-".into()]);
+        let (status, out, tail) = self
+            .run_process(&all, Duration::from_secs_f64(limit_s))
+            .map_err(|(reason, tail)| {
+                format!(
+                    "{reason}{}",
+                    tail.lines().last().map(|l| format!(": {l}")).unwrap_or_default()
+                )
+            })?;
+        let last = || tail.lines().last().unwrap_or("").to_string();
+        if !matches!(status.code(), Some(0 | 1)) {
+            return Err(format!("`thrum compare` exited with {status}: {}", last()));
+        }
+        serde_json::from_slice(&out)
+            .map_err(|e| format!("`thrum compare` wrote no report ({e}): {}", last()))
+    }
+
+    /// Runs `EXE ARGS` in a process group of its own, killed with the group after `limit` or
+    /// on Ctrl-C. Returns its status, stdout and the tail of its stderr; or why it did not
+    /// finish, with that tail.
+    fn run_process(
+        &self,
+        args: &[String],
+        limit: Duration,
+    ) -> Result<(std::process::ExitStatus, Vec<u8>, String), (String, String)> {
         let mut cmd = Command::new(&self.exe);
-        cmd.args(self.bench_args(c, budget))
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -138,15 +195,9 @@ impl Launcher {
                 cmd.env_remove(name.as_ref());
             }
         }
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                return Outcome::Failed {
-                    reason: format!("cannot start `{}`: {e}", self.exe.display()),
-                    stderr_tail: String::new(),
-                };
-            }
-        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| (format!("cannot start `{}`: {e}", self.exe.display()), String::new()))?;
         let stdout = child.stdout.take().map(|mut s| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -161,7 +212,6 @@ impl Launcher {
                 buf
             })
         });
-        let limit = Duration::from_secs_f64(self.setup_timeout_s + budget.max_s * 1.5);
         let start = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -184,17 +234,7 @@ impl Launcher {
         let out = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
         let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
         let tail = tail(&String::from_utf8_lossy(&err));
-        match status {
-            Err(reason) => Outcome::Failed { reason, stderr_tail: tail },
-            Ok(status) if !status.success() => Outcome::Failed {
-                reason: format!("`thrum bench` exited with {status}"),
-                stderr_tail: tail,
-            },
-            Ok(_) => match parse_report(&out) {
-                Ok(m) => Outcome::Measured(m),
-                Err(why) => Outcome::Failed { reason: why, stderr_tail: tail },
-            },
-        }
+        status.map(|s| (s, out, tail.clone())).map_err(|reason| (reason, tail))
     }
 }
 
@@ -280,6 +320,7 @@ mod tests {
             model: "zoo:mlp".into(),
             setup_timeout_s: 0.5,
             extra_args: Vec::new(),
+            int8_model: None,
         };
         let candidate = Candidate {
             engine: "tract".into(),

@@ -52,6 +52,12 @@ pub enum TuneError {
         /// Measurements it holds.
         trials: usize,
     },
+    /// Ctrl-C (or SIGTERM) before the search measured anything: there is no checkpoint.
+    #[error("interrupted during {during}, before any measurement; nothing to resume")]
+    InterruptedEarly {
+        /// What was running.
+        during: String,
+    },
     /// Engines whose outputs differ from the reference engine's beyond the tolerance.
     #[error("engine(s) {} disagree with the reference beyond a relative tolerance of {tolerance:e}", engines.join(", "))]
     Disagree {
@@ -118,7 +124,9 @@ impl TuneError {
             | TuneError::BelowTarget { .. }
             | TuneError::AllFailed { .. } => ErrorKind::Internal,
             TuneError::Unmet { .. } => ErrorKind::InvalidInput,
-            TuneError::Interrupted { .. } => ErrorKind::Timeout,
+            TuneError::Interrupted { .. } | TuneError::InterruptedEarly { .. } => {
+                ErrorKind::Timeout
+            }
             TuneError::Config { .. }
             | TuneError::BudgetTooSmall { .. }
             | TuneError::File { .. } => ErrorKind::InvalidInput,

@@ -43,6 +43,8 @@ pub struct TuneReport<'a> {
     pub ranked: Vec<Ranked>,
     /// The search's results.
     pub outcome: &'a Outcomes,
+    /// The precisions searched, their accuracy gates, and why others were not.
+    pub precision: &'a crate::accuracy::PrecisionSearch,
 }
 
 /// One configuration's place in the ranking.
@@ -169,7 +171,7 @@ pub fn write_summary(
             if !outcome.tied.is_empty() {
                 writeln!(
                     out,
-                    "  tied within the noise (fewer threads, then less memory, won): {}",
+                    "  tied within the noise (fewer threads, then fp32, then less memory, won): {}",
                     outcome.tied.join("; ")
                 )?;
             }
@@ -187,6 +189,22 @@ pub fn write_summary(
             }
         }
     }
+    for check in &outcome.checks {
+        writeln!(
+            out,
+            "  accuracy check of {} (a child `thrum compare --config`): {} — {}",
+            check.candidate,
+            if check.pass { "PASS" } else { "FAIL" },
+            check.summary
+        )?;
+    }
+    if outcome.accuracy_unmet {
+        writeln!(
+            out,
+            "No configuration checked met the accuracy target: the best fp32 configuration is \
+             written, marked as below it."
+        )?;
+    }
     if let Some(v) = &outcome.versus_default {
         let what = match objective {
             Objective::Throughput => "throughput",
@@ -201,15 +219,32 @@ pub fn write_summary(
             v.band.0,
             v.band.1
         )?;
+        if outcome.default_wins {
+            writeln!(
+                out,
+                "The default beat the pick in the alternating runs: the default is what is written."
+            )?;
+        }
     }
     Ok(())
 }
 
 /// The pick as a model's `thrum.toml`, served as `name`.
-pub fn thrum_toml(name: &str, model: &str, c: &Candidate, m: &Metrics, cores: usize) -> String {
+pub fn thrum_toml(
+    name: &str,
+    model: &str,
+    int8_model: Option<&str>,
+    c: &Candidate,
+    header: &[String],
+) -> String {
     let mut t = toml::Table::new();
     t.insert("name".into(), name.into());
     t.insert("model".into(), model.into());
+    if let Some(int8) =
+        int8_model.filter(|_| c.options.get("precision").is_some_and(|p| p == "int8"))
+    {
+        t.insert("int8_model".into(), int8.into());
+    }
     t.insert("engine".into(), c.engine.clone().into());
     t.insert("workers".into(), (c.workers as i64).into());
     t.insert("predictor".into(), c.predictor.to_string().into());
@@ -227,19 +262,63 @@ pub fn thrum_toml(name: &str, model: &str, c: &Candidate, m: &Metrics, cores: us
     }
     t.insert("options".into(), options.into());
     if c.batch > 1 {
+        // What was measured is calls of `batch` samples; the server joins only requests
+        // already queued when it has no delay (the header says so).
         let mut batching = toml::Table::new();
         batching.insert("max_batch_size".into(), (c.batch as i64).into());
+        batching.insert("max_queue_delay_us".into(), 0i64.into());
         t.insert("batching".into(), batching.into());
     }
-    format!(
-        "# Written by `thrum tune` on a machine with {cores} usable core(s): {:.2} samples/s, \
-         P99 {:.2} ms, RSS {:.0} MiB.\n# Read by `thrum bench --config`, `thrum serve --config` \
-         and thrum_core::Options::apply_toml_file.\n{}",
-        m.samples_per_s,
-        m.p99_ms,
-        m.rss_mib,
-        toml::to_string(&t).unwrap_or_default()
-    )
+    // Every line a comment, even one of a multi-line message (an engine's error).
+    let mut text: String =
+        header.iter().flat_map(|l| l.lines()).map(|l| format!("# {l}\n")).collect();
+    text.push_str(&toml::to_string(&t).unwrap_or_default());
+    text
+}
+
+/// What a `thrum.toml` says about its measurement: the figures, the `thrum bench` command that
+/// made them, and what a batch above 1 was (calls of that many samples from the client; the
+/// server batches only what is queued unless given a delay).
+pub fn measured_header(
+    c: &Candidate,
+    m: &Metrics,
+    cores: usize,
+    cpu: &str,
+    bench: &[String],
+) -> Vec<String> {
+    let mut lines = vec![
+        format!("Written by `thrum tune` on a machine with {cores} usable core(s); cpu: {cpu}."),
+        format!(
+            "Measured: {:.2} samples/s, P50 {:.2} ms, P99 {:.2} ms, peak RSS {:.0} MiB, by:",
+            m.samples_per_s, m.p50_ms, m.p99_ms, m.rss_mib
+        ),
+        format!(
+            "  thrum {}",
+            bench
+                .iter()
+                .filter(|a| !matches!(a.as_str(), "--json" | "-" | "--quiet"))
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() })
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ];
+    if c.batch > 1 {
+        lines.push(format!(
+            "Each call carried {b} samples from the client ({w} workers, thrum bench -b {b}). \
+             [batching] lets `thrum serve` put up to {b} requests in one call, but with \
+             max_queue_delay_us = 0 it joins only requests already queued: clients that send one \
+             sample see this throughput only under enough concurrent load, or with a delay \
+             (measure it with `thrum load`).",
+            b = c.batch,
+            w = c.workers
+        ));
+    }
+    lines.push(
+        "Read by `thrum bench --config`, `thrum serve --config` and \
+         thrum_core::Options::apply_toml_file."
+            .into(),
+    );
+    lines
 }
 
 /// Plots throughput against P99 for every ranked configuration, the Pareto front marked.

@@ -175,7 +175,24 @@ pub struct Versus {
     pub winner_runs: Vec<f64>,
     /// Default's runs.
     pub default_runs: Vec<f64>,
+    /// The default's last measurement.
+    pub default_metrics: Option<Metrics>,
 }
+
+/// A configuration's outputs checked against its engine's fp32 with default settings, in a
+/// child process (`thrum compare --config`): what the pick must pass before it is written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The configuration ([`Candidate::key`]).
+    pub candidate: String,
+    /// Whether it met the accuracy target.
+    pub pass: bool,
+    /// What was found: the metric against the target, or why the check could not run.
+    pub summary: String,
+}
+
+/// Most configurations checked before the search gives up on meeting the accuracy target.
+pub const MAX_CHECKS: usize = 4;
 
 /// What a search found.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -185,12 +202,21 @@ pub struct Outcomes {
     /// The proposed configuration and its final measurement.
     pub winner: Option<(Candidate, Metrics)>,
     /// Finalists tied with the winner (confidence intervals overlap), settled by fewer
-    /// threads then less memory.
+    /// threads, then fp32 over a reduced precision, then less memory.
     pub tied: Vec<String>,
     /// When nothing meets the constraints: the closest, with what each misses.
     pub closest: Vec<(Candidate, Metrics, Vec<String>)>,
     /// Winner against the default.
     pub versus_default: Option<Versus>,
+    /// The accuracy checks of the pick (and of those tried after a pick failed its check),
+    /// in order.
+    pub checks: Vec<Check>,
+    /// No configuration checked met the accuracy target: the winner is the best fp32
+    /// configuration measured, written marked as below the target.
+    pub accuracy_unmet: bool,
+    /// The default configuration beat the pick in the alternating runs: the default is
+    /// what is written.
+    pub default_wins: bool,
     /// Points in the grids of every engine.
     pub space_size: usize,
     /// Distinct configurations measured.
@@ -237,8 +263,13 @@ impl Search<'_> {
     }
 
     fn fits(&mut self, budget: &Budget) -> bool {
+        self.fits_n(budget, 1)
+    }
+
+    /// Whether `n` more measurements of `budget` fit.
+    fn fits_n(&mut self, budget: &Budget, n: usize) -> bool {
         let end = self.share_ends.map_or(self.plan.budget_s, |e| e.min(self.plan.budget_s));
-        let fits = self.spent() + self.estimate(budget) <= end;
+        let fits = self.spent() + n as f64 * self.estimate(budget) <= end;
         if !fits {
             self.exhausted = true;
         }
@@ -377,8 +408,12 @@ fn rank(plan: &SearchPlan, m: &Metrics) -> f64 {
     if d > 0.0 { -1e12 * (1.0 + d) } else { score(m, plan.objective) }
 }
 
-/// Runs the search.
-pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
+/// Runs the search. `check` runs a configuration's outputs against fp32 in a child; the pick
+/// is the best finalist that passes it.
+pub fn run(
+    plan: &SearchPlan,
+    check: &mut dyn FnMut(&Candidate) -> Result<Check, TuneError>,
+) -> Result<Outcomes, TuneError> {
     let mut resumed: BTreeMap<(String, Phase), VecDeque<Trial>> = BTreeMap::new();
     for t in &plan.resumed {
         resumed.entry((t.candidate.key(), t.phase)).or_default().push_back(t.clone());
@@ -442,9 +477,13 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
     }
     let distinct_measured = explored.len();
     explored.sort_by(|a, b| rank(plan, &b.1).total_cmp(&rank(plan, &a.1)));
+    // Finalists are compared on runs of one length: all re-measured longer when the budget
+    // allows it for all of them, else all on their exploring runs.
+    let chosen = contenders(&explored, &plan.constraints, plan.objective, plan.finalists);
+    let longer = search.fits_n(&plan.long, chosen.len());
     let mut finals: Vec<(Candidate, Metrics)> = Vec::new();
-    for (c, m) in contenders(&explored, &plan.constraints, plan.objective, plan.finalists) {
-        if search.fits(&plan.long) {
+    for (c, m) in chosen {
+        if longer {
             let t = search.measure(c, Phase::Final, plan.long)?;
             if let Some(m) = t.metrics() {
                 finals.push((c.clone(), m.clone()));
@@ -453,9 +492,24 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
             finals.push((c.clone(), m.clone()));
         }
     }
-    let feasible: Vec<&(Candidate, Metrics)> =
-        finals.iter().filter(|(_, m)| plan.constraints.distance(m) == 0.0).collect();
-    let (winner, tied) = pick(&feasible, plan.objective);
+    let feasible: Vec<(Candidate, Metrics)> =
+        finals.into_iter().filter(|(_, m)| plan.constraints.distance(m) == 0.0).collect();
+    let fp32: Vec<(Candidate, Metrics)> = explored
+        .iter()
+        .filter(|(c, m)| {
+            plan.constraints.distance(m) == 0.0
+                && c.options.get("precision").is_none_or(|p| p == "fp32")
+        })
+        .cloned()
+        .collect();
+    let measured = search.trials.len();
+    let (winner, tied, checks, accuracy_unmet) =
+        checked_pick(feasible, fp32, plan.objective, check).map_err(|e| match e {
+            TuneError::Interrupted { checkpoint, .. } => {
+                TuneError::Interrupted { checkpoint, trials: measured }
+            }
+            other => other,
+        })?;
     let closest = if winner.is_none() {
         let mut all: Vec<&(Candidate, Metrics)> = explored.iter().collect();
         all.sort_by(|a, b| {
@@ -472,6 +526,7 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
     if let Some((w, _)) = &winner {
         let mut winner_runs = Vec::new();
         let mut default_runs = Vec::new();
+        let mut default_metrics = None;
         for _ in 0..plan.confirm_rounds {
             if !search.fits(&plan.long) {
                 break;
@@ -481,6 +536,7 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
             if let (Some(a), Some(b)) = (a.metrics(), b.metrics()) {
                 winner_runs.push(objective_value(a, plan.objective));
                 default_runs.push(objective_value(b, plan.objective));
+                default_metrics = Some(b.clone());
             }
         }
         if !winner_runs.is_empty() {
@@ -500,11 +556,25 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
                 ),
                 winner_runs,
                 default_runs,
+                default_metrics,
             });
         }
     }
+    // The default is the engine's own numerics at fp32: what every check compares with, so it
+    // needs none. When it beats the pick (a winner that is not the default), it is written.
+    // Only a clear loss counts: every round's ratio below 1, and the default meeting the
+    // constraints. The default runs fp32 with the engine's own numerics, so it meets any
+    // accuracy target.
+    let default_wins = versus_default.as_ref().is_some_and(|v| {
+        v.band.1 < 1.0
+            && v.default_metrics.as_ref().is_some_and(|m| plan.constraints.distance(m) == 0.0)
+    }) && winner.as_ref().is_some_and(|(w, _)| w.key() != plan.default.key());
+    let accuracy_unmet = accuracy_unmet && !default_wins;
     search.bar.finish_and_clear();
     Ok(Outcomes {
+        checks,
+        accuracy_unmet,
+        default_wins,
         wall_s: search.spent(),
         budget_exhausted: search.exhausted,
         trials: search.trials,
@@ -515,6 +585,56 @@ pub fn run(plan: &SearchPlan) -> Result<Outcomes, TuneError> {
         space_size,
         distinct_measured,
     })
+}
+
+/// What [`checked_pick`] decides: the winner, its ties, the checks run, and whether no
+/// configuration checked met the accuracy target.
+type CheckedPick = (Option<(Candidate, Metrics)>, Vec<String>, Vec<Check>, bool);
+
+/// The pick whose outputs pass `check`: the best of `finals` ([`pick`]); when it fails, the
+/// next best; when no finalist passes, the best fp32 configurations of `fp32` (ranked best
+/// first). At most [`MAX_CHECKS`] checks; when none passes, the best fp32 configuration is
+/// the winner, marked (`true`).
+fn checked_pick(
+    finals: Vec<(Candidate, Metrics)>,
+    fp32: Vec<(Candidate, Metrics)>,
+    objective: Objective,
+    check: &mut dyn FnMut(&Candidate) -> Result<Check, TuneError>,
+) -> Result<CheckedPick, TuneError> {
+    let mut remaining = finals;
+    let mut checks: Vec<Check> = Vec::new();
+    let checked = |checks: &[Check], c: &Candidate| checks.iter().any(|k| k.candidate == c.key());
+    // One check is kept for the best fp32 configuration, unless a finalist is that one.
+    let reserve =
+        usize::from(fp32.first().is_some_and(|(c, _)| !remaining.iter().any(|(f, _)| f == c)));
+    while checks.len() < MAX_CHECKS - reserve {
+        let refs: Vec<&(Candidate, Metrics)> = remaining.iter().collect();
+        let (Some(w), tied) = pick(&refs, objective) else { break };
+        let verdict = check(&w.0)?;
+        let pass = verdict.pass;
+        checks.push(verdict);
+        if pass {
+            return Ok((Some(w), tied, checks, false));
+        }
+        remaining.retain(|(c, _)| *c != w.0);
+    }
+    for (c, m) in &fp32 {
+        if checks.len() >= MAX_CHECKS {
+            break;
+        }
+        if checked(&checks, c) {
+            continue;
+        }
+        let verdict = check(c)?;
+        let pass = verdict.pass;
+        checks.push(verdict);
+        if pass {
+            return Ok((Some((c.clone(), m.clone())), Vec::new(), checks, false));
+        }
+    }
+    // None passed: the best fp32 configuration, marked; without one, nothing is written.
+    let unmet = !checks.is_empty();
+    Ok((fp32.first().cloned(), Vec::new(), checks, unmet))
 }
 
 /// The finalists re-measured longer, from `explored` ranked best first: the leader and, up to
@@ -562,7 +682,8 @@ fn within_noise(m: &Metrics, best: &Metrics, objective: Objective, latency_band:
 const RSS_NOISE: f64 = 0.05;
 
 /// The best finalist; those whose confidence intervals overlap it are ties, settled by fewer
-/// threads, then less memory (beyond `RSS_NOISE`), then the better measurement.
+/// threads, then fp32 over a reduced precision, then less memory (beyond `RSS_NOISE`), then
+/// the better measurement.
 fn pick(
     finals: &[&(Candidate, Metrics)],
     objective: Objective,
@@ -581,8 +702,15 @@ fn pick(
     let Some(threads) = tied.iter().map(|t| t.0.threads()).min() else {
         return (None, Vec::new());
     };
+    // Then fp32 over a reduced precision: exact numerics cost nothing when the speed ties.
+    let reduced = |c: &Candidate| c.options.get("precision").is_some_and(|p| p != "fp32");
     let fewest: Vec<&&(Candidate, Metrics)> =
         tied.iter().copied().filter(|t| t.0.threads() == threads).collect();
+    let fewest: Vec<&&(Candidate, Metrics)> = if fewest.iter().any(|t| !reduced(&t.0)) {
+        fewest.into_iter().filter(|t| !reduced(&t.0)).collect()
+    } else {
+        fewest
+    };
     let least_rss = fewest.iter().map(|t| t.1.rss_mib).fold(f64::INFINITY, f64::min);
     let winner = fewest
         .iter()
@@ -624,7 +752,7 @@ impl SearchPlan {
             format!(" ({} bytes, modified {modified})", m.len())
         });
         format!(
-            "model {model}{}; engines {}; {} usable cores; runs {:?} / {:?}; workload [{}]; objective {:?}",
+            "model {model}{}; engines {}; {} usable cores; runs {:?} / {:?}; workload [{}]; objective {:?}{}",
             file.unwrap_or_default(),
             self.spaces.iter().map(|s| s.engine.as_str()).collect::<Vec<_>>().join(","),
             self.usable,
@@ -632,6 +760,31 @@ impl SearchPlan {
             self.long,
             self.launcher.extra_args.join(" "),
             self.objective,
+            // The precisions each engine searches (they passed its accuracy gate), the
+            // settings each needs, and the int8 graph they run, by its content.
+            self.spaces
+                .iter()
+                .filter_map(|s| {
+                    let d = s.dims.iter().find(|d| d.name == crate::space::PRECISION)?;
+                    Some(format!(
+                        "; {} precisions {} {:?}",
+                        s.engine,
+                        d.values.join(","),
+                        s.precision_needs
+                    ))
+                })
+                .collect::<String>()
+                + &self
+                    .launcher
+                    .int8_model
+                    .as_ref()
+                    .map(|m| {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        std::fs::read(m).unwrap_or_default().hash(&mut h);
+                        format!("; int8 model {:016x}", h.finish())
+                    })
+                    .unwrap_or_default(),
         )
     }
 }
@@ -764,5 +917,84 @@ mod tests {
         let one = point(1, 15.0, 1.0);
         let (w, _) = pick(&[&fast, &one], Objective::Throughput);
         assert_eq!(w.unwrap().0.workers, 1);
+        // Then fp32 over int8 when their speeds tie.
+        let mut int8 = point(1, 15.5, 1.0);
+        int8.0.options.insert("precision".into(), "int8".into());
+        let (w, _) = pick(&[&int8, &one], Objective::Throughput);
+        assert!(!w.unwrap().0.options.contains_key("precision"));
+        // A clearly faster int8 wins.
+        int8.1.samples_per_s = 30.0;
+        let (w, _) = pick(&[&int8, &one], Objective::Throughput);
+        assert_eq!(w.unwrap().0.options["precision"], "int8");
+    }
+
+    #[test]
+    fn a_pick_failing_its_check_gives_way_to_the_next_and_none_passing_marks_fp32() {
+        let mut int8 = point(2, 30.0, 0.5);
+        int8.0.options.insert("precision".into(), "int8".into());
+        let fp32 = point(2, 17.0, 0.5);
+        let slow = point(1, 10.0, 0.5);
+        // int8 fails its check: the next finalist, fp32, is checked and wins.
+        let mut asked = Vec::new();
+        let mut verdicts = |c: &Candidate| {
+            asked.push(c.key());
+            Ok(Check {
+                candidate: c.key(),
+                pass: !c.key().contains("int8"),
+                summary: String::new(),
+            })
+        };
+        let (w, _, checks, unmet) = checked_pick(
+            vec![int8.clone(), fp32.clone()],
+            vec![fp32.clone(), slow.clone()],
+            Objective::Throughput,
+            &mut verdicts,
+        )
+        .unwrap();
+        assert_eq!(w.unwrap().0, fp32.0);
+        assert_eq!(checks.len(), 2);
+        assert!(!unmet);
+        assert_eq!(asked.len(), 2);
+        // Nothing passes: finalists, then fp32 configurations not yet checked, at most
+        // MAX_CHECKS in all; the best fp32 one is the winner, marked.
+        let mut never =
+            |c: &Candidate| Ok(Check { candidate: c.key(), pass: false, summary: "short".into() });
+        let (w, _, checks, unmet) = checked_pick(
+            vec![int8, fp32.clone()],
+            vec![fp32.clone(), slow],
+            Objective::Throughput,
+            &mut never,
+        )
+        .unwrap();
+        assert_eq!(w.unwrap().0, fp32.0);
+        assert!(unmet);
+        let keys: Vec<&str> = checks.iter().map(|c| c.candidate.as_str()).collect();
+        assert_eq!(keys.len(), 3, "each configuration checked once: {keys:?}");
+        assert!(checks.len() <= MAX_CHECKS);
+    }
+
+    #[test]
+    fn a_check_is_kept_for_fp32_when_every_finalist_is_reduced() {
+        let finals: Vec<(Candidate, Metrics)> = (1..=4)
+            .map(|w| {
+                let mut p = point(w, 40.0 - w as f64, 0.1);
+                p.0.options.insert("precision".into(), "int8".into());
+                p
+            })
+            .collect();
+        let fp32 = point(2, 17.0, 0.5);
+        let mut passes_fp32 = |c: &Candidate| {
+            Ok(Check {
+                candidate: c.key(),
+                pass: !c.key().contains("int8"),
+                summary: String::new(),
+            })
+        };
+        let (w, _, checks, unmet) =
+            checked_pick(finals, vec![fp32.clone()], Objective::Throughput, &mut passes_fp32)
+                .unwrap();
+        assert_eq!(checks.len(), MAX_CHECKS);
+        assert_eq!(w.unwrap().0, fp32.0, "the fp32 configuration was checked and passed");
+        assert!(!unmet);
     }
 }

@@ -132,9 +132,44 @@ pub struct EngineSpace {
     /// another value runs one call at a time: only one worker with per-thread predictors is
     /// in the grid (more workers would only queue; a shared predictor is refused).
     pub concurrency_needs: BTreeMap<String, String>,
+    /// Option values a reduced precision needs on this engine (ONNX Runtime's bf16 runs on
+    /// its OpenVINO provider only): set whenever a candidate has that precision.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub precision_needs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// The precision dimension: an option key like the engine's.
+pub const PRECISION: &str = "precision";
+
 impl EngineSpace {
+    /// Adds the precision dimension, first (it moves throughput most on CPUs with bf16 or
+    /// int8 units): fp32, the start, then each of `passing` (a precision that met the
+    /// accuracy target, with the options it needs).
+    pub fn add_precisions(&mut self, passing: Vec<(String, BTreeMap<String, String>)>) {
+        if passing.is_empty() {
+            return;
+        }
+        self.start.options.insert(PRECISION.into(), "fp32".into());
+        let mut values = vec!["fp32".to_string()];
+        for (p, needs) in passing {
+            if !needs.is_empty() {
+                self.precision_needs.insert(p.clone(), needs);
+            }
+            values.push(p);
+        }
+        self.dims.insert(0, Dimension { name: PRECISION.into(), values });
+    }
+
+    /// `c` with the options its precision needs.
+    fn with_needs(&self, mut c: Candidate) -> Candidate {
+        if let Some(needs) = c.options.get(PRECISION).and_then(|p| self.precision_needs.get(p)) {
+            for (k, v) in needs {
+                c.options.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
     /// Configurations in this engine's grid that it can run.
     pub fn size(&self) -> usize {
         self.all().len()
@@ -159,13 +194,18 @@ impl EngineSpace {
                 .flat_map(|c| dim.values.iter().map(move |v| c.with(&dim.name, v)))
                 .collect();
         }
-        out.retain(|c| self.allows(c));
-        out
+        // A precision's needs can make two points one: each is kept once, in order.
+        let mut seen = std::collections::HashSet::new();
+        out.into_iter()
+            .map(|c| self.with_needs(c))
+            .filter(|c| self.allows(c) && seen.insert(c.clone()))
+            .collect()
     }
 
     /// `c` if it is in the grid, else its counterpart with serialised calls: one worker with a
     /// per-thread predictor and all of `c`'s threads (what a climb steps to).
     pub fn runnable(&self, c: Candidate) -> Candidate {
+        let c = self.with_needs(c);
         if self.allows(&c) {
             return c;
         }
@@ -307,7 +347,13 @@ pub fn engine_space(
     }
     let concurrency_needs =
         caps.concurrency_needs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    EngineSpace { engine: info.name.into(), start, dims, concurrency_needs }
+    EngineSpace {
+        engine: info.name.into(),
+        start,
+        dims,
+        concurrency_needs,
+        precision_needs: BTreeMap::new(),
+    }
 }
 
 /// The one configuration with more threads than usable cores: the start point with twice
@@ -348,6 +394,7 @@ mod tests {
                 dim("ort.execution_providers", &["cpu", "openvino"]),
             ],
             concurrency_needs: BTreeMap::from([("ort.execution_providers".into(), "cpu".into())]),
+            precision_needs: BTreeMap::new(),
         };
         // CPU: 3 splits × 2 predictor kinds; OpenVINO serialises calls: 1x1 and 1x2, per-thread.
         assert_eq!(space.size(), 8);
@@ -370,5 +417,52 @@ mod tests {
     fn counts_are_powers_of_two_and_the_core_count() {
         assert_eq!(counts_up_to(1), vec![1]);
         assert_eq!(counts_up_to(6), vec![1, 2, 4, 6]);
+    }
+
+    #[test]
+    fn a_precision_brings_the_settings_it_passed_under() {
+        let start = Candidate {
+            engine: "ort".into(),
+            workers: 2,
+            intra: 1,
+            batch: 1,
+            predictor: PredictorKind::PerThread,
+            options: BTreeMap::from([("ort.execution_providers".into(), "cpu".into())]),
+            probe: false,
+        };
+        let mut space = EngineSpace {
+            engine: "ort".into(),
+            start,
+            dims: vec![
+                Dimension { name: THREADS.into(), values: vec!["2x1".into(), "1x2".into()] },
+                Dimension {
+                    name: "ort.execution_providers".into(),
+                    values: vec!["cpu".into(), "openvino".into()],
+                },
+            ],
+            concurrency_needs: BTreeMap::from([("ort.execution_providers".into(), "cpu".into())]),
+            precision_needs: BTreeMap::new(),
+        };
+        // bf16 passed only on OpenVINO, int8 on the CPU provider.
+        space.add_precisions(vec![
+            (
+                "bf16".into(),
+                BTreeMap::from([("ort.execution_providers".into(), "openvino".into())]),
+            ),
+            ("int8".into(), BTreeMap::new()),
+        ]);
+        assert_eq!(space.dims[0].name, PRECISION);
+        assert_eq!(space.start.options[PRECISION], "fp32");
+        // A climb stepping to bf16 from 2 workers on the CPU provider measures OpenVINO, with
+        // one worker and both threads (its calls are serialised).
+        let bf16 = space.runnable(space.start.with(PRECISION, "bf16"));
+        assert_eq!(bf16.options["ort.execution_providers"], "openvino");
+        assert_eq!((bf16.workers, bf16.intra), (1, 2));
+        // Stepping bf16 back to the CPU provider gives the same point: nothing new to measure.
+        assert_eq!(space.runnable(bf16.with("ort.execution_providers", "cpu")), bf16);
+        // The grid: fp32 and int8 on both providers (2 + 1 points each), bf16 on OpenVINO only.
+        let all = space.all();
+        assert_eq!(all.iter().filter(|c| c.options[PRECISION] == "bf16").count(), 1, "{all:?}");
+        assert_eq!(all.len(), 7, "{all:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use thrum::{Engine, ModelRef, ModelSource, Options, PredictorKind};
+use thrum::{Engine, ModelRef, ModelSource, Options, Precision, PredictorKind};
 use thrum_bench::{InputPlan, RunPlan, Stop, SweepGrid, shapes};
 
 use super::options::OptionArgs;
@@ -53,6 +53,12 @@ pub struct BenchArgs {
     /// rules (postprocess).
     #[arg(long = "file-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file", "image_dir"])]
     file_dir: Option<std::path::PathBuf>,
+
+    /// With precision=int8: the quantized form of the model to run (`thrum quantize`'s
+    /// output), while -p still decides the pipeline (tokenizer, image recipe, labels) and the
+    /// inputs. What `thrum tune` passes its int8 candidates.
+    #[arg(long = "int8-model", value_name = "FILE")]
+    int8_model: Option<PathBuf>,
 
     /// Input shapes in djl-bench syntax, e.g. '(1,3,224,224)f' or '(1,128)l,(1,128)l'
     /// (dtype suffixes f d s i l b u B). Default: the model's input spec at --batch-size.
@@ -220,6 +226,10 @@ pub struct BenchPlan {
     output_dir: Option<PathBuf>,
     plot: Option<PathBuf>,
     quiet: bool,
+    /// `--int8-model`: the quantized graph run in place of the model's own.
+    int8_model: Option<PathBuf>,
+    /// A `--config` thrum.toml's `int8_model`, run when the precision is int8.
+    file_int8_model: Option<PathBuf>,
 }
 
 fn config_error(what: impl Into<String>, expected: impl Into<String>) -> thrum_bench::BenchError {
@@ -367,6 +377,8 @@ impl BenchPlan {
             output_dir: args.output_dir,
             plot: args.plot,
             quiet: args.quiet,
+            int8_model: args.int8_model,
+            file_int8_model: None,
         })
     }
 
@@ -393,7 +405,14 @@ impl BenchPlan {
         for file in [&self.json, &self.plot].into_iter().flatten() {
             check_parent(file)?;
         }
-        let source = self.model.source(self.engine.as_ref())?;
+        let file_int8 =
+            self.file_int8_model.as_deref().filter(|_| options.precision == Some(Precision::Int8));
+        let source = super::model_source(
+            &self.model,
+            self.engine.as_ref(),
+            self.int8_model.as_deref().or(file_int8),
+            &options,
+        )?;
         Ok((options, source))
     }
 
@@ -406,6 +425,9 @@ impl BenchPlan {
         if !self.given.model {
             self.model = ModelRef::parse(&entry.model)?;
             self.model_path = entry.model;
+        }
+        if !self.given.model {
+            self.file_int8_model = entry.int8_model.map(PathBuf::from);
         }
         if !self.given.workers && entry.pool.workers > 0 {
             self.run.workers = entry.pool.workers;

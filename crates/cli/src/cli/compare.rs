@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use thrum::{Engine, ModelFormat, ModelRef, ModelSource, Options, Precision};
 use thrum_tune::accuracy;
@@ -81,6 +82,14 @@ pub struct CompareArgs {
     /// outputs) reaches this fraction of fp32 (MLPerf's closed division: 0.99).
     #[arg(long, value_name = "FRACTION", default_value_t = thrum_tune::accuracy::DEFAULT_TARGET)]
     target: f64,
+
+    /// Check one configuration instead: the thrum.toml FILE (what `thrum tune` writes: engine,
+    /// model, precision and engine settings) runs the evaluation samples against its engine's
+    /// fp32 with default settings on -p (on the same backend: ONNX Runtime's OpenVINO provider
+    /// when the file asks for it), one call per sample; PASS / FAIL against --target. `thrum
+    /// tune` runs this in a child before it writes its pick.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["precision", "int8_model", "engines", "model_options"])]
+    config: Option<PathBuf>,
 }
 
 /// `--precision`'s part of a compare command.
@@ -93,6 +102,8 @@ struct PrecisionPlan {
     target: f64,
     metric: Option<accuracy::Metric>,
     options: Options,
+    /// `--config`: one configuration checked against its engine's fp32.
+    config: Option<PathBuf>,
 }
 
 /// A validated `compare` command.
@@ -123,7 +134,7 @@ impl ComparePlan {
             }
             .into());
         }
-        let precision = if args.precision.is_empty() {
+        let precision = if args.precision.is_empty() && args.config.is_none() {
             None
         } else {
             let mut precisions = vec![Precision::Fp32];
@@ -172,6 +183,7 @@ impl ComparePlan {
                     }
                     options
                 },
+                config: args.config,
             })
         };
         Ok(ComparePlan {
@@ -187,6 +199,9 @@ impl ComparePlan {
 
     pub fn run(self) -> anyhow::Result<()> {
         if let Some(plan) = &self.precision {
+            if let Some(config) = &plan.config {
+                return self.run_check(plan, config);
+            }
             return self.run_precision(plan);
         }
         let comparison = run_comparison(
@@ -319,6 +334,71 @@ impl ComparePlan {
             }
         }
         drop(int8);
+        self.finish(plan, metric, described, rows)
+    }
+
+    /// `--config`: the configuration of a thrum.toml against its engine's fp32 with default
+    /// settings, on the evaluation samples of -p.
+    fn run_check(&self, plan: &PrecisionPlan, config: &std::path::Path) -> anyhow::Result<()> {
+        let entry = thrum_serve::config::read_file(config, Some("model"), None)?
+            .pop()
+            .with_context(|| format!("`{}` describes no model", config.display()))?;
+        let engine = thrum::registry().get(&entry.engine)?;
+        // The reference: fp32 with default settings, on the configuration's backend where a
+        // key switches it (ONNX Runtime's OpenVINO provider runs on another library, and one
+        // process holds one ONNX Runtime).
+        let mut reference_options = Options::default();
+        for (key, _) in engine.capabilities().concurrency_needs {
+            if let Some(value) = entry.options.get(key) {
+                reference_options = reference_options.with(key, &value)?;
+            }
+        }
+        let reference_source = self.model.source(engine.as_ref())?;
+        let reference_model = engine.load(&reference_source, &reference_options)?;
+        let samples =
+            plan.evaluation.samples(&self.model, &reference_model, plan.samples, "evaluation")?;
+        drop(reference_model);
+        let reference = accuracy::evaluate(
+            engine.as_ref(),
+            &reference_source,
+            &reference_options,
+            &samples,
+            1,
+        )?;
+        let metric = plan.metric.unwrap_or_else(|| reference.metric());
+        let precision = entry.options.precision.unwrap_or_default();
+        let label = format!("{} ({})", engine.name(), config.display());
+        let mut rows = vec![accuracy::row(
+            engine.name(),
+            Precision::Fp32,
+            &reference,
+            &reference,
+            metric,
+            plan.target,
+        )];
+        let source = super::model_source(
+            &ModelRef::parse(&entry.model)?,
+            engine.as_ref(),
+            entry.int8_model.as_deref().map(std::path::Path::new),
+            &entry.options,
+        )?;
+        rows.push(
+            match accuracy::evaluate(engine.as_ref(), &source, &entry.options, &samples, 1) {
+                Ok(e) => accuracy::row(&label, precision, &reference, &e, metric, plan.target),
+                Err(e) => accuracy::failed(&label, precision, e.to_string()),
+            },
+        );
+        self.finish(plan, Some(metric), plan.evaluation.describe(samples.len()), rows)
+    }
+
+    /// Prints the table (and the JSON), then the verdict: exit 1 when a row falls short.
+    fn finish(
+        &self,
+        plan: &PrecisionPlan,
+        metric: Option<accuracy::Metric>,
+        described: String,
+        rows: Vec<accuracy::PrecisionRow>,
+    ) -> anyhow::Result<()> {
         let report = accuracy::PrecisionReport {
             model: self.model_path.clone(),
             metric: metric.unwrap_or(accuracy::Metric::Cosine),
@@ -362,35 +442,46 @@ impl ComparePlan {
         Ok(())
     }
 
-    /// Quantizes the model as `thrum quantize` does by default, calibrated on ort where it is
-    /// installed, else tract; returns the temporary file.
+    /// Quantizes the model as `thrum quantize` does by default into a temporary file.
     fn quantize_now(&self, plan: &PrecisionPlan) -> anyhow::Result<PathBuf> {
-        let registry = thrum::registry();
-        let ort = registry.get("ort")?;
-        let engine = if ort.check().available { ort } else { registry.get("tract")? };
-        let source = self.model.source(engine.as_ref())?;
-        let bytes = source.read("an ONNX model")?;
-        let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
-        let options = thrum_quant::QuantizeOptions {
-            reduce_range: !thrum::CpuFeatures::detect().vnni(),
-            ..Default::default()
-        };
-        let quantizer = thrum_quant::Quantizer::new(&name, &bytes, options)?;
-        let model = engine.load(&source, &Options::default())?;
-        let samples = plan.calibration.samples(&self.model, &model, 100, "calibration")?;
-        let (ranges, _) = thrum_quant::calibrate(
-            engine.as_ref(),
-            &Options::default(),
-            &quantizer,
-            thrum_quant::Method::MinMax,
-            &samples,
-        )?;
-        let (quantized, _) = quantizer.quantize(&ranges)?;
         let path =
             std::env::temp_dir().join(format!("thrum-compare-{}-int8.onnx", std::process::id()));
-        std::fs::write(&path, quantized).map_err(|e| thrum::Error::write(&path, e))?;
+        quantize_default(&self.model, &plan.calibration, &path)?;
         Ok(path)
     }
+}
+
+/// Quantizes `model` as `thrum quantize` does by default (static QDQ, MinMax on 100 samples of
+/// `calibration`, 7-bit weights without VNNI), calibrated on ort where it is installed, else
+/// tract; writes it to `path`.
+pub fn quantize_default(
+    model: &ModelRef,
+    calibration: &SampleSource,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let registry = thrum::registry();
+    let ort = registry.get("ort")?;
+    let engine = if ort.check().available { ort } else { registry.get("tract")? };
+    let source = model.source(engine.as_ref())?;
+    let bytes = source.read("an ONNX model")?;
+    let name = model.zoo_name().map_or_else(|| source.name(), str::to_string);
+    let options = thrum_quant::QuantizeOptions {
+        reduce_range: !thrum::CpuFeatures::detect().vnni(),
+        ..Default::default()
+    };
+    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, options)?;
+    let loaded = engine.load(&source, &Options::default())?;
+    let samples = calibration.samples(model, &loaded, 100, "calibration")?;
+    let (ranges, _) = thrum_quant::calibrate(
+        engine.as_ref(),
+        &Options::default(),
+        &quantizer,
+        thrum_quant::Method::MinMax,
+        &samples,
+    )?;
+    let (quantized, _) = quantizer.quantize(&ranges)?;
+    std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))?;
+    Ok(())
 }
 
 /// The int8 model `compare --precision` runs: a temporary one is removed when dropped, however

@@ -104,3 +104,36 @@ pub fn describe(err: &anyhow::Error) -> String {
     }
     text
 }
+
+/// What `engine` loads for `model`: its own graph, or with `precision = int8` the quantized
+/// graph `int8_model` (`--int8-model`, a thrum.toml's `int8_model`) while `model` keeps the
+/// pipeline. An `int8_model` without int8 precision, or one that is not a file, is refused.
+pub fn model_source(
+    model: &thrum::ModelRef,
+    engine: &dyn thrum::Engine,
+    int8_model: Option<&std::path::Path>,
+    options: &thrum::Options,
+) -> anyhow::Result<thrum::ModelSource> {
+    let bad = |what: String, expected: &str| thrum_bench::BenchError::Config {
+        what,
+        expected: expected.into(),
+    };
+    match int8_model {
+        None => Ok(model.source(engine)?),
+        Some(file) if options.precision != Some(thrum::Precision::Int8) => Err(bad(
+            format!(
+                "int8 model `{}` with precision {}",
+                file.display(),
+                options.precision.unwrap_or_default()
+            ),
+            "precision=int8 with an int8 model, or no int8 model",
+        )
+        .into()),
+        Some(file) if !file.is_file() => Err(bad(
+            format!("int8 model `{}`: no such file", file.display()),
+            "the quantized model `thrum quantize` wrote",
+        )
+        .into()),
+        Some(file) => Ok(thrum::ModelSource::path(file)),
+    }
+}

@@ -43,6 +43,11 @@ pub struct PredictArgs {
     #[arg(long = "file", value_name = "FILE", conflicts_with_all = ["inputs", "texts", "images"])]
     files: Vec<PathBuf>,
 
+    /// With precision=int8: the quantized form of the model to run (`thrum quantize`'s
+    /// output), while -p still decides the pipeline (tokenizer, image recipe, labels).
+    #[arg(long = "int8-model", value_name = "FILE")]
+    int8_model: Option<PathBuf>,
+
     /// Classes printed per image.
     #[arg(long = "top-k", value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
@@ -94,6 +99,7 @@ pub struct PredictPlan {
     texts: Vec<String>,
     images: Vec<PathBuf>,
     files: Vec<PathBuf>,
+    int8_model: Option<PathBuf>,
     top_k: usize,
     labels: Option<PathBuf>,
     output: Option<OutputTarget>,
@@ -141,6 +147,7 @@ impl PredictPlan {
             texts: args.texts,
             images: args.images,
             files: args.files,
+            int8_model: args.int8_model,
             top_k: args.top_k as usize,
             labels: args.labels,
             output,
@@ -154,7 +161,19 @@ impl PredictPlan {
         if let Some(target) = &self.output {
             target.prepare()?;
         }
-        let source = self.model.source(self.engine.as_ref())?;
+        // A `--config` thrum.toml's int8 graph, when the precision is int8.
+        let file_int8 = match self.options.model_file()? {
+            Some(entry) if options.precision == Some(thrum::Precision::Int8) => {
+                entry.int8_model.map(PathBuf::from)
+            }
+            _ => None,
+        };
+        let source = super::model_source(
+            &self.model,
+            self.engine.as_ref(),
+            self.int8_model.as_deref().or(file_int8.as_deref()),
+            &options,
+        )?;
         let start = Instant::now();
         let model = self.engine.load(&source, &options)?;
         let load_time = start.elapsed();

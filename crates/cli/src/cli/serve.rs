@@ -576,7 +576,8 @@ impl CliRepository {
             (ModelRef::Zoo(_) | ModelRef::Pretrained(_), AUTO) => registry.get("tract")?,
             (_, name) => registry.get(name)?,
         };
-        let source = model_ref.source(engine.as_ref())?;
+        let int8_model = entry.int8_model.as_deref().map(std::path::Path::new);
+        let source = super::model_source(&model_ref, engine.as_ref(), int8_model, &entry.options)?;
         // Threads come from the usable cores (affinity and cgroup quota), never the host's
         // count, which engines would take when intra-op is unset.
         let (workers, intra) = thrum_bench::system::split_cores(

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use thrum::{Engine, ModelRef, Options};
+use thrum::{Engine, ModelFormat, ModelRef, Options, Precision};
 use thrum_tune::TuneError;
 use thrum_tune::child::{Budget, INTERRUPTED, Launcher};
 use thrum_tune::compare::DEFAULT_TOLERANCE;
@@ -18,6 +18,8 @@ use thrum_tune::search::{self, Constraints, SearchPlan, Strategy};
 use thrum_tune::space::{self, Candidate, Limits, Objective};
 
 use super::compare::run_comparison;
+use super::samples::SampleSource;
+use thrum_tune::accuracy::{PrecisionSearch, Screen};
 
 #[derive(Args, Debug)]
 #[command(
@@ -90,8 +92,9 @@ pub struct TuneArgs {
     #[arg(long, value_name = "S", default_value_t = 120.0, value_parser = positive)]
     timeout: f64,
 
-    /// The executable children run as `EXE bench …` (default: this thrum); for a wrapper
-    /// script that pins children (numactl, taskset) or for tests.
+    /// The executable children run as `EXE bench …` and `EXE compare …` (the accuracy
+    /// checks; default: this thrum); for a wrapper script that pins children (numactl,
+    /// taskset) or for tests.
     #[arg(long, value_name = "PATH", hide = true)]
     bench_exe: Option<PathBuf>,
 
@@ -110,6 +113,36 @@ pub struct TuneArgs {
     /// Also write the JSON report to FILE ('-' for stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Precisions searched: auto (fp32, plus bf16 and int8 where this CPU has units for them:
+    /// AVX512-BF16 or AMX, VNNI or AMX) or a list (fp32,bf16,fp16,int8). Each is first checked
+    /// against fp32 on every engine (a child `thrum compare --precision`); one below
+    /// --min-accuracy is not searched. int8 runs the model quantized as `thrum quantize` does.
+    #[arg(long, value_name = "auto|P1,P2", default_value = "auto")]
+    precision: String,
+
+    /// The accuracy a configuration must keep, as a fraction of fp32: top-1 agreement for a
+    /// classifier, mean cosine otherwise (MLPerf's closed division: 0.99). The pick's own
+    /// outputs are checked against it in a child before thrum.toml is written.
+    #[arg(long, value_name = "FRACTION", default_value_t = thrum_tune::accuracy::DEFAULT_TARGET)]
+    min_accuracy: f64,
+
+    /// What --min-accuracy measures: top1, cosine, or auto (top1 when the first output is
+    /// [1, classes], else cosine).
+    #[arg(long, value_name = "METRIC", default_value = "auto", value_parser = ["auto", "top1", "cosine"])]
+    metric: String,
+
+    /// Samples the accuracy checks run (--image-dir's images, else seeded inputs).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    accuracy_samples: u32,
+
+    /// Calibration images for the int8 model (default: seeded inputs, other than the checks').
+    #[arg(long, value_name = "DIR", conflicts_with = "calibration_npy")]
+    calibration_images: Option<PathBuf>,
+
+    /// Calibration .npy files for the int8 model.
+    #[arg(long, value_name = "DIR")]
+    calibration_npy: Option<PathBuf>,
 
     /// Rows of the ranked table printed.
     #[arg(long, value_name = "N", default_value_t = 15)]
@@ -171,6 +204,8 @@ pub struct TunePlan {
     model: ModelRef,
     engines: Vec<Arc<dyn Engine>>,
     fixed: BTreeMap<String, String>,
+    /// `--precision` as given: `None` for auto (decided from the CPU when it runs).
+    precisions: Option<Vec<Precision>>,
 }
 
 impl TunePlan {
@@ -187,6 +222,15 @@ impl TunePlan {
             let mut options = Options::default();
             options.apply_pairs(pairs)?;
             for (k, v) in options.set_pairs() {
+                if k == "precision" {
+                    return Err(TuneError::Config {
+                        what: "--fixed precision".into(),
+                        expected: "--precision P (searched against fp32, the reference, and \
+                                   checked against --min-accuracy)"
+                            .into(),
+                    }
+                    .into());
+                }
                 if matches!(k, "intra_op_threads" | "predictor") {
                     return Err(TuneError::Config {
                         what: format!("--fixed {k}"),
@@ -210,7 +254,26 @@ impl TunePlan {
             }
             .into());
         }
-        Ok(TunePlan { args, model, engines, fixed })
+        if !(args.min_accuracy > 0.0 && args.min_accuracy <= 1.0) {
+            return Err(TuneError::Config {
+                what: format!("--min-accuracy {}", args.min_accuracy),
+                expected: "a fraction of fp32 above 0 and at most 1 (0.99: 99 %)".into(),
+            }
+            .into());
+        }
+        let precisions = if args.precision.trim() == "auto" {
+            None
+        } else {
+            let mut list = vec![Precision::Fp32];
+            for p in args.precision.split(',') {
+                let p: Precision = p.parse()?;
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+            Some(list)
+        };
+        Ok(TunePlan { args, model, engines, fixed, precisions })
     }
 
     pub fn run(self) -> anyhow::Result<()> {
@@ -251,7 +314,7 @@ impl TunePlan {
             .into());
         }
         ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-            .context("cannot install the Ctrl-C handler")?;
+            .context("cannot install the handler of Ctrl-C and SIGTERM")?;
 
         say(format!("agreement check: running {} on the same seeded input", a.model_path));
         let comparison = run_comparison(
@@ -343,25 +406,46 @@ impl TunePlan {
             Some(exe) => exe.clone(),
             None => std::env::current_exe().context("cannot find the `thrum` executable")?,
         };
+        let mut launcher = Launcher {
+            exe,
+            model: a.model_path.clone(),
+            setup_timeout_s: a.timeout,
+            extra_args: match (&a.text_file, &a.image_dir, &a.file_dir) {
+                (Some(file), _, _) => vec!["--text-file".into(), absolute("--text-file", file)?],
+                (None, Some(dir), _) => vec!["--image-dir".into(), absolute("--image-dir", dir)?],
+                (None, None, Some(dir)) => vec!["--file-dir".into(), absolute("--file-dir", dir)?],
+                (None, None, None) => Vec::new(),
+            },
+            int8_model: None,
+        };
+        // What every accuracy check runs: the samples, the target and the metric.
+        let mut accuracy_args = vec![
+            "--samples".to_string(),
+            a.accuracy_samples.to_string(),
+            "--target".into(),
+            a.min_accuracy.to_string(),
+            "--metric".into(),
+            a.metric.clone(),
+        ];
+        if let Some(dir) = &a.image_dir {
+            accuracy_args.extend(["--images".to_string(), absolute("--image-dir", dir)?]);
+        }
+        // A check runs the samples a few times per variant: bounded by the start-up allowance
+        // and the slowest single call.
+        let slowest_call_s = comparison.runs.iter().map(|r| r.call_ms).fold(0.0, f64::max) / 1e3;
+        let check_limit_s = |variants: usize| {
+            a.timeout + 4.0 * (variants as f64 + 1.0) * a.accuracy_samples as f64 * slowest_call_s
+        };
+        let precision = self.screen_precisions(
+            &mut spaces,
+            &mut launcher,
+            &accuracy_args,
+            &check_limit_s,
+            &say,
+        )?;
         let mut plan = SearchPlan {
             spaces: spaces.clone(),
-            launcher: Launcher {
-                exe,
-                model: a.model_path.clone(),
-                setup_timeout_s: a.timeout,
-                extra_args: match (&a.text_file, &a.image_dir, &a.file_dir) {
-                    (Some(file), _, _) => {
-                        vec!["--text-file".into(), absolute("--text-file", file)?]
-                    }
-                    (None, Some(dir), _) => {
-                        vec!["--image-dir".into(), absolute("--image-dir", dir)?]
-                    }
-                    (None, None, Some(dir)) => {
-                        vec!["--file-dir".into(), absolute("--file-dir", dir)?]
-                    }
-                    (None, None, None) => Vec::new(),
-                },
-            },
+            launcher: launcher.clone(),
             objective,
             constraints: Constraints { max_p99_ms: a.max_p99, max_rss_mib: a.max_rss },
             budget_s: a.budget,
@@ -392,7 +476,49 @@ impl TunePlan {
         if a.resume {
             plan.resumed = search::read_checkpoint(&checkpoint, &plan.fingerprint())?;
         }
-        let outcome = search::run(&plan)?;
+        // The model as a thrum.toml names it, and the name it is served under.
+        let (name, model) = match &self.model {
+            ModelRef::Path(p) => (
+                p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned()),
+                std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string(),
+            ),
+            ModelRef::Zoo(_) | ModelRef::Pretrained(_) => {
+                (self.model.zoo_name().unwrap_or("model").to_string(), a.model_path.clone())
+            }
+        };
+        // An int8 candidate's thrum.toml names the quantized graph beside the model.
+        let int8_model = launcher.int8_model.clone();
+        let check_path = dir.join("thrum.toml.check");
+        let mut check = |c: &Candidate| -> Result<search::Check, TuneError> {
+            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), c, &[]);
+            std::fs::write(&check_path, toml).map_err(|e| TuneError::write(&check_path, e))?;
+            let mut args = vec!["--config".to_string(), check_path.display().to_string()];
+            args.extend(accuracy_args.iter().cloned());
+            let result = launcher.compare(&args, check_limit_s(1));
+            let _ = std::fs::remove_file(&check_path);
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Err(TuneError::Interrupted { checkpoint: checkpoint.clone(), trials: 0 });
+            }
+            let (pass, summary) = match result {
+                Ok(r) => match r.rows.last() {
+                    Some(row) if row.refused.is_some() => {
+                        (false, format!("failed: {}", row.refused.clone().unwrap_or_default()))
+                    }
+                    Some(row) => (row.pass == Some(true), row.shortfall(r.metric, r.target)),
+                    None => (false, "no result".into()),
+                },
+                Err(e) => (false, format!("the check did not run: {e}")),
+            };
+            if !a.quiet {
+                eprintln!(
+                    "  check    {}: {} — {summary}",
+                    c.key(),
+                    if pass { "PASS" } else { "FAIL" }
+                );
+            }
+            Ok(search::Check { candidate: c.key(), pass, summary })
+        };
+        let outcome = search::run(&plan, &mut check)?;
         let ranked = report::ranked(&outcome, objective, &plan.constraints);
         report::write_summary(&mut std::io::stdout().lock(), &ranked, &outcome, objective, a.rows)?;
 
@@ -409,6 +535,7 @@ impl TunePlan {
             spaces: &spaces,
             ranked: ranked.clone(),
             outcome: &outcome,
+            precision: &precision,
         };
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(dir.join("tune.json"), &json)
@@ -422,24 +549,90 @@ impl TunePlan {
             &format!("{}: throughput vs P99, every engine", a.model_path),
             &plot,
         )?;
-        if let Some((c, m)) = &outcome.winner {
-            let (name, model) = match &self.model {
-                ModelRef::Path(p) => (
-                    p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned()),
-                    std::fs::canonicalize(p).unwrap_or(p.clone()).display().to_string(),
-                ),
-                ModelRef::Zoo(_) | ModelRef::Pretrained(_) => {
-                    (self.model.zoo_name().unwrap_or("model").to_string(), a.model_path.clone())
-                }
+        if let Some((winner, winner_metrics)) = &outcome.winner {
+            // The default, when it beat the pick in the alternating runs; else the pick.
+            let default_metrics =
+                outcome.versus_default.as_ref().and_then(|v| v.default_metrics.clone());
+            let (c, m) = match (outcome.default_wins, default_metrics) {
+                (true, Some(m)) => (&plan.default, m),
+                _ => (winner, winner_metrics.clone()),
             };
+            let cpu = thrum::CpuFeatures::detect().summary();
+            // The measurement the figures come from, with the length it ran at (a finalist's
+            // longer run, or an exploring one when the budget left none).
+            let budget = outcome
+                .trials
+                .iter()
+                .rev()
+                .find(|t| t.candidate == *c && t.metrics() == Some(&m))
+                .map_or(plan.long, |t| t.budget);
+            let mut header = report::measured_header(
+                c,
+                &m,
+                cores.usable,
+                &cpu,
+                &launcher.bench_args(c, &budget),
+            );
+            if outcome.default_wins {
+                header.push(format!(
+                    "The search's pick, {}, lost to this default configuration in alternating \
+                     runs ({:.2}×): the default is written.",
+                    winner.key(),
+                    outcome.versus_default.as_ref().map_or(f64::NAN, |v| v.speedup)
+                ));
+            } else if let Some(check) = outcome.checks.iter().find(|k| k.candidate == c.key()) {
+                header.push(format!(
+                    "Accuracy against {}'s fp32 with default settings, checked in a child \
+                     (thrum compare -p {} --config thrum.toml {}): {} — {}.",
+                    c.engine,
+                    a.model_path,
+                    accuracy_args.join(" "),
+                    if check.pass { "PASS" } else { "FAIL" },
+                    check.summary
+                ));
+            }
+            if outcome.accuracy_unmet {
+                header.push(format!(
+                    "BELOW TARGET: no configuration checked kept {:.1} % of fp32 ({}); this is \
+                     the best fp32 configuration measured.",
+                    a.min_accuracy * 100.0,
+                    outcome
+                        .checks
+                        .iter()
+                        .map(|k| format!("{}: {}", k.candidate, k.summary))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
             let toml_path = dir.join("thrum.toml");
-            std::fs::write(&toml_path, report::thrum_toml(&name, &model, c, m, cores.usable))
-                .map_err(|e| TuneError::write(&toml_path, e))?;
+            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), c, &header);
+            std::fs::write(&toml_path, toml).map_err(|e| TuneError::write(&toml_path, e))?;
             say(format!(
                 "wrote {} (thrum bench --config / thrum serve --config), tune.json, pareto.svg",
                 toml_path.display()
             ));
+            if outcome.accuracy_unmet {
+                return Err(TuneError::BelowTarget {
+                    variants: outcome.checks.iter().map(|k| k.candidate.clone()).collect(),
+                    metric: match a.metric.as_str() {
+                        "top1" => "top-1 agreement".into(),
+                        "cosine" => "mean cosine".into(),
+                        _ => "accuracy".into(),
+                    },
+                    target: a.min_accuracy,
+                }
+                .into());
+            }
             return Ok(());
+        }
+        if outcome.accuracy_unmet {
+            // Every configuration checked fell short, and no fp32 one met the constraints.
+            return Err(TuneError::BelowTarget {
+                variants: outcome.checks.iter().map(|k| k.candidate.clone()).collect(),
+                metric: "accuracy".into(),
+                target: a.min_accuracy,
+            }
+            .into());
         }
         if let Some((c, _, misses)) = outcome.closest.first() {
             return Err(TuneError::Unmet {
@@ -459,5 +652,206 @@ impl TunePlan {
             first: first.unwrap_or_else(|| "nothing was measured within the budget".into()),
         }
         .into())
+    }
+}
+
+impl TunePlan {
+    /// Decides the precisions searched and gates each on accuracy: per engine, a child
+    /// `thrum compare --precision` runs every reduced precision against the engine's fp32 (with
+    /// default settings, then each other backend of a key that switches it: ONNX Runtime's
+    /// OpenVINO provider, where its bf16 runs). A precision that keeps --min-accuracy joins
+    /// that engine's space, with the settings it passed under; the others are noted with why.
+    fn screen_precisions(
+        &self,
+        spaces: &mut [space::EngineSpace],
+        launcher: &mut Launcher,
+        accuracy_args: &[String],
+        limit_s: &dyn Fn(usize) -> f64,
+        say: &dyn Fn(String),
+    ) -> anyhow::Result<PrecisionSearch> {
+        let a = &self.args;
+        let cpu = thrum::CpuFeatures::detect();
+        let mut search = PrecisionSearch { target: a.min_accuracy, ..Default::default() };
+        let note = |search: &mut PrecisionSearch, line: String| {
+            say(format!("precision: {line}"));
+            search.notes.push(line);
+        };
+        let asked = match &self.precisions {
+            Some(list) => list.clone(),
+            None => {
+                let mut list = vec![Precision::Fp32];
+                if cpu.bf16() {
+                    list.push(Precision::Bf16);
+                } else {
+                    note(
+                        &mut search,
+                        format!(
+                            "bf16 not searched: this CPU has neither AVX512-BF16 nor AMX ({}), \
+                             so bf16 would run on fp32 units; --precision fp32,bf16 measures it \
+                             anyway",
+                            cpu.summary()
+                        ),
+                    );
+                }
+                if cpu.vnni() || cpu.amx() {
+                    list.push(Precision::Int8);
+                } else {
+                    note(
+                        &mut search,
+                        "int8 not searched: this CPU has no VNNI or AMX, so int8 runs on AVX2's \
+                         vpmaddubsw with 7-bit weights (docs/performance.md measures what that \
+                         gives); --precision fp32,int8 searches it anyway"
+                            .into(),
+                    );
+                }
+                list
+            }
+        };
+        search.asked = asked.clone();
+        let mut reduced: Vec<Precision> =
+            asked.iter().copied().filter(|p| *p != Precision::Fp32).collect();
+        if reduced.is_empty() {
+            return Ok(search);
+        }
+        let reads_onnx = |engine: &str| {
+            thrum::registry()
+                .get(engine)
+                .is_ok_and(|e| e.info().formats.contains(&ModelFormat::ONNX))
+        };
+        if reduced.contains(&Precision::Int8) && spaces.iter().any(|s| reads_onnx(&s.engine)) {
+            let stem = match &self.model {
+                ModelRef::Path(p) => {
+                    p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned())
+                }
+                _ => self.model.zoo_name().unwrap_or("model").to_string(),
+            };
+            let path = a.output_dir.join(format!("{stem}-int8.onnx"));
+            let calibration = match (&a.calibration_images, &a.calibration_npy) {
+                (Some(dir), _) => SampleSource::Images(dir.clone()),
+                (_, Some(dir)) => SampleSource::Npy(dir.clone()),
+                // Other seeds than the checks': calibration never sees the evaluation set.
+                _ => SampleSource::Seeded { seed: 1_000_000 },
+            };
+            say(format!(
+                "precision: quantizing {} to int8 as `thrum quantize` does (static QDQ, MinMax, \
+                 {}) → {}",
+                a.model_path,
+                calibration.describe(100),
+                path.display()
+            ));
+            match super::compare::quantize_default(&self.model, &calibration, &path) {
+                Ok(()) => {
+                    let full = absolute("the int8 model", &path)?;
+                    search.int8_model = Some(full.clone());
+                    launcher.int8_model = Some(full);
+                }
+                Err(e) => {
+                    note(
+                        &mut search,
+                        format!("int8 not searched: cannot quantize: {}", super::describe(&e)),
+                    );
+                    reduced.retain(|p| *p != Precision::Int8);
+                }
+            }
+        }
+        for space in spaces.iter_mut() {
+            let engine = space.engine.clone();
+            // The engine's pinned settings (--fixed) always; default settings first, then
+            // each other backend of a key that switches it.
+            let pinned: BTreeMap<String, String> = space
+                .start
+                .options
+                .iter()
+                .filter(|(k, _)| self.fixed.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut variants = vec![BTreeMap::new()];
+            for (key, needed) in &space.concurrency_needs {
+                if let Some(dim) = space.dims.iter().find(|d| &d.name == key) {
+                    for v in dim.values.iter().filter(|v| *v != needed) {
+                        variants.push(BTreeMap::from([(key.clone(), v.clone())]));
+                    }
+                }
+            }
+            let mut undecided = reduced.clone();
+            let mut passing = Vec::new();
+            let mut why: std::collections::HashMap<Precision, String> = Default::default();
+            for variant in variants {
+                if undecided.is_empty() {
+                    break;
+                }
+                let list: Vec<String> = undecided.iter().map(Precision::to_string).collect();
+                let mut args = vec!["-e".to_string(), engine.clone(), "--precision".into()];
+                args.push(list.join(","));
+                let pairs: Vec<String> = variant.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let settings: Vec<String> =
+                    pinned.iter().map(|(k, v)| format!("{k}={v}")).chain(pairs.clone()).collect();
+                if !settings.is_empty() {
+                    args.extend(["--model-options".to_string(), settings.join(",")]);
+                }
+                if undecided.contains(&Precision::Int8)
+                    && reads_onnx(&engine)
+                    && let Some(m) = &launcher.int8_model
+                {
+                    args.extend(["--int8-model".to_string(), m.clone()]);
+                }
+                args.extend(accuracy_args.iter().cloned());
+                let result = launcher.compare(&args, limit_s(undecided.len()));
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    return Err(TuneError::InterruptedEarly {
+                        during: format!("the accuracy gate of {engine}"),
+                    }
+                    .into());
+                }
+                let screen = match result {
+                    Ok(report) => Screen {
+                        engine: engine.clone(),
+                        options: variant,
+                        report: Some(report),
+                        error: None,
+                    },
+                    Err(e) => Screen {
+                        engine: engine.clone(),
+                        options: variant,
+                        report: None,
+                        error: Some(e),
+                    },
+                };
+                if !a.quiet
+                    && let Some(report) = &screen.report
+                {
+                    report.write_table(&mut std::io::stderr().lock())?;
+                }
+                let under = if pairs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (with {})", pairs.join(","))
+                };
+                for p in undecided.clone() {
+                    match screen.verdict(p) {
+                        Ok(()) => {
+                            passing.push((p.to_string(), screen.options.clone()));
+                            undecided.retain(|q| *q != p);
+                        }
+                        Err(reason) => {
+                            why.insert(p, format!("{reason}{under}"));
+                        }
+                    }
+                }
+                search.screens.push(screen);
+            }
+            for p in undecided {
+                let reason = why.remove(&p).unwrap_or_default();
+                note(&mut search, format!("{engine} {p} not searched: {reason}"));
+            }
+            if !passing.is_empty() {
+                say(format!(
+                    "precision: {engine} searches fp32, {}",
+                    passing.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            space.add_precisions(passing);
+        }
+        Ok(search)
     }
 }
