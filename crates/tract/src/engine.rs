@@ -94,8 +94,49 @@ impl Engine for TractEngine {
         let tract = TractOptions::from_options(options)?;
         let name = source.name();
         let template = read_model(source, &name)?;
-        let model = TractModel::new(name.clone(), template, options, &tract)?;
+        let mut model = TractModel::new(name.clone(), template, options, &tract)?;
+        if options.precision == Some(Precision::Int8) {
+            model.precision_run = Some(int8_report(source));
+        }
         Ok(Model::new(name, ENGINE, Shared(Arc::new(model))))
+    }
+}
+
+/// What tract runs of an int8 ONNX model: the QOperator forms (QLinearConv, QLinearMatMul,
+/// ConvInteger, MatMulInteger) as integer operators; a QuantizeLinear / DequantizeLinear pair
+/// around a float operator stays f32 arithmetic. (Integer is not fast here: tract ran
+/// MiniLM's MatMulInteger form at 1/57 of its fp32 speed; docs/performance.md.)
+fn int8_report(source: &ModelSource) -> String {
+    let counts = match source
+        .read("an ONNX model")
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| precision::onnx_operator_counts(&bytes))
+    {
+        Ok(counts) => counts,
+        Err(e) => return format!("cannot tell: {e}"),
+    };
+    let integer: Vec<String> = counts
+        .iter()
+        .filter(|(op, _)| precision::is_integer_operator(op))
+        .map(|(op, n)| format!("{op} ×{n}"))
+        .collect();
+    let qdq: usize = counts
+        .iter()
+        .filter(|(op, _)| matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear"))
+        .map(|(_, n)| n)
+        .sum();
+    if integer.is_empty() {
+        format!(
+            "tract runs the model's {qdq} QuantizeLinear / DequantizeLinear in f32 around f32 \
+             kernels (fake quantization): its integer kernels take the QOperator form \
+             (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger)"
+        )
+    } else {
+        format!(
+            "tract runs {} as integer operators (i32 accumulation); {qdq} QuantizeLinear / \
+             DequantizeLinear and the other operators in f32",
+            integer.join(", ")
+        )
     }
 }
 
@@ -461,12 +502,7 @@ impl TractModel {
             intra_op_threads: intra,
             executor: (intra > 1).then(|| Executor::multithread_with_name(intra, "thrum-tract")),
             plans: Mutex::new(Vec::new()),
-            precision_run: (options.precision == Some(Precision::Int8)).then(|| {
-                "tract runs the int8 model's QuantizeLinear / DequantizeLinear pairs in f32 \
-                 around f32 kernels (fake quantization): its integer kernels need the QOperator \
-                 form (QLinearConv, QLinearMatMul)"
-                    .to_string()
-            }),
+            precision_run: None,
         };
         // Fixed-shape models get their one plan now, so load errors surface at load and the
         // first inference is not a compilation.

@@ -228,7 +228,11 @@ impl Launcher {
                     break Err("interrupted".into());
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => break Err(format!("cannot wait for it: {e}")),
+                Err(e) => {
+                    // Killed, so that its pipes close and the readers below return.
+                    kill_group(&mut child);
+                    break Err(format!("cannot wait for it: {e}"));
+                }
             }
         };
         let out = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
