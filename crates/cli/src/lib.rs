@@ -172,10 +172,18 @@ impl ModelRef {
     /// The source `engine` loads: the path, or the zoo model built and written once in a
     /// format the engine reads (see [`model_source`]).
     pub fn source(&self, engine: &dyn Engine) -> Result<ModelSource> {
+        self.source_for(engine, Precision::Fp32)
+    }
+
+    /// [`ModelRef::source`] for a run at `precision`: a zoo model that `engine` reads as
+    /// TorchScript is traced in bf16 for bf16 (libtorch's `module.to` does not convert the
+    /// constants a traced graph holds its weights in); every other model and format is the
+    /// fp32 one, which the engine converts at load.
+    pub fn source_for(&self, engine: &dyn Engine, precision: Precision) -> Result<ModelSource> {
         match self {
             ModelRef::Path(path) => Ok(ModelSource::path(path)),
-            ModelRef::Zoo(model) => zoo_source(model, engine),
-            ModelRef::Pretrained(model) => pretrained_source(model, engine),
+            ModelRef::Zoo(model) => zoo_source(model, engine, precision),
+            ModelRef::Pretrained(model) => pretrained_source(model, engine, precision),
         }
     }
 }
@@ -193,7 +201,11 @@ pub const TORCHSERVE_IMAGE_RECIPE: zoo::pretrained::ImageRecipe = zoo::pretraine
 /// A model with real weights in a format `engine` reads (ONNX where it can), written once per
 /// package version and graph revision to `$THRUM_HOME/zoo/<hash>-r<revision>/NAME.<ext>`
 /// (building it reads ~100 MB of weights).
-fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Result<ModelSource> {
+fn pretrained_source(
+    model: &zoo::PretrainedModel,
+    engine: &dyn Engine,
+    precision: Precision,
+) -> Result<ModelSource> {
     let name = model.name();
     if let Some(file) = model.onnx_file() {
         if !engine.info().formats.contains(&ModelFormat::ONNX) {
@@ -217,14 +229,25 @@ fn pretrained_source(model: &zoo::PretrainedModel, engine: &dyn Engine) -> Resul
         &model.package.sha256[..16],
         zoo::pretrained::GRAPH_REVISION
     ));
-    let file = format!("{name}{}", format.suffixes[0]);
+    let (file, precision) = export_file(name, format, precision);
     let path = dir.join(&file);
     if !path.exists() {
         let graph = model.build()?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        export_into_cache(&graph, format, &dir, &file)?;
+        export_into_cache(&graph, format, &dir, &file, precision)?;
     }
     Ok(ModelSource::path(path))
+}
+
+/// The file a zoo model is exported to in `format` for a run at `precision`, and the
+/// precision it is written in: `NAME.bf16.pt` for TorchScript at bf16 (traced in bf16), else
+/// `NAME.<ext>` in fp32.
+fn export_file(name: &str, format: ModelFormat, precision: Precision) -> (String, Precision) {
+    if format.id == "torchscript" && precision == Precision::Bf16 {
+        (format!("{name}.bf16{}", format.suffixes[0]), Precision::Bf16)
+    } else {
+        (format!("{name}{}", format.suffixes[0]), Precision::Fp32)
+    }
 }
 
 /// `file` linked as `$THRUM_HOME/zoo/<hash>-onnx/NAME.onnx`, so that reports and the server
@@ -282,7 +305,11 @@ fn export_format(name: &str, engine: &dyn Engine) -> Result<ModelFormat> {
     })
 }
 
-fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSource> {
+fn zoo_source(
+    zoo_model: &zoo::ZooModel,
+    engine: &dyn Engine,
+    precision: Precision,
+) -> Result<ModelSource> {
     let name = zoo_model.name;
     let format = export_format(name, engine)?;
     let graph = zoo_model.build(zoo::DEFAULT_SEED);
@@ -295,10 +322,10 @@ fn zoo_source(zoo_model: &zoo::ZooModel, engine: &dyn Engine) -> Result<ModelSou
     }
     // Keyed by the ONNX bytes: the same weights give the same cache directory.
     let dir = cache_dir(&bytes);
-    let file = format!("{name}{}", format.suffixes[0]);
+    let (file, precision) = export_file(name, format, precision);
     let path = dir.join(&file);
     if !path.exists() {
-        export_into_cache(&graph, format, &dir, &file)?;
+        export_into_cache(&graph, format, &dir, &file, precision)?;
     }
     Ok(ModelSource::path(path))
 }
@@ -311,10 +338,11 @@ fn export_into_cache(
     format: ModelFormat,
     dir: &Path,
     file: &str,
+    precision: Precision,
 ) -> Result<()> {
     let staging = dir.join(format!(".export-{}", std::process::id()));
     std::fs::create_dir_all(&staging).map_err(|e| Error::write(&staging, e))?;
-    let result = zoo::export(graph, format, &staging.join(file)).and_then(|()| {
+    let result = zoo::export_with(graph, format, &staging.join(file), precision).and_then(|()| {
         let mut written: Vec<_> = std::fs::read_dir(&staging)
             .map_err(|e| Error::read(&staging, e))?
             .filter_map(|entry| entry.ok().map(|e| e.file_name()))

@@ -650,16 +650,11 @@ fn bench_and_tune_measure_the_image_pipeline() {
         .success()
         .stdout(predicates::str::contains("Pick: ort"));
     let children = std::fs::read_to_string(&log).unwrap();
-    let wanted = format!("--image-dir {}", images.canonicalize().unwrap().display());
-    let benches: Vec<&str> = children.lines().filter(|l| l.starts_with("bench ")).collect();
-    assert!(benches.len() >= 2, "{children}");
-    assert!(benches.iter().all(|l| l.contains(&wanted)), "{children}");
+    let path = images.canonicalize().unwrap();
     // The pick's accuracy check runs on the same images.
-    let images_dir = format!("--images {}", images.canonicalize().unwrap().display());
-    assert!(
-        children.lines().any(|l| l.starts_with("compare ") && l.contains(&images_dir)),
-        "{children}"
-    );
+    let (bench, compare) =
+        (format!("--image-dir {}", path.display()), format!("--images {}", path.display()));
+    common::assert_tuned_on(&children, &bench, Some(&compare));
     let err =
         failure(thrum().args(["bench", "-p", "zoo:all-minilm-l6-v2", "--image-dir"]).arg(&images));
     assert!(err.contains("an image model"), "{err}");

@@ -384,14 +384,7 @@ fn bench_and_tune_measure_the_file_pipeline() {
         .stdout(predicates::str::contains("Pick: tract"));
     let children = std::fs::read_to_string(&log).unwrap();
     let wanted = format!("--file-dir {}", files.canonicalize().unwrap().display());
-    let benches: Vec<&str> = children.lines().filter(|l| l.starts_with("bench ")).collect();
-    assert!(benches.len() >= 2, "{children}");
-    assert!(benches.iter().all(|l| l.contains(&wanted)), "{children}");
-    // The pick's outputs are checked against fp32 in a child before it is written.
-    assert!(
-        children.lines().any(|l| l.starts_with("compare ") && l.contains("--config")),
-        "{children}"
-    );
+    common::assert_tuned_on(&children, &wanted, None);
     let err = failure(thrum().args(["bench", "-p", "zoo:mlp", "--file-dir"]).arg(&files));
     assert!(err.contains("a content-type model, zoo:magika"), "{err}");
     let empty = dir.path().join("empty");

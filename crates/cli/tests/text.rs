@@ -440,8 +440,89 @@ fn tritonclient_sends_texts_as_bytes_and_gets_embeddings() {
     assert_eq!(post(&format!("{base}/embed"), r#"{"inputs": "still serving"}"#).0, 200);
 }
 
+/// `thrum compare --precision --texts` judges a text model on real texts as the embeddings users
+/// get: its int8 row's cosines are those between `thrum predict`'s fp32 and int8 embeddings
+/// of the same texts (pooled and normalised), not those of the encoder's hidden states.
+#[test]
+fn compare_precision_judges_texts_by_their_embeddings() {
+    require_engine!("ort");
+    model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = quickstart();
+    texts.extend(corpus());
+    let file = dir.path().join("texts.txt");
+    std::fs::write(&file, texts.join("\n")).unwrap();
+    let int8 = dir.path().join("minilm-int8.onnx");
+    thrum().args(["quantize", "-p", MODEL, "--dynamic", "-o"]).arg(&int8).assert().success();
+    let report = common::json_of(
+        thrum()
+            .args(["compare", "-p", MODEL, "-e", "ort", "--precision", "int8", "--target", "0.9"])
+            .args(["--json", "-", "--texts"])
+            .arg(&file)
+            .arg("--int8-model")
+            .arg(&int8),
+    );
+    assert_eq!(report["metric"], "cosine", "{report:#}");
+    let from = report["samples_from"].as_str().unwrap();
+    assert!(from.starts_with(&format!("{} texts of", texts.len())), "{from}");
+    let row = &report["rows"][1];
+    assert_eq!(
+        (row["precision"].as_str(), row["samples"].as_u64()),
+        (Some("int8"), Some(texts.len() as u64))
+    );
+    // The same texts through the whole pipeline, each precision on its own, one text per call
+    // as compare runs them (dynamic int8 quantizes each call's activations with one range, so a
+    // text's int8 embedding depends on the texts batched with it).
+    let embedding = |text: &str, int8_model: Option<&std::path::Path>| {
+        let mut cmd = thrum();
+        cmd.args(["predict", "-e", "ort", "-p", MODEL, "--json", "--text", text]);
+        if let Some(file) = int8_model {
+            cmd.args(["--model-options", "precision=int8", "--int8-model"]).arg(file);
+        }
+        matrix(&common::json_of(&mut cmd)["embeddings"])[0].clone()
+    };
+    let cosines: Vec<f64> =
+        texts.iter().map(|t| cosine(&embedding(t, None), &embedding(t, Some(&int8)))).collect();
+    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(mean < 0.99999, "int8 changed nothing: mean cosine {mean}");
+    for (name, ours) in [("mean_cosine", mean), ("min_cosine", min)] {
+        let reported = row[name].as_f64().unwrap();
+        assert!((reported - ours).abs() < 1e-4, "{name}: compare says {reported}, predict {ours}");
+    }
+}
+
+/// Texts as samples (compare's `--texts`, quantize's `--calibration-texts`) need a model whose
+/// tokenizer thrum knows; a text model calibrates on them, one text per sample.
+#[test]
+fn texts_as_samples_need_a_text_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("texts.txt");
+    std::fs::write(&file, quickstart().join("\n")).unwrap();
+    let err = failure(
+        thrum()
+            .args(["compare", "-p", "zoo:mlp", "-e", "tract", "--precision", "int8", "--texts"])
+            .arg(&file),
+    );
+    assert!(err.contains("text-embedding model") && err.contains(MODEL), "{err}");
+    let out = dir.path().join("int8.onnx");
+    let quantize = |model: &str| {
+        let mut cmd = thrum();
+        cmd.args(["quantize", "-e", "tract", "-p", model, "--calibration-texts"]).arg(&file);
+        cmd.arg("-o").arg(&out);
+        cmd
+    };
+    let err = failure(&mut quantize("zoo:mlp"));
+    assert!(err.contains("--calibration-texts: texts need a text-embedding model"), "{err}");
+    model_dir();
+    let report = quantize(MODEL).assert().success().get_output().stdout.clone();
+    let report = String::from_utf8_lossy(&report);
+    assert!(report.contains("calibration  3 sample(s)"), "{report}");
+}
+
 /// The tuner measures the whole text pipeline: every child `thrum bench` gets `--text-file`
-/// (a wrapper records each child's arguments, then runs thrum), and it makes a pick.
+/// (a wrapper records each child's arguments, then runs thrum), every accuracy check the same
+/// texts (`--texts`), and it makes a pick.
 #[test]
 fn tune_measures_the_text_pipeline_on_the_given_texts() {
     model_dir();
@@ -451,7 +532,7 @@ fn tune_measures_the_text_pipeline_on_the_given_texts() {
     let (wrapper, log) = common::recording_wrapper(dir.path());
     thrum()
         .args(["tune", "-p", MODEL, "-e", "tract", "--batch", "2", "--measure-s", "0.5"])
-        .args(["--budget", "30s", "-q", "-o"])
+        .args(["--budget", "30s", "--precision", "fp32,int8", "-q", "-o"])
         .arg(dir.path().join("out"))
         .arg("--text-file")
         .arg(&texts)
@@ -462,13 +543,20 @@ fn tune_measures_the_text_pipeline_on_the_given_texts() {
         .success()
         .stdout(predicates::str::contains("Pick: tract"));
     let children = std::fs::read_to_string(&log).unwrap();
-    let wanted = format!("--text-file {}", texts.canonicalize().unwrap().display());
-    let benches: Vec<&str> = children.lines().filter(|l| l.starts_with("bench ")).collect();
-    assert!(benches.len() >= 2, "{children}");
-    assert!(benches.iter().all(|l| l.contains(&wanted)), "{children}");
-    // The pick's outputs are checked against fp32 in a child before it is written.
-    assert!(
-        children.lines().any(|l| l.starts_with("compare ") && l.contains("--config")),
-        "{children}"
+    let path = texts.canonicalize().unwrap();
+    let (bench, compare) =
+        (format!("--text-file {}", path.display()), format!("--texts {}", path.display()));
+    // int8 was gated on the same texts, as the embeddings they give.
+    assert!(children.lines().any(|l| l.contains("--precision int8")), "{children}");
+    common::assert_tuned_on(&children, &bench, Some(&compare));
+    // The written file runs as it says: `thrum bench --config` takes the model from it, and
+    // --text-file is checked against that model (not against bench's default one).
+    let report = common::json_of(
+        thrum()
+            .args(["bench", "-q", "--duration", "0.5", "--json", "-", "--config"])
+            .arg(dir.path().join("out/thrum.toml"))
+            .arg("--text-file")
+            .arg(&texts),
     );
+    assert_eq!(report["model"]["path"], MODEL, "{report:#}");
 }

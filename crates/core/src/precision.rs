@@ -175,27 +175,38 @@ pub fn is_integer_operator(op: &str) -> bool {
             && op[1..].starts_with(|c: char| c.is_ascii_uppercase()))
 }
 
+/// A graph's operators sorted by the arithmetic they do (from [`onnx_operator_counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorCensus {
+    /// The integer operators ([`is_integer_operator`]) as `NAME ×COUNT`, by name.
+    pub integer: Vec<String>,
+    /// QuantizeLinear and DequantizeLinear nodes: conversions, computed in float.
+    pub conversions: usize,
+    /// Every other node (float arithmetic or data movement).
+    pub float: usize,
+}
+
+impl OperatorCensus {
+    /// Sorts `counts` (operator → nodes).
+    pub fn new(counts: &std::collections::BTreeMap<String, usize>) -> OperatorCensus {
+        let mut census = OperatorCensus::default();
+        for (op, &n) in counts {
+            if is_integer_operator(op) {
+                census.integer.push(format!("{op} ×{n}"));
+            } else if matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear") {
+                census.conversions += n;
+            } else {
+                census.float += n;
+            }
+        }
+        census
+    }
+}
+
 /// A graph's operators as a precision report: the integer kernels with their counts, the
 /// quantize / dequantize conversions left, and how many other (float) nodes there are.
 pub fn integer_kernel_summary(counts: &std::collections::BTreeMap<String, usize>) -> String {
-    let integer: Vec<String> = counts
-        .iter()
-        .filter(|(op, _)| is_integer_operator(op))
-        .map(|(op, n)| format!("{op} ×{n}"))
-        .collect();
-    let conversions: usize = counts
-        .iter()
-        .filter(|(op, _)| matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear"))
-        .map(|(_, n)| n)
-        .sum();
-    let float: usize = counts
-        .iter()
-        .filter(|(op, _)| {
-            !is_integer_operator(op)
-                && !matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear")
-        })
-        .map(|(_, n)| n)
-        .sum();
+    let OperatorCensus { integer, conversions, float } = OperatorCensus::new(counts);
     if integer.is_empty() {
         return format!(
             "no integer kernel: {conversions} QuantizeLinear/DequantizeLinear and {float} float \

@@ -266,7 +266,15 @@ impl TorchModel {
             .map(|s| Tensor::zeros(s.dtype, &s.shape_at(1, 1)))
             .collect::<Result<Vec<_>>>()?;
         match self.run(&zeros) {
-            Err(e) if format!("{e:?}").contains("BFloat16 but found Float") => {
+            // libtorch words it by kernel: "expected … BFloat16 but found Float", or (oneDNN's
+            // convolution) "Input type (CPUBFloat16Type) and weight type (CPUFloatType)".
+            Err(e)
+                if {
+                    let message = format!("{e:?}");
+                    message.contains("BFloat16 but found Float")
+                        || message.contains("weight type (CPUFloatType)")
+                } =>
+            {
                 Err(precision::unsupported(
                     ENGINE,
                     Precision::Bf16,
@@ -274,7 +282,8 @@ impl TorchModel {
                         "model `{}` holds its weights as constants of the TorchScript graph (a \
                          traced function, as `thrum zoo export` writes), which libtorch's \
                          module.to(bf16) does not convert; export it from a torch.nn.Module \
-                         whose weights are parameters, or run bf16 on ort with \
+                         whose weights are parameters, give the zoo model as zoo:NAME (thrum \
+                         traces it in bf16), or run bf16 on ort with \
                          ort.execution_providers=openvino",
                         self.name
                     ),

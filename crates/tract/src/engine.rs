@@ -115,16 +115,8 @@ fn int8_report(source: &ModelSource) -> String {
         Ok(counts) => counts,
         Err(e) => return format!("cannot tell: {e}"),
     };
-    let integer: Vec<String> = counts
-        .iter()
-        .filter(|(op, _)| precision::is_integer_operator(op))
-        .map(|(op, n)| format!("{op} ×{n}"))
-        .collect();
-    let qdq: usize = counts
-        .iter()
-        .filter(|(op, _)| matches!(op.as_str(), "QuantizeLinear" | "DequantizeLinear"))
-        .map(|(_, n)| n)
-        .sum();
+    let precision::OperatorCensus { integer, conversions: qdq, .. } =
+        precision::OperatorCensus::new(&counts);
     if integer.is_empty() {
         format!(
             "tract runs the model's {qdq} QuantizeLinear / DequantizeLinear in f32 around f32 \

@@ -170,6 +170,17 @@ pub fn evaluate(
 }
 
 impl Evaluation {
+    /// The same run with each output replaced by `f` of it: what is compared when the model's
+    /// raw output is not what users get (a text model's hidden state, pooled into an
+    /// embedding).
+    pub fn map_outputs<E>(
+        self,
+        f: impl FnMut(Tensor) -> std::result::Result<Tensor, E>,
+    ) -> std::result::Result<Evaluation, E> {
+        let outputs = self.outputs.into_iter().map(f).collect::<std::result::Result<_, _>>()?;
+        Ok(Evaluation { outputs, best: self.best })
+    }
+
     /// Samples per second of the best round.
     pub fn samples_per_s(&self) -> f64 {
         self.outputs.len() as f64 / self.best.as_secs_f64().max(1e-9)

@@ -126,12 +126,38 @@ pub fn format_of(path: &Path) -> Result<ModelFormat> {
 /// Writes `graph` to `path` in `format`: ONNX, MXNet and TensorFlow always (thrum writes them itself),
 /// TorchScript with the `torch` feature (traced through libtorch).
 pub fn export(graph: &Graph, format: ModelFormat, path: &Path) -> Result<()> {
+    export_with(graph, format, path, thrum_core::Precision::Fp32)
+}
+
+/// [`export`] with the graph's float weights and arithmetic in `precision`. Only TorchScript
+/// takes bf16 (libtorch's `module.to(bf16)` converts parameters, and a traced graph holds its
+/// weights as constants, so the bf16 graph is traced in bf16); the other formats' engines
+/// convert at load, and are written in fp32 only.
+pub fn export_with(
+    graph: &Graph,
+    format: ModelFormat,
+    path: &Path,
+    precision: thrum_core::Precision,
+) -> Result<()> {
+    if precision != thrum_core::Precision::Fp32
+        && !(format.id == "torchscript" && precision == thrum_core::Precision::Bf16)
+    {
+        return Err(Error::UnsupportedFormat {
+            engine: "zoo",
+            model: graph.name.clone(),
+            reason: format!(
+                "the zoo writes {} weights for TorchScript only, and fp32 for {}: its engine \
+                 converts at load",
+                precision, format.name
+            ),
+        });
+    }
     match format.id {
         "onnx" => std::fs::write(path, onnx::export(graph)).map_err(|e| Error::write(path, e)),
         "mxnet" => mxnet::export(graph, path),
         "tf-graph" => tensorflow::export(graph, path),
         #[cfg(feature = "torch")]
-        "torchscript" => torchscript::export(graph, path),
+        "torchscript" => torchscript::export(graph, path, precision),
         #[cfg(not(feature = "torch"))]
         "torchscript" => Err(Error::EngineNotCompiled {
             engine: thrum_torch::INFO.name,

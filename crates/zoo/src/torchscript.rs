@@ -2,11 +2,15 @@
 //! operators with the zoo's weights (the same tensors the ONNX export writes, as constants of
 //! the traced graph), saved as `NAME.pt`, and its specs written to `NAME.spec.json` beside it
 //! ([`thrum_torch::SpecFile`]: TorchScript does not record input shapes or dtypes).
+//!
+//! For `precision=bf16` the graph is traced again in bf16: weights, float inputs and every
+//! float operator (libtorch's `module.to(bf16)` converts parameters, not a traced graph's
+//! constants). The specs stay f32: the engine casts float inputs in and outputs back.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use thrum_core::{Error, Result};
+use thrum_core::{Error, Precision, Result};
 use thrum_torch::convert;
 use thrum_torch::tch::{CModule, Kind, Tensor as TchTensor};
 use thrum_torch::{SpecFile, spec_path};
@@ -21,13 +25,28 @@ fn fail(what: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes `graph` as TorchScript to `path` and its specs to [`spec_path`].
-pub fn export(graph: &Graph, path: &Path) -> Result<()> {
+/// Writes `graph` as TorchScript to `path`, its float weights and arithmetic in `precision`
+/// (fp32 or bf16), and its specs to [`spec_path`].
+pub fn export(graph: &Graph, path: &Path, precision: Precision) -> Result<()> {
     let _guard = thrum_torch::tch::no_grad_guard();
+    let float = match precision {
+        Precision::Fp32 => Kind::Float,
+        Precision::Bf16 => Kind::BFloat16,
+        other => return Err(fail(format!("{other}: the zoo traces TorchScript in fp32 or bf16"))),
+    };
+    let in_float = |t: TchTensor| -> Result<TchTensor> {
+        if t.kind() == Kind::Float && float != Kind::Float {
+            t.f_to_kind(float).map_err(fail)
+        } else {
+            Ok(t)
+        }
+    };
     let weights: HashMap<&str, TchTensor> = graph
         .weights
         .iter()
-        .map(|(name, t)| convert::to_tch(t, &graph.name).map(|t| (name.as_str(), t)))
+        .map(|(name, t)| {
+            convert::to_tch(t, &graph.name).and_then(in_float).map(|t| (name.as_str(), t))
+        })
         .collect::<Result<_>>()?;
     // Zeros: a valid index into every embedding table (a token-type table has two rows), and
     // the traced graph has no branch that values could choose.
@@ -36,6 +55,7 @@ pub fn export(graph: &Graph, path: &Path) -> Result<()> {
         .map(|t| {
             thrum_core::Tensor::zeros(t.dtype(), t.shape())
                 .and_then(|zeros| convert::to_tch(&zeros, &graph.name))
+                .and_then(in_float)
         })
         .collect::<Result<_>>()?;
     let mut failure: Option<Error> = None;
@@ -44,7 +64,7 @@ pub fn export(graph: &Graph, path: &Path) -> Result<()> {
         &graph.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
         "forward",
         &examples,
-        &mut |inputs| match run_graph(graph, &weights, inputs) {
+        &mut |inputs| match run_graph(graph, &weights, inputs, float) {
             Ok(outputs) => outputs,
             Err(e) => {
                 failure = Some(e);
@@ -92,11 +112,13 @@ fn reshape(
     }
 }
 
-/// Interprets the zoo IR with tch operators (traced when called under `create_by_tracing`).
+/// Interprets the zoo IR with tch operators (traced when called under `create_by_tracing`),
+/// float arithmetic in `float` (f32 or bf16).
 fn run_graph(
     graph: &Graph,
     weights: &HashMap<&str, TchTensor>,
     inputs: &[TchTensor],
+    float: Kind,
 ) -> Result<Vec<TchTensor>> {
     let mut values: HashMap<String, TchTensor> = HashMap::new();
     for (spec, t) in graph.inputs.iter().zip(inputs) {
@@ -154,7 +176,7 @@ fn run_graph(
                 let perm: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
                 x.f_permute(perm.as_slice())
             }
-            Op::Softmax { axis } => x.f_softmax(*axis, Kind::Float),
+            Op::Softmax { axis } => x.f_softmax(*axis, float),
             Op::LayerNorm { epsilon } => {
                 let c = node.shape.last().copied().unwrap_or(1) as i64;
                 x.f_layer_norm([c], Some(get(1)?), Some(get(2)?), f64::from(*epsilon), false)
@@ -165,9 +187,16 @@ fn run_graph(
                 x.f_mul_scalar(f64::from(*scale)).and_then(|t| t.f_add_scalar(f64::from(*shift)))
             }
             Op::Cast { to } => {
-                let kind = convert::kind(*to).ok_or_else(|| {
-                    fail(format!("a cast to {to}, which libtorch has no type for"))
-                })?;
+                let kind = match convert::kind(*to) {
+                    // The graph's float type is the precision it is traced in.
+                    Some(Kind::Float) => float,
+                    Some(kind) => kind,
+                    None => {
+                        return Err(fail(format!(
+                            "a cast to {to}, which libtorch has no type for"
+                        )));
+                    }
+                };
                 x.f_to_kind(kind)
             }
             // Positions 0..S from `like`'s second axis, with operators only (ones, cumulative

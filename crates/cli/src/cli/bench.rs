@@ -230,25 +230,27 @@ pub struct BenchPlan {
     int8_model: Option<PathBuf>,
     /// A `--config` thrum.toml's `int8_model`, run when the precision is int8.
     file_int8_model: Option<PathBuf>,
+    /// The real-input flags, for a model a `--config` file names.
+    samples: SampleFlags,
 }
 
-fn config_error(what: impl Into<String>, expected: impl Into<String>) -> thrum_bench::BenchError {
-    thrum_bench::BenchError::Config { what: what.into(), expected: expected.into() }
+/// `--text-file`, `--image-dir`, `--file-dir` as given: real inputs through a model's own
+/// pipeline, checked against the model once it is known (a `--config` file may name it).
+/// The pipelines of real inputs: texts, images, files.
+type Pipelines =
+    (Option<thrum_bench::TextPlan>, Option<thrum_bench::ImagePlan>, Option<thrum_bench::FilePlan>);
+
+struct SampleFlags {
+    text_file: Option<PathBuf>,
+    image_dir: Option<PathBuf>,
+    file_dir: Option<PathBuf>,
 }
 
-impl BenchPlan {
-    pub fn from_args(args: BenchArgs) -> anyhow::Result<BenchPlan> {
-        let given = Given {
-            engine: args.engine.is_some(),
-            model: args.model_path.is_some(),
-            workers: args.threads.is_some(),
-            batch: args.batch_size.is_some(),
-        };
-        let engine = thrum::registry().get(args.engine.as_deref().unwrap_or("tract"))?;
-        let model_path = args.model_path.unwrap_or_else(|| "zoo:resnet18".into());
-        let model = ModelRef::parse(&model_path)?;
-        let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
-        let text = match (&args.text_file, model.text_dir()) {
+impl SampleFlags {
+    /// The pipelines these flags ask of `model`; a flag the model has no pipeline for is an
+    /// error naming a model that has one.
+    fn plans(&self, model: &ModelRef, model_path: &str) -> anyhow::Result<Pipelines> {
+        let text = match (&self.text_file, model.text_dir()) {
             (None, _) => None,
             (Some(file), Some(model_dir)) => {
                 Some(thrum_bench::TextPlan { file: file.clone(), model_dir })
@@ -264,7 +266,7 @@ impl BenchPlan {
                 .into());
             }
         };
-        let image = match (&args.image_dir, &model) {
+        let image = match (&self.image_dir, &model) {
             (None, _) => None,
             (Some(_), ModelRef::Pretrained(m)) if !model.is_image_model() => {
                 return Err(config_error(
@@ -284,7 +286,7 @@ impl BenchPlan {
                 })
             }
         };
-        let file = match (&args.file_dir, model.content_type_dir()) {
+        let file = match (&self.file_dir, model.content_type_dir()) {
             (None, _) => None,
             (Some(dir), Some(model_dir)) => {
                 Some(thrum_bench::FilePlan { dir: dir.clone(), model_dir })
@@ -296,6 +298,37 @@ impl BenchPlan {
                 )
                 .into());
             }
+        };
+        Ok((text, image, file))
+    }
+}
+
+fn config_error(what: impl Into<String>, expected: impl Into<String>) -> thrum_bench::BenchError {
+    thrum_bench::BenchError::Config { what: what.into(), expected: expected.into() }
+}
+
+impl BenchPlan {
+    pub fn from_args(args: BenchArgs) -> anyhow::Result<BenchPlan> {
+        let given = Given {
+            engine: args.engine.is_some(),
+            model: args.model_path.is_some(),
+            workers: args.threads.is_some(),
+            batch: args.batch_size.is_some(),
+        };
+        let engine = thrum::registry().get(args.engine.as_deref().unwrap_or("tract"))?;
+        let model_path = args.model_path.unwrap_or_else(|| "zoo:resnet18".into());
+        let model = ModelRef::parse(&model_path)?;
+        let shapes = args.input_shapes.as_deref().map(shapes::parse_input_shapes).transpose()?;
+        let samples = SampleFlags {
+            text_file: args.text_file,
+            image_dir: args.image_dir,
+            file_dir: args.file_dir,
+        };
+        // A `--config` file may name the model: the pipeline is checked against it then.
+        let (text, image, file) = if given.model || !args.options.has_config() {
+            samples.plans(&model, &model_path)?
+        } else {
+            (None, None, None)
         };
         let duration = match (args.iteration, args.duration) {
             (None, None) => Some(Duration::from_secs_f64(DEFAULT_DURATION_S)),
@@ -379,6 +412,7 @@ impl BenchPlan {
             quiet: args.quiet,
             int8_model: args.int8_model,
             file_int8_model: None,
+            samples,
         })
     }
 
@@ -425,9 +459,9 @@ impl BenchPlan {
         if !self.given.model {
             self.model = ModelRef::parse(&entry.model)?;
             self.model_path = entry.model;
-        }
-        if !self.given.model {
             self.file_int8_model = entry.int8_model.map(PathBuf::from);
+            let (text, image, file) = self.samples.plans(&self.model, &self.model_path)?;
+            (self.inputs.text, self.inputs.image, self.inputs.file) = (text, image, file);
         }
         if !self.given.workers && entry.pool.workers > 0 {
             self.run.workers = entry.pool.workers;

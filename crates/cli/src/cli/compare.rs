@@ -42,8 +42,14 @@ pub struct CompareArgs {
 
     /// With --precision: evaluation images (JPEG, PNG, GIF, WebP), pre-processed as the model's
     /// own.
-    #[arg(long, value_name = "DIR", conflicts_with = "npy")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["npy", "texts"])]
     images: Option<PathBuf>,
+
+    /// With --precision: evaluation texts, one per line, tokenized as the model's own (a text
+    /// model: zoo:all-minilm-l6-v2); their pooled, normalised embeddings are compared (by
+    /// cosine, unless --metric says otherwise).
+    #[arg(long, value_name = "FILE", conflicts_with = "npy")]
+    texts: Option<PathBuf>,
 
     /// With --precision: evaluation samples as .npy files (a model with one input).
     #[arg(long, value_name = "DIR")]
@@ -54,7 +60,8 @@ pub struct CompareArgs {
     samples: u32,
 
     /// With --precision int8: the quantized model to run; otherwise the model is quantized now,
-    /// as `thrum quantize` does by default, on the calibration data below.
+    /// as `thrum quantize` does by default, on the calibration data below (a text model:
+    /// dynamically, as `thrum quantize --dynamic` does).
     #[arg(long, value_name = "FILE")]
     int8_model: Option<PathBuf>,
 
@@ -152,9 +159,10 @@ impl ComparePlan {
             }
             Some(PrecisionPlan {
                 precisions,
-                evaluation: match (args.images, args.npy) {
-                    (Some(dir), _) => SampleSource::Images(dir),
-                    (_, Some(dir)) => SampleSource::Npy(dir),
+                evaluation: match (args.images, args.texts, args.npy) {
+                    (Some(dir), _, _) => SampleSource::Images(dir),
+                    (_, Some(file), _) => SampleSource::Texts(file),
+                    (_, _, Some(dir)) => SampleSource::Npy(dir),
                     _ => SampleSource::Seeded { seed: 0 },
                 },
                 samples: args.samples as usize,
@@ -265,6 +273,7 @@ impl ComparePlan {
                 ),
                 _ => None,
             };
+        let judged = Judged::new(plan, &self.model)?;
         let mut rows = Vec::new();
         let mut metric = None;
         let mut described = String::new();
@@ -290,16 +299,15 @@ impl ComparePlan {
                 }
             };
             described = plan.evaluation.describe(samples.len());
-            let reference =
-                match accuracy::evaluate(engine.as_ref(), &fp32_source, &plan.options, &samples, 2)
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
-                        continue;
-                    }
-                };
-            let metric = *metric.get_or_insert(plan.metric.unwrap_or_else(|| reference.metric()));
+            let reference = match judged.evaluate(engine, &fp32_source, &plan.options, &samples, 2)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    rows.push(accuracy::refused(name, Precision::Fp32, e.to_string()));
+                    continue;
+                }
+            };
+            let metric = *metric.get_or_insert(judged.metric(&reference));
             rows.push(accuracy::row(
                 name,
                 Precision::Fp32,
@@ -320,11 +328,18 @@ impl ComparePlan {
                         rows.push(accuracy::refused(name, p, why.clone()));
                         continue;
                     }
-                    _ => fp32_source.clone(),
+                    // A zoo model read as TorchScript is traced in bf16 for bf16.
+                    _ => match self.model.source_for(engine.as_ref(), p) {
+                        Ok(source) => source,
+                        Err(e) => {
+                            rows.push(accuracy::failed(name, p, e.to_string()));
+                            continue;
+                        }
+                    },
                 };
                 // A refusal (the engine or the CPU cannot) is a row without a verdict; any
                 // other failure (a broken model, inputs that do not fit) is a FAIL.
-                match accuracy::evaluate(engine.as_ref(), &source, &options, &samples, 2) {
+                match judged.evaluate(engine, &source, &options, &samples, 2) {
                     Ok(e) => rows.push(accuracy::row(name, p, &reference, &e, metric, plan.target)),
                     Err(e) if e.kind() == thrum::ErrorKind::Unsupported => {
                         rows.push(accuracy::refused(name, p, e.to_string()))
@@ -358,14 +373,10 @@ impl ComparePlan {
         let samples =
             plan.evaluation.samples(&self.model, &reference_model, plan.samples, "evaluation")?;
         drop(reference_model);
-        let reference = accuracy::evaluate(
-            engine.as_ref(),
-            &reference_source,
-            &reference_options,
-            &samples,
-            1,
-        )?;
-        let metric = plan.metric.unwrap_or_else(|| reference.metric());
+        let judged = Judged::new(plan, &self.model)?;
+        let reference =
+            judged.evaluate(&engine, &reference_source, &reference_options, &samples, 1)?;
+        let metric = judged.metric(&reference);
         let precision = entry.options.precision.unwrap_or_default();
         let label = format!("{} ({})", engine.name(), config.display());
         let mut rows = vec![accuracy::row(
@@ -382,12 +393,10 @@ impl ComparePlan {
             entry.int8_model.as_deref().map(std::path::Path::new),
             &entry.options,
         )?;
-        rows.push(
-            match accuracy::evaluate(engine.as_ref(), &source, &entry.options, &samples, 1) {
-                Ok(e) => accuracy::row(&label, precision, &reference, &e, metric, plan.target),
-                Err(e) => accuracy::failed(&label, precision, e.to_string()),
-            },
-        );
+        rows.push(match judged.evaluate(&engine, &source, &entry.options, &samples, 1) {
+            Ok(e) => accuracy::row(&label, precision, &reference, &e, metric, plan.target),
+            Err(e) => accuracy::failed(&label, precision, e.to_string()),
+        });
         self.finish(plan, Some(metric), plan.evaluation.describe(samples.len()), rows)
     }
 
@@ -446,35 +455,50 @@ impl ComparePlan {
     fn quantize_now(&self, plan: &PrecisionPlan) -> anyhow::Result<PathBuf> {
         let path =
             std::env::temp_dir().join(format!("thrum-compare-{}-int8.onnx", std::process::id()));
-        quantize_default(&self.model, &plan.calibration, &path)?;
+        quantize_default(&self.model, &plan.calibration, &path, &plan.options)?;
         Ok(path)
     }
 }
 
 /// Quantizes `model` as `thrum quantize` does by default (static QDQ, MinMax on 100 samples of
 /// `calibration`, 7-bit weights without VNNI), calibrated on ort where it is installed, else
-/// tract; writes it to `path`.
+/// tract; a text model (a transformer) as `thrum quantize --dynamic` does, without
+/// calibration. Writes it to `path`. ort calibrates with `options`, the options of the runs
+/// that follow (one process holds one ONNX Runtime: the OpenVINO flavour's, when they ask for
+/// it).
 pub fn quantize_default(
     model: &ModelRef,
     calibration: &SampleSource,
     path: &std::path::Path,
+    options: &Options,
 ) -> anyhow::Result<()> {
     let registry = thrum::registry();
     let ort = registry.get("ort")?;
-    let engine = if ort.check().available { ort } else { registry.get("tract")? };
+    let (engine, options) = if ort.check_with(options).available {
+        (ort, options.clone())
+    } else {
+        (registry.get("tract")?, Options::default())
+    };
     let source = model.source(engine.as_ref())?;
     let bytes = source.read("an ONNX model")?;
     let name = model.zoo_name().map_or_else(|| source.name(), str::to_string);
-    let options = thrum_quant::QuantizeOptions {
+    let quantize = thrum_quant::QuantizeOptions {
         reduce_range: !thrum::CpuFeatures::detect().vnni(),
         ..Default::default()
     };
-    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, options)?;
-    let loaded = engine.load(&source, &Options::default())?;
+    if model.text_dir().is_some() {
+        // A transformer's activations vary too much from text to text for fixed ranges.
+        let (quantized, _) =
+            thrum_quant::Quantizer::new_dynamic(&name, &bytes, quantize)?.quantize_dynamic()?;
+        std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))?;
+        return Ok(());
+    }
+    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize)?;
+    let loaded = engine.load(&source, &options)?;
     let samples = calibration.samples(model, &loaded, 100, "calibration")?;
     let (ranges, _) = thrum_quant::calibrate(
         engine.as_ref(),
-        &Options::default(),
+        &options,
         &quantizer,
         thrum_quant::Method::MinMax,
         &samples,
@@ -482,6 +506,42 @@ pub fn quantize_default(
     let (quantized, _) = quantizer.quantize(&ranges)?;
     std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))?;
     Ok(())
+}
+
+/// How a precision's outputs are judged: as they are, or for texts as the embeddings users
+/// get (pooled and normalised), by cosine unless `--metric` says otherwise.
+struct Judged<'a> {
+    plan: &'a PrecisionPlan,
+    embedder: Option<super::samples::Embedder>,
+}
+
+impl<'a> Judged<'a> {
+    fn new(plan: &'a PrecisionPlan, model: &ModelRef) -> anyhow::Result<Judged<'a>> {
+        Ok(Judged { plan, embedder: plan.evaluation.embeddings(model)? })
+    }
+
+    fn evaluate(
+        &self,
+        engine: &Arc<dyn Engine>,
+        source: &ModelSource,
+        options: &Options,
+        samples: &[Vec<thrum::Tensor>],
+        rounds: usize,
+    ) -> Result<accuracy::Evaluation, thrum_tune::TuneError> {
+        let run = accuracy::evaluate(engine.as_ref(), source, options, samples, rounds)?;
+        match &self.embedder {
+            Some(embedder) => Ok(run.map_outputs(|hidden| embedder.embed(hidden))?),
+            None => Ok(run),
+        }
+    }
+
+    fn metric(&self, reference: &accuracy::Evaluation) -> accuracy::Metric {
+        match (self.plan.metric, &self.embedder) {
+            (Some(metric), _) => metric,
+            (None, Some(_)) => accuracy::Metric::Cosine,
+            (None, None) => reference.metric(),
+        }
+    }
 }
 
 /// The int8 model `compare --precision` runs: a temporary one is removed when dropped, however

@@ -105,7 +105,8 @@ pub fn describe(err: &anyhow::Error) -> String {
     text
 }
 
-/// What `engine` loads for `model`: its own graph, or with `precision = int8` the quantized
+/// What `engine` loads for `model`: its own graph (a zoo model that `engine` reads as
+/// TorchScript traced in bf16 for `precision = bf16`), or with `precision = int8` the quantized
 /// graph `int8_model` (`--int8-model`, a thrum.toml's `int8_model`) while `model` keeps the
 /// pipeline. An `int8_model` without int8 precision, or one that is not a file, is refused.
 pub fn model_source(
@@ -119,7 +120,7 @@ pub fn model_source(
         expected: expected.into(),
     };
     match int8_model {
-        None => Ok(model.source(engine)?),
+        None => Ok(model.source_for(engine, options.precision.unwrap_or_default())?),
         Some(file) if options.precision != Some(thrum::Precision::Int8) => Err(bad(
             format!(
                 "int8 model `{}` with precision {}",

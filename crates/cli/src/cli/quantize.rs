@@ -34,8 +34,14 @@ pub struct QuantizeArgs {
 
     /// Calibrate on the images of DIR (JPEG, PNG, GIF, WebP), pre-processed as the model's
     /// own images are (a zoo image model's recipe, else TorchServe's defaults).
-    #[arg(long, value_name = "DIR", conflicts_with = "calibration_npy")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["calibration_npy", "calibration_texts"])]
     calibration_images: Option<PathBuf>,
+
+    /// Calibrate on the texts of FILE, one per line, tokenized as a text model's own
+    /// (zoo:all-minilm-l6-v2), one text per sample. (Transformers usually quantize better
+    /// with --dynamic.)
+    #[arg(long, value_name = "FILE", conflicts_with = "calibration_npy")]
+    calibration_texts: Option<PathBuf>,
 
     /// Calibrate on the `.npy` files of DIR, one sample each (a model with one input).
     #[arg(long, value_name = "DIR")]
@@ -48,7 +54,7 @@ pub struct QuantizeArgs {
 
     /// Dynamic quantization (ONNX Runtime's quantize_dynamic): MatMul and Gemm weights in
     /// int8, their activations quantized on every call; no calibration. For transformers.
-    #[arg(long, conflicts_with_all = ["calibration_images", "calibration_npy", "method"])]
+    #[arg(long, conflicts_with_all = ["calibration_images", "calibration_npy", "calibration_texts", "method"])]
     dynamic: bool,
 
     /// Calibration method: minmax (ONNX Runtime's default), percentile, entropy.
@@ -130,11 +136,13 @@ impl QuantizePlan {
         }
         let method = Method::parse(&args.method, args.percentile)
             .map_err(|why| anyhow::anyhow!("--method {}: expected {why}", args.method))?;
-        let calibration = match (args.calibration_images, args.calibration_npy) {
-            (Some(dir), _) => SampleSource::Images(dir),
-            (_, Some(dir)) => SampleSource::Npy(dir),
-            _ => SampleSource::Seeded { seed: 0 },
-        };
+        let calibration =
+            match (args.calibration_images, args.calibration_texts, args.calibration_npy) {
+                (Some(dir), _, _) => SampleSource::Images(dir),
+                (_, Some(file), _) => SampleSource::Texts(file),
+                (_, _, Some(dir)) => SampleSource::Npy(dir),
+                _ => SampleSource::Seeded { seed: 0 },
+            };
         let mut options = QuantizeOptions {
             per_channel: !args.per_tensor,
             reduce_range: match args.reduce_range.as_str() {
@@ -226,6 +234,7 @@ impl QuantizePlan {
         let model = engine.load(&source, &Options::default())?;
         let flag = match self.calibration {
             SampleSource::Images(_) => "--calibration-images",
+            SampleSource::Texts(_) => "--calibration-texts",
             SampleSource::Npy(_) => "--calibration-npy",
             SampleSource::Seeded { .. } => "calibration",
         };

@@ -1,10 +1,11 @@
 //! Samples that `thrum quantize` calibrates on and `thrum compare --precision` judges on: a
-//! directory of images (pre-processed as the model's own), a directory of `.npy` files, or
-//! seeded sample inputs.
+//! directory of images (pre-processed as the model's own), a file of texts (tokenized as the
+//! model's own), a directory of `.npy` files, or seeded sample inputs.
 
 use std::path::{Path, PathBuf};
 
-use thrum::{DType, Model, ModelRef, Tensor};
+use thrum::text::TextEmbedding;
+use thrum::{DType, Model, ModelRef, Tensor, Translator};
 
 /// Where samples come from.
 #[derive(Clone, Debug)]
@@ -12,6 +13,10 @@ pub enum SampleSource {
     /// Images, through the model's pre-processing (a zoo image model's recipe, else
     /// TorchServe's defaults).
     Images(PathBuf),
+    /// Texts, one per line, through a text model's tokenizer (`zoo:all-minilm-l6-v2`). Its
+    /// outputs are compared as the embeddings users get: pooled and normalised
+    /// ([`SampleSource::embeddings`]).
+    Texts(PathBuf),
     /// One `.npy` file per sample, for a model with one input.
     Npy(PathBuf),
     /// Seeded inputs: floats uniform in [-1, 1), integers ones; `seed` makes two sets differ.
@@ -26,6 +31,7 @@ impl SampleSource {
     pub fn describe(&self, count: usize) -> String {
         match self {
             SampleSource::Images(dir) => format!("{count} images of {}", dir.display()),
+            SampleSource::Texts(file) => format!("{count} texts of {}", file.display()),
             SampleSource::Npy(dir) => format!("{count} .npy files of {}", dir.display()),
             SampleSource::Seeded { .. } => format!("{count} seeded sample inputs"),
         }
@@ -53,6 +59,31 @@ impl SampleSource {
                     out.push(vec![Tensor::from_vec(shape, t.as_slice::<f32>()?.to_vec())?]);
                 }
                 Ok(out)
+            }
+            SampleSource::Texts(file) => {
+                let embedding = text_embedding(model_ref, flag)?;
+                let text =
+                    std::fs::read_to_string(file).map_err(|e| thrum::Error::read(file, e))?;
+                let texts: Vec<&str> =
+                    text.lines().filter(|l| !l.trim().is_empty()).take(limit).collect();
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(line, t)| {
+                        let tensors = embedding.preprocess(model, t.to_string()).map_err(|e| {
+                            anyhow::anyhow!("{flag} text {} of `{}`: {e}", line + 1, file.display())
+                        })?;
+                        // One text per call: a batch of one.
+                        tensors
+                            .into_iter()
+                            .map(|t| {
+                                let mut shape = vec![1];
+                                shape.extend_from_slice(t.shape());
+                                Ok(Tensor::from_vec(shape, t.as_slice::<i64>()?.to_vec())?)
+                            })
+                            .collect()
+                    })
+                    .collect()
             }
             SampleSource::Npy(dir) => {
                 if model.inputs().len() != 1 {
@@ -85,6 +116,49 @@ impl SampleSource {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The translator of a text model, for `--texts`; other models are refused.
+fn text_embedding(model_ref: &ModelRef, flag: &str) -> anyhow::Result<TextEmbedding> {
+    match model_ref.text_dir() {
+        Some(dir) => Ok(TextEmbedding::from_dir(&dir)?),
+        None => anyhow::bail!(
+            "{flag}: texts need a text-embedding model whose tokenizer thrum knows \
+             (zoo:all-minilm-l6-v2); give this model images (--images) or .npy files (--npy)"
+        ),
+    }
+}
+
+impl SampleSource {
+    /// The outputs to compare for these samples: for texts, each sample's first output (the
+    /// encoder's hidden state, `[1, tokens, width]`) mean- or CLS-pooled as the model's
+    /// pooling file says and L2-normalised, `[1, width]`: the embedding a user gets. Other
+    /// samples' outputs as they are.
+    pub fn embeddings(&self, model_ref: &ModelRef) -> anyhow::Result<Option<Embedder>> {
+        match self {
+            SampleSource::Texts(_) => Ok(Some(Embedder(text_embedding(model_ref, "evaluation")?))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Pools a text model's hidden states into embeddings ([`SampleSource::embeddings`]).
+pub struct Embedder(TextEmbedding);
+
+impl Embedder {
+    /// `hidden` (`[1, tokens, width]`) for a text of `tokens` tokens, as `[1, width]`.
+    pub fn embed(&self, hidden: Tensor) -> thrum::Result<Tensor> {
+        let &[1, tokens, width] = hidden.shape() else {
+            return Err(thrum::Error::InvalidValue {
+                what: "a text model's output".into(),
+                value: format!("shape {:?}", hidden.shape()),
+                expected: "[1, tokens, width]: the encoder's hidden state for one text".into(),
+            });
+        };
+        let mut v = self.0.pooling().pool(hidden.as_slice::<f32>()?, width, tokens)?;
+        thrum::text::normalize(&mut v);
+        Tensor::from_vec(vec![1, v.len()], v)
     }
 }
 

@@ -430,6 +430,9 @@ impl TunePlan {
         if let Some(dir) = &a.image_dir {
             accuracy_args.extend(["--images".to_string(), absolute("--image-dir", dir)?]);
         }
+        if let Some(file) = &a.text_file {
+            accuracy_args.extend(["--texts".to_string(), absolute("--text-file", file)?]);
+        }
         // A check runs the samples a few times per variant: bounded by the start-up allowance
         // and the slowest single call.
         let slowest_call_s = comparison.runs.iter().map(|r| r.call_ms).fold(0.0, f64::max) / 1e3;
@@ -733,13 +736,20 @@ impl TunePlan {
                 _ => SampleSource::Seeded { seed: 1_000_000 },
             };
             say(format!(
-                "precision: quantizing {} to int8 as `thrum quantize` does (static QDQ, MinMax, \
-                 {}) → {}",
+                "precision: quantizing {} to int8 as `thrum quantize` does ({}) → {}",
                 a.model_path,
-                calibration.describe(100),
+                match self.model.text_dir() {
+                    Some(_) => "dynamic: MatMul weights in int8, no calibration".to_string(),
+                    None => format!("static QDQ, MinMax, {}", calibration.describe(100)),
+                },
                 path.display()
             ));
-            match super::compare::quantize_default(&self.model, &calibration, &path) {
+            match super::compare::quantize_default(
+                &self.model,
+                &calibration,
+                &path,
+                &Options::default(),
+            ) {
                 Ok(()) => {
                     let full = absolute("the int8 model", &path)?;
                     search.int8_model = Some(full.clone());

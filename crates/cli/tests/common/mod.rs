@@ -231,3 +231,26 @@ pub fn recording_wrapper(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     (wrapper, log)
 }
+
+/// What a recording wrapper's log (`children`) shows of a tune run over real samples: every
+/// child `thrum bench` got `bench_flag` (`--text-file PATH`), and the pick's own configuration
+/// was checked in a child `thrum compare --config` before it was written, like every compare
+/// child on `compare_flag` where there is one (`--texts PATH`; samples of a kind compare
+/// cannot read are seeded).
+pub fn assert_tuned_on(children: &str, bench_flag: &str, compare_flag: Option<&str>) {
+    let benches: Vec<&str> = children.lines().filter(|l| l.starts_with("bench ")).collect();
+    assert!(benches.len() >= 2, "{children}");
+    assert!(benches.iter().all(|l| l.contains(bench_flag)), "{children}");
+    let compares: Vec<&str> = children.lines().filter(|l| l.starts_with("compare ")).collect();
+    assert!(compares.iter().any(|l| l.contains("--config")), "{children}");
+    if let Some(flag) = compare_flag {
+        assert!(compares.iter().all(|l| l.contains(flag)), "{children}");
+    }
+}
+
+/// Runs `cmd`, which must succeed, and parses its stdout as JSON (a `--json -` report).
+pub fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+}

@@ -11,7 +11,7 @@ use thrum_tract::TractEngine;
 pub fn export(name: &str, dir: &Path) -> PathBuf {
     let graph = thrum_zoo::find(name).unwrap().build(thrum_zoo::DEFAULT_SEED);
     let path = dir.join(format!("{name}.pt"));
-    thrum_zoo::torchscript::export(&graph, &path).unwrap();
+    thrum_zoo::torchscript::export(&graph, &path, thrum_core::Precision::Fp32).unwrap();
     path
 }
 
