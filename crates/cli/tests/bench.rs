@@ -246,6 +246,10 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             "invalid sweep value `fast` for `ort.execution_mode`; expected sequential or parallel",
         ),
         (
+            vec!["--sweep".into(), "precision=fp32,bf16".into()],
+            "invalid --sweep precision=…; expected one bench per precision",
+        ),
+        (
             vec!["--predictor".into(), "pooled".into()],
             "invalid value 'pooled' for '--predictor <MODE>': expected per-thread or shared",
         ),

@@ -234,12 +234,12 @@ pub struct BenchPlan {
     samples: SampleFlags,
 }
 
-/// `--text-file`, `--image-dir`, `--file-dir` as given: real inputs through a model's own
-/// pipeline, checked against the model once it is known (a `--config` file may name it).
 /// The pipelines of real inputs: texts, images, files.
 type Pipelines =
     (Option<thrum_bench::TextPlan>, Option<thrum_bench::ImagePlan>, Option<thrum_bench::FilePlan>);
 
+/// `--text-file`, `--image-dir`, `--file-dir` as given: real inputs through a model's own
+/// pipeline, checked against the model once it is known (a `--config` file may name it).
 struct SampleFlags {
     text_file: Option<PathBuf>,
     image_dir: Option<PathBuf>,
@@ -342,6 +342,17 @@ impl BenchPlan {
             }
             (false, false) => {
                 let mut grid = SweepGrid::parse(&args.sweep)?;
+                if grid.options.iter().any(|(key, _)| *key == "precision") {
+                    // Each precision may load another graph (an int8 model, a bf16 trace),
+                    // and a sweep runs one.
+                    return Err(config_error(
+                        "--sweep precision=…",
+                        "one bench per precision (--model-options precision=P), `thrum compare \
+                         --precision` for speed and accuracy together, or `thrum tune \
+                         --precision` to search it",
+                    )
+                    .into());
+                }
                 if grid.predictor.is_empty() && args.predictor.len() > 1 {
                     grid.predictor = args.predictor.clone();
                 }
@@ -423,6 +434,12 @@ impl BenchPlan {
         if let Some(entry) = self.options.model_file()? {
             self.apply_model_file(entry)?;
         }
+        if !self.given.model && self.options.has_config() {
+            // Put off until the file was read: it may name the model (an options file leaves
+            // the default one).
+            let (text, image, file) = self.samples.plans(&self.model, &self.model_path)?;
+            (self.inputs.text, self.inputs.image, self.inputs.file) = (text, image, file);
+        }
         // Unless told otherwise, workers × intra-op threads = the usable cores: an engine left
         // to its own default (ONNX Runtime, libtorch: every core per worker) oversubscribes.
         let usable = thrum_bench::system::cores().usable;
@@ -460,8 +477,6 @@ impl BenchPlan {
             self.model = ModelRef::parse(&entry.model)?;
             self.model_path = entry.model;
             self.file_int8_model = entry.int8_model.map(PathBuf::from);
-            let (text, image, file) = self.samples.plans(&self.model, &self.model_path)?;
-            (self.inputs.text, self.inputs.image, self.inputs.file) = (text, image, file);
         }
         if !self.given.workers && entry.pool.workers > 0 {
             self.run.workers = entry.pool.workers;

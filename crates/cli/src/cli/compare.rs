@@ -35,7 +35,7 @@ pub struct CompareArgs {
     json: Option<PathBuf>,
 
     /// Compare precisions instead of engines: each engine runs the model at each precision
-    /// (fp32, bf16, fp16, int8) against its own fp32, on real samples (--images, --npy) or
+    /// (fp32, bf16, fp16, int8) against its own fp32, on real samples (--images, --texts, --npy) or
     /// seeded ones; int8 runs a quantized model (--int8-model, else quantized now).
     #[arg(long, value_name = "P1,P2", value_delimiter = ',')]
     precision: Vec<String>,
@@ -255,6 +255,8 @@ impl ComparePlan {
 impl ComparePlan {
     /// `--precision`: every engine × precision against the engine's own fp32.
     fn run_precision(&self, plan: &PrecisionPlan) -> anyhow::Result<()> {
+        // Texts for a model without a tokenizer are refused before anything is quantized.
+        let judged = Judged::new(plan, &self.model)?;
         let engines: Vec<&Arc<dyn Engine>> = self
             .engines
             .iter()
@@ -273,7 +275,6 @@ impl ComparePlan {
                 ),
                 _ => None,
             };
-        let judged = Judged::new(plan, &self.model)?;
         let mut rows = Vec::new();
         let mut metric = None;
         let mut described = String::new();
@@ -331,6 +332,10 @@ impl ComparePlan {
                     // A zoo model read as TorchScript is traced in bf16 for bf16.
                     _ => match self.model.source_for(engine.as_ref(), p) {
                         Ok(source) => source,
+                        Err(e) if e.kind() == thrum::ErrorKind::Unsupported => {
+                            rows.push(accuracy::refused(name, p, e.to_string()));
+                            continue;
+                        }
                         Err(e) => {
                             rows.push(accuracy::failed(name, p, e.to_string()));
                             continue;
@@ -463,9 +468,9 @@ impl ComparePlan {
 /// Quantizes `model` as `thrum quantize` does by default (static QDQ, MinMax on 100 samples of
 /// `calibration`, 7-bit weights without VNNI), calibrated on ort where it is installed, else
 /// tract; a text model (a transformer) as `thrum quantize --dynamic` does, without
-/// calibration. Writes it to `path`. ort calibrates with `options`, the options of the runs
-/// that follow (one process holds one ONNX Runtime: the OpenVINO flavour's, when they ask for
-/// it).
+/// calibration. Writes it to `path`. ort calibrates on the backend `options` (the runs'
+/// options) pick: one process holds one ONNX Runtime, the OpenVINO flavour's when they ask
+/// for it.
 pub fn quantize_default(
     model: &ModelRef,
     calibration: &SampleSource,
@@ -474,8 +479,15 @@ pub fn quantize_default(
 ) -> anyhow::Result<()> {
     let registry = thrum::registry();
     let ort = registry.get("ort")?;
-    let (engine, options) = if ort.check_with(options).available {
-        (ort, options.clone())
+    // Of the runs' options, only those that pick ort's library (its backend-switching keys).
+    let mut backend = Options::default();
+    for (key, _) in ort.capabilities().concurrency_needs {
+        if let Some(value) = options.get(key) {
+            backend = backend.with(key, &value)?;
+        }
+    }
+    let (engine, options) = if ort.check_with(&backend).available {
+        (ort, backend)
     } else {
         (registry.get("tract")?, Options::default())
     };

@@ -46,13 +46,13 @@ pub fn warn(warnings: Vec<thrum::config::EnvWarning>) {
 }
 
 impl OptionArgs {
-    /// The `--config` file's model settings (engine, model, workers, batching) when it is a
-    /// model's thrum.toml (what `thrum tune` writes) rather than an options file.
-    /// Whether `--config` was given.
+    /// Whether `--config` (or `THRUM_CONFIG`) was given.
     pub fn has_config(&self) -> bool {
         self.config.is_some()
     }
 
+    /// The `--config` file's model settings (engine, model, workers, batching) when it is a
+    /// model's thrum.toml (what `thrum tune` writes) rather than an options file.
     pub fn model_file(&self) -> anyhow::Result<Option<thrum_serve::config::ModelEntry>> {
         let Some(path) = &self.config else { return Ok(None) };
         let text = std::fs::read_to_string(path)

@@ -125,7 +125,7 @@ fn text_embedding(model_ref: &ModelRef, flag: &str) -> anyhow::Result<TextEmbedd
         Some(dir) => Ok(TextEmbedding::from_dir(&dir)?),
         None => anyhow::bail!(
             "{flag}: texts need a text-embedding model whose tokenizer thrum knows \
-             (zoo:all-minilm-l6-v2); give this model images (--images) or .npy files (--npy)"
+             (zoo:all-minilm-l6-v2); give this model images or .npy files instead"
         ),
     }
 }
@@ -137,7 +137,7 @@ impl SampleSource {
     /// samples' outputs as they are.
     pub fn embeddings(&self, model_ref: &ModelRef) -> anyhow::Result<Option<Embedder>> {
         match self {
-            SampleSource::Texts(_) => Ok(Some(Embedder(text_embedding(model_ref, "evaluation")?))),
+            SampleSource::Texts(_) => Ok(Some(Embedder(text_embedding(model_ref, "--texts")?))),
             _ => Ok(None),
         }
     }
@@ -198,7 +198,7 @@ fn seeded(shape: &[usize], dtype: DType, sample: usize, input: usize) -> anyhow:
         DType::I32 => Tensor::from_vec(shape.to_vec(), vec![1i32; len])?,
         other => anyhow::bail!(
             "seeded calibration inputs of dtype {other}; expected f32, i64 or i32 inputs, or \
-             real calibration data (--calibration-images, --calibration-npy)"
+             real calibration data (--calibration-images, --calibration-texts, --calibration-npy)"
         ),
     })
 }
