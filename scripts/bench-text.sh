@@ -27,11 +27,17 @@ machine_line
 echo "batch $batch sentences of scripts/data/sentences.txt per call, 1 worker × $threads intra-op threads, ${duration} s each"
 echo
 
-# thrum_row ENGINE LABEL: one `thrum bench --text-file` run as a table row.
+# thrum_row ENGINE LABEL [THREAD FLAGS]: one `thrum bench --text-file` run as a table row
+# (1 worker × THREADS intra-op threads unless flags are given; none: thrum's default split).
 thrum_row() {
-  "$thrum" bench -e "$1" -p zoo:all-minilm-l6-v2 --text-file "$sentences" -b "$batch" -t 1 \
-    --intra-op-threads "$threads" -d "$duration" -q --json "$work/bench.json"
-  python3 - "$work/bench.json" "$2" <<'PY'
+  local engine=$1 label=$2
+  shift 2
+  local split=(-t 1 --intra-op-threads "$threads")
+  [ $# -gt 0 ] && split=("$@")
+  [ "${split[0]}" = default ] && split=()
+  "$thrum" bench -e "$engine" -p zoo:all-minilm-l6-v2 --text-file "$sentences" -b "$batch" \
+    "${split[@]}" -d "$duration" -q --json "$work/bench.json"
+  python3 - "$work/bench.json" "$label" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 l = r["results"]["latency_ms"]
@@ -42,14 +48,18 @@ print(f"| {sys.argv[2]} | {r['results']['samples_per_s']:.1f} | {l['total']['p50
 PY
 }
 
+# python_row [PROCESSES]: the peer, one session of THREADS threads, or PROCESSES copies of it
+# with THREADS / PROCESSES threads each (fastembed's `parallel=N`).
 python_row() {
+  local processes=${1:-1}
   "$python" "$here/embed_python.py" "$work/minilm.onnx" "$model_dir" "$sentences" "$batch" \
-    "$threads" "$duration" >"$work/python.json"
+    "$((threads / processes))" "$duration" "$processes" >"$work/python.json"
   python3 - "$work/python.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 total = r["tokenize_ms"] + r["inference_ms"] + r["pool_ms"]
-print(f"| Python: onnxruntime {r['onnxruntime']} + tokenizers | {r['sentences_per_s']:.1f} | – | "
+how = f"{r.get('processes', 1)} processes × {r['threads']} thread(s)" if r.get("processes", 1) > 1 else f"1 session × {r['threads']} threads"
+print(f"| Python: onnxruntime {r['onnxruntime']} + tokenizers ({how}) | {r['sentences_per_s']:.1f} | – | "
       f"{r['tokenize_ms']:.2f} | {r['inference_ms']:.2f} | {r['pool_ms']:.2f} | "
       f"{100 * (r['tokenize_ms'] + r['pool_ms']) / total:.1f} % | – |")
 PY
@@ -58,8 +68,10 @@ PY
 echo "| round: run | sentences/s | P50 ms per call | tokenize ms | inference ms | pool ms | outside inference | RSS peak MiB |"
 echo "|---|---|---|---|---|---|---|---|"
 for round in $(seq "$rounds"); do
-  echo -n "| $round: " && thrum_row ort "thrum, ort" | sed 's/^| //'
+  echo -n "| $round: " && thrum_row ort "thrum, ort (1 worker × $threads threads)" | sed 's/^| //'
+  echo -n "| $round: " && thrum_row ort "thrum, ort (its default split of the cores)" default | sed 's/^| //'
   echo -n "| $round: " && python_row | sed 's/^| //'
+  [ "$threads" -gt 1 ] && echo -n "| $round: " && python_row "$threads" | sed 's/^| //'
 done
 echo
 echo "Every engine that runs the model (one round):"

@@ -4,10 +4,14 @@ text, truncation at MAX_TOKENS) → ONNX Runtime's Python API → mean pooling o
 mask → L2 normalisation. Prints one JSON line: sentences/s and the stage split. No thrum code is
 involved. Run with the venv-text interpreter of scripts/install-test-data.sh.
 
-    python embed_python.py MODEL.onnx MODEL_DIR SENTENCES.txt BATCH THREADS SECONDS
+    python embed_python.py MODEL.onnx MODEL_DIR SENTENCES.txt BATCH THREADS SECONDS [PROCESSES]
+
+PROCESSES > 1 runs that many copies at once, each with its own session of THREADS threads, and
+sums their sentences/s: fastembed's data-parallel mode (`embed(..., parallel=N)`).
 """
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -18,7 +22,26 @@ from tokenizers import Tokenizer
 MAX_TOKENS = 256
 
 
+def parallel(processes):
+    children = [
+        subprocess.Popen([sys.executable, __file__, *sys.argv[1:7]], stdout=subprocess.PIPE)
+        for _ in range(processes)
+    ]
+    runs = [json.loads(c.communicate()[0]) for c in children]
+    if any(c.returncode for c in children):
+        sys.exit("a copy failed")
+    total = dict(runs[0])
+    total["sentences_per_s"] = sum(r["sentences_per_s"] for r in runs)
+    total["calls"] = sum(r["calls"] for r in runs)
+    for key in ("tokenize_ms", "inference_ms", "pool_ms"):
+        total[key] = sum(r[key] for r in runs) / len(runs)
+    total["processes"] = processes
+    print(json.dumps(total))
+
+
 def main():
+    if len(sys.argv) > 7 and int(sys.argv[7]) > 1:
+        return parallel(int(sys.argv[7]))
     onnx_path, model_dir, sentences, batch, threads, seconds = sys.argv[1:7]
     batch, threads, seconds = int(batch), int(threads), float(seconds)
     lines = [l.strip() for l in open(sentences, encoding="utf-8") if l.strip()]

@@ -136,7 +136,8 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
         assert_eq!(ours.type_ids, types, "token types of text {i}");
     }
     assert_eq!(tokenizer.encode(&texts[8]).unwrap().ids.len(), 256, "the long text is cut at 256");
-    // Embeddings: one padded batch of every text, on every engine (ONNX on tract and ort,
+    // Embeddings: one `predict` of every text (padded, in passes of similar lengths: the
+    // 256-token text runs alone), on every engine (ONNX on tract and ort,
     // TorchScript on libtorch, a frozen graph on TensorFlow, a symbol on MXNet), against numpy (each text on its own, unpadded), element by element; and the engines
     // against ort.
     let expected = matrix(&reference["embeddings"]);

@@ -10,7 +10,8 @@
 //! - a [`SharedPredictor`] is `Sync` and exists only where the engine's runtime allows
 //!   concurrent calls;
 //! - a [`Translator`] turns typed inputs into tensors and tensors into typed outputs, with a
-//!   [`Batchifier`] so that `batch_predict` is one forward pass;
+//!   [`Batchifier`] so that `batch_predict` is one forward pass (a padded batch: one per
+//!   group of similar lengths);
 //! - [`Options`] carries every configuration key: the engine-neutral ones ([`config::KEYS`])
 //!   as typed fields, each engine's by name from the engine's own table;
 //! - every engine registers an [`EngineInfo`] (name, formats, options, installer, feature) in
@@ -55,7 +56,7 @@ pub use model::{
 pub use precision::Precision;
 pub use spec::{Dim, TensorSpec};
 pub use tensor::{Tensor, TensorData};
-pub use translator::{Batchifier, Classification, Classifier, Identity, Translator};
+pub use translator::{Batchifier, Classification, Classifier, Identity, Translator, length_passes};
 
 #[doc(hidden)]
 pub use half;

@@ -334,7 +334,8 @@ impl<T: Translator> Predictor<T> {
     }
 
     /// Predicts several inputs: one forward pass for the whole batch when the translator has
-    /// a batchifier, one per input otherwise.
+    /// a batchifier (a padded batch of different lengths: one per group of similar lengths,
+    /// [`Batchifier::groups`]), one per input otherwise.
     pub fn batch_predict(&mut self, inputs: Vec<T::Input>) -> Result<Vec<T::Output>> {
         let backend = &mut self.backend;
         let (outputs, timings) =
@@ -467,22 +468,30 @@ fn predict_batch<T: Translator>(
             Ok(item)
         })
         .collect::<Result<Vec<_>>>()?;
-    let batch = batchifier.batchify(items.clone())?;
-    model.check_inputs(&batch)?;
-    let inference_start = Instant::now();
-    let outputs = infer(batch)?;
-    let post_start = Instant::now();
-    let outputs = batchifier
-        .unbatchify(model, outputs, n)?
-        .into_iter()
-        .zip(&items)
-        .map(|(o, item)| translator.postprocess_with(model, item, o))
-        .collect::<Result<Vec<_>>>()?;
-    let timings = StageTimings {
-        preprocess: inference_start - start,
-        inference: post_start - inference_start,
-        postprocess: post_start.elapsed(),
-        preprocess_parts: parts,
-    };
+    // One forward pass per group of similar lengths (`Batchifier::groups`); the outputs go
+    // back to their items' places.
+    let mut outputs: Vec<Option<T::Output>> = std::iter::repeat_with(|| None).take(n).collect();
+    let groups = batchifier.groups(&items);
+    let mut batching = start.elapsed();
+    let (mut inference, mut postprocess) = (Duration::ZERO, Duration::ZERO);
+    for group in groups {
+        let batch_start = Instant::now();
+        let batch = batchifier.batchify(group.iter().map(|&i| items[i].clone()).collect())?;
+        model.check_inputs(&batch)?;
+        let inference_start = Instant::now();
+        let batched = infer(batch)?;
+        let post_start = Instant::now();
+        for (&i, o) in group.iter().zip(batchifier.unbatchify(model, batched, group.len())?) {
+            outputs[i] = Some(translator.postprocess_with(model, &items[i], o)?);
+        }
+        batching += inference_start - batch_start;
+        inference += post_start - inference_start;
+        postprocess += post_start.elapsed();
+    }
+    let outputs = outputs.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| Error::Batch {
+        reason: format!("a batch of {n} for model `{}` left an item without output", model.name()),
+    })?;
+    let timings =
+        StageTimings { preprocess: batching, inference, postprocess, preprocess_parts: parts };
     Ok((outputs, timings))
 }

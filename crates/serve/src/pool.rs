@@ -754,7 +754,7 @@ fn worker(
                 {
                     // The last worker out answers what still waits: nobody else will.
                     if live.stop() == 0 {
-                        answer_orphans(inner, queue.try_iter(), true);
+                        answer_orphans(inner, queue.try_iter(), true, NO_WORKER);
                     }
                     return;
                 }
@@ -764,8 +764,23 @@ fn worker(
             while idle.send(index).is_ok() {
                 match batches.recv() {
                     Ok(jobs) => {
-                        if run(inner, &shared, &mut runner, jobs) == After::Lost {
-                            return;
+                        let mut passes = passes(inner, jobs).into_iter();
+                        let mut first = true;
+                        while let Some(pass) = passes.next() {
+                            // A later pass waited for those before it: its callers are
+                            // checked again, as a held-over request is.
+                            let pass: Vec<Job> = if first {
+                                pass
+                            } else {
+                                pass.into_iter().filter_map(|j| admit(inner, j)).collect()
+                            };
+                            first = false;
+                            if !pass.is_empty()
+                                && run(inner, &shared, &mut runner, pass) == After::Lost
+                            {
+                                answer_orphans(inner, passes.flatten(), false, STOPPED);
+                                return;
+                            }
                         }
                     }
                     Err(_) => break,
@@ -808,7 +823,7 @@ fn count_off(inner: &Inner) -> usize {
 
 /// Answers requests that no worker will run (every worker stopped) with why; `queued`: they
 /// are still counted as waiting.
-fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool) {
+fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool, reason: &str) {
     for job in jobs {
         if queued {
             inner.count_queued(false);
@@ -817,8 +832,7 @@ fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool) 
         add(&mut inner.stats().fail, 1, job.enqueued.elapsed());
         let _ = job.reply.send(Err(ServeError::NotReady {
             what: format!("model `{}`", inner.name),
-            reason: "no worker is left to run it: every worker failed to replace its predictor"
-                .into(),
+            reason: reason.into(),
         }));
     }
 }
@@ -869,8 +883,8 @@ fn batcher(
     }
     // Dropping `workers` stops the workers once they finish. Whatever still waits here has no
     // worker to run it (after a normal shutdown, nothing does).
-    answer_orphans(inner, ready.into_iter().flatten(), false);
-    answer_orphans(inner, held.into_iter().chain(queue.try_iter()), true);
+    answer_orphans(inner, ready.into_iter().flatten(), false, NO_WORKER);
+    answer_orphans(inner, held.into_iter().chain(queue.try_iter()), true, NO_WORKER);
 }
 
 /// The next batch: the first live request, and whatever can join it within the delay.
@@ -957,6 +971,25 @@ enum After {
     Serving,
     /// Stop: its predictor panicked and no new one could be made.
     Lost,
+}
+
+const NO_WORKER: &str = "no worker is left to run it: every worker failed to replace its predictor";
+const STOPPED: &str = "the worker that took it stopped before its pass ran (its predictor \
+    failed and could not be replaced); send it again";
+
+/// A batch as it runs: requests of different lengths (padding on) in passes of similar
+/// lengths ([`thrum_core::length_passes`]), each padded only to its own longest; any other
+/// batch in one pass.
+fn passes(inner: &Inner, jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    if padding(inner).is_none() || jobs.len() < 2 {
+        return vec![jobs];
+    }
+    let lengths: Vec<(usize, usize)> = jobs.iter().map(|j| (j.samples, j.length)).collect();
+    let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+    thrum_core::length_passes(&lengths)
+        .into_iter()
+        .map(|pass| pass.into_iter().filter_map(|i| jobs[i].take()).collect())
+        .collect()
 }
 
 /// Runs a batch of one or more requests and answers each.

@@ -460,6 +460,49 @@ fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
 }
 
 #[test]
+fn a_padded_batch_of_very_different_lengths_runs_in_passes_of_similar_lengths() {
+    let spec =
+        |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::named("L")]);
+    let probe = scripted_with(vec![spec("x"), spec("y")], Duration::ZERO);
+    let batching = Batching::new(8, Duration::from_millis(300)).with_padding(1, 1000);
+    let pool =
+        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
+            .unwrap();
+    let rt = runtime();
+    let _closed = probe.gate.closed();
+    let warm = probe.calls();
+    probe.batches.lock().unwrap().clear();
+    let row =
+        |len: usize, value: f32| vec![Tensor::from_vec(vec![1, len], vec![value; len]).unwrap()];
+    let first = rt.spawn({
+        let pool = pool.clone();
+        async move { pool.submit(row(2, 9.0)).await }
+    });
+    wait_until("the worker takes the first request", || probe.calls() == warm + 1);
+    let lengths = [(2, 1.0), (20, 2.0), (2, 3.0), (3, 4.0)];
+    let rest = rt.spawn({
+        let pool = pool.clone();
+        async move {
+            futures_util::future::join_all(lengths.map(|(len, v)| pool.submit(row(len, v)))).await
+        }
+    });
+    wait_until("the four wait", || pool.pending() == 4);
+    probe.gate.open();
+    rt.block_on(first).unwrap().unwrap();
+    for ((len, v), out) in lengths.iter().zip(rt.block_on(rest).unwrap()) {
+        let out = out.unwrap();
+        assert_eq!(out[0].shape(), &[1, *len], "cut back to its own length");
+        assert!(out[0].as_slice::<f32>().unwrap().iter().all(|&x| x == 2.0 * v), "{out:?}");
+    }
+    // The four join one batch (4 × 20 = 80 padded positions, within 1,000), which runs as two
+    // passes: 2, 2 and 3 padded to 3, then the 20 alone (3 × 3 + 20 = 29 positions and a
+    // second pass, against 80 in one).
+    assert_eq!(*probe.batches.lock().unwrap(), [1, 3, 1]);
+    let stats = pool.stats();
+    assert_eq!((stats.inference_count, stats.execution_count), (5, 3));
+}
+
+#[test]
 fn padding_needs_a_dynamic_axis_and_a_token_budget() {
     let probe = scripted(Duration::ZERO); // x: [N, 2], fixed along axis 1
     let batching = Batching::new(8, Duration::ZERO).with_padding(1, 64);
