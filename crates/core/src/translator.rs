@@ -426,6 +426,18 @@ mod tests {
     }
 
     #[test]
+    fn requests_of_several_samples_weigh_by_their_samples() {
+        // A request of 4 samples of 3 tokens beside one of 30: one pass pads 5 × 30 = 150
+        // positions; two pass 12 + 30 (and one more pass, 30).
+        assert_eq!(length_passes(&[(1, 30), (4, 3)]), vec![vec![1], vec![0]]);
+        // Five samples of 3 tokens beside one of 4: padding the five costs 5 positions, a
+        // second pass 4, so two passes; of one length, one.
+        assert_eq!(length_passes(&[(5, 3), (1, 4)]), vec![vec![0], vec![1]]);
+        assert_eq!(length_passes(&[(5, 3), (1, 3)]), vec![vec![0, 1]]);
+        assert!(length_passes(&[]).is_empty());
+    }
+
+    #[test]
     fn items_with_different_arity_are_refused() {
         let t = Tensor::zeros(DType::F32, &[2]).unwrap();
         let err =
