@@ -1,7 +1,8 @@
 """The peer of `thrum bench --text-file`: sentence embeddings the way fastembed computes them
 in Python, on the same ONNX file. Hugging Face's `tokenizers` (padding per batch to the longest
 text, truncation at MAX_TOKENS) → ONNX Runtime's Python API → mean pooling over the attention
-mask → L2 normalisation. Prints one JSON line: sentences/s and the stage split. No thrum code is
+mask → L2 normalisation; each call embeds the next BATCH lines of the file (wrapping around),
+as `thrum bench --text-file` does. Prints one JSON line: sentences/s and the stage split. No thrum code is
 involved. Run with the venv-text interpreter of scripts/install-test-data.sh.
 
     python embed_python.py MODEL.onnx MODEL_DIR SENTENCES.txt BATCH THREADS SECONDS [PROCESSES]
@@ -27,9 +28,10 @@ def parallel(processes):
         subprocess.Popen([sys.executable, __file__, *sys.argv[1:7]], stdout=subprocess.PIPE)
         for _ in range(processes)
     ]
-    runs = [json.loads(c.communicate()[0]) for c in children]
+    outputs = [c.communicate()[0] for c in children]
     if any(c.returncode for c in children):
         sys.exit("a copy failed")
+    runs = [json.loads(out) for out in outputs]
     total = dict(runs[0])
     total["sentences_per_s"] = sum(r["sentences_per_s"] for r in runs)
     total["calls"] = sum(r["calls"] for r in runs)
@@ -45,7 +47,7 @@ def main():
     onnx_path, model_dir, sentences, batch, threads, seconds = sys.argv[1:7]
     batch, threads, seconds = int(batch), int(threads), float(seconds)
     lines = [l.strip() for l in open(sentences, encoding="utf-8") if l.strip()]
-    texts = [lines[i % len(lines)] for i in range(batch)]
+    turn = [0]  # each call embeds the next BATCH lines, wrapping around, as `thrum bench` does
     tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tokenizer.enable_truncation(MAX_TOKENS)
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest of each batch
@@ -55,6 +57,9 @@ def main():
     session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
     def embed():
+        first = turn[0] * batch
+        turn[0] += 1
+        texts = [lines[(first + i) % len(lines)] for i in range(batch)]
         t0 = time.perf_counter()
         encodings = tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)

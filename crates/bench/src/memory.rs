@@ -64,8 +64,8 @@ pub fn memory_report(
     let model = engine.load(source, options)?;
     let model_load_ms = t.elapsed().as_secs_f64() * 1e3;
     let after_load = rss();
-    let (workload, _) = build_workload(&model, inputs)?;
-    let tensors = workload.tensors(&model)?;
+    let (workload, per_call) = build_workload(&model, inputs)?;
+    let tensors = workload.tensors(&model, per_call)?;
     let shared = match mode {
         PredictorKind::Shared => Some(model.shared_predictor()?),
         PredictorKind::PerThread => None,

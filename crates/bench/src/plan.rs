@@ -136,8 +136,8 @@ pub struct InputPlan {
 }
 
 /// Files to identify with a content-type model (`--file-dir` with zoo:magika): each call
-/// identifies `batch_size` files, the directory's in name order (repeated when it has fewer),
-/// each read once at its two ends as Magika reads them; the stages are tokens
+/// identifies `batch_size` files, the directory's in name order, the next ones each call
+/// (wrapping around), each read once at its two ends as Magika reads them; the stages are tokens
 /// (pre-processing), inference and Magika's output rules (post-processing). Every file goes to
 /// the model, as a v2 request's do.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -149,8 +149,8 @@ pub struct FilePlan {
 }
 
 /// Images to classify with an image model (`--image-dir`): each call classifies `batch_size`
-/// images, the directory's files in name order (repeated when it has fewer), through the
-/// image-classification translator, so the stages are decode + resize + normalise
+/// images, the directory's files in name order, the next ones each call (wrapping around),
+/// through the image-classification translator, so the stages are decode + resize + normalise
 /// (pre-processing), inference and top-k (post-processing).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ImagePlan {
@@ -167,7 +167,8 @@ pub struct ImagePlan {
 }
 
 /// Texts to embed with a text model (`--text-file`): each call embeds `batch_size` texts, the
-/// first lines of `file` (repeated when it has fewer), through the text-embedding translator,
+/// next lines of `file` (wrapping around, so every line is measured), through the
+/// text-embedding translator,
 /// so the stages are tokenize (pre-processing), inference and pooling (post-processing).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TextPlan {
@@ -177,7 +178,8 @@ pub struct TextPlan {
     pub model_dir: PathBuf,
 }
 
-/// What every call of a benchmark feeds the model.
+/// What the calls of a benchmark feed the model: tensors, the same every call, or the items
+/// of a text file or a directory, the next batch of them each call.
 #[derive(Clone, Debug)]
 pub enum Workload {
     /// Tensors, as they are (the identity translator).
@@ -212,7 +214,7 @@ pub fn build_workload(model: &Model, plan: &InputPlan) -> Result<(Workload, usiz
         });
     }
     let batch = plan.batch_size.unwrap_or(1);
-    let texts = lines.iter().cycle().take(batch).map(|l| l.to_string()).collect();
+    let texts = lines.iter().map(|l| l.to_string()).collect();
     let translator = TextEmbedding::from_dir(&text.model_dir)?;
     Ok((Workload::Texts(Box::new(translator), texts), batch))
 }
@@ -236,7 +238,7 @@ fn image_workload(
             expected: format!("an image this model's pre-processing takes ({e})"),
         })?;
     }
-    let images = files.iter().cycle().take(batch).cloned().collect();
+    let images = files;
     let translator = ImageClassifier::new(transform, 5, None);
     Ok((Workload::Images(Box::new(translator), images), batch))
 }
@@ -273,7 +275,6 @@ fn file_workload(
     translator.check_model(model)?;
     let samples =
         paths.iter().map(|p| magika.sample_file(p)).collect::<thrum_core::Result<Vec<_>>>()?;
-    let samples = samples.iter().cycle().take(batch).cloned().collect();
     Ok((Workload::Files(Box::new(translator), samples), batch))
 }
 
@@ -288,40 +289,70 @@ impl Workload {
     ) -> Result<Measurement, BenchError> {
         match self {
             Workload::Tensors(tensors) => measure(model, tensors, per_call, plan, usable_cores),
-            Workload::Texts(translator, texts) => {
-                measure_with(model, translator.as_ref(), texts, per_call, plan, usable_cores)
-            }
-            Workload::Images(translator, images) => {
-                measure_with(model, translator.as_ref(), images, per_call, plan, usable_cores)
-            }
-            Workload::Files(translator, samples) => {
-                measure_with(model, translator.as_ref(), samples, per_call, plan, usable_cores)
-            }
+            Workload::Texts(translator, texts) => measure_with(
+                model,
+                translator.as_ref(),
+                texts,
+                per_call,
+                per_call,
+                plan,
+                usable_cores,
+            ),
+            Workload::Images(translator, images) => measure_with(
+                model,
+                translator.as_ref(),
+                images,
+                per_call,
+                per_call,
+                plan,
+                usable_cores,
+            ),
+            Workload::Files(translator, samples) => measure_with(
+                model,
+                translator.as_ref(),
+                samples,
+                per_call,
+                per_call,
+                plan,
+                usable_cores,
+            ),
         }
     }
 
-    /// The tensors of one forward pass (texts tokenized and padded as one batch).
-    pub fn tensors(&self, model: &Model) -> Result<Vec<Tensor>, BenchError> {
+    /// The tensors of the first call's batch, `per_call` samples (texts tokenized and padded
+    /// as one pass: the largest the engine can be given, as the predictor may run a padded
+    /// batch as passes of similar lengths).
+    pub fn tensors(&self, model: &Model, per_call: usize) -> Result<Vec<Tensor>, BenchError> {
         match self {
             Workload::Tensors(tensors) => Ok(tensors.clone()),
-            Workload::Texts(translator, texts) => batch_of(model, translator.as_ref(), texts),
-            Workload::Images(translator, images) => batch_of(model, translator.as_ref(), images),
-            Workload::Files(translator, samples) => batch_of(model, translator.as_ref(), samples),
+            Workload::Texts(translator, texts) => {
+                batch_of(model, translator.as_ref(), texts, per_call)
+            }
+            Workload::Images(translator, images) => {
+                batch_of(model, translator.as_ref(), images, per_call)
+            }
+            Workload::Files(translator, samples) => {
+                batch_of(model, translator.as_ref(), samples, per_call)
+            }
         }
     }
 }
 
-/// `items` pre-processed by `translator` and batched as it batches them.
+/// The first `count` of `items` (wrapping around) pre-processed by `translator` and batched
+/// as it batches them.
 fn batch_of<T: Translator>(
     model: &Model,
     translator: &T,
     items: &[T::Input],
+    count: usize,
 ) -> Result<Vec<Tensor>, BenchError>
 where
     T::Input: Clone,
 {
     let items = items
         .iter()
+        .cycle()
+        .take(count)
         .map(|i| translator.preprocess(model, i.clone()))
         .collect::<thrum_core::Result<Vec<_>>>()?;
     Ok(translator.batchifier().batchify(items)?)

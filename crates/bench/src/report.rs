@@ -177,8 +177,9 @@ pub fn run_benchmark(
     let rss_after_load = system::rss_bytes();
     let (workload, per_call) = build_workload(&model, inputs)?;
     let m = workload.measure(&model, per_call, plan, cores.usable)?;
-    // What one call feeds the engine (texts: their padded token tensors).
-    let tensors = workload.tensors(&model)?;
+    // What the first call's batch is (texts: their token tensors padded as one pass, the
+    // shapes' upper bound: the predictor may run them as passes of similar lengths).
+    let tensors = workload.tensors(&model, per_call)?;
     let threads = model.threads();
     let mut warnings = warnings(plan, &threads, &cores, &m);
     if let (PredictorKind::Shared, Some(reason)) = (plan.predictor, model.shared_calls_serialised())

@@ -113,6 +113,7 @@ pub fn measure(
         model,
         &Identity::default(),
         &[inputs.to_vec()],
+        1,
         samples_per_call,
         plan,
         usable_cores,
@@ -120,13 +121,16 @@ pub fn measure(
 }
 
 /// Runs the measured phase of `plan` on `model` through `translator`: every call is one
-/// `batch_predict` of `items` (each worker's predictor has its own clone of the translator),
-/// so the stages are the translator's pre-processing, the forward pass and its
-/// post-processing.
+/// `batch_predict` of the next `items_per_call` of `items`, taken in turn by all workers and
+/// wrapping around (so every text of a file, every image of a directory is measured, not the
+/// first batch over and over), each worker's predictor with its own clone of the translator.
+/// The stages are the translator's pre-processing, the forward pass and its post-processing.
+#[allow(clippy::too_many_arguments)]
 pub fn measure_with<T>(
     model: &Model,
     translator: &T,
     items: &[T::Input],
+    items_per_call: usize,
     samples_per_call: usize,
     plan: &RunPlan,
     usable_cores: usize,
@@ -136,6 +140,12 @@ where
     T::Input: Clone + Sync,
 {
     plan.validate()?;
+    if items.is_empty() || items_per_call == 0 {
+        return Err(BenchError::Config {
+            what: format!("{} item(s), {items_per_call} per call", items.len()),
+            expected: "at least one item and one per call".into(),
+        });
+    }
     let shared = match plan.predictor {
         PredictorKind::Shared => Some(model.shared_predictor_with(translator.clone())?),
         PredictorKind::PerThread => None,
@@ -145,6 +155,8 @@ where
         translator,
         shared: shared.as_ref(),
         inputs: items,
+        per_call: items_per_call,
+        turn: AtomicU64::new(0),
         plan,
         stop: AtomicBool::new(false),
         claimed: AtomicU64::new(0),
@@ -246,8 +258,11 @@ struct Context<'a, T: Translator> {
     model: &'a Model,
     translator: &'a T,
     shared: Option<&'a SharedPredictor<T>>,
-    /// What each call predicts, as one batch.
+    /// What the calls predict: each call the next `per_call` of them, as one batch.
     inputs: &'a [T::Input],
+    per_call: usize,
+    /// Calls started (warm-up included): where the next call's items start.
+    turn: AtomicU64,
     plan: &'a RunPlan,
     /// Set by the first failure (or by the main thread): every worker stops at its next check.
     stop: AtomicBool,
@@ -324,7 +339,11 @@ where
     /// One call, with panics turned into errors so that a failing engine cannot hang the
     /// other workers at a barrier.
     fn call(&self, predictor: &mut Option<Predictor<T>>) -> Result<StageTimings, BenchError> {
-        let inputs = self.inputs.to_vec();
+        let n = self.inputs.len();
+        let turn = u128::from(self.turn.fetch_add(1, Ordering::Relaxed));
+        let first = (turn * self.per_call as u128 % n as u128) as usize;
+        let inputs: Vec<T::Input> =
+            (0..self.per_call).map(|j| self.inputs[(first + j) % n].clone()).collect();
         let outcome = catch_unwind(AssertUnwindSafe(|| match (predictor.as_mut(), self.shared) {
             (Some(p), _) => p.batch_predict(inputs).map(|_| p.last_timings()),
             (None, Some(shared)) => shared.batch_predict_timed(inputs).map(|(_, t)| t),

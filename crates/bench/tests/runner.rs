@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use thrum_bench::{BenchError, PredictorKind, RunPlan, Stop, measure};
+use thrum_bench::{BenchError, PredictorKind, RunPlan, Stop, measure, measure_with};
 use thrum_core::{
-    DType, Dim, Error, Model, ModelBackend, PredictorBackend, Result, SharedPredictorBackend,
-    Tensor, TensorSpec, ThreadConfig,
+    Batchifier, DType, Dim, Error, Identity, Model, ModelBackend, PredictorBackend, Result,
+    SharedPredictorBackend, Tensor, TensorSpec, ThreadConfig,
 };
 
 /// What the scripted predictor does on call `i` (counted across all its predictors).
@@ -29,17 +29,22 @@ enum Script {
 struct Scripted {
     script: Script,
     calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Vec<f32>>>>,
     specs: Vec<TensorSpec>,
 }
 
 struct ScriptedPredictor {
     script: Script,
     calls: Arc<AtomicUsize>,
+    /// Each call's first input's first column: which items it was given.
+    seen: Arc<Mutex<Vec<Vec<f32>>>>,
 }
 
 impl ScriptedPredictor {
     fn call(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let i = self.calls.fetch_add(1, Ordering::SeqCst);
+        let first = inputs[0].as_slice::<f32>()?.iter().step_by(4).copied().collect();
+        self.seen.lock().unwrap().push(first);
         match self.script {
             Script::Schedule => {
                 let ms = match i % 100 {
@@ -84,24 +89,38 @@ impl ModelBackend for Scripted {
         &self.specs
     }
     fn predictor(&self) -> Result<Box<dyn PredictorBackend>> {
-        Ok(Box::new(ScriptedPredictor { script: self.script, calls: self.calls.clone() }))
+        Ok(Box::new(self.predictor_backend()))
     }
     fn shared_predictor(&self) -> Result<Box<dyn SharedPredictorBackend>> {
-        Ok(Box::new(ScriptedPredictor { script: self.script, calls: self.calls.clone() }))
+        Ok(Box::new(self.predictor_backend()))
     }
     fn threads(&self) -> ThreadConfig {
         ThreadConfig::new(Some(1), Some(1))
     }
 }
 
+impl Scripted {
+    fn predictor_backend(&self) -> ScriptedPredictor {
+        ScriptedPredictor {
+            script: self.script,
+            calls: self.calls.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
 fn model(script: Script) -> (Model, Vec<Tensor>) {
-    let specs = vec![TensorSpec::new("x", DType::F32, vec![Dim::named("N"), Dim::Fixed(4)])];
-    let model = Model::new(
-        "scripted",
-        "scripted",
-        Scripted { script, calls: Arc::new(AtomicUsize::new(0)), specs },
-    );
+    let (model, _) = model_seeing(script);
     (model, vec![Tensor::zeros(DType::F32, &[1, 4]).unwrap()])
+}
+
+/// The scripted model, and what its calls were given.
+fn model_seeing(script: Script) -> (Model, Arc<Mutex<Vec<Vec<f32>>>>) {
+    let specs = vec![TensorSpec::new("x", DType::F32, vec![Dim::named("N"), Dim::Fixed(4)])];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let backend =
+        Scripted { script, calls: Arc::new(AtomicUsize::new(0)), seen: seen.clone(), specs };
+    (Model::new("scripted", "scripted", backend), seen)
 }
 
 fn plan(workers: usize, iterations: u64, predictor: PredictorKind) -> RunPlan {
@@ -202,5 +221,26 @@ fn invalid_plans_are_refused() {
             .unwrap_err()
             .to_string()
             .contains("iteration count 0")
+    );
+}
+
+/// A workload of items (a text file's lines, a directory's images) is measured whole: each
+/// call takes the next batch, wrapping around, not the first batch over and over.
+#[test]
+fn each_call_takes_the_next_items_in_turn() {
+    let (model, seen) = model_seeing(Script::FailAt(usize::MAX));
+    let items: Vec<Vec<Tensor>> =
+        (0..5).map(|i| vec![Tensor::from_vec(vec![4], vec![i as f32; 4]).unwrap()]).collect();
+    let translator = Identity::with_batchifier(Batchifier::Stack);
+    let m =
+        measure_with(&model, &translator, &items, 2, 2, &plan(1, 4, PredictorKind::PerThread), 1)
+            .unwrap();
+    assert_eq!(m.calls, 4);
+    // The first (unmeasured) call, then the four measured ones: 2 items each, in turn.
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [vec![0.0, 1.0], vec![2.0, 3.0], vec![4.0, 0.0], vec![1.0, 2.0], vec![3.0, 4.0]],
+        "{calls:?}"
     );
 }

@@ -162,6 +162,26 @@ fn token_ids_and_embeddings_agree_with_python_tokenizers_and_a_numpy_encoder() {
     }
 }
 
+/// Heavy padding leaves an answer unchanged: a one-word text in one pass with three long ones
+/// (padded from 3 tokens to theirs: one pass costs less here than a pass of its own) embeds
+/// as it does alone, on tract and ort.
+#[test]
+fn a_short_text_padded_to_long_ones_embeds_as_alone() {
+    require_engine!("ort");
+    let long = |word: &str| format!("{word} ").repeat(150);
+    let texts = vec![long("alpha"), long("beta"), long("gamma"), "a".to_string()];
+    for engine in ["tract", "ort"] {
+        let together = matrix(&embed(engine, &texts)["embeddings"]);
+        let alone = matrix(&embed(engine, &texts[3..])["embeddings"]);
+        let worst =
+            together[3].iter().zip(&alone[0]).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(
+            worst < 1e-5,
+            "{engine}: `a` padded to the long texts differs from alone by {worst}"
+        );
+    }
+}
+
 #[test]
 fn an_empty_text_is_refused_by_name() {
     model_dir();

@@ -471,7 +471,10 @@ fn predict_batch<T: Translator>(
     // One forward pass per group of similar lengths (`Batchifier::groups`); the outputs go
     // back to their items' places.
     let mut outputs: Vec<Option<T::Output>> = std::iter::repeat_with(|| None).take(n).collect();
-    let groups = batchifier.groups(&items);
+    // A model whose batch axis is fixed takes its whole batch in one pass.
+    let dynamic_batch =
+        model.inputs().iter().all(|s| s.shape.first().is_some_and(|d| d.is_dynamic()));
+    let groups = if dynamic_batch { batchifier.groups(&items) } else { vec![(0..n).collect()] };
     let mut batching = start.elapsed();
     let (mut inference, mut postprocess) = (Duration::ZERO, Duration::ZERO);
     for group in groups {

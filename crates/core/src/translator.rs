@@ -56,7 +56,8 @@ impl Batchifier {
 
     /// The forward passes a batch of `items` runs as: lists of item indices, each list one
     /// pass. `Stack` and `None` batches run as one. A `Pad` batch runs as
-    /// [`length_passes`] cuts it, an item's length being its first tensor's size.
+    /// [`length_passes`] cuts it, an item's length being its first tensor's size (made for
+    /// 1-D items, a text's tokens; for items padded along several axes it is an estimate).
     pub fn groups(self, items: &[Vec<Tensor>]) -> Vec<Vec<usize>> {
         if self != Batchifier::Pad {
             return vec![(0..items.len()).collect()];
@@ -108,12 +109,13 @@ impl Batchifier {
 /// passes (samples × the pass's longest) plus, per pass, the positions of one sample of the
 /// batch's longest request. Measured on all-MiniLM-L6-v2, that cost of a pass cut 32
 /// sentences of 8 to 18 tokens into 3 passes and 576 padded positions into 452
-/// (docs/performance.md). Requests of one length, or fewer than two, make one pass.
+/// (docs/performance.md). Requests of one length make one pass of up to 1,024 requests (the
+/// bound that keeps the search linear), and no requests none; ties go to fewer passes.
 pub fn length_passes(requests: &[(usize, usize)]) -> Vec<Vec<usize>> {
     let n = requests.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (requests[i].1, i));
-    let pass_cost = requests.iter().map(|r| r.1).max().unwrap_or(0);
+    let pass_cost = requests.iter().map(|r| r.1).max().unwrap_or(0).max(1);
     // best[j]: the least cost of the first j sorted requests; cut[j]: where its last pass
     // starts. A pass holds at most MAX_PASS requests, which bounds the work at n × MAX_PASS.
     const MAX_PASS: usize = 1024;
@@ -127,7 +129,8 @@ pub fn length_passes(requests: &[(usize, usize)]) -> Vec<Vec<usize>> {
             samples = samples.saturating_add(requests[order[i]].0);
             let cost =
                 best[i].saturating_add(samples.saturating_mul(longest)).saturating_add(pass_cost);
-            if cost < best[j] {
+            // `<=`: on a tie the pass that starts earlier wins, so fewer passes.
+            if cost <= best[j] {
                 best[j] = cost;
                 cut[j] = i;
             }
@@ -435,6 +438,8 @@ mod tests {
         assert_eq!(length_passes(&[(5, 3), (1, 4)]), vec![vec![0], vec![1]]);
         assert_eq!(length_passes(&[(5, 3), (1, 3)]), vec![vec![0, 1]]);
         assert!(length_passes(&[]).is_empty());
+        // Empty requests (length 0) still make one pass, not one each.
+        assert_eq!(length_passes(&[(1, 0), (1, 0), (1, 0)]), vec![vec![0, 1, 2]]);
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub fn install() {
                 "thrum_inference_count",
                 "Samples inferred (a batch of 8 counts 8)"
             );
-            metrics::describe_counter!("thrum_inference_exec_count", "Engine calls (batches)");
+            metrics::describe_counter!("thrum_inference_exec_count", "Engine calls (a batch, or each pass of a padded batch)");
             metrics::describe_gauge!(
                 "thrum_inference_pending_request_count",
                 "Requests admitted and waiting for a worker: the queue depth to autoscale on"

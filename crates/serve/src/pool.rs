@@ -25,7 +25,8 @@
 //!   request fails alone and never the batch it would have joined.
 //! - A request whose caller went away (a disconnected client) is dropped unrun; one whose
 //!   timeout passed in the queue is answered [`ServeError::Timeout`]. Both are checked again
-//!   for a request held over for the next batch, right before it runs.
+//!   for a request held over for the next batch, and for one in a later pass of a padded
+//!   batch, right before it runs.
 //! - A worker that panics answers its requests with [`ServeError::WorkerPanicked`], gets a new
 //!   predictor, and keeps serving. A worker that cannot get one stops; when no worker is left,
 //!   the pool is no longer ready, refuses new requests and answers the queued ones.
@@ -60,9 +61,10 @@ pub struct Batching {
 }
 
 /// How requests of different lengths join one batch, as text-embeddings-inference batches
-/// texts: each input is padded with zeros along `axis` to the batch's longest request, and a
-/// batch holds at most `max_batch_tokens` padded positions (samples × longest). Each request
-/// gets its outputs cut back to its own length along `axis`.
+/// texts: a batch holds at most `max_batch_tokens` padded positions (samples × longest), and
+/// runs in passes of similar lengths ([`thrum_core::length_passes`]), each input padded with
+/// zeros along `axis` to its pass's longest request. Each request gets its outputs cut back to
+/// its own length along `axis`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Padding {
     /// The axis requests differ along (a text model's sequence axis).
@@ -750,11 +752,11 @@ fn worker(
             while let Ok(job) = queue.recv() {
                 inner.count_queued(false);
                 if let Some(job) = admit(inner, job)
-                    && run(inner, &shared, &mut runner, vec![job]) == After::Lost
+                    && run(inner, &shared, &mut runner, vec![job], Instant::now()) == After::Lost
                 {
                     // The last worker out answers what still waits: nobody else will.
                     if live.stop() == 0 {
-                        answer_orphans(inner, queue.try_iter(), true, NO_WORKER);
+                        answer_orphans(inner, queue.try_iter(), true);
                     }
                     return;
                 }
@@ -764,6 +766,7 @@ fn worker(
             while idle.send(index).is_ok() {
                 match batches.recv() {
                     Ok(jobs) => {
+                        let taken = Instant::now();
                         let mut passes = passes(inner, jobs).into_iter();
                         let mut first = true;
                         while let Some(pass) = passes.next() {
@@ -776,9 +779,9 @@ fn worker(
                             };
                             first = false;
                             if !pass.is_empty()
-                                && run(inner, &shared, &mut runner, pass) == After::Lost
+                                && run(inner, &shared, &mut runner, pass, taken) == After::Lost
                             {
-                                answer_orphans(inner, passes.flatten(), false, STOPPED);
+                                unrun(inner, passes.flatten());
                                 return;
                             }
                         }
@@ -823,7 +826,7 @@ fn count_off(inner: &Inner) -> usize {
 
 /// Answers requests that no worker will run (every worker stopped) with why; `queued`: they
 /// are still counted as waiting.
-fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool, reason: &str) {
+fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool) {
     for job in jobs {
         if queued {
             inner.count_queued(false);
@@ -832,7 +835,8 @@ fn answer_orphans(inner: &Inner, jobs: impl Iterator<Item = Job>, queued: bool, 
         add(&mut inner.stats().fail, 1, job.enqueued.elapsed());
         let _ = job.reply.send(Err(ServeError::NotReady {
             what: format!("model `{}`", inner.name),
-            reason: reason.into(),
+            reason: "no worker is left to run it: every worker failed to replace its predictor"
+                .into(),
         }));
     }
 }
@@ -883,8 +887,8 @@ fn batcher(
     }
     // Dropping `workers` stops the workers once they finish. Whatever still waits here has no
     // worker to run it (after a normal shutdown, nothing does).
-    answer_orphans(inner, ready.into_iter().flatten(), false, NO_WORKER);
-    answer_orphans(inner, held.into_iter().chain(queue.try_iter()), true, NO_WORKER);
+    answer_orphans(inner, ready.into_iter().flatten(), false);
+    answer_orphans(inner, held.into_iter().chain(queue.try_iter()), true);
 }
 
 /// The next batch: the first live request, and whatever can join it within the delay.
@@ -973,15 +977,14 @@ enum After {
     Lost,
 }
 
-const NO_WORKER: &str = "no worker is left to run it: every worker failed to replace its predictor";
-const STOPPED: &str = "the worker that took it stopped before its pass ran (its predictor \
-    failed and could not be replaced); send it again";
-
 /// A batch as it runs: requests of different lengths (padding on) in passes of similar
 /// lengths ([`thrum_core::length_passes`]), each padded only to its own longest; any other
-/// batch in one pass.
+/// batch in one pass, and so is a batch of a preferred size (the size was asked for).
 fn passes(inner: &Inner, jobs: Vec<Job>) -> Vec<Vec<Job>> {
-    if padding(inner).is_none() || jobs.len() < 2 {
+    let preferred = inner.config.batching.as_ref().is_some_and(|b| {
+        b.preferred_batch_sizes.contains(&jobs.iter().map(|j| j.samples).sum::<usize>())
+    });
+    if padding(inner).is_none() || jobs.len() < 2 || preferred {
         return vec![jobs];
     }
     let lengths: Vec<(usize, usize)> = jobs.iter().map(|j| (j.samples, j.length)).collect();
@@ -992,19 +995,38 @@ fn passes(inner: &Inner, jobs: Vec<Job>) -> Vec<Vec<Job>> {
         .collect()
 }
 
+/// Answers the requests of a batch's later passes when its worker stopped before they ran:
+/// the worker's failure, not the model's readiness (other workers may serve on). A caller
+/// that went away or a timeout that passed is counted as such first.
+fn unrun(inner: &Inner, jobs: impl Iterator<Item = Job>) {
+    for job in jobs.filter_map(|j| admit(inner, j)) {
+        metrics::counter!("thrum_inference_request_failure", "model" => inner.name.clone(), "reason" => "BACKEND").increment(1);
+        add(&mut inner.stats().fail, 1, job.enqueued.elapsed());
+        let _ = job.reply.send(Err(ServeError::WorkerPanicked {
+            model: inner.name.clone(),
+            message: "an earlier pass of this request's batch panicked and the worker could \
+                      not replace its predictor; this request did not run"
+                .into(),
+        }));
+    }
+}
+
 /// Runs a batch of one or more requests and answers each.
+/// `taken`: when the worker took the batch, the end of its requests' queue time (a later pass
+/// of a batch waits for the passes before it, and that is compute, not queue).
 fn run(
     inner: &Inner,
     shared: &Option<Arc<SharedPredictor>>,
     runner: &mut Runner,
     mut jobs: Vec<Job>,
+    taken: Instant,
 ) -> After {
     let start = Instant::now();
     let mut after = After::Serving;
     let n = jobs.len() as u64;
     let sizes: Vec<usize> = jobs.iter().map(|j| j.samples).collect();
     let samples: usize = sizes.iter().sum();
-    let queue_ns: u64 = jobs.iter().map(|j| ns(start.duration_since(j.enqueued))).sum();
+    let queue_ns: u64 = jobs.iter().map(|j| ns(taken.saturating_duration_since(j.enqueued))).sum();
     let inputs = if jobs.len() == 1 {
         Ok(std::mem::take(&mut jobs[0].inputs))
     } else {
@@ -1094,7 +1116,7 @@ fn run(
             b.compute_output_ns += ns(output_d);
         }
     }
-    record_metrics(inner, &jobs, ok, samples, input_d, infer_d, output_d, start);
+    record_metrics(inner, &jobs, ok, samples, input_d, infer_d, output_d, taken);
     for (job, answer) in jobs.into_iter().zip(answers) {
         // The caller may be gone (a disconnected client): nothing to answer then.
         let _ = job.reply.send(answer);
@@ -1111,7 +1133,7 @@ fn record_metrics(
     input_d: Duration,
     infer_d: Duration,
     output_d: Duration,
-    start: Instant,
+    taken: Instant,
 ) {
     let model = inner.name.clone();
     let n = jobs.len() as u64;
@@ -1125,7 +1147,7 @@ fn record_metrics(
         .record(samples as f64);
     for job in jobs {
         metrics::histogram!("thrum_inference_queue_duration_seconds", "model" => model.clone())
-            .record(start.duration_since(job.enqueued).as_secs_f64());
+            .record(taken.saturating_duration_since(job.enqueued).as_secs_f64());
     }
     metrics::histogram!("thrum_inference_compute_input_duration_seconds", "model" => model.clone())
         .record(input_d.as_secs_f64());

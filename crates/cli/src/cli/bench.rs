@@ -35,20 +35,23 @@ pub struct BenchArgs {
     engine: Option<String>,
 
     /// Real texts, one per line, for a text model (zoo:all-minilm-l6-v2): each call embeds
-    /// --batch-size of them (the file's first lines) through the whole pipeline, with stages
-    /// tokenize (preprocess), inference and pool (postprocess).
+    /// --batch-size of them (the next lines each call, wrapping around: every line is
+    /// measured) through the whole pipeline, with stages tokenize (preprocess), inference and
+    /// pool (postprocess).
     #[arg(long = "text-file", value_name = "FILE", conflicts_with = "input_shapes")]
     text_file: Option<std::path::PathBuf>,
 
     /// Real images (every file of DIR: JPEG, PNG, GIF, WebP) for an image model
     /// (zoo:efficientnet-lite0, or a file with TorchServe's pre-processing): each call
-    /// classifies --batch-size of them through the whole pipeline, with stages decode + resize
+    /// classifies --batch-size of them (the next ones each call) through the whole pipeline,
+    /// with stages decode + resize
     /// + normalise (preprocess), inference and top-k (postprocess).
     #[arg(long = "image-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file"])]
     image_dir: Option<std::path::PathBuf>,
 
     /// Real files (every file of DIR, any type) for a content-type model (zoo:magika): each
-    /// call identifies --batch-size of them through the whole pipeline, with stages tokens
+    /// call identifies --batch-size of them (the next ones each call) through the whole
+    /// pipeline, with stages tokens
     /// (preprocess: each file's ends, as Magika reads them), inference and Magika's output
     /// rules (postprocess).
     #[arg(long = "file-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file", "image_dir"])]
