@@ -416,13 +416,16 @@ fn dropping_the_last_pool_on_an_async_thread_does_not_block_it() {
     rt.block_on(running).unwrap().unwrap();
 }
 
-#[test]
-fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
+/// With a token budget of `max_batch_tokens`: a request of 2 tokens holds the one worker
+/// while four more of `lengths` (tokens, value) queue in order; then all run. Checks that each
+/// answer is cut back to its own length and carries its own values; returns the pool and the
+/// samples of each engine call after the warm-up.
+fn run_padded(max_batch_tokens: usize, lengths: [(usize, f32); 4]) -> (ModelPool, Vec<usize>) {
     // x, y: [N, L] with L dynamic, as a text model's tokens are.
     let spec =
         |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::named("L")]);
     let probe = scripted_with(vec![spec("x"), spec("y")], Duration::ZERO);
-    let batching = Batching::new(8, Duration::from_millis(300)).with_padding(1, 6);
+    let batching = Batching::new(8, Duration::from_millis(300)).with_padding(1, max_batch_tokens);
     let pool =
         ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
             .unwrap();
@@ -437,7 +440,6 @@ fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
         async move { pool.submit(row(2, 9.0)).await }
     });
     wait_until("the worker takes the first request", || probe.calls() == warm + 1);
-    let lengths = [(1, 1.0), (3, 2.0), (2, 3.0), (3, 4.0)];
     let rest = rt.spawn({
         let pool = pool.clone();
         // One task, polled in order: the queue holds them in this order.
@@ -453,51 +455,26 @@ fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
         assert_eq!(out[0].shape(), &[1, *len], "cut back to its own length");
         assert!(out[0].as_slice::<f32>().unwrap().iter().all(|&x| x == 2.0 * v), "{out:?}");
     }
+    assert_eq!(pool.pending(), 0);
+    let batches = probe.batches.lock().unwrap().clone();
+    (pool, batches)
+}
+
+#[test]
+fn requests_of_different_lengths_join_by_padding_within_the_token_budget() {
+    let (_, batches) = run_padded(6, [(1, 1.0), (3, 2.0), (2, 3.0), (3, 4.0)]);
     // 1 + 3 tokens join (2 × 3 = 6 padded positions); the 2 would make 3 × 3 = 9 > 6 and
     // starts the next batch, which the last 3 joins (2 × 3 = 6).
-    assert_eq!(*probe.batches.lock().unwrap(), [1, 2, 2]);
-    assert_eq!(pool.pending(), 0);
+    assert_eq!(batches, [1, 2, 2]);
 }
 
 #[test]
 fn a_padded_batch_of_very_different_lengths_runs_in_passes_of_similar_lengths() {
-    let spec =
-        |name: &str| TensorSpec::new(name, DType::F32, vec![Dim::named("N"), Dim::named("L")]);
-    let probe = scripted_with(vec![spec("x"), spec("y")], Duration::ZERO);
-    let batching = Batching::new(8, Duration::from_millis(300)).with_padding(1, 1000);
-    let pool =
-        ModelPool::start("m", probe.model.clone(), PoolConfig::new(1).with_batching(batching))
-            .unwrap();
-    let rt = runtime();
-    let _closed = probe.gate.closed();
-    let warm = probe.calls();
-    probe.batches.lock().unwrap().clear();
-    let row =
-        |len: usize, value: f32| vec![Tensor::from_vec(vec![1, len], vec![value; len]).unwrap()];
-    let first = rt.spawn({
-        let pool = pool.clone();
-        async move { pool.submit(row(2, 9.0)).await }
-    });
-    wait_until("the worker takes the first request", || probe.calls() == warm + 1);
-    let lengths = [(2, 1.0), (20, 2.0), (2, 3.0), (3, 4.0)];
-    let rest = rt.spawn({
-        let pool = pool.clone();
-        async move {
-            futures_util::future::join_all(lengths.map(|(len, v)| pool.submit(row(len, v)))).await
-        }
-    });
-    wait_until("the four wait", || pool.pending() == 4);
-    probe.gate.open();
-    rt.block_on(first).unwrap().unwrap();
-    for ((len, v), out) in lengths.iter().zip(rt.block_on(rest).unwrap()) {
-        let out = out.unwrap();
-        assert_eq!(out[0].shape(), &[1, *len], "cut back to its own length");
-        assert!(out[0].as_slice::<f32>().unwrap().iter().all(|&x| x == 2.0 * v), "{out:?}");
-    }
+    let (pool, batches) = run_padded(1000, [(2, 1.0), (20, 2.0), (2, 3.0), (3, 4.0)]);
     // The four join one batch (4 × 20 = 80 padded positions, within 1,000), which runs as two
     // passes: 2, 2 and 3 padded to 3, then the 20 alone (3 × 3 + 20 = 29 positions and a
     // second pass, against 80 in one).
-    assert_eq!(*probe.batches.lock().unwrap(), [1, 3, 1]);
+    assert_eq!(batches, [1, 3, 1]);
     let stats = pool.stats();
     assert_eq!((stats.inference_count, stats.execution_count), (5, 3));
 }
