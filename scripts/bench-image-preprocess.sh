@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Image pre-processing (decode + resize + center crop + normalise) of real JPEG photographs:
-# thrum (zune-jpeg + fast_image_resize) against Pillow + NumPy, one thread each, the same files
+# thrum (libjpeg-turbo + fast_image_resize) against Pillow + NumPy, one thread each, the same files
 # in the same run. The photographs are scikit-image's samples (scripts/install-test-data.sh),
 # re-encoded as JPEG at quality 90 by Pillow where they ship as PNG.
 #

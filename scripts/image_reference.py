@@ -47,6 +47,8 @@ def synth(out_dir, photo):
     save("quality50.jpg", base, quality=50)
     save("progressive.jpg", base, quality=90, progressive=True)
     save("restarts.jpg", base, quality=90, restart_marker_rows=2)
+    save("chroma422.jpg", base, quality=90, subsampling=1)
+    save("grayscale.jpg", base.convert("L"), quality=90)
     for orientation in (3, 6, 8, 2):
         exif = Image.Exif()
         exif[0x0112] = orientation

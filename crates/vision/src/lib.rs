@@ -13,10 +13,12 @@
 //! - [`ImageClassifier`]: bytes of an image → the model → softmax top-k with labels
 //!   ([`Classification`]).
 //!
-//! Crates: `image` decodes (pure Rust: `zune-jpeg`, `png`, `gif`, `image-webp`; EXIF
-//! orientation and allocation limits built in); `fast_image_resize` resizes (SIMD convolution
-//! with Pillow's filters and fixed-point arithmetic, so its output matches Pillow's within
-//! one level).
+//! Crates: `mozjpeg` decodes JPEGs with libjpeg-turbo, the library Pillow decodes them with
+//! (its integer IDCT and "fancy" chroma upsampling, SIMD where `nasm` was found at build time),
+//! so the pixels equal Pillow's; `image` reads every header, EXIF orientation, and decodes the
+//! other formats (pure Rust: `png`, `gif`, `image-webp`; CMYK JPEGs with `zune-jpeg`) under
+//! allocation limits; `fast_image_resize` resizes (SIMD convolution with Pillow's filters and
+//! fixed-point arithmetic, so its output matches Pillow's within one level).
 #![forbid(unsafe_code)]
 
 use std::io::Cursor;
@@ -26,6 +28,8 @@ use fast_image_resize as fir;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use thrum_core::translator::{Batchifier, Translator};
 use thrum_core::{Classification, Classifier, DType, Dim, Error, Model, Result, Tensor};
+
+mod jpeg;
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS`: images with more pixels are refused (Pillow warns, then
 /// refuses at twice this).
@@ -54,49 +58,6 @@ fn describe(bytes: &[u8]) -> String {
         })
         .collect();
     format!("{} bytes starting `{head}`", bytes.len())
-}
-
-/// Whether a JPEG's entropy-coded data reaches its end-of-image marker. Decoders fill a
-/// truncated scan with gray and say nothing; Pillow refuses such a file ("image file is
-/// truncated"), and so does thrum. The marker segments are walked from the start (an EXIF
-/// thumbnail sits inside APP1 and is skipped with it), and each scan's data up to its next
-/// marker (0xFF is stuffed as 0xFF00 inside it, restart markers are part of it), so whatever
-/// follows the image's end (a phone's motion-photo video) is never read.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let mut at = 2; // after SOI
-    while at + 1 < bytes.len() {
-        if bytes[at] != 0xFF {
-            return false;
-        }
-        let marker = bytes[at + 1];
-        match marker {
-            0xD9 => return true,
-            0xFF => at += 1, // fill byte
-            0x01 | 0xD0..=0xD7 => at += 2,
-            _ => {
-                let Some(len) = bytes.get(at + 2..at + 4) else { return false };
-                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                at += 2 + len;
-                if marker == 0xDA {
-                    // Entropy-coded data: up to the next marker that is not a stuffed 0xFF00
-                    // or a restart marker.
-                    loop {
-                        let Some(&byte) = bytes.get(at) else { return false };
-                        if byte == 0xFF {
-                            match bytes.get(at + 1) {
-                                None => return false,
-                                Some(0x00) | Some(0xD0..=0xD7) => at += 2,
-                                Some(_) => break,
-                            }
-                        } else {
-                            at += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    false
 }
 
 /// The width and height an encoded image's header states, without decoding it.
@@ -143,11 +104,25 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         return Err(bad_image(&format!("a {format:?} image"), FORMATS));
     }
     let name = format!("{format:?}").to_uppercase();
-    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(bad_image(
-            &format!("JPEG, {}", describe(bytes)),
-            "a complete JPEG: its last scan has no end-of-image marker (the file is truncated)",
-        ));
+    if format == image::ImageFormat::Jpeg {
+        match jpeg::scans(bytes) {
+            None => {
+                return Err(bad_image(
+                    &format!("JPEG, {}", describe(bytes)),
+                    "a complete JPEG: its last scan has no end-of-image marker (the file is truncated)",
+                ));
+            }
+            Some(scans) if scans > jpeg::MAX_SCANS => {
+                return Err(bad_image(
+                    &format!("JPEG of {scans} scans, {}", describe(bytes)),
+                    format!(
+                        "a JPEG of at most {} scans (progressive JPEGs have about 10)",
+                        jpeg::MAX_SCANS
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
     let fail = |e: image::ImageError| {
         bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
@@ -173,7 +148,19 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
     decoder.set_limits(limits).map_err(fail)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    // JPEGs in YCbCr, grayscale or RGB are decoded by libjpeg-turbo, as Pillow decodes them
+    // (the same pixels); CMYK and YCCK ones, and every other format, by the `image` crate.
+    let libjpeg = if format == image::ImageFormat::Jpeg {
+        jpeg::decode_rgb(bytes).map_err(|e| {
+            bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
+        })?
+    } else {
+        None
+    };
+    let mut image = match libjpeg {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder).map_err(fail)?,
+    };
     image.apply_orientation(orientation);
     Ok(match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -469,31 +456,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// SOI, an APP0 segment, a scan header, entropy-coded data with a stuffed 0xFF00 and a
-    /// restart marker, then `end`.
-    fn jpeg(end: &[u8]) -> Vec<u8> {
-        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x4A, 0x46];
-        b.extend([0xFF, 0xDA, 0x00, 0x03, 0x01]);
-        b.extend([0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56]);
-        b.extend_from_slice(end);
-        b
-    }
-
+    /// A JPEG of more scans than the limit is refused on its markers, before decoding.
     #[test]
-    fn a_jpeg_is_complete_when_its_scan_reaches_the_end_marker() {
-        assert!(jpeg_is_complete(&jpeg(&[0xFF, 0xD9])));
-        // A motion photo: a video after the image's end, with scan-like bytes in it.
-        let mut motion = jpeg(&[0xFF, 0xD9]);
-        motion.extend([0x00, 0xFF, 0xDA, 0x00, 0x10, 0x77, 0x88]);
-        assert!(jpeg_is_complete(&motion));
-        // Cut inside the scan, inside a segment, or right after a marker byte.
-        assert!(!jpeg_is_complete(&jpeg(&[])));
-        assert!(!jpeg_is_complete(&jpeg(&[0xFF])));
-        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]));
-        // An EOI inside APP1 (a thumbnail) is skipped with its segment.
-        let mut thumb = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0xFF, 0xD9];
-        thumb.extend([0xFF, 0xDA, 0x00, 0x02, 0x11]);
-        assert!(!jpeg_is_complete(&thumb));
+    fn a_jpeg_of_too_many_scans_is_refused_by_name() {
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x4A, 0x46];
+        for _ in 0..=jpeg::MAX_SCANS {
+            bytes.extend([0xFF, 0xDA, 0x00, 0x03, 0x01, 0x12, 0x34]);
+        }
+        bytes.extend([0xFF, 0xD9]);
+        let err = decode(&bytes, DEFAULT_MAX_PIXELS).unwrap_err().to_string();
+        assert!(err.contains("JPEG of 101 scans") && err.contains("at most 100 scans"), "{err}");
     }
 
     #[test]
