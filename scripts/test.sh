@@ -33,8 +33,10 @@ step() {
 # the downloads below start, so that two apt-gets never wait on each other's lock).
 if ! command -v nasm >/dev/null; then
     if command -v apt-get >/dev/null && [[ "$(id -u)" = 0 ]]; then
-        step "install nasm" bash -c 'apt-get install -y -q nasm >/dev/null 2>&1 ||
-            { apt-get update -q >/dev/null && apt-get install -y -q nasm >/dev/null; }'
+        # Optional: a failed install (a held dpkg lock, a mirror down) costs speed, not the run.
+        step "install nasm" bash -c 'apt-get install -y -q -o DPkg::Lock::Timeout=120 nasm >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=120 nasm >/dev/null; }' ||
+            echo "note: nasm could not be installed: JPEG decoding builds without SIMD" >&2
     else
         echo "note: nasm is missing (apt-get install nasm): JPEG decoding builds without SIMD" >&2
     fi

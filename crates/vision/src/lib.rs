@@ -105,23 +105,16 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     }
     let name = format!("{format:?}").to_uppercase();
     if format == image::ImageFormat::Jpeg {
-        match jpeg::scans(bytes) {
-            None => {
-                return Err(bad_image(
-                    &format!("JPEG, {}", describe(bytes)),
-                    "a complete JPEG: its last scan has no end-of-image marker (the file is truncated)",
-                ));
-            }
-            Some(scans) if scans > jpeg::MAX_SCANS => {
-                return Err(bad_image(
-                    &format!("JPEG of {scans} scans, {}", describe(bytes)),
-                    format!(
-                        "a JPEG of at most {} scans (progressive JPEGs have about 10)",
-                        jpeg::MAX_SCANS
-                    ),
-                ));
-            }
-            Some(_) => {}
+        let scans = jpeg::scans(bytes)
+            .map_err(|expected| bad_image(&format!("JPEG, {}", describe(bytes)), expected))?;
+        if scans > jpeg::MAX_SCANS {
+            return Err(bad_image(
+                &format!("JPEG of {scans} scans, {}", describe(bytes)),
+                format!(
+                    "a JPEG of at most {} scans (progressive JPEGs have about 10)",
+                    jpeg::MAX_SCANS
+                ),
+            ));
         }
     }
     let fail = |e: image::ImageError| {
@@ -142,8 +135,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
             format!("at most {max_pixels} pixels (the server's limit; refused before decoding)"),
         ));
     }
-    // The decoder's own allocation limit backs the header check (a file whose frames are
-    // bigger than its header says).
+    // The `image` crate's decoders also keep to an allocation limit (a file whose frames are
+    // bigger than its header says); libjpeg's frame must be the size checked above.
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
     decoder.set_limits(limits).map_err(fail)?;
@@ -151,7 +144,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     // JPEGs in YCbCr, grayscale or RGB are decoded by libjpeg-turbo, as Pillow decodes them
     // (the same pixels); CMYK and YCCK ones, and every other format, by the `image` crate.
     let libjpeg = if format == image::ImageFormat::Jpeg {
-        jpeg::decode_rgb(bytes).map_err(|e| {
+        jpeg::decode_rgb(bytes, (width, height)).map_err(|e| {
             bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
         })?
     } else {
