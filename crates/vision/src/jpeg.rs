@@ -133,10 +133,7 @@ pub(crate) fn decode_rgb(bytes: &[u8], size: (u32, u32)) -> Result<Option<RgbIma
         let pixels: Vec<u8> = started.read_scanlines()?;
         started.finish()?;
         let rows = pixels.len() / (width * 3).max(1);
-        let (Ok(w), Ok(h)) = (u32::try_from(width), u32::try_from(height)) else {
-            return Err(io::Error::other(format!("a frame of {width} × {height} pixels")));
-        };
-        RgbImage::from_raw(w, h, pixels)
+        RgbImage::from_raw(size.0, size.1, pixels)
             .map(Some)
             .ok_or_else(|| io::Error::other(format!("{rows} of the frame's {height} rows decoded")))
     };
