@@ -117,10 +117,10 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
             ));
         }
     }
-    let fail = |e: image::ImageError| {
+    let fail = |e: &dyn std::fmt::Display| {
         bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
     };
-    let mut decoder = reader.into_decoder().map_err(fail)?;
+    let mut decoder = reader.into_decoder().map_err(|e| fail(&e))?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(bad_image(
@@ -139,20 +139,18 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     // bigger than its header says); libjpeg's frame must be the size checked above.
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
-    decoder.set_limits(limits).map_err(fail)?;
+    decoder.set_limits(limits).map_err(|e| fail(&e))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     // JPEGs in YCbCr, grayscale or RGB are decoded by libjpeg-turbo, as Pillow decodes them
     // (the same pixels); CMYK and YCCK ones, and every other format, by the `image` crate.
     let libjpeg = if format == image::ImageFormat::Jpeg {
-        jpeg::decode_rgb(bytes, (width, height)).map_err(|e| {
-            bad_image(&format!("{name}, {}", describe(bytes)), format!("a valid {name} ({e})"))
-        })?
+        jpeg::decode_rgb(bytes, (width, height)).map_err(|e| fail(&e))?
     } else {
         None
     };
     let mut image = match libjpeg {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
-        None => DynamicImage::from_decoder(decoder).map_err(fail)?,
+        None => DynamicImage::from_decoder(decoder).map_err(|e| fail(&e))?,
     };
     image.apply_orientation(orientation);
     Ok(match image {
