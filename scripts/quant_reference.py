@@ -16,12 +16,18 @@ Python API (no thrum code).
         the fp32 model (fp32's class first / among its five first), the largest difference of
         the softmax, the mean cosine of the logits to fp32's, and images/s at batch 1 with THREADS intra-op threads (each model timed
         in alternation, three rounds, the best kept).
+
+    python quant_reference.py optimized MODEL.onnx NODE...
+        prints JSON: each NODE as ONNX Runtime's CPU provider has it after its basic graph
+        optimizations (where it quantizes the float weights of Conv and Gemm nodes that read a
+        DequantizeLinear): its operator, and whether its weight is a float initializer.
 """
 
 import glob
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -136,6 +142,29 @@ def evaluate(resize, crop, mean, std, eval_dir, threads, fp32, models):
     print(json.dumps(result, indent=2))
 
 
+def optimized(model, names):
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        o = ort.SessionOptions()
+        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        o.optimized_model_filepath = os.path.join(tmp, "basic.onnx")
+        ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
+        graph = onnx.load(o.optimized_model_filepath).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    nodes = {n.name: n for n in graph.node}
+    result = {}
+    for name in names:
+        n = nodes.get(name)
+        result[name] = None if n is None else {
+            "op_type": n.op_type,
+            "weight": n.input[1] if len(n.input) > 1 else None,
+            "float_weight": len(n.input) > 1 and n.input[1] in floats,
+        }
+    print(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "photos":
@@ -147,5 +176,7 @@ if __name__ == "__main__":
     elif command == "evaluate":
         evaluate(int(args[0]), int(args[1]), float(args[2]), float(args[3]), args[4],
                  int(args[5]), args[6], args[7:])
+    elif command == "optimized":
+        optimized(args[0], args[1:])
     else:
         sys.exit(f"unknown command {command}")

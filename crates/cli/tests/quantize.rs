@@ -66,19 +66,23 @@ fn quantized_efficientnet_lite0_agrees_with_fp32_as_well_as_onnx_runtimes_own_qu
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("lite0-thrum.onnx");
     let theirs = dir.path().join("lite0-ort.onnx");
-    let report_path = dir.path().join("report.json");
-    thrum()
-        .args(["quantize", "-e", "ort", "-p", "zoo:efficientnet-lite0", "--samples", "40"])
-        .arg("--calibration-images")
-        .arg(&calib)
-        .arg("-o")
-        .arg(&ours)
-        .arg("--json")
-        .arg(&report_path)
-        .assert()
-        .success();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    // Quantizes Lite0 on 40 calibration crops into `out` with `extra` arguments; the report.
+    let quantize = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let report = dir.path().join("report.json");
+        thrum()
+            .args(["quantize", "-e", "ort", "-p", "zoo:efficientnet-lite0", "--samples", "40"])
+            .arg("--calibration-images")
+            .arg(&calib)
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .arg("--json")
+            .arg(&report)
+            .assert()
+            .success();
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+    };
+    let report = quantize(&ours, &[]);
     assert_eq!(report["calibration"]["samples"], 40, "{report:#}");
     let d = decisions(&report);
     assert_eq!(d["quantized Conv"], 49, "{d:?}");
@@ -111,6 +115,15 @@ fn quantized_efficientnet_lite0_agrees_with_fp32_as_well_as_onnx_runtimes_own_qu
         "40".as_ref(),
     ]);
     assert_eq!(peer["samples"], 40);
+    // The first depthwise convolution left in fp32. ONNX Runtime quantizes the float weight of
+    // a Conv that reads a DequantizeLinear by itself (per tensor: on this layer's folded batch
+    // norm that costs a quarter of top-1 agreement); thrum's model must keep it in fp32.
+    let excluded = dir.path().join("lite0-conv1-fp32.onnx");
+    let r = quantize(&excluded, &["--exclude-nodes", "conv_1"]);
+    assert_eq!(r["report"]["fp32_barriers"], 1, "{r:#}");
+    let kept = script(&["optimized".as_ref(), excluded.as_os_str(), "conv_1".as_ref()]);
+    assert_eq!(kept["conv_1"]["op_type"], "Conv", "{kept:#}");
+    assert_eq!(kept["conv_1"]["float_weight"], true, "ONNX Runtime quantized it: {kept:#}");
     let judged = script(&[
         "evaluate".as_ref(),
         recipe[0].as_ref(),
@@ -122,6 +135,7 @@ fn quantized_efficientnet_lite0_agrees_with_fp32_as_well_as_onnx_runtimes_own_qu
         fp32.as_os_str(),
         ours.as_os_str(),
         theirs.as_os_str(),
+        excluded.as_os_str(),
     ]);
     let models = judged["models"].as_array().unwrap();
     assert!(judged["samples"].as_u64().unwrap() >= 150, "{judged:#}");
@@ -140,6 +154,9 @@ fn quantized_efficientnet_lite0_agrees_with_fp32_as_well_as_onnx_runtimes_own_qu
     // Top-5 is close to the peer's, not above it on this set (0.91 against 0.93 measured on an
     // AVX2 CPU): a floor, with the comparison in docs/performance.md.
     assert!(top5(thrum_int8) >= 0.88 && top5(thrum_int8) >= top5(ort_int8) - 0.04, "{judged:#}");
+    // A layer put back in fp32 does not lose agreement (it lost 21 points of 100 when ONNX
+    // Runtime quantized it per tensor; within two images of ~190 of the all-int8 model).
+    assert!(top1(&models[3]) >= top1(thrum_int8) - 0.011, "{judged:#}");
 
     // thrum's engines run it: ONNX Runtime fuses the QDQ pairs, tract runs them as they are;
     // both give the same classes on a real photograph's tensor.

@@ -158,6 +158,7 @@ impl Quantizer {
             quantized_tensors: quantized_inputs.len(),
             int8_weights,
             int32_biases: 0,
+            fp32_barriers: 0,
             options: self.options.clone(),
             bytes_before: self.bytes_before,
             bytes_after: bytes.len(),

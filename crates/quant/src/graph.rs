@@ -92,6 +92,21 @@ pub(crate) fn node(
     }
 }
 
+/// A float tensor of unknown shape named `name`, as a graph input or output declares it.
+pub(crate) fn float_value(name: &str) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: None,
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// An integer attribute.
 pub(crate) fn int_attribute(name: &str, value: i64) -> pb::AttributeProto {
     pb::AttributeProto {

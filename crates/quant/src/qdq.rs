@@ -32,6 +32,10 @@ pub const DEFAULT_OP_TYPES: &[&str] = &[
     "Clip",
 ];
 
+/// Operators that ONNX Runtime quantizes by itself when they read a `DequantizeLinear`
+/// (and write what a `QuantizeLinear` reads): a node of these left in fp32 reads through a Clip.
+const FP32_BARRIER_OPS: &[&str] = &["Conv", "ConvTranspose", "Gemm"];
+
 const PASS_THROUGH: &[&str] =
     &["MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"];
 
@@ -100,6 +104,9 @@ pub struct Report {
     pub int8_weights: usize,
     /// Biases stored as int32.
     pub int32_biases: usize,
+    /// Clips added before fp32 Conv, ConvTranspose or Gemm nodes that read a quantized
+    /// tensor, so that ONNX Runtime keeps them in fp32.
+    pub fp32_barriers: usize,
     /// What was asked.
     pub options: QuantizeOptions,
     /// The model's size before and after, bytes.
@@ -522,17 +529,7 @@ impl Quantizer {
         let mut existing = graph::graph_outputs(&graph);
         existing.extend(graph.input.iter().map(|i| i.name.clone()));
         for t in self.calibrated.iter().filter(|t| !existing.contains(*t)) {
-            graph.output.push(pb::ValueInfoProto {
-                name: t.clone(),
-                r#type: Some(pb::TypeProto {
-                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                        elem_type: DataType::Float as i32,
-                        shape: None,
-                    })),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            graph.output.push(graph::float_value(t));
         }
         model.graph = Some(graph);
         model.encode_to_vec()
@@ -591,6 +588,9 @@ impl Quantizer {
             qdq_pair(&input.name, &mut nodes, &mut initializers);
         }
         let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+        let mut barriers: HashSet<String> = HashSet::new();
+        let mut fp32_barriers = 0;
+        let mut reports = self.reports.clone();
         let (mut int8_weights, mut int32_biases) = (0, 0);
         let qmax = if self.options.reduce_range { 63.0 } else { 127.0 };
         for (i, n) in g.node.iter().enumerate() {
@@ -606,6 +606,43 @@ impl Quantizer {
             for t in n.input.iter_mut() {
                 if params.contains_key(t.as_str()) {
                     *t = dq(t);
+                }
+            }
+            // A Conv, ConvTranspose or Gemm left in fp32 must not read a DequantizeLinear
+            // directly: ONNX Runtime's `WeightBiasQuantization` graph pass (1.32 does it)
+            // quantizes the float weight of such a node itself, per tensor, and fuses the node
+            // into its integer kernel. It reads a Clip to the range its input was quantized to
+            // instead, which changes no value.
+            if matches!(kind, Kind::Fp32)
+                && FP32_BARRIER_OPS.contains(&n.op_type.as_str())
+                && let Some(t) = g.node[i].input.first()
+                && let Some(&(scale, zero)) = params.get(t)
+            {
+                let barrier = format!("{t}_fp32_barrier");
+                if barriers.insert(t.clone()) {
+                    let (lo, hi) = (format!("{barrier}_min"), format!("{barrier}_max"));
+                    initializers.push(graph::float_tensor(&lo, &[], &[-scale * f32::from(zero)]));
+                    initializers.push(graph::float_tensor(
+                        &hi,
+                        &[],
+                        &[scale * (255.0 - f32::from(zero))],
+                    ));
+                    nodes.push(graph::node(
+                        "Clip",
+                        barrier.clone(),
+                        vec![dq(t), lo, hi],
+                        vec![barrier.clone()],
+                        vec![],
+                    ));
+                    fp32_barriers += 1;
+                }
+                n.input[0] = barrier;
+                let name = node_name(&g.node[i]);
+                if let Some(r) = reports.iter_mut().find(|r| r.name == name) {
+                    r.detail.push_str(
+                        "; reads its input through a Clip to the input's quantized range, so \
+                         that ONNX Runtime does not quantize it on its own",
+                    );
                 }
             }
             if let Kind::Weighted { axis } = kind {
@@ -718,10 +755,11 @@ impl Quantizer {
         let bytes = self.encode(nodes, initializers, "static int8 QDQ: uint8 activations");
         let report = Report {
             model: self.name.clone(),
-            nodes: self.reports.clone(),
+            nodes: reports,
             quantized_tensors: params.len(),
             int8_weights,
             int32_biases,
+            fp32_barriers,
             options: self.options.clone(),
             bytes_before: self.bytes_before,
             bytes_after: bytes.len(),
@@ -816,6 +854,75 @@ pub(crate) fn quantize_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// x → Conv `a` → y → Conv `b` → z, 1 × 1 convolutions of one channel, opset 13.
+    fn two_convs() -> Vec<u8> {
+        let graph = pb::GraphProto {
+            node: vec![
+                graph::node(
+                    "Conv",
+                    "a".into(),
+                    vec!["x".into(), "wa".into()],
+                    vec!["y".into()],
+                    vec![],
+                ),
+                graph::node(
+                    "Conv",
+                    "b".into(),
+                    vec!["y".into(), "wb".into()],
+                    vec!["z".into()],
+                    vec![],
+                ),
+            ],
+            initializer: vec![
+                graph::float_tensor("wa", &[1, 1, 1, 1], &[0.5]),
+                graph::float_tensor("wb", &[1, 1, 1, 1], &[2.0]),
+            ],
+            input: vec![graph::float_value("x")],
+            output: vec![graph::float_value("z")],
+            ..Default::default()
+        };
+        pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_conv_left_in_fp32_reads_its_quantized_input_through_a_clip() {
+        let options =
+            QuantizeOptions { exclude_nodes: vec!["b".into()], ..QuantizeOptions::default() };
+        let q = Quantizer::new("two convs", &two_convs(), options).unwrap();
+        let ranges: Ranges = q
+            .tensors_to_calibrate()
+            .iter()
+            .map(|t| (t.clone(), Range { min: -1.0, max: 3.0 }))
+            .collect();
+        let (bytes, report) = q.quantize(&ranges).unwrap();
+        assert_eq!(report.fp32_barriers, 1);
+        let b = report.nodes.iter().find(|n| n.name == "b").unwrap();
+        assert_eq!(b.decision, Decision::Fp32);
+        assert!(b.detail.contains("through a Clip"), "{}", b.detail);
+        let graph = pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
+        let node = |name: &str| graph.node.iter().find(|n| n.name == name).unwrap();
+        // `b` keeps its float weight and reads the Clip, which reads `y`'s DequantizeLinear
+        // and clips to the range `y` was quantized to: [-1, 3] as uint8 with zero point 64.
+        assert_eq!(node("b").input, ["y_fp32_barrier", "wb"]);
+        let clip = node("y_fp32_barrier");
+        assert_eq!(clip.op_type, "Clip");
+        assert_eq!(clip.input[0], "y_DequantizeLinear_Output");
+        let consts = graph::constants(&graph);
+        let bound = |name: &str| floats(&consts[name]).unwrap()[0];
+        let (scale, zero) = activation_params(Range { min: -1.0, max: 3.0 });
+        assert_eq!(bound(&clip.input[1]), -scale * f32::from(zero));
+        assert_eq!(bound(&clip.input[2]), scale * (255.0 - f32::from(zero)));
+        // `a` is quantized and reads no Clip.
+        assert_eq!(node("a").input[0], "x_DequantizeLinear_Output");
+        assert_eq!(node("a").input[1], "wa_DequantizeLinear_Output");
+    }
 
     #[test]
     fn activation_params_keep_zero_exact() {
