@@ -20,7 +20,8 @@ Python API (no thrum code).
     python quant_reference.py optimized MODEL.onnx NODE...
         prints JSON: each NODE as ONNX Runtime's CPU provider has it after its basic graph
         optimizations (where it quantizes the float weights of Conv and Gemm nodes that read a
-        DequantizeLinear): its operator, and whether its weight is a float initializer.
+        DequantizeLinear): its operator, its weight input's name, and whether that is a float
+        initializer.
 """
 
 import glob

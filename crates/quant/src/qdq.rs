@@ -32,9 +32,15 @@ pub const DEFAULT_OP_TYPES: &[&str] = &[
     "Clip",
 ];
 
-/// Operators that ONNX Runtime quantizes by itself when they read a `DequantizeLinear`
-/// (and write what a `QuantizeLinear` reads): a node of these left in fp32 reads through a Clip.
+/// Operators whose float weight ONNX Runtime quantizes by itself (per tensor) when they read
+/// a `DequantizeLinear` and their output goes on to a `QuantizeLinear`: a node of these left
+/// in fp32 reads its quantized input through a Clip.
 const FP32_BARRIER_OPS: &[&str] = &["Conv", "ConvTranspose", "Gemm"];
+
+/// Operators ONNX Runtime moves a `DequantizeLinear` past (its QDQ propagation): the Clip
+/// goes before the first of a chain of these, left in fp32, that feeds such a node.
+const DQ_PROPAGATES: &[&str] =
+    &["MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"];
 
 const PASS_THROUGH: &[&str] =
     &["MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"];
@@ -158,6 +164,8 @@ pub struct Quantizer {
     pub(crate) options: QuantizeOptions,
     kinds: Vec<Kind>,
     pub(crate) reports: Vec<NodeReport>,
+    /// For each node of `graph`, the index of its report in `reports`.
+    report_of: Vec<usize>,
     /// Tensors with a range of their own, in graph order.
     calibrated: Vec<String>,
     /// Pass-through outputs and the tensor whose parameters they share.
@@ -241,6 +249,7 @@ impl Quantizer {
             options,
             kinds: Vec::new(),
             reports: Vec::new(),
+            report_of: Vec::new(),
             calibrated: Vec::new(),
             shared: Vec::new(),
             bytes_before: bytes.len(),
@@ -268,7 +277,12 @@ impl Quantizer {
                     decision: Decision::Folded,
                     detail: format!("folded into `{conv}`'s weights and bias"),
                 }),
-                None => reports.extend(planned.next()),
+                None => {
+                    if let Some(r) = planned.next() {
+                        q.report_of.push(reports.len());
+                        reports.push(r);
+                    }
+                }
             }
         }
         q.reports = reports;
@@ -588,6 +602,38 @@ impl Quantizer {
             qdq_pair(&input.name, &mut nodes, &mut initializers);
         }
         let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+        // Where a Clip goes: before each fp32 Conv, ConvTranspose or Gemm that reads a
+        // quantized tensor, or before the fp32 reshaping or pooling chain between them.
+        let producer: HashMap<&str, usize> = g
+            .node
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+            .collect();
+        let mut barrier_at: HashSet<usize> = HashSet::new();
+        for (i, n) in g.node.iter().enumerate() {
+            if !matches!(self.kinds[i], Kind::Fp32)
+                || !FP32_BARRIER_OPS.contains(&n.op_type.as_str())
+            {
+                continue;
+            }
+            let mut at = i;
+            while let Some(t) = g.node[at].input.first() {
+                if params.contains_key(t) {
+                    barrier_at.insert(at);
+                    break;
+                }
+                match producer.get(t.as_str()) {
+                    Some(&p)
+                        if matches!(self.kinds[p], Kind::Fp32)
+                            && DQ_PROPAGATES.contains(&g.node[p].op_type.as_str()) =>
+                    {
+                        at = p
+                    }
+                    _ => break,
+                }
+            }
+        }
         let mut barriers: HashSet<String> = HashSet::new();
         let mut fp32_barriers = 0;
         let mut reports = self.reports.clone();
@@ -608,13 +654,12 @@ impl Quantizer {
                     *t = dq(t);
                 }
             }
-            // A Conv, ConvTranspose or Gemm left in fp32 must not read a DequantizeLinear
-            // directly: ONNX Runtime's `WeightBiasQuantization` graph pass (1.32 does it)
-            // quantizes the float weight of such a node itself, per tensor, and fuses the node
-            // into its integer kernel. It reads a Clip to the range its input was quantized to
-            // instead, which changes no value.
-            if matches!(kind, Kind::Fp32)
-                && FP32_BARRIER_OPS.contains(&n.op_type.as_str())
+            // A Conv, ConvTranspose or Gemm left in fp32 must not read a DequantizeLinear:
+            // ONNX Runtime's `WeightBiasQuantization` graph pass (1.32 has it) quantizes the
+            // float weight of such a node itself, per tensor, when its output goes on to a
+            // QuantizeLinear, and fuses the node into its integer kernel. It reads a Clip to
+            // the range its input was quantized to instead, which changes no value.
+            if barrier_at.contains(&i)
                 && let Some(t) = g.node[i].input.first()
                 && let Some(&(scale, zero)) = params.get(t)
             {
@@ -637,11 +682,11 @@ impl Quantizer {
                     fp32_barriers += 1;
                 }
                 n.input[0] = barrier;
-                let name = node_name(&g.node[i]);
-                if let Some(r) = reports.iter_mut().find(|r| r.name == name) {
+                if let Some(r) = self.report_of.get(i).and_then(|&r| reports.get_mut(r)) {
                     r.detail.push_str(
                         "; reads its input through a Clip to the input's quantized range, so \
-                         that ONNX Runtime does not quantize it on its own",
+                         that ONNX Runtime cannot quantize it (or the Conv or Gemm it feeds) on \
+                         its own",
                     );
                 }
             }
@@ -855,25 +900,27 @@ pub(crate) fn quantize_weight(
 mod tests {
     use super::*;
 
-    /// x → Conv `a` → y → Conv `b` → z, 1 × 1 convolutions of one channel, opset 13.
-    fn two_convs() -> Vec<u8> {
+    /// x → Conv `a` → y → Conv `b` → z, 1 × 1 convolutions of one channel, opset 13; with
+    /// `transpose`, y → Transpose `t` → yt → Conv `b`.
+    fn two_convs(transpose: bool) -> Vec<u8> {
+        let conv = |name: &str, x: &str, w: &str, y: &str| {
+            graph::node("Conv", name.into(), vec![x.into(), w.into()], vec![y.into()], vec![])
+        };
+        let mut node = vec![conv("a", "x", "wa", "y")];
+        if transpose {
+            node.push(graph::node(
+                "Transpose",
+                "t".into(),
+                vec!["y".into()],
+                vec!["yt".into()],
+                vec![],
+            ));
+            node.push(conv("b", "yt", "wb", "z"));
+        } else {
+            node.push(conv("b", "y", "wb", "z"));
+        }
         let graph = pb::GraphProto {
-            node: vec![
-                graph::node(
-                    "Conv",
-                    "a".into(),
-                    vec!["x".into(), "wa".into()],
-                    vec!["y".into()],
-                    vec![],
-                ),
-                graph::node(
-                    "Conv",
-                    "b".into(),
-                    vec!["y".into(), "wb".into()],
-                    vec!["z".into()],
-                    vec![],
-                ),
-            ],
+            node,
             initializer: vec![
                 graph::float_tensor("wa", &[1, 1, 1, 1], &[0.5]),
                 graph::float_tensor("wb", &[1, 1, 1, 1], &[2.0]),
@@ -891,22 +938,30 @@ mod tests {
         .encode_to_vec()
     }
 
-    #[test]
-    fn a_conv_left_in_fp32_reads_its_quantized_input_through_a_clip() {
-        let options =
-            QuantizeOptions { exclude_nodes: vec!["b".into()], ..QuantizeOptions::default() };
-        let q = Quantizer::new("two convs", &two_convs(), options).unwrap();
+    /// `model` quantized with `exclude` left in fp32 and every range [-1, 3]: its graph and
+    /// report.
+    fn quantize_excluding(model: &[u8], exclude: &[&str]) -> (pb::GraphProto, Report) {
+        let options = QuantizeOptions {
+            exclude_nodes: exclude.iter().map(|s| s.to_string()).collect(),
+            ..QuantizeOptions::default()
+        };
+        let q = Quantizer::new("two convs", model, options).unwrap();
         let ranges: Ranges = q
             .tensors_to_calibrate()
             .iter()
             .map(|t| (t.clone(), Range { min: -1.0, max: 3.0 }))
             .collect();
         let (bytes, report) = q.quantize(&ranges).unwrap();
+        (pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap(), report)
+    }
+
+    #[test]
+    fn a_conv_left_in_fp32_reads_its_quantized_input_through_a_clip() {
+        let (graph, report) = quantize_excluding(&two_convs(false), &["b"]);
         assert_eq!(report.fp32_barriers, 1);
         let b = report.nodes.iter().find(|n| n.name == "b").unwrap();
         assert_eq!(b.decision, Decision::Fp32);
         assert!(b.detail.contains("through a Clip"), "{}", b.detail);
-        let graph = pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
         let node = |name: &str| graph.node.iter().find(|n| n.name == name).unwrap();
         // `b` keeps its float weight and reads the Clip, which reads `y`'s DequantizeLinear
         // and clips to the range `y` was quantized to: [-1, 3] as uint8 with zero point 64.
@@ -922,6 +977,21 @@ mod tests {
         // `a` is quantized and reads no Clip.
         assert_eq!(node("a").input[0], "x_DequantizeLinear_Output");
         assert_eq!(node("a").input[1], "wa_DequantizeLinear_Output");
+    }
+
+    /// ONNX Runtime moves a DequantizeLinear past a Transpose: the Clip goes before an fp32
+    /// Transpose that feeds the fp32 Conv, and the Clip is written after what it reads.
+    #[test]
+    fn the_clip_goes_before_an_fp32_transpose_feeding_the_fp32_conv() {
+        let (graph, report) = quantize_excluding(&two_convs(true), &["t", "b"]);
+        assert_eq!(report.fp32_barriers, 1);
+        let at = |name: &str| graph.node.iter().position(|n| n.name == name).unwrap();
+        assert_eq!(graph.node[at("t")].input[0], "y_fp32_barrier");
+        assert_eq!(graph.node[at("b")].input[0], "yt");
+        assert!(at("y_DequantizeLinear") < at("y_fp32_barrier"));
+        assert!(at("y_fp32_barrier") < at("t"));
+        let t = report.nodes.iter().find(|n| n.name == "t").unwrap();
+        assert!(t.detail.contains("through a Clip"), "{}", t.detail);
     }
 
     #[test]
