@@ -200,6 +200,7 @@ fn top5_equals_onnx_runtime_python_on_pillow_tensors() {
 /// thrum's top-5 (`ours`, by [`classify`]) against ONNX Runtime Python's on Pillow's tensors
 /// (`python`, by image_reference.py's `classes`), image by image.
 fn same_top5(files: &[PathBuf], python: &[serde_json::Value], ours: &[Vec<(usize, f64, String)>]) {
+    assert_eq!((python.len(), ours.len()), (files.len(), files.len()), "one result per image");
     for ((file, theirs), ours) in files.iter().zip(python).zip(ours) {
         let index: Vec<usize> = theirs["top5"]
             .as_array()
@@ -261,7 +262,8 @@ fn lite1_and_lite2_match_onnx_runtime_python_and_see_the_photographs() {
         let python: Vec<serde_json::Value> = serde_json::from_str(&reference(&args)).unwrap();
         let ours = classify_with(&format!("zoo:{name}"), "ort", &files);
         same_top5(&files, &python, &ours);
-        assert!(ours[0][0].2.contains("cat"), "{name} on the cat: {:?}", ours[0]);
+        let cats = ["tabby", "tiger cat", "Egyptian cat"];
+        assert!(cats.iter().any(|c| ours[0][0].2.contains(c)), "{name} on the cat: {:?}", ours[0]);
         assert!(ours[1][0].2.contains("espresso"), "{name} on the coffee: {:?}", ours[1]);
     }
 }
@@ -291,29 +293,34 @@ fn photographs_get_the_classes_of_what_they_show() {
 }
 
 /// Every engine, each on the model in its own format, gives the same top-5 with the same
-/// probabilities (to 1e-4) on the photographs.
+/// probabilities (to 1e-4) on the photographs: Lite0, and Lite2, whose odd sides (65, 33, 17)
+/// meet a stride of 2 with TensorFlow's padding symmetric, which Lite0's never do.
 #[test]
 fn every_engine_agrees_on_the_photographs() {
     let engines = ["tract", "ort", "torch", "tensorflow", "mxnet"];
     for engine in &engines[1..] {
         require_engine!(engine);
     }
+    require_model();
     let files = photos();
-    let reference = classify("ort", &files);
-    for engine in engines {
-        let classes = classify(engine, &files);
-        for ((file, ours), theirs) in files.iter().zip(&classes).zip(&reference) {
-            let (a, b): (Vec<usize>, Vec<usize>) =
-                (ours.iter().map(|c| c.0).collect(), theirs.iter().map(|c| c.0).collect());
-            assert_eq!(a, b, "{engine} vs ort on {}", file.display());
-            for (x, y) in ours.iter().zip(theirs) {
-                assert!(
-                    (x.1 - y.1).abs() < 1e-4,
-                    "{engine} vs ort on {}: {} vs {}",
-                    file.display(),
-                    x.1,
-                    y.1
-                );
+    for model in [MODEL, "zoo:efficientnet-lite2"] {
+        let reference = classify_with(model, "ort", &files);
+        for engine in engines {
+            let classes = classify_with(model, engine, &files);
+            assert_eq!(classes.len(), files.len(), "{model} on {engine}");
+            for ((file, ours), theirs) in files.iter().zip(&classes).zip(&reference) {
+                let (a, b): (Vec<usize>, Vec<usize>) =
+                    (ours.iter().map(|c| c.0).collect(), theirs.iter().map(|c| c.0).collect());
+                assert_eq!(a, b, "{model}: {engine} vs ort on {}", file.display());
+                for (x, y) in ours.iter().zip(theirs) {
+                    assert!(
+                        (x.1 - y.1).abs() < 1e-4,
+                        "{model}: {engine} vs ort on {}: {} vs {}",
+                        file.display(),
+                        x.1,
+                        y.1
+                    );
+                }
             }
         }
     }

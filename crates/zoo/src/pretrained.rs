@@ -654,6 +654,9 @@ mod tests {
         assert_eq!(same_pads(56, 5, 2), [1, 1, 2, 2]);
         assert_eq!(same_pads(14, 5, 1), [2, 2, 2, 2]);
         assert_eq!(same_pads(7, 1, 1), [0, 0, 0, 0]);
+        // Lite2's odd sides at a stride of 2: symmetric.
+        assert_eq!(same_pads(65, 5, 2), [2, 2, 2, 2]);
+        assert_eq!(same_pads(33, 3, 2), [1, 1, 1, 1]);
     }
 
     /// Google's scaling of B0's stages: Lite2's channels and every size's block counts (the
