@@ -623,9 +623,12 @@ impl Quantizer {
                     barrier_at.insert(at);
                     break;
                 }
+                // Only back up the graph (`p < at`): a malformed graph whose node reads its
+                // own output must not loop here.
                 match producer.get(t.as_str()) {
                     Some(&p)
-                        if matches!(self.kinds[p], Kind::Fp32)
+                        if p < at
+                            && matches!(self.kinds[p], Kind::Fp32)
                             && DQ_PROPAGATES.contains(&g.node[p].op_type.as_str()) =>
                     {
                         at = p
@@ -977,6 +980,21 @@ mod tests {
         // `a` is quantized and reads no Clip.
         assert_eq!(node("a").input[0], "x_DequantizeLinear_Output");
         assert_eq!(node("a").input[1], "wa_DequantizeLinear_Output");
+    }
+
+    /// A malformed graph whose Transpose reads its own output, in front of an fp32 Conv: the
+    /// search for where the Clip goes ends (no Clip: nothing quantized reaches the Conv).
+    #[test]
+    fn a_node_reading_its_own_output_does_not_hang_the_quantizer() {
+        let mut model = pb::ModelProto::decode(two_convs(false).as_slice()).unwrap();
+        let graph = model.graph.as_mut().unwrap();
+        graph.node.insert(
+            1,
+            graph::node("Transpose", "t".into(), vec!["l".into()], vec!["l".into()], vec![]),
+        );
+        graph.node[2].input[0] = "l".into();
+        let (_, report) = quantize_excluding(&model.encode_to_vec(), &["b"]);
+        assert_eq!(report.fp32_barriers, 0);
     }
 
     /// ONNX Runtime moves a DequantizeLinear past a Transpose: the Clip goes before an fp32
