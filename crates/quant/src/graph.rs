@@ -156,6 +156,16 @@ pub(crate) fn constants(graph: &pb::GraphProto) -> HashMap<String, pb::TensorPro
     out
 }
 
+/// For every tensor a node writes, the index of that node.
+pub(crate) fn producers(graph: &pb::GraphProto) -> HashMap<&str, usize> {
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect()
+}
+
 /// For every tensor, the indices of the nodes that read it.
 pub(crate) fn consumers(graph: &pb::GraphProto) -> HashMap<String, Vec<usize>> {
     let mut out: HashMap<String, Vec<usize>> = HashMap::new();

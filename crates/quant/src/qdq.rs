@@ -334,12 +334,7 @@ impl Quantizer {
             .map(|i| i.name.as_str())
             .collect();
         let graph_inputs: HashSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
-        let producer: HashMap<&str, usize> = g
-            .node
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-            .collect();
+        let producer = graph::producers(&g);
         let is_const = |t: &str| consts.contains_key(t);
         let not_float = graph::non_float_tensors(&g);
         // An activation thrum can quantize: not a constant, and a float tensor (graph inputs
@@ -604,12 +599,7 @@ impl Quantizer {
         let mut weights_done: HashMap<String, (String, Vec<f32>)> = HashMap::new();
         // Where a Clip goes: before each fp32 Conv, ConvTranspose or Gemm that reads a
         // quantized tensor, or before the fp32 reshaping or pooling chain between them.
-        let producer: HashMap<&str, usize> = g
-            .node
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-            .collect();
+        let producer = graph::producers(g);
         let mut barrier_at: HashSet<usize> = HashSet::new();
         for (i, n) in g.node.iter().enumerate() {
             if !matches!(self.kinds[i], Kind::Fp32)
