@@ -361,6 +361,55 @@ fn bad_embedding_requests_are_refused_by_name() {
     assert!(data.iter().enumerate().all(|(i, d)| d["index"] == i));
 }
 
+/// OpenAI's route takes 2,048 texts, which run as requests of 32: more than a small queue holds
+/// at once. They go to the pool a few at a time, so the request is answered, not refused with
+/// 429 forever; a body that stalls is 408 on the embedding routes, as on v2.
+#[test]
+fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
+    model_dir();
+    let server = common::serve(&[
+        "-p",
+        MODEL,
+        "-e",
+        "ort",
+        "--queue-capacity",
+        "4",
+        "--body-timeout-s",
+        "1",
+    ]);
+    let base = format!("http://{}", server.http);
+    let texts: Vec<String> = (0..512).map(|i| format!("sentence number {i}")).collect();
+    let body = serde_json::json!({ "input": texts, "model": "all-minilm-l6-v2" }).to_string();
+    let (status, answer) = post(&format!("{base}/v1/embeddings"), &body);
+    assert_eq!(status, 200, "512 texts as 16 requests through a queue of 4: {answer}");
+    let data = answer["data"].as_array().unwrap();
+    assert_eq!(data.len(), 512);
+    assert!(data.iter().enumerate().all(|(i, d)| d["index"] == i));
+    // The same text in the big request and alone embeds alike.
+    let (_, alone) = post(
+        &format!("{base}/v1/embeddings"),
+        r#"{"input": "sentence number 300", "model": "all-minilm-l6-v2"}"#,
+    );
+    let v = |d: &serde_json::Value| -> Vec<f64> { serde_json::from_value(d.clone()).unwrap() };
+    let c = cosine(&v(&data[300]["embedding"]), &v(&alone["data"][0]["embedding"]));
+    assert!(c > 0.99999, "cosine {c}");
+
+    for route in ["/embed", "/v1/embeddings"] {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(&server.http).unwrap();
+        write!(
+            stream,
+            "POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"inp"
+        )
+        .unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{route}: {answer}");
+    }
+}
+
 /// The model's v2 statistics: (executions, inferences).
 fn executions(base: &str) -> (u64, u64) {
     let stats = common::get_json(&format!("{base}/v2/models/all-minilm-l6-v2/stats"));

@@ -124,6 +124,7 @@ impl From<ServeError> for Refusal {
         let (status, kind) = match &e {
             ServeError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "Overloaded"),
             ServeError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Validation"),
+            ServeError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "Validation"),
             ServeError::NotReady { .. } | ServeError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unhealthy")
             }
@@ -258,17 +259,22 @@ fn flag(body: &Value, key: &'static str, default: bool) -> Result<bool, Refusal>
     }
 }
 
-/// Reads and parses a JSON body under the server's limit.
+/// Reads and parses a JSON body under the server's limit; a large one is parsed on the
+/// blocking pool, away from the async threads that answer probes.
 async fn json_body(state: &State, body: Body) -> Result<Value, Refusal> {
     let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
-    serde_json::from_slice(&bytes).map_err(|e| Refusal {
-        param: None,
-        ..Refusal::validation(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "",
-            format!("the body is not JSON: {e}"),
-        )
-    })
+    let large = bytes.len() > INLINE_TEXT_BYTES;
+    let parse = move || -> Result<Result<Value, Refusal>, ServeError> {
+        Ok(serde_json::from_slice(&bytes).map_err(|e| Refusal {
+            param: None,
+            ..Refusal::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "",
+                format!("the body is not JSON: {e}"),
+            )
+        }))
+    };
+    if large { offload(parse).await? } else { parse()? }
 }
 
 /// Tokenizes `texts` (checked: non-empty, within the limit unless `truncate`); a refusal
@@ -302,8 +308,9 @@ async fn tokenize(
 }
 
 /// Each text's embedding, pooled over its own tokens: the texts go to `served`'s pool as
-/// requests of at most [`MAX_CLIENT_BATCH`] texts (and at most the pool's batch size), run
-/// concurrently.
+/// requests of at most [`MAX_CLIENT_BATCH`] texts (and at most the pool's batch size), at most
+/// half the pool's queue of them at once, so that one large request always fits an idle queue
+/// and leaves room for others.
 async fn embeddings(
     served: &ServedModel,
     text: &TextEmbedding,
@@ -318,11 +325,16 @@ async fn embeddings(
         .as_ref()
         .map_or(MAX_CLIENT_BATCH, |b| b.max_batch_size.min(MAX_CLIENT_BATCH))
         .max(1);
-    let parts = futures_util::future::try_join_all(
-        tokens.chunks(chunk).map(|part| embed_request(served, text, part, normalize, timeout)),
-    )
-    .await?;
-    Ok(parts.into_iter().flatten().collect())
+    let in_flight = (served.pool.config().queue_capacity / 2).max(1);
+    let mut out = Vec::with_capacity(tokens.len());
+    for group in tokens.chunks(chunk.saturating_mul(in_flight)) {
+        let parts = futures_util::future::try_join_all(
+            group.chunks(chunk).map(|part| embed_request(served, text, part, normalize, timeout)),
+        )
+        .await?;
+        out.extend(parts.into_iter().flatten());
+    }
+    Ok(out)
 }
 
 /// Pads `tokens` to the longest and runs them as one request of `served`'s pool.
@@ -503,7 +515,13 @@ pub(crate) async fn info(Extract(state): Extract<Shared>) -> Response {
 /// "usage": {"prompt_tokens", "total_tokens"}}`. Texts are truncated at the model's limit, as
 /// OpenAI's clients expect no refusal for length.
 pub(crate) async fn openai_embeddings(Extract(state): Extract<Shared>, body: Body) -> Response {
-    openai_inner(&state, body).await.unwrap_or_else(Refusal::openai)
+    openai_inner(&state, body).await.unwrap_or_else(|mut refusal| {
+        // OpenAI answers an invalid request with 400 where TEI uses 422.
+        if refusal.status == StatusCode::UNPROCESSABLE_ENTITY {
+            refusal.status = StatusCode::BAD_REQUEST;
+        }
+        refusal.openai()
+    })
 }
 
 async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
@@ -530,35 +548,34 @@ async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
             ),
         ));
     }
-    let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS).map_err(|mut r| {
-        r.status = StatusCode::BAD_REQUEST;
-        r
-    })?;
-    let tokens =
-        tokenize(&text, texts, true, "input", "`input`".into()).await.map_err(|mut r| {
-            r.status = StatusCode::BAD_REQUEST;
-            r
-        })?;
+    let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS)?;
+    let tokens = tokenize(&text, texts, true, "input", "`input`".into()).await?;
     let vectors = embeddings(&served, &text, &tokens, true, None).await?;
     let prompt_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
-    let data: Vec<Value> = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, v)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(v)
-            };
-            json!({ "object": "embedding", "index": index, "embedding": embedding })
+    let large = vectors.len() > MAX_CLIENT_BATCH;
+    let name = served.name.clone();
+    let answer = move || {
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(index, v)| {
+                let embedding = if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    json!(v)
+                };
+                json!({ "object": "embedding", "index": index, "embedding": embedding })
+            })
+            .collect();
+        json!({
+            "object": "list",
+            "data": data,
+            "model": name,
+            "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
         })
-        .collect();
-    Ok(axum::Json(json!({
-        "object": "list",
-        "data": data,
-        "model": served.name,
-        "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
-    }))
-    .into_response())
+    };
+    // Up to 2,048 embeddings: built and encoded on the blocking pool.
+    let respond = move || Ok(axum::Json(answer()).into_response());
+    Ok(if large { offload(respond).await? } else { respond()? })
 }
