@@ -323,7 +323,112 @@ fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
     let (_, err) =
         failure(thrum().args(["quantize", "-p", "zoo:mlp", "--op-types", "LSTM", "-o"]).arg(&out));
     assert!(err.contains("does not quantize `LSTM`"), "{err}");
+    // An accuracy target that is not a fraction; evaluation data without a target; an empty
+    // evaluation set.
+    let (code, err) = failure(
+        thrum().args(["quantize", "-p", "zoo:mlp", "--min-accuracy", "1.5", "-o"]).arg(&out),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--min-accuracy 1.5") && err.contains("above 0 and at most 1"), "{err}");
+    let (code, err) = failure(
+        thrum().args(["quantize", "-p", "zoo:mlp", "--eval-npy"]).arg(&npy).arg("-o").arg(&out),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--min-accuracy"), "{err}");
+    let (code, err) = failure(
+        thrum()
+            .args(["quantize", "-e", "tract", "-p", "zoo:mlp", "--samples", "2"])
+            .args(["--min-accuracy", "0.99", "--eval-npy"])
+            .arg(&empty)
+            .arg("-o")
+            .arg(&out),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--eval-npy") && err.contains("0 .npy files"), "{err}");
     assert!(!out.exists(), "no output is written on failure");
+}
+
+#[test]
+fn the_accuracy_search_on_a_small_model_keeps_what_it_measured() {
+    // zoo:mlp's three Gemms on seeded inputs, judged by mean cosine on tract: the baseline meets
+    // a low target at once; a target of 1 (bit-exact) is never met by a quantized model, so the
+    // search tries each Gemm alone, then accumulates them until nothing would be left to
+    // quantize, and writes the best it measured; a budget of one model stops it sooner.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |target: &str, trials: &str| -> (bool, serde_json::Value, String) {
+        let out = dir.path().join(format!("mlp-{target}-{trials}.onnx"));
+        let json = dir.path().join("report.json");
+        let output = thrum()
+            .args(["quantize", "-e", "tract", "-p", "zoo:mlp", "--samples", "8"])
+            .args(["--min-accuracy", target, "--eval-samples", "8", "--metric", "cosine"])
+            .args(["--max-trials", trials, "-o"])
+            .arg(&out)
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(out.exists(), "the model is written whether or not the target holds");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (output.status.success(), report, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let value = |t: &serde_json::Value| t["score"]["value"].as_f64().unwrap();
+    let (ok, r, err) = run("0.5", "10");
+    assert!(ok, "{err}");
+    let search = &r["fallback"]["search"];
+    assert_eq!(search["stop"], "met", "{r:#}");
+    assert_eq!(search["measured"], 1, "{r:#}");
+    assert_eq!(r["fallback"]["candidates"], 3, "{r:#}");
+    assert!(search["chosen"]["fp32_nodes"].as_array().unwrap().is_empty(), "{r:#}");
+
+    let (ok, r, err) = run("1", "10");
+    assert!(!ok);
+    assert!(
+        err.contains("no quantized model kept mean cosine to fp32 ≥ 1.0000")
+            && err.contains("was written to"),
+        "{err}"
+    );
+    let search = &r["fallback"]["search"];
+    assert_eq!(search["stop"], "exhausted", "{r:#}");
+    assert_eq!(search["singles"].as_array().unwrap().len(), 3, "{r:#}");
+    // Two of the three in fp32; all three would leave nothing quantized.
+    let cumulative = search["cumulative"].as_array().unwrap();
+    assert_eq!(cumulative.len(), 1, "{r:#}");
+    assert_eq!(cumulative[0]["fp32_nodes"].as_array().unwrap().len(), 2, "{r:#}");
+    assert_eq!(search["measured"], 5, "{r:#}");
+    // The model written is the best measured, and its report says which nodes the search left
+    // in fp32.
+    let best = std::iter::once(&search["baseline"])
+        .chain(search["singles"].as_array().unwrap())
+        .chain(cumulative)
+        .map(value)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(value(&search["chosen"]), best, "{r:#}");
+    let chosen: Vec<&str> = search["chosen"]["fp32_nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(!chosen.is_empty(), "a Gemm in fp32 is closer to fp32 than none: {r:#}");
+    for n in r["report"]["nodes"].as_array().unwrap() {
+        let searched = chosen.contains(&n["name"].as_str().unwrap());
+        assert_eq!(n["decision"] == "fp32" && n["op_type"] == "Gemm", searched, "{n}");
+        if searched {
+            assert!(n["detail"].as_str().unwrap().contains("--min-accuracy"), "{n}");
+        }
+    }
+
+    let (ok, r, _) = run("1", "1");
+    assert!(!ok);
+    let search = &r["fallback"]["search"];
+    assert_eq!(search["stop"], "budget", "{r:#}");
+    assert_eq!(search["measured"], 2, "{r:#}");
+    assert_eq!(
+        value(&search["chosen"]),
+        value(&search["baseline"]).max(value(&search["singles"][0])),
+        "{r:#}"
+    );
 }
 
 /// A `--model-options` run of `thrum predict` that must fail: its exit status and message.
@@ -547,6 +652,24 @@ fn compare_precision_reports_agreement_speed_and_pass_or_fail_per_engine() {
     let err = String::from_utf8_lossy(&err);
     assert!(
         err.contains("tract int8, ort int8 below the target: mean cosine under 100.0 % of fp32"),
+        "{err}"
+    );
+    // Judged on real samples (.npy files) but calibrated on seeded ones: the report says so.
+    let npy = tempfile::tempdir().unwrap();
+    for k in 0..3 {
+        let x = thrum::Tensor::from_vec(vec![1, 64], vec![0.25f32 * k as f32; 64]).unwrap();
+        io::write_npy(&npy.path().join(format!("{k}.npy")), &x).unwrap();
+    }
+    let out = thrum()
+        .args(["compare", "-p", "zoo:mlp", "-e", "tract", "--precision", "int8", "--npy"])
+        .arg(npy.path())
+        .args(["--target", "0.1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: int8 is calibrated on seeded inputs")
+            && err.contains("--calibration-npy"),
         "{err}"
     );
 }

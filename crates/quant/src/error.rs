@@ -38,6 +38,19 @@ pub enum QuantError {
         /// The tensor.
         tensor: String,
     },
+    /// No model the accuracy search measured keeps the target share of fp32's accuracy (the
+    /// most accurate one was written).
+    #[error(
+        "model `{model}`: no quantized model kept {shortfall}; the best was written to `{written}`"
+    )]
+    BelowTarget {
+        /// The model.
+        model: String,
+        /// The target and the best score measured, in words.
+        shortfall: String,
+        /// Where the best model measured was written.
+        written: String,
+    },
     /// The engine that runs calibration failed (loading the model, running a sample).
     #[error(transparent)]
     Engine(#[from] thrum_core::Error),
@@ -50,7 +63,7 @@ impl QuantError {
             QuantError::Model { .. } => ErrorKind::InvalidModel,
             QuantError::NothingQuantizable { .. } => ErrorKind::Unsupported,
             QuantError::Calibration { .. } => ErrorKind::InvalidInput,
-            QuantError::MissingRange { .. } => ErrorKind::Internal,
+            QuantError::MissingRange { .. } | QuantError::BelowTarget { .. } => ErrorKind::Internal,
             QuantError::Engine(e) => e.kind(),
         }
     }

@@ -24,6 +24,7 @@
 mod calibrate;
 mod dynamic;
 mod error;
+pub mod fallback;
 mod graph;
 mod qdq;
 

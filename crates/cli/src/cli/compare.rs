@@ -275,6 +275,13 @@ impl ComparePlan {
                 ),
                 _ => None,
             };
+        if int8.is_some()
+            && plan.int8_model.is_none()
+            && let Some(warning) =
+                super::samples::calibration_warning(&plan.calibration, &plan.evaluation)
+        {
+            eprintln!("{warning}");
+        }
         let mut rows = Vec::new();
         let mut metric = None;
         let mut described = String::new();

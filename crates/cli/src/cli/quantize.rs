@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use thrum::{Engine, ModelFormat, ModelRef, Options};
+use thrum::{Engine, ModelFormat, ModelRef, ModelSource, Options, Precision};
+use thrum_quant::fallback::{self, Score};
 use thrum_quant::{Decision, Method, QuantizeOptions, Quantizer, Report};
+use thrum_tune::accuracy;
 
 use super::samples::SampleSource;
 
@@ -15,7 +17,9 @@ use super::samples::SampleSource;
 #[command(after_help = "Examples:\n  \
     thrum quantize -p zoo:efficientnet-lite0 --calibration-images photos/ -o lite0-int8.onnx\n  \
     thrum quantize -p model.onnx --calibration-npy inputs/ --method entropy -o model-int8.onnx\n  \
-    thrum quantize -p zoo:resnet50 --samples 100 -o resnet50-int8.onnx   (seeded sample inputs)\n\n\
+    thrum quantize -p zoo:resnet50 --samples 100 -o resnet50-int8.onnx   (seeded sample inputs)\n  \
+    thrum quantize -p zoo:efficientnet-lite0 --calibration-images calib/ --min-accuracy 0.9 \
+    --eval-images eval/ -o lite0-int8.onnx   (layers left in fp32 until 90 % of fp32's top-1 holds)\n\n\
     The output is a QDQ model: ONNX Runtime fuses it into its integer kernels, OpenVINO reads it \
     as its low-precision form. Check its accuracy with `thrum compare`.")]
 pub struct QuantizeArgs {
@@ -83,6 +87,44 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "NODES", value_delimiter = ',')]
     exclude_nodes: Vec<String>,
 
+    /// Accuracy-driven fallback (Intel Neural Compressor's basic strategy): leave Conv, Gemm and
+    /// MatMul nodes in fp32, one at a time, until the quantized model keeps this fraction of
+    /// fp32's accuracy on the evaluation samples (top-1 agreement for a classifier, else mean
+    /// cosine; see --metric). Each candidate alone first, then accumulated, the most helpful
+    /// first. When no model meets it, the most accurate one measured is written and the exit
+    /// status is 1.
+    #[arg(long, value_name = "FRACTION")]
+    min_accuracy: Option<f64>,
+
+    /// With --min-accuracy: evaluation images (pre-processed as the calibration images are).
+    /// Keep them apart from the calibration images.
+    #[arg(long, value_name = "DIR", requires = "min_accuracy", conflicts_with_all = ["eval_npy", "eval_texts"])]
+    eval_images: Option<PathBuf>,
+
+    /// With --min-accuracy: evaluation texts, one per line (a text model); their pooled,
+    /// normalised embeddings are compared.
+    #[arg(long, value_name = "FILE", requires = "min_accuracy", conflicts_with = "eval_npy")]
+    eval_texts: Option<PathBuf>,
+
+    /// With --min-accuracy: evaluation samples as .npy files (a model with one input).
+    /// Default for all three: seeded inputs other than the calibration ones.
+    #[arg(long, value_name = "DIR", requires = "min_accuracy")]
+    eval_npy: Option<PathBuf>,
+
+    /// With --min-accuracy: evaluation samples (the first N files, or N seeded inputs).
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "min_accuracy", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    eval_samples: u32,
+
+    /// With --min-accuracy: top1 (agreement with fp32's class), cosine (mean cosine to fp32's
+    /// output), or auto (top1 when the first output is [1, classes], else cosine).
+    #[arg(long, value_name = "METRIC", default_value = "auto", requires = "min_accuracy", value_parser = ["auto", "top1", "cosine"])]
+    metric: String,
+
+    /// With --min-accuracy: the most models quantized and measured besides the first (each
+    /// costs one pass over the evaluation samples).
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "min_accuracy", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_trials: u32,
+
     /// Write the report (every node, what happened to it and why) as JSON to FILE ('-' for
     /// stdout).
     #[arg(long, value_name = "FILE")]
@@ -100,7 +142,17 @@ pub struct QuantizePlan {
     method: Method,
     dynamic: bool,
     options: QuantizeOptions,
+    fallback: Option<FallbackPlan>,
     json: Option<PathBuf>,
+}
+
+/// `--min-accuracy`'s part of a quantize command.
+struct FallbackPlan {
+    target: f64,
+    evaluation: SampleSource,
+    samples: usize,
+    metric: Option<accuracy::Metric>,
+    max_trials: usize,
 }
 
 impl QuantizePlan {
@@ -164,6 +216,30 @@ impl QuantizePlan {
             }
             options.op_types = args.op_types;
         }
+        let fallback = match args.min_accuracy {
+            None => None,
+            Some(target) if !(target > 0.0 && target <= 1.0) => anyhow::bail!(
+                "--min-accuracy {target}: expected a fraction of fp32's accuracy above 0 and at \
+                 most 1 (0.99: MLPerf's closed division)"
+            ),
+            Some(target) => Some(FallbackPlan {
+                target,
+                evaluation: match (args.eval_images, args.eval_texts, args.eval_npy) {
+                    (Some(dir), _, _) => SampleSource::Images(dir),
+                    (_, Some(file), _) => SampleSource::Texts(file),
+                    (_, _, Some(dir)) => SampleSource::Npy(dir),
+                    // Other seeds than calibration's: the search never judges on those.
+                    _ => SampleSource::Seeded { seed: 1_000_000 },
+                },
+                samples: args.eval_samples as usize,
+                metric: match args.metric.as_str() {
+                    "top1" => Some(accuracy::Metric::Top1),
+                    "cosine" => Some(accuracy::Metric::Cosine),
+                    _ => None,
+                },
+                max_trials: args.max_trials as usize,
+            }),
+        };
         Ok(QuantizePlan {
             model_path: args.model_path,
             model,
@@ -174,6 +250,7 @@ impl QuantizePlan {
             method,
             dynamic: args.dynamic,
             options,
+            fallback,
             json: args.json,
         })
     }
@@ -184,18 +261,52 @@ impl QuantizePlan {
         let source = self.model.source(engine)?;
         let bytes = source.read("an ONNX model")?;
         let name = self.model.zoo_name().map_or_else(|| source.name(), str::to_string);
-        let quantizer = if self.dynamic {
-            Quantizer::new_dynamic(&name, &bytes, self.options.clone())?
-        } else {
-            Quantizer::new(&name, &bytes, self.options.clone())?
+        let read = |options: QuantizeOptions| {
+            if self.dynamic {
+                Quantizer::new_dynamic(&name, &bytes, options)
+            } else {
+                Quantizer::new(&name, &bytes, options)
+            }
         };
-        let (quantized, report, calibration, quantize_s) = if self.dynamic {
-            let t = Instant::now();
-            let (quantized, report) = quantizer.quantize_dynamic()?;
-            (quantized, report, None, t.elapsed().as_secs_f64())
-        } else {
-            let (quantized, report, calibration, quantize_s) = self.quantize_static(&quantizer)?;
-            (quantized, report, Some(calibration), quantize_s)
+        let quantizer = read(self.options.clone())?;
+        let calibrated = if self.dynamic { None } else { Some(self.calibrate(&quantizer)?) };
+        let ranges = calibrated.as_ref().map(|(ranges, _)| ranges);
+        // The quantized model with `fp32` left in fp32 besides --exclude-nodes (the search's
+        // candidates), on the ranges calibrated once: leaving a node out only drops tensors
+        // from the plan.
+        let quantize = |fp32: &[String]| -> anyhow::Result<(Vec<u8>, Report)> {
+            let more;
+            let q = if fp32.is_empty() {
+                &quantizer
+            } else {
+                let mut options = self.options.clone();
+                options.exclude_nodes.extend(fp32.iter().cloned());
+                more = read(options)?;
+                &more
+            };
+            Ok(match ranges {
+                Some(ranges) => q.quantize(ranges)?,
+                None => q.quantize_dynamic()?,
+            })
+        };
+        let t = Instant::now();
+        let (mut quantized, mut report) = quantize(&[])?;
+        let mut quantize_s = t.elapsed().as_secs_f64();
+        let fallback = match &self.fallback {
+            None => None,
+            Some(plan) => {
+                let found = self.search(plan, &source, &name, (&quantized, &report), &quantize)?;
+                let fp32 = &found.search.chosen.fp32_nodes;
+                if !fp32.is_empty() {
+                    let t = Instant::now();
+                    (quantized, report) = quantize(fp32)?;
+                    quantize_s = t.elapsed().as_secs_f64();
+                    for n in report.nodes.iter_mut().filter(|n| fp32.contains(&n.name)) {
+                        n.detail = "left in fp32 by the accuracy search (--min-accuracy)".into();
+                    }
+                }
+                Some(found)
+            }
         };
         std::fs::write(&self.output, &quantized)
             .map_err(|e| thrum::Error::write(&self.output, e))?;
@@ -204,11 +315,12 @@ impl QuantizePlan {
             model: self.model_path.clone(),
             output: self.output.display().to_string(),
             method: (!self.dynamic).then_some(self.method),
-            calibration,
+            calibration: calibrated.map(|(_, stats)| stats),
             quantize_s,
             total_s: started.elapsed().as_secs_f64(),
             peak_rss_mib: peak_mib,
             cpu: thrum::CpuFeatures::detect().summary(),
+            fallback,
             report,
         };
         let to_stdout = self.json.as_deref() == Some(Path::new("-"));
@@ -220,15 +332,30 @@ impl QuantizePlan {
         if let Some(path) = &self.json {
             super::report::write_output(path, &serde_json::to_string_pretty(&summary)?)?;
         }
+        if let Some(f) = &summary.fallback
+            && !f.search.met()
+        {
+            return Err(thrum_quant::QuantError::BelowTarget {
+                model: self.model_path.clone(),
+                shortfall: format!(
+                    "{} ≥ {} (the best measured: {} with {} node(s) in fp32)",
+                    f.metric_name(),
+                    f.value(f.search.target),
+                    f.value(f.search.chosen.score.value),
+                    f.search.chosen.fp32_nodes.len()
+                ),
+                written: self.output.display().to_string(),
+            }
+            .into());
+        }
         Ok(())
     }
 
-    /// Calibrates on the samples and writes the QDQ model: (bytes, report, calibration,
-    /// seconds spent quantizing after calibration).
-    fn quantize_static(
+    /// Calibrates on the samples: the ranges, and what calibration took.
+    fn calibrate(
         &self,
         quantizer: &Quantizer,
-    ) -> anyhow::Result<(Vec<u8>, Report, thrum_quant::CalibrationStats, f64)> {
+    ) -> anyhow::Result<(thrum_quant::Ranges, thrum_quant::CalibrationStats)> {
         let engine = self.engine.as_ref();
         let source = self.model.source(engine)?;
         let model = engine.load(&source, &Options::default())?;
@@ -240,11 +367,230 @@ impl QuantizePlan {
         };
         let samples = self.calibration.samples(&self.model, &model, self.samples, flag)?;
         drop(model);
-        let (ranges, calibration) =
-            thrum_quant::calibrate(engine, &Options::default(), quantizer, self.method, &samples)?;
-        let t = Instant::now();
-        let (quantized, report) = quantizer.quantize(&ranges)?;
-        Ok((quantized, report, calibration, t.elapsed().as_secs_f64()))
+        Ok(thrum_quant::calibrate(engine, &Options::default(), quantizer, self.method, &samples)?)
+    }
+
+    /// `--min-accuracy`: the nodes to leave in fp32, searched on the evaluation samples on the
+    /// calibration engine, each candidate model scored against fp32's outputs.
+    fn search(
+        &self,
+        plan: &FallbackPlan,
+        source: &ModelSource,
+        name: &str,
+        baseline: (&[u8], &Report),
+        quantize: &QuantizeWith,
+    ) -> anyhow::Result<FallbackSummary> {
+        let started = Instant::now();
+        let engine = self.engine.as_ref();
+        // One thread: a model's speed per core, what workers × threads = cores serve at, and
+        // steadier on a shared machine than a pool spread over every core.
+        let options = Options::default().with_intra_op_threads(1);
+        let flag = match plan.evaluation {
+            SampleSource::Images(_) => "--eval-images",
+            SampleSource::Texts(_) => "--eval-texts",
+            SampleSource::Npy(_) => "--eval-npy",
+            SampleSource::Seeded { .. } => "evaluation",
+        };
+        let samples = {
+            let model = engine.load(source, &options)?;
+            plan.evaluation.samples(&self.model, &model, plan.samples, flag)?
+        };
+        if samples.is_empty() {
+            anyhow::bail!(
+                "{flag}: {}; expected at least one sample to judge the quantized model on",
+                plan.evaluation.describe(0)
+            );
+        }
+        let embedder = plan.evaluation.embeddings(&self.model)?;
+        // One pass over the samples: the outputs users get (a text model's pooled embeddings).
+        let evaluate = |source: &ModelSource| -> anyhow::Result<accuracy::Evaluation> {
+            let run = accuracy::evaluate(engine, source, &options, &samples, 1)?;
+            Ok(match &embedder {
+                Some(embedder) => run.map_outputs(|hidden| embedder.embed(hidden))?,
+                None => run,
+            })
+        };
+        let reference = evaluate(source)?;
+        let metric = match (plan.metric, &embedder) {
+            (Some(metric), _) => metric,
+            (None, Some(_)) => accuracy::Metric::Cosine,
+            (None, None) => reference.metric(),
+        };
+        // One quantized model's score against fp32's outputs.
+        let score = |bytes: Vec<u8>| -> anyhow::Result<Score> {
+            let run = evaluate(&ModelSource::memory(name, ModelFormat::ONNX, bytes))?;
+            let row = accuracy::row(
+                engine.name(),
+                Precision::Int8,
+                &reference,
+                &run,
+                metric,
+                plan.target,
+            );
+            let value = match metric {
+                accuracy::Metric::Top1 => row.top1_agreement,
+                accuracy::Metric::Cosine => row.mean_cosine,
+            };
+            Ok(Score { value: value.unwrap_or(0.0), speedup: row.speedup })
+        };
+        if !self.dynamic
+            && let Some(warning) =
+                super::samples::calibration_warning(&self.calibration, &plan.evaluation)
+        {
+            eprintln!("{warning}");
+        }
+        let candidates = fallback::candidates(baseline.1);
+        let search = fallback::search(
+            score(baseline.0.to_vec())?,
+            &candidates,
+            plan.target,
+            plan.max_trials,
+            |fp32| match quantize(fp32) {
+                Ok((bytes, _)) => score(bytes).map(Some),
+                // Every quantized node in fp32: that is the fp32 model, not a quantized one.
+                Err(e)
+                    if e.downcast_ref::<thrum_quant::QuantError>().is_some_and(|q| {
+                        matches!(q, thrum_quant::QuantError::NothingQuantizable { .. })
+                    }) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+        )?;
+        // The chosen model's speed against fp32's, on firmer ground than one pass each: three
+        // passes of each, alternating, the best of each.
+        let (bytes, _) = quantize(&search.chosen.fp32_nodes)?;
+        let chosen = ModelSource::memory(name, ModelFormat::ONNX, bytes);
+        let (mut reference_best, mut chosen_best) = (0.0f64, 0.0f64);
+        for _ in 0..3 {
+            reference_best = reference_best.max(evaluate(source)?.samples_per_s());
+            chosen_best = chosen_best.max(evaluate(&chosen)?.samples_per_s());
+        }
+        Ok(FallbackSummary {
+            speedup: chosen_best / reference_best,
+            metric,
+            samples_from: plan.evaluation.describe(samples.len()),
+            engine: engine.name().into(),
+            fp32_per_s: reference.samples_per_s(),
+            candidates: candidates.len(),
+            search,
+            time_s: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Quantizes the model with the given nodes left in fp32 (besides --exclude-nodes).
+type QuantizeWith<'a> = dyn Fn(&[String]) -> anyhow::Result<(Vec<u8>, Report)> + 'a;
+
+/// What `--min-accuracy` searched and found.
+#[derive(serde::Serialize)]
+struct FallbackSummary {
+    metric: accuracy::Metric,
+    /// The evaluation samples, in words.
+    samples_from: String,
+    /// The engine that ran them.
+    engine: String,
+    /// fp32's speed over one pass of the samples (batch 1).
+    fp32_per_s: f64,
+    /// Nodes the search could leave in fp32.
+    candidates: usize,
+    /// The chosen model's speed over fp32's: the best of three passes each, alternating.
+    speedup: f64,
+    search: fallback::Search,
+    time_s: f64,
+}
+
+impl FallbackSummary {
+    fn metric_name(&self) -> &'static str {
+        match self.metric {
+            accuracy::Metric::Top1 => "top-1 agreement with fp32",
+            accuracy::Metric::Cosine => "mean cosine to fp32",
+        }
+    }
+
+    /// A score as it reads best: top-1 agreement in percent, a cosine as it is.
+    fn value(&self, v: f64) -> String {
+        match self.metric {
+            accuracy::Metric::Top1 => format!("{:.1} %", v * 100.0),
+            accuracy::Metric::Cosine => format!("{v:.4}"),
+        }
+    }
+
+    fn write(&self, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        let s = &self.search;
+        let pct = |v: f64| self.value(v);
+        let line = |t: &fallback::Trial| {
+            format!(
+                "{} {}{}",
+                self.metric_name(),
+                pct(t.score.value),
+                t.score.speedup.map_or_else(String::new, |x| format!(", {x:.2}× fp32's speed"))
+            )
+        };
+        writeln!(
+            out,
+            "  accuracy     target {} ≥ {} on {}, on {} (fp32 {:.1}/s; each step's speed is from \
+             one pass, a rough figure); {} model(s) measured in {:.1} s",
+            self.metric_name(),
+            pct(s.target),
+            self.samples_from,
+            self.engine,
+            self.fp32_per_s,
+            s.measured,
+            self.time_s
+        )?;
+        writeln!(out, "    every node quantized: {}", line(&s.baseline))?;
+        if !s.singles.is_empty() {
+            let mut best: Vec<&fallback::Trial> = s.singles.iter().collect();
+            best.sort_by(|a, b| b.score.value.total_cmp(&a.score.value));
+            let shown: Vec<String> = best
+                .iter()
+                .take(5)
+                .map(|t| format!("{} {}", t.fp32_nodes[0], pct(t.score.value)))
+                .collect();
+            writeln!(
+                out,
+                "    one node in fp32 ({} of {} tried), the best: {}",
+                s.singles.len(),
+                self.candidates,
+                shown.join(", ")
+            )?;
+        }
+        for t in &s.cumulative {
+            writeln!(out, "    {:>3} nodes in fp32: {}", t.fp32_nodes.len(), line(t))?;
+        }
+        let verdict = match s.stop {
+            fallback::Stop::Met => "target met",
+            fallback::Stop::Exhausted => "target NOT met with every candidate tried",
+            fallback::Stop::Budget => "target NOT met within --max-trials",
+        };
+        let nodes = &s.chosen.fp32_nodes;
+        let named = match nodes.len() {
+            0 => "none".to_string(),
+            n if n <= 8 => nodes.join(", "),
+            n => format!("{}, … {} more", nodes[..8].join(", "), n - 8),
+        };
+        writeln!(
+            out,
+            "    {verdict}: wrote {} node(s) in fp32 ({named}), {} {}",
+            nodes.len(),
+            self.metric_name(),
+            pct(s.chosen.score.value)
+        )?;
+        writeln!(
+            out,
+            "    its speed: {:.2}× fp32's (one thread; the best of three passes each, alternating)",
+            self.speedup
+        )?;
+        if self.speedup < 1.0 {
+            writeln!(
+                out,
+                "    note: it runs slower than fp32 here, so fp32 (or bf16, `thrum compare \
+                 --precision`) is the better choice on this CPU"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -258,6 +604,7 @@ struct Summary {
     total_s: f64,
     peak_rss_mib: Option<f64>,
     cpu: String,
+    fallback: Option<FallbackSummary>,
     report: Report,
 }
 
@@ -329,6 +676,9 @@ impl Summary {
         }
         for (op, why) in reasons {
             writeln!(out, "    {op}: {why}")?;
+        }
+        if let Some(f) = &self.fallback {
+            f.write(out)?;
         }
         Ok(())
     }

@@ -119,6 +119,27 @@ impl SampleSource {
     }
 }
 
+/// A warning when int8 is judged on real images or `.npy` files but calibrated on seeded
+/// inputs (uniform noise): its ranges are then not those of real data, and its accuracy a floor
+/// of what `thrum quantize` reaches with real calibration data.
+pub fn calibration_warning(
+    calibration: &SampleSource,
+    evaluation: &SampleSource,
+) -> Option<String> {
+    let real = match evaluation {
+        SampleSource::Images(_) => "--calibration-images",
+        SampleSource::Npy(_) => "--calibration-npy",
+        SampleSource::Texts(_) | SampleSource::Seeded { .. } => return None,
+    };
+    matches!(calibration, SampleSource::Seeded { .. }).then(|| {
+        format!(
+            "warning: int8 is calibrated on seeded inputs (uniform noise), not on data like the \
+             evaluation's, so its accuracy here is a floor; give {real} (other samples than the \
+             evaluation's) for real ranges"
+        )
+    })
+}
+
 /// The translator of a text model, for `--texts`; other models are refused.
 fn text_embedding(model_ref: &ModelRef, flag: &str) -> anyhow::Result<TextEmbedding> {
     match model_ref.text_dir() {

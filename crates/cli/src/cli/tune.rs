@@ -750,6 +750,15 @@ impl TunePlan {
                 },
                 path.display()
             ));
+            if self.model.text_dir().is_none()
+                && let Some(dir) = &a.image_dir
+                && let Some(warning) = super::samples::calibration_warning(
+                    &calibration,
+                    &SampleSource::Images(dir.clone()),
+                )
+            {
+                say(warning);
+            }
             match super::compare::quantize_default(
                 &self.model,
                 &calibration,
