@@ -142,7 +142,26 @@ impl ModelRef {
             (Some(path), _) => {
                 // Line k names class k: a blank line keeps its place (an unnamed class).
                 let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-                Some(text.trim_end().lines().map(|l| l.trim().to_string()).collect())
+                let names: Vec<String> =
+                    text.trim_end().lines().map(|l| l.trim().to_string()).collect();
+                // A file off by a line (a header, a missing class) would shift every name.
+                let classes = model.outputs().first().and_then(|o| {
+                    o.shape.last().and_then(|d| d.fixed()).map(|c| (o.name.as_str(), c))
+                });
+                if let Some((output, classes)) = classes
+                    && classes != names.len()
+                {
+                    return Err(Error::InvalidValue {
+                        what: format!("labels file `{}`", path.display()),
+                        value: format!("{} lines", names.len()),
+                        expected: format!(
+                            "one name per class, line k naming class k: model `{}` has {classes} \
+                             classes (output `{output}`)",
+                            model.name()
+                        ),
+                    });
+                }
+                Some(names)
             }
             (None, ModelRef::Pretrained(m)) => m.labels()?,
             (None, _) => None,

@@ -144,6 +144,44 @@ fn preprocessing_matches_pillow_within_two_levels() {
 }
 
 /// `thrum predict --image … --json --top-k 5` on `engine`: each image's classes.
+/// A model file whose input is a 224 × 224 RGB image takes encoded images too, pre-processed as
+/// TorchServe's image_classifier does (as `thrum predict --image` does for a file): the same
+/// top 5 as `thrum predict`, keyed by class index without labels. A file whose input is not an
+/// image is told so.
+#[test]
+fn a_model_file_takes_images_as_torchserve_does() {
+    require_model();
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("lite0.onnx");
+    thrum().args(["zoo", "export", "efficientnet-lite0", "-o"]).arg(&onnx).assert().success();
+    let mlp = dir.path().join("mlp.onnx");
+    thrum().args(["zoo", "export", "mlp", "-o"]).arg(&mlp).assert().success();
+    let files = &photos()[..2];
+    let expected = classify_with(onnx.to_str().unwrap(), "tract", files);
+    let server = common::serve(&[
+        "-e",
+        "tract",
+        "-p",
+        &format!("lite0={}", onnx.display()),
+        "-p",
+        &format!("mlp={}", mlp.display()),
+    ]);
+    for (file, want) in files.iter().zip(&expected) {
+        let url = format!("http://{}/predictions/lite0", server.http);
+        let (status, answer, text) = send("POST", &url, std::fs::read(file).unwrap());
+        assert_eq!(status, 200, "{}: {text}", file.display());
+        assert_eq!(answer.as_object().unwrap().len(), 5, "{text}");
+        for (index, probability, _) in want {
+            let got = answer[index.to_string()].as_f64().unwrap_or(-1.0);
+            assert!((got - probability).abs() < 1e-4, "class {index}: {got} vs {probability}");
+        }
+    }
+    let url = format!("http://{}/predictions/mlp", server.http);
+    let (status, error, _) = send("POST", &url, std::fs::read(&files[0]).unwrap());
+    assert_eq!(status, 400, "{error}");
+    assert!(error["message"].as_str().unwrap().contains("neither an image model"), "{error}");
+}
+
 fn classify(engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
     require_model();
     classify_with(MODEL, engine, files)
@@ -387,6 +425,32 @@ fn bad_images_are_refused_with_the_reason() {
         assert!(!err.contains("panicked"), "{name}: {err}");
         assert!(start.elapsed().as_secs() < 30, "{name}: took {:?}", start.elapsed());
     }
+    // A bad image among good ones is named by its path.
+    let bad = dir.path().join("text.jpg");
+    let err = failure(
+        thrum()
+            .args(["predict", "-p", MODEL, "--image"])
+            .arg(&photos()[0])
+            .arg("--image")
+            .arg(&bad),
+    );
+    assert!(err.contains(&format!("--image `{}`", bad.display())), "{err}");
+    // A labels file that does not name every class (a header line, a class missing) would
+    // shift every name: refused with both counts.
+    let onnx = dir.path().join("lite0.onnx");
+    thrum().args(["zoo", "export", "efficientnet-lite0", "-o"]).arg(&onnx).assert().success();
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, (0..999).map(|k| format!("class {k}\n")).collect::<String>()).unwrap();
+    let err = failure(
+        thrum()
+            .args(["predict", "-e", "tract", "-p"])
+            .arg(&onnx)
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--image")
+            .arg(&photos()[0]),
+    );
+    assert!(err.contains("999 lines") && err.contains("1000 classes"), "{err}");
 }
 
 /// A model that is not installed is an error naming the command that installs it.

@@ -241,6 +241,9 @@ impl serde::Serialize for Ranked {
 }
 
 async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Ranked, ServeError> {
+    // The body is read before any refusal: a client still sending it would otherwise see the
+    // connection reset instead of the answer.
+    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     let Some(image) = &served.image else {
         return Err(ServeError::bad(format!(
             "model `{}` is neither an image model nor a content-type model: /predictions \
@@ -248,7 +251,6 @@ async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Rank
             served.name
         )));
     };
-    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     let input = ("body".to_string(), Tensor::from_vec(vec![1], vec![bytes.to_vec()])?);
     let batch = decode_batch(served, image, &input, None).await?;
     let outputs = served.pool.submit_with_timeout(vec![batch], None).await?;
@@ -258,7 +260,13 @@ async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Rank
         Some(labels) => classifier.with_labels(labels.as_ref().clone()),
         None => classifier,
     };
-    let sample = logits.reshape(logits.shape()[1..].to_vec())?;
+    let Some((_, per_sample)) = logits.shape().split_first() else {
+        return Err(ServeError::bad(format!(
+            "model `{}` returned a scalar; an image classifier returns [1, classes]",
+            served.name
+        )));
+    };
+    let sample = logits.reshape(per_sample.to_vec())?;
     let classes = classifier.postprocess(served.model(), vec![sample])?;
     let mut seen = std::collections::HashSet::new();
     let ranked = classes

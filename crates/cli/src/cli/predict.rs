@@ -253,7 +253,20 @@ impl PredictPlan {
             .map(|path| std::fs::read(path).map_err(|e| thrum::Error::read(path, e)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut predictor = model.predictor_with(translator)?;
-        let classes = predictor.batch_predict(images)?;
+        let classes = match predictor.batch_predict(images.clone()) {
+            Ok(classes) => classes,
+            Err(e) => {
+                // One bad image fails the batch: name it (the decoder's error does not know the
+                // file).
+                let check = self.model.image_classifier(model, self.top_k, None)?;
+                for (path, bytes) in self.images.iter().zip(images) {
+                    if let Err(why) = thrum::Translator::preprocess(&check, model, bytes) {
+                        anyhow::bail!("--image `{}`: {why}", path.display());
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         let stages = predictor.last_timings();
         let report = ClassifyReport {
             model: model.name().to_string(),

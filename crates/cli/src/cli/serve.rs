@@ -615,7 +615,10 @@ impl CliRepository {
                 entry.max_batch_tokens,
             );
         }
-        // An image model also takes encoded images (v2 BYTES, TorchServe's /predictions).
+        // An image model also takes encoded images (v2 BYTES, TorchServe's /predictions): a zoo
+        // image classifier with its own recipe, or a model file whose one input is an RGB image
+        // of TorchServe's 224 × 224 (NCHW or NHWC), pre-processed as TorchServe's
+        // image_classifier does, as `thrum predict --image` does for files.
         let image = if model_ref.is_image_model() {
             let transform = model_ref.image_transform(&model)?;
             let labels = match &model_ref {
@@ -623,6 +626,21 @@ impl CliRepository {
                 _ => None,
             };
             Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(transform, labels)))
+        } else if let thrum::ModelRef::Path(_) = &model_ref {
+            match model_ref.image_transform(&model) {
+                Ok(transform) => {
+                    tracing::info!(model = %entry.name, "takes encoded images too, pre-processed \
+                        as TorchServe's image_classifier does (shorter side 256, center 224, \
+                        ImageNet's mean and std)");
+                    Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(
+                        transform, None,
+                    )))
+                }
+                Err(why) => {
+                    tracing::debug!(model = %entry.name, %why, "does not take encoded images");
+                    None
+                }
+            }
         } else {
             None
         };
