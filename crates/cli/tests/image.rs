@@ -618,6 +618,47 @@ fn torchserve_predictions_classify_the_body_and_a_bad_image_fails_alone() {
     let (status, error, _) =
         send("POST", &format!("http://{}/predictions/nope", server.http), vec![1]);
     assert_eq!((status, error["type"].as_str()), (404, Some("ModelNotFoundException")), "{error}");
+    // A multipart form's `data` field (curl -F), on the versioned route; a form without it.
+    let form = |field: &str, file: &[u8]| -> Vec<u8> {
+        let mut body = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"a.jpg\"\r\n\
+             Content-Type: image/jpeg\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        body
+    };
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let post_form = |url: &str, body: Vec<u8>| {
+        let mut r = agent
+            .post(url)
+            .header("Content-Type", "multipart/form-data; boundary=XyZ")
+            .send(&body[..])
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        (r.status().as_u16(), serde_json::from_str::<serde_json::Value>(&text).unwrap())
+    };
+    let versioned = format!("http://{}/predictions/efficientnet-lite0/1", server.http);
+    let (status, answer) = post_form(&versioned, form("data", &std::fs::read(&files[0]).unwrap()));
+    assert_eq!(status, 200, "{answer}");
+    for (_, probability, name) in &expected[0] {
+        let got = answer[name.as_str()].as_f64().unwrap_or(-1.0);
+        assert!((got - probability).abs() < 1e-4, "`{name}` {got} vs {probability}: {answer}");
+    }
+    let (status, error) = post_form(&versioned, form("picture", b"x"));
+    assert_eq!(status, 400, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("no field `data` or `body`") && message.contains("`picture`"),
+        "{error}"
+    );
+    let (status, error, _) =
+        send("POST", &format!("http://{}/predictions/efficientnet-lite0/2", server.http), vec![1]);
+    assert_eq!(status, 404, "{error}");
+    let health = common::get_json(&format!("http://{}/ping", server.http));
+    assert_eq!(health["status"], "Healthy");
 }
 
 /// The text of the first fenced block of `lang` after `heading` in `doc`.
@@ -648,7 +689,7 @@ fn the_serving_examples_in_docs_image_md_run_as_printed() {
     let server = common::serve(&["-p", MODEL]);
     let local = |text: String| text.replace("127.0.0.1:8080", &server.http);
     let shell = local(doc_block(&doc, "### TorchServe's inference API", "sh"));
-    assert_eq!(shell.matches("curl ").count(), 2, "{shell}");
+    assert_eq!(shell.matches("curl ").count(), 3, "{shell}");
     for line in shell.lines().filter(|l| !l.trim().is_empty()) {
         let run = std::process::Command::new("bash")
             .args(["-e", "-c", line])

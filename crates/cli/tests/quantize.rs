@@ -508,6 +508,27 @@ fn precision_int8_runs_quantized_models_and_the_header_says_so() {
     }
     let engines = thrum().arg("engines").assert().success().get_output().stdout.clone();
     assert!(String::from_utf8_lossy(&engines).contains(&cpu.summary()));
+    // The int8 model given to engines that cannot run it: each says why, and what would.
+    let x = dir.path().join("x.npy");
+    io::write_npy(&x, &thrum::Tensor::from_vec(vec![1, 64], vec![0f32; 64]).unwrap()).unwrap();
+    for (engine, says) in [
+        ("torch", "runs TorchScript"),
+        ("tensorflow", "does not support precision int8"),
+        ("mxnet", "does not support precision int8"),
+    ] {
+        if !thrum_testkit::engine_under_test(engine, module_path!()) {
+            continue;
+        }
+        let (code, err) = failure(
+            thrum()
+                .args(["predict", "-e", engine, "-p", "zoo:mlp", "--int8-model", int8])
+                .args(["--model-options", "precision=int8", "-i"])
+                .arg(&x),
+        );
+        assert_eq!(code, 2, "{engine}: {err}");
+        assert!(err.contains(&format!("`{engine}`")) && err.contains(says), "{engine}: {err}");
+        assert!(err.contains("ort") || err.contains("ONNX"), "{engine}: what would work: {err}");
+    }
 }
 
 #[test]

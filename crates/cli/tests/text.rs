@@ -329,6 +329,14 @@ fn bad_embedding_requests_are_refused_by_name() {
         ),
         (
             "/v1/embeddings",
+            serde_json::json!({ "input": vec!["x"; 2049], "model": "all-minilm-l6-v2" })
+                .to_string(),
+            400,
+            "maximum allowed batch size 2048",
+        ),
+        ("/v1/embeddings", "not json".into(), 400, "not JSON"),
+        (
+            "/v1/embeddings",
             r#"{"input": "x", "model": "all-minilm-l6-v2", "encoding_format": "int8"}"#.into(),
             400,
             "\"float\" or \"base64\"",
@@ -363,7 +371,8 @@ fn bad_embedding_requests_are_refused_by_name() {
 
 /// OpenAI's route takes 2,048 texts, which run as requests of 32: more than a small queue holds
 /// at once. They go to the pool a few at a time, so the request is answered, not refused with
-/// 429 forever; a body that stalls is 408 on the embedding routes, as on v2.
+/// 429 forever; a body that stalls is 408 on the embedding routes, as on v2; TEI's
+/// --max-client-batch-size bounds /embed (not OpenAI's route).
 #[test]
 fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
     model_dir();
@@ -376,8 +385,39 @@ fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
         "4",
         "--body-timeout-s",
         "1",
+        "--max-client-batch-size",
+        "4",
+        "--text-body-limit-mib",
+        "1",
     ]);
     let base = format!("http://{}", server.http);
+    // TEI's --max-client-batch-size: /embed takes 4 texts, not 5; /info says so.
+    let four = serde_json::json!({ "inputs": ["a", "b", "c", "d"] }).to_string();
+    assert_eq!(post(&format!("{base}/embed"), &four).0, 200);
+    let five = serde_json::json!({ "inputs": ["a", "b", "c", "d", "e"] }).to_string();
+    let (status, answer) = post(&format!("{base}/embed"), &five);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("maximum allowed batch size 4"), "{answer}");
+    assert_eq!(common::get_json(&format!("{base}/info"))["max_client_batch_size"], 4);
+    // --text-body-limit-mib: a body over 1 MiB is 413; a text of 0.9 MiB, truncated, embeds
+    // as its first 256 tokens do (its tail never tokenized).
+    let huge = serde_json::json!({ "inputs": "word ".repeat(220_000) }).to_string();
+    assert_eq!(post(&format!("{base}/embed"), &huge).0, 413);
+    let long = "sentence number 300 ".repeat(45_000);
+    let first: String = long.split(' ').take(500).collect::<Vec<_>>().join(" ");
+    let body = |t: &str| serde_json::json!({ "inputs": t, "truncate": true }).to_string();
+    let (status, whole) = post(&format!("{base}/embed"), &body(&long));
+    assert_eq!(status, 200, "{}", whole.to_string().chars().take(200).collect::<String>());
+    let (_, head) = post(&format!("{base}/embed"), &body(&first));
+    let v = |m: &serde_json::Value| -> Vec<f64> { serde_json::from_value(m[0].clone()).unwrap() };
+    assert!(cosine(&v(&whole), &v(&head)) > 0.99999);
+    // A v2 request's text over the limit is refused by its element.
+    let v2 = serde_json::json!({ "inputs": [{ "name": "text", "datatype": "BYTES", "shape": [1],
+        "data": ["x ".repeat(600_000)] }] })
+    .to_string();
+    let (status, answer) = post(&format!("{base}/v2/models/all-minilm-l6-v2/infer"), &v2);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("at most 1048576 bytes"), "{answer}");
     let texts: Vec<String> = (0..512).map(|i| format!("sentence number {i}")).collect();
     let body = serde_json::json!({ "input": texts, "model": "all-minilm-l6-v2" }).to_string();
     let (status, answer) = post(&format!("{base}/v1/embeddings"), &body);
@@ -408,6 +448,43 @@ fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
         let _ = stream.read_to_string(&mut answer);
         assert!(answer.starts_with("HTTP/1.1 408"), "{route}: {answer}");
     }
+}
+
+/// `thrum bench --text-file` measures the whole pipeline on real sentences: tokenize
+/// (preprocess), infer, pool (postprocess) each timed, batches padded to their longest text (not
+/// to the tokenizer file's 128), and the memory report.
+#[test]
+fn bench_measures_the_text_pipeline_in_stages() {
+    model_dir();
+    let sentences =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/data/sentences.txt");
+    let out = thrum()
+        .args(["bench", "-e", "ort", "-p", MODEL, "-b", "4", "--duration", "1", "--json", "-"])
+        .arg("--text-file")
+        .arg(&sentences)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let results = &report["results"];
+    assert!(results["samples"].as_u64().unwrap() >= 4, "{results:#}");
+    for stage in ["preprocess", "inference", "postprocess"] {
+        let p50 = results["latency_ms"][stage]["p50_ms"].as_f64();
+        assert!(p50.is_some_and(|ms| ms > 0.0), "{stage}: {results:#}");
+    }
+    // Three int64 inputs (ids, mask, types) of 4 texts, each padded to the batch's longest.
+    for shape in report["plan"]["input_shapes"].as_array().unwrap() {
+        let shape = shape.as_str().unwrap();
+        let tokens: usize = shape
+            .strip_prefix("(4,")
+            .and_then(|s| s.strip_suffix(")l"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{shape}"));
+        assert!(tokens < 128, "padded to the file's 128: {shape}");
+    }
+    assert!(report["memory"]["rss_peak_run_mib"].as_f64().unwrap() > 0.0, "{report:#}");
 }
 
 /// The model's v2 statistics: (executions, inferences).

@@ -152,6 +152,31 @@ enum Kind {
     Fp32,
 }
 
+/// The range of tensor `t`: its own, or for the output of a pass-through node (MaxPool, Reshape,
+/// Transpose…) its input's, as the plan shares it when the input is quantized. Ranges
+/// calibrated for one plan then serve a plan that leaves more nodes in fp32 (the accuracy
+/// search's), where such an output, no longer shared, is quantized in its own right.
+fn range_of(
+    t: &str,
+    ranges: &Ranges,
+    g: &pb::GraphProto,
+    producer: &HashMap<&str, usize>,
+) -> Option<Range> {
+    let mut t = t;
+    // Each step goes one node back up the graph: at most as many steps as nodes.
+    for _ in 0..=g.node.len() {
+        if let Some(range) = ranges.get(t) {
+            return Some(*range);
+        }
+        let n = &g.node[*producer.get(t)?];
+        if !PASS_THROUGH.contains(&n.op_type.as_str()) || n.output.len() != 1 {
+            return None;
+        }
+        t = n.input.first()?;
+    }
+    None
+}
+
 /// A model read and planned: ready to give its calibration model and, with ranges, its
 /// quantized form.
 #[derive(Clone, Debug)]
@@ -549,10 +574,11 @@ impl Quantizer {
         let g = &self.graph;
         let consts = graph::constants(g);
         let mut params: HashMap<String, (f32, u8)> = HashMap::new();
+        let producer = graph::producers(g);
         for t in &self.calibrated {
-            let range =
-                ranges.get(t).ok_or_else(|| QuantError::MissingRange { tensor: t.clone() })?;
-            params.insert(t.clone(), activation_params(*range));
+            let range = range_of(t, ranges, g, &producer)
+                .ok_or_else(|| QuantError::MissingRange { tensor: t.clone() })?;
+            params.insert(t.clone(), activation_params(range));
         }
         for (out, from) in &self.shared {
             if let Some(p) = params.get(from).copied() {
@@ -970,6 +996,35 @@ mod tests {
         // `a` is quantized and reads no Clip.
         assert_eq!(node("a").input[0], "x_DequantizeLinear_Output");
         assert_eq!(node("a").input[1], "wa_DequantizeLinear_Output");
+    }
+
+    /// Ranges calibrated for every node quantized serve a plan with the first Conv in fp32
+    /// (the accuracy search's): the Transpose's output, shared with its input before, now
+    /// needs a range of its own, which is its input's.
+    #[test]
+    fn a_pass_through_output_takes_its_inputs_range_when_it_is_no_longer_shared() {
+        let model = two_convs(true);
+        let base = Quantizer::new("two convs", &model, QuantizeOptions::default()).unwrap();
+        let ranges: Ranges = base
+            .tensors_to_calibrate()
+            .iter()
+            .map(|t| (t.clone(), Range { min: -1.0, max: 3.0 }))
+            .collect();
+        assert!(!ranges.contains_key("yt"), "{ranges:?}");
+        let options = QuantizeOptions { exclude_nodes: vec!["a".into()], ..Default::default() };
+        let q = Quantizer::new("two convs", &model, options).unwrap();
+        assert!(q.tensors_to_calibrate().contains(&"yt".to_string()));
+        let (bytes, report) = q.quantize(&ranges).unwrap();
+        let b = report.nodes.iter().find(|n| n.name == "b").unwrap();
+        assert_eq!(b.decision, Decision::Quantized);
+        let graph = pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
+        let consts = graph::constants(&graph);
+        let (scale, _) = activation_params(Range { min: -1.0, max: 3.0 });
+        assert_eq!(floats(&consts["yt_scale"]).unwrap()[0], scale);
+        // Without a range behind the pass-through either, it is still an error.
+        let mut missing = ranges.clone();
+        missing.remove("y");
+        assert!(matches!(q.quantize(&missing), Err(QuantError::MissingRange { .. })));
     }
 
     /// A malformed graph whose Transpose reads its own output, in front of an fp32 Conv: the

@@ -302,6 +302,8 @@ pub const SERVER_KEYS: &[&str] = &[
     "http_port",
     "grpc_port",
     "body_limit_mib",
+    "max_client_batch_size",
+    "text_body_limit_mib",
     "shutdown_grace_s",
     "max_connections",
     "header_timeout_s",
@@ -325,6 +327,10 @@ pub struct ServerFile {
     pub grpc_port: Option<u16>,
     /// `body_limit_mib`, in bytes.
     pub body_limit: Option<usize>,
+    /// `max_client_batch_size`.
+    pub max_client_batch: Option<usize>,
+    /// `text_body_limit_mib`, in bytes.
+    pub text_body_limit: Option<usize>,
     /// `shutdown_grace_s`.
     pub shutdown_grace: Option<Duration>,
     /// `max_connections`.
@@ -413,6 +419,8 @@ pub fn read_server(path: &Path) -> Result<ServerFile, ServeError> {
         http_port: int("http_port", 0, 65535)?.map(|p| p as u16),
         grpc_port: int("grpc_port", 0, 65535)?.map(|p| p as u16),
         body_limit: int("body_limit_mib", 1, 65536)?.map(|m| (m as usize) << 20),
+        max_client_batch: int("max_client_batch_size", 1, 1 << 20)?.map(|n| n as usize),
+        text_body_limit: int("text_body_limit_mib", 1, 65536)?.map(|m| (m as usize) << 20),
         shutdown_grace: seconds("shutdown_grace_s", true)?,
         max_connections: int("max_connections", 1, 1 << 20)?.map(|n| n as usize),
         header_timeout: seconds("header_timeout_s", false)?,

@@ -12,13 +12,11 @@
 //! A file is cut to its two ends as soon as its request is read: nothing costly runs on the
 //! async threads.
 
-use axum::body::Body;
 use thrum_core::Tensor;
 use thrum_magika::{ContentType, Features, Magika};
 
 use crate::error::ServeError;
-use crate::http::read_body;
-use crate::server::{ServedModel, State};
+use crate::server::ServedModel;
 
 /// Most files one v2 request may hold.
 pub const MAX_FILES: usize = thrum_wire::v2::MAX_IMAGES;
@@ -51,12 +49,10 @@ pub(crate) fn tokens_batch(
 /// TorchServe's inference API on a content-type model: the body is one file; the answer is
 /// Magika's.
 pub(crate) async fn identify(
-    state: &State,
     served: &ServedModel,
     magika: &Magika,
-    body: Body,
+    bytes: bytes::Bytes,
 ) -> Result<ContentType, ServeError> {
-    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     let tokens = match magika.features(&magika.sample(&bytes)) {
         Features::Decided(answer) => return Ok(*answer),
         Features::Tokens(tokens) => tokens,

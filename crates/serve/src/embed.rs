@@ -26,8 +26,9 @@ use crate::server::{ServedModel, State};
 
 type Shared = Arc<State>;
 
-/// Most texts one request of TEI's routes may hold (TEI's `--max-client-batch-size`
-/// default); larger batches of OpenAI's route run as several requests of this size.
+/// Most texts one request of TEI's routes may hold by default (TEI's `--max-client-batch-size`
+/// default; `thrum serve --max-client-batch-size` sets it); OpenAI's route runs its texts as
+/// pool requests of at most this many.
 pub const MAX_CLIENT_BATCH: usize = 32;
 
 /// Most texts one request of OpenAI's route may hold (OpenAI's own limit).
@@ -262,7 +263,8 @@ fn flag(body: &Value, key: &'static str, default: bool) -> Result<bool, Refusal>
 /// Reads and parses a JSON body under the server's limit; a large one is parsed on the
 /// blocking pool, away from the async threads that answer probes.
 async fn json_body(state: &State, body: Body) -> Result<Value, Refusal> {
-    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
+    let limit = state.body_limit.min(state.text_body_limit);
+    let bytes = read_body(body, limit, state.limits.body_timeout).await?;
     let large = bytes.len() > INLINE_TEXT_BYTES;
     let parse = move || -> Result<Result<Value, Refusal>, ServeError> {
         Ok(serde_json::from_slice(&bytes).map_err(|e| Refusal {
@@ -404,6 +406,7 @@ pub const V2_TEXT_OUTPUT: &str = "embedding";
 /// with their normalised embeddings as FP32 `[texts, width]` in the output
 /// [`V2_TEXT_OUTPUT`]. Texts over the model's token limit are refused, naming it.
 pub(crate) async fn v2_texts(
+    state: &State,
     served: &ServedModel,
     text: &Arc<TextEmbedding>,
     input: &(String, Tensor),
@@ -421,6 +424,14 @@ pub(crate) async fn v2_texts(
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
+            if bytes.len() > state.text_body_limit {
+                return Err(ServeError::bad(format!(
+                    "input `{name}` element {i} is a text of {} bytes; a text model takes texts \
+                     of at most {} bytes (--text-body-limit-mib)",
+                    bytes.len(),
+                    state.text_body_limit
+                )));
+            }
             String::from_utf8(bytes.clone()).map_err(|e| {
                 ServeError::bad(format!(
                     "input `{name}` element {i} is not UTF-8 ({e}); a text model takes UTF-8 texts"
@@ -446,7 +457,7 @@ pub(crate) async fn embed(Extract(state): Extract<Shared>, body: Body) -> Respon
 async fn embed_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     let body = json_body(state, body).await?;
     let (served, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
-    let texts = texts(body.get("inputs"), "inputs", MAX_CLIENT_BATCH)?;
+    let texts = texts(body.get("inputs"), "inputs", state.max_client_batch)?;
     let normalize = flag(&body, "normalize", true)?;
     let truncate = flag(&body, "truncate", false)?;
     let tokens = tokenize(&text, texts, truncate, "inputs", "`inputs`".into()).await?;
@@ -463,7 +474,7 @@ pub(crate) async fn tokenize_route(Extract(state): Extract<Shared>, body: Body) 
 async fn tokenize_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     let body = json_body(state, body).await?;
     let (_, text) = text_model(state, body.get("model").and_then(Value::as_str))?;
-    let texts = texts(body.get("inputs"), "inputs", MAX_CLIENT_BATCH)?;
+    let texts = texts(body.get("inputs"), "inputs", state.max_client_batch)?;
     let size: usize = texts.iter().map(String::len).sum();
     let work = move || -> Result<Result<Vec<Value>, Refusal>, ServeError> {
         Ok(texts
@@ -501,7 +512,7 @@ pub(crate) async fn info(Extract(state): Extract<Shared>) -> Response {
             "model_id": served.name,
             "model_type": { "embedding": { "pooling": format!("{:?}", text.pooling()).to_lowercase() } },
             "max_input_length": text.tokenizer().max_tokens(),
-            "max_client_batch_size": MAX_CLIENT_BATCH,
+            "max_client_batch_size": state.max_client_batch,
             "version": env!("CARGO_PKG_VERSION"),
             "router": "thrum",
         }))
@@ -548,8 +559,14 @@ async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
             ),
         ));
     }
-    let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS)?;
-    let tokens = tokenize(&text, texts, true, "input", "`input`".into()).await?;
+    // Every refusal of the texts is 400 for OpenAI's clients, too many of them included (TEI
+    // answers 413).
+    let to_400 = |mut r: Refusal| {
+        r.status = StatusCode::BAD_REQUEST;
+        r
+    };
+    let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS).map_err(to_400)?;
+    let tokens = tokenize(&text, texts, true, "input", "`input`".into()).await.map_err(to_400)?;
     let vectors = embeddings(&served, &text, &tokens, true, None).await?;
     let prompt_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
     let large = vectors.len() > MAX_CLIENT_BATCH;

@@ -310,7 +310,7 @@ async fn infer_one(
     } else {
         decode(r)?
     };
-    let answer = crate::http::run(&model, request).await?;
+    let answer = crate::http::run(state, &model, request).await?;
     let size: usize = answer.outputs.iter().map(|(_, t, _)| t.len()).sum();
     if size * 4 > crate::http::INLINE_BYTES {
         crate::http::offload(move || Ok(encode(answer))).await

@@ -60,6 +60,11 @@ pub fn router(state: Shared) -> Router {
             "/predictions/{model}",
             post(crate::image::predictions).put(crate::image::predictions),
         )
+        .route(
+            "/predictions/{model}/{version}",
+            post(crate::image::predictions_v).put(crate::image::predictions_v),
+        )
+        .route("/ping", get(crate::image::ping))
         .fallback(not_found)
         // The body is read by the infer handler itself, against the server's own limit.
         .layer(DefaultBodyLimit::disable())
@@ -95,7 +100,8 @@ async fn not_found() -> Response {
         "no such endpoint; the v2 protocol's are /v2, /v2/health/{live,ready}, \
          /v2/models/NAME[/versions/V][/ready|/config|/stats|/infer], /v2/repository/index, \
          /v2/repository/models/NAME/{load,unload}, /metrics; for text models also /embed, \
-         /tokenize, /info and /v1/embeddings",
+         /tokenize, /info and /v1/embeddings; for image and content-type models \
+         /predictions/NAME[/VERSION]; /ping",
     ));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
@@ -437,7 +443,7 @@ async fn infer_inner(
     } else {
         decode()?
     };
-    let outputs = run(&served, request).await?;
+    let outputs = run(state, &served, request).await?;
     let size: usize = outputs.outputs.iter().map(|(_, t, _)| t.len()).sum();
     if size * 4 > INLINE_BYTES {
         offload(move || encode_response(outputs)).await
@@ -533,7 +539,11 @@ pub(crate) struct Answer {
 
 /// Orders a decoded request's inputs for the model, runs it in the pool, and picks the outputs
 /// the request asked for (shared by the REST and gRPC fronts).
-pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<Answer, ServeError> {
+pub(crate) async fn run(
+    state: &State,
+    served: &ServedModel,
+    request: InferRequest,
+) -> Result<Answer, ServeError> {
     let model = served.model();
     // A text model also takes its texts: one BYTES input → FP32 embeddings.
     if let (Some(text), [input]) = (&served.text, &request.inputs[..])
@@ -552,7 +562,8 @@ pub(crate) async fn run(served: &ServedModel, request: InferRequest) -> Result<A
                 )));
             }
         };
-        let embeddings = crate::embed::v2_texts(served, text, input, request.timeout).await?;
+        let embeddings =
+            crate::embed::v2_texts(state, served, text, input, request.timeout).await?;
         return Ok(Answer {
             id: request.id,
             model: served.name.clone(),

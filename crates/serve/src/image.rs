@@ -199,29 +199,89 @@ pub(crate) async fn predictions(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    let served = match state.model(&model, None) {
-        Ok(served) => served,
-        Err(e) => return torchserve_error(&e),
-    };
-    let multipart = headers
+    predictions_of(&state, &model, None, &headers, body)
+        .await
+        .unwrap_or_else(|e| torchserve_error(&e))
+}
+
+/// TorchServe's `/predictions/{model}/{version}`: [`predictions`] of that version.
+pub(crate) async fn predictions_v(
+    Extract(state): Extract<Arc<State>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    predictions_of(&state, &model, Some(&version), &headers, body)
+        .await
+        .unwrap_or_else(|e| torchserve_error(&e))
+}
+
+async fn predictions_of(
+    state: &State,
+    model: &str,
+    version: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ServeError> {
+    let served = state.model(model, version)?;
+    // The body is read before any other refusal: a client still sending it would otherwise
+    // see the connection reset instead of the answer.
+    let mut bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
+    let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
-    if multipart {
-        return torchserve_error(&ServeError::bad(
-            "a multipart form (curl -F) is not taken: send the image itself as the body \
-             (curl -T image.jpg, or --data-binary @image.jpg)",
-        ));
+        .unwrap_or_default();
+    if content_type.starts_with("multipart/") {
+        bytes = form_input(content_type, bytes).await?;
     }
     if let Some(magika) = &served.content {
-        return match crate::content::identify(&state, &served, magika, body).await {
-            Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-            Err(e) => torchserve_error(&e),
-        };
+        let answer = crate::content::identify(&served, magika, bytes).await?;
+        return Ok((StatusCode::OK, axum::Json(answer)).into_response());
     }
-    match predict(&state, &served, body).await {
-        Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-        Err(e) => torchserve_error(&e),
+    let answer = predict(&served, bytes).await?;
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
+}
+
+/// The input of a multipart form (`curl -F data=@kitten.jpg`): its field `data` or `body`,
+/// the names TorchServe's handlers read.
+async fn form_input(content_type: &str, body: bytes::Bytes) -> Result<bytes::Bytes, ServeError> {
+    let bad = |what: String| {
+        ServeError::bad(format!(
+            "{what}; expected a multipart/form-data body whose field `data` (or `body`) holds \
+             the input, as `curl -F data=@image.jpg` sends it"
+        ))
+    };
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| bad(format!("content type `{content_type}`: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut names = Vec::new();
+    while let Some(field) =
+        form.next_field().await.map_err(|e| bad(format!("the multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "data" || name == "body" {
+            return field.bytes().await.map_err(|e| bad(format!("field `{name}`: {e}")));
+        }
+        names.push(format!("`{name}`"));
+    }
+    Err(bad(if names.is_empty() {
+        "the multipart form has no fields".into()
+    } else {
+        format!("the multipart form has no field `data` or `body` (it has {})", names.join(", "))
+    }))
+}
+
+/// TorchServe's health check, `GET /ping`: `{"status": "Healthy"}` when every model is
+/// ready, else 500 with `"Unhealthy"` and why.
+pub(crate) async fn ping(Extract(state): Extract<Arc<State>>) -> Response {
+    match state.not_ready() {
+        None => (StatusCode::OK, axum::Json(json!({ "status": "Healthy" }))).into_response(),
+        Some(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "status": "Unhealthy", "message": e.to_string() })),
+        )
+            .into_response(),
     }
 }
 
@@ -240,10 +300,7 @@ impl serde::Serialize for Ranked {
     }
 }
 
-async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Ranked, ServeError> {
-    // The body is read before any refusal: a client still sending it would otherwise see the
-    // connection reset instead of the answer.
-    let bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
+async fn predict(served: &ServedModel, bytes: bytes::Bytes) -> Result<Ranked, ServeError> {
     let Some(image) = &served.image else {
         return Err(ServeError::bad(format!(
             "model `{}` is neither an image model nor a content-type model: /predictions \
@@ -260,13 +317,18 @@ async fn predict(state: &State, served: &ServedModel, body: Body) -> Result<Rank
         Some(labels) => classifier.with_labels(labels.as_ref().clone()),
         None => classifier,
     };
-    let Some((_, per_sample)) = logits.shape().split_first() else {
-        return Err(ServeError::bad(format!(
-            "model `{}` returned a scalar; an image classifier returns [1, classes]",
-            served.name
-        )));
+    // One image's scores: [1, classes], or [classes] from a model without a batch axis.
+    let sample = match logits.shape() {
+        [1, rest @ ..] if !rest.is_empty() => logits.reshape(rest.to_vec())?,
+        [_] => logits.clone(),
+        other => {
+            return Err(ServeError::bad(format!(
+                "model `{}` returned {other:?} for one image; an image classifier returns \
+                 [1, classes]",
+                served.name
+            )));
+        }
     };
-    let sample = logits.reshape(per_sample.to_vec())?;
     let classes = classifier.postprocess(served.model(), vec![sample])?;
     let mut seen = std::collections::HashSet::new();
     let ranked = classes

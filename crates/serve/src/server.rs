@@ -115,6 +115,12 @@ pub struct Listen {
     pub grpc_port: Option<u16>,
     /// Largest request body accepted (bytes).
     pub body_limit: usize,
+    /// Most texts one request of TEI's `/embed` and `/tokenize` may hold (TEI's
+    /// `--max-client-batch-size`).
+    pub max_client_batch: usize,
+    /// Largest body of TEI's and OpenAI's text routes, and largest text of a v2 request to a
+    /// text model (bytes; TEI's `--payload-limit`).
+    pub text_body_limit: usize,
     /// How long readiness is false before the listeners close, at shutdown.
     pub shutdown_grace: Duration,
     /// Connections, timeouts, streams.
@@ -128,6 +134,8 @@ impl Default for Listen {
             http_port: 8080,
             grpc_port: Some(8081),
             body_limit: 64 << 20,
+            max_client_batch: crate::embed::MAX_CLIENT_BATCH,
+            text_body_limit: 2 << 20,
             shutdown_grace: Duration::from_secs(5),
             limits: Limits::default(),
         }
@@ -183,6 +191,10 @@ pub struct State {
     pub(crate) requests: AtomicU64,
     /// Largest request body accepted.
     pub(crate) body_limit: usize,
+    /// Most texts per request of TEI's routes.
+    pub(crate) max_client_batch: usize,
+    /// Largest body of the text routes, and largest text of a v2 request.
+    pub(crate) text_body_limit: usize,
     /// The fronts' limits (the handlers read the body timeout).
     pub(crate) limits: Limits,
 }
@@ -521,6 +533,8 @@ impl Server {
             phase: AtomicU8::new(STARTING),
             requests: AtomicU64::new(0),
             body_limit: listen.body_limit,
+            max_client_batch: listen.max_client_batch.max(1),
+            text_body_limit: listen.text_body_limit.max(1),
             limits: listen.limits.clone(),
         });
         Ok(Server { state, listen })

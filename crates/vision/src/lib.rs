@@ -468,6 +468,36 @@ mod tests {
         assert!(err.contains("aspect ratio"), "{err}");
     }
 
+    /// NHWC (a Keras or TensorFlow export) holds the same values as NCHW, channels last, each
+    /// normalised with its own channel's mean and std.
+    #[test]
+    fn nhwc_is_nchw_with_the_channels_last() {
+        let mean = [0.485, 0.456, 0.406];
+        let std = [0.229, 0.224, 0.225];
+        let nchw = ImageTransform::new(8, 4, mean, std, Layout::Nchw).unwrap();
+        let nhwc = ImageTransform::new(8, 4, mean, std, Layout::Nhwc).unwrap();
+        let image = RgbImage::from_fn(12, 8, |x, y| {
+            image::Rgb([(x * 20) as u8, (y * 30) as u8, ((x + y) * 7) as u8])
+        });
+        let (a, b) = (nchw.resize_crop(&image).unwrap(), nhwc.resize_crop(&image).unwrap());
+        assert_eq!(a, b, "the layout does not change the crop");
+        let (a, b) = (nchw.normalize(&a).unwrap(), nhwc.normalize(&b).unwrap());
+        assert_eq!(a.shape(), [3, 4, 4]);
+        assert_eq!(b.shape(), [4, 4, 3]);
+        let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+        let crop = nchw.resize_crop(&image).unwrap();
+        for c in 0..3 {
+            for h in 0..4 {
+                for w in 0..4 {
+                    let pixel = f32::from(crop.get_pixel(w as u32, h as u32)[c]);
+                    let want = (pixel / 255.0 - mean[c]) / std[c];
+                    assert!((a[(c * 4 + h) * 4 + w] - want).abs() < 1e-6);
+                    assert_eq!(a[(c * 4 + h) * 4 + w], b[(h * 4 + w) * 3 + c], "c {c} h {h} w {w}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_crop_box_stays_inside_the_image_when_resize_equals_crop() {
         let t = ImageTransform::new(224, 224, [0.5; 3], [0.5; 3], Layout::Nchw).unwrap();

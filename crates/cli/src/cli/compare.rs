@@ -275,8 +275,10 @@ impl ComparePlan {
                 ),
                 _ => None,
             };
+        // A text model is quantized dynamically, without calibration.
         if int8.is_some()
             && plan.int8_model.is_none()
+            && self.model.text_dir().is_none()
             && let Some(warning) =
                 super::samples::calibration_warning(&plan.calibration, &plan.evaluation)
         {

@@ -261,7 +261,8 @@ impl PredictPlan {
                 let check = self.model.image_classifier(model, self.top_k, None)?;
                 for (path, bytes) in self.images.iter().zip(images) {
                     if let Err(why) = thrum::Translator::preprocess(&check, model, bytes) {
-                        anyhow::bail!("--image `{}`: {why}", path.display());
+                        return Err(anyhow::Error::from(why)
+                            .context(format!("--image `{}`", path.display())));
                     }
                 }
                 return Err(e.into());

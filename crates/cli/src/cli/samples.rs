@@ -119,8 +119,8 @@ impl SampleSource {
     }
 }
 
-/// A warning when int8 is judged on real images or `.npy` files but calibrated on seeded
-/// inputs (uniform noise): its ranges are then not those of real data, and its accuracy a floor
+/// A warning when a statically quantized int8 model is judged on real images, texts or `.npy`
+/// files but calibrated on seeded inputs (uniform noise, or every token id 1): its ranges are then not those of real data, and its accuracy a floor
 /// of what `thrum quantize` reaches with real calibration data.
 pub fn calibration_warning(
     calibration: &SampleSource,
@@ -129,7 +129,8 @@ pub fn calibration_warning(
     let real = match evaluation {
         SampleSource::Images(_) => "--calibration-images",
         SampleSource::Npy(_) => "--calibration-npy",
-        SampleSource::Texts(_) | SampleSource::Seeded { .. } => return None,
+        SampleSource::Texts(_) => "--calibration-texts",
+        SampleSource::Seeded { .. } => return None,
     };
     matches!(calibration, SampleSource::Seeded { .. }).then(|| {
         format!(

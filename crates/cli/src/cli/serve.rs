@@ -112,6 +112,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     queue_capacity: Option<u32>,
 
+    /// A text model: most texts one request of TEI's /embed and /tokenize may hold (larger:
+    /// 413), as TEI's --max-client-batch-size; /info reports it. Default 32.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_client_batch_size: Option<u32>,
+
+    /// A text model: largest body of TEI's and OpenAI's routes, and largest text in a v2
+    /// request, in MiB (larger: 413), as TEI's --payload-limit. Default 2.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    text_body_limit_mib: Option<u64>,
+
     /// Largest request body, in MiB (larger: 413). Default 64.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     body_limit_mib: Option<u64>,
@@ -211,6 +221,8 @@ struct ServerFlags {
     grpc_port: Option<u16>,
     no_grpc: bool,
     body_limit: Option<usize>,
+    max_client_batch: Option<usize>,
+    text_body_limit: Option<usize>,
     shutdown_grace: Option<Duration>,
     max_connections: Option<usize>,
     header_timeout: Option<Duration>,
@@ -234,6 +246,14 @@ impl ServerFlags {
             grpc_port: (!self.no_grpc)
                 .then(|| self.grpc_port.or(file.grpc_port).or(d.grpc_port).unwrap_or(8081)),
             body_limit: self.body_limit.or(file.body_limit).unwrap_or(d.body_limit),
+            max_client_batch: self
+                .max_client_batch
+                .or(file.max_client_batch)
+                .unwrap_or(d.max_client_batch),
+            text_body_limit: self
+                .text_body_limit
+                .or(file.text_body_limit)
+                .unwrap_or(d.text_body_limit),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace).unwrap_or(d.shutdown_grace),
             limits: Limits {
                 max_connections: self
@@ -345,6 +365,8 @@ impl ServePlan {
                 grpc_port: args.grpc_port,
                 no_grpc: args.no_grpc,
                 body_limit: args.body_limit_mib.map(|m| (m as usize) << 20),
+                max_client_batch: args.max_client_batch_size.map(|n| n as usize),
+                text_body_limit: args.text_body_limit_mib.map(|m| (m as usize) << 20),
                 shutdown_grace: args.shutdown_grace_s,
                 max_connections: args.max_connections.map(|n| n as usize),
                 header_timeout: args.header_timeout_s,
@@ -627,7 +649,18 @@ impl CliRepository {
             };
             Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(transform, labels)))
         } else if let thrum::ModelRef::Path(_) = &model_ref {
+            // A classifier's first output is [N, classes]: a detector or a segmenter that also
+            // takes [N,3,H,W] is not given images it would answer with nonsense classes.
+            let classifier = model
+                .outputs()
+                .first()
+                .is_some_and(|o| o.shape.len() == 2 && o.shape[1].fixed().is_some_and(|c| c >= 2));
             match model_ref.image_transform(&model) {
+                Ok(_) if !classifier => {
+                    tracing::debug!(model = %entry.name, "does not take encoded images: its \
+                        first output is not [N, classes]");
+                    None
+                }
                 Ok(transform) => {
                     tracing::info!(model = %entry.name, "takes encoded images too, pre-processed \
                         as TorchServe's image_classifier does (shorter side 256, center 224, \
