@@ -562,7 +562,9 @@ async fn openai_inner(state: &State, body: Body) -> Result<Response, Refusal> {
     // Every refusal of the texts is 400 for OpenAI's clients, too many of them included (TEI
     // answers 413).
     let to_400 = |mut r: Refusal| {
-        r.status = StatusCode::BAD_REQUEST;
+        if matches!(r.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY) {
+            r.status = StatusCode::BAD_REQUEST;
+        }
         r
     };
     let texts = texts(body.get("input"), "input", MAX_OPENAI_INPUTS).map_err(to_400)?;

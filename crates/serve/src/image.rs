@@ -223,15 +223,16 @@ async fn predictions_of(
     headers: &axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ServeError> {
+    // An unknown or unavailable model is answered before its body is read, as v2's infer
+    // does; every other refusal comes after it (a client still sending would otherwise see
+    // the connection reset instead of the answer).
     let served = state.model(model, version)?;
-    // The body is read before any other refusal: a client still sending it would otherwise
-    // see the connection reset instead of the answer.
     let mut bytes = read_body(body, state.body_limit, state.limits.body_timeout).await?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if content_type.starts_with("multipart/") {
+    if content_type.to_ascii_lowercase().starts_with("multipart/") {
         bytes = form_input(content_type, bytes).await?;
     }
     if let Some(magika) = &served.content {

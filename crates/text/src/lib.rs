@@ -93,13 +93,17 @@ impl TextTokenizer {
             .map_err(|e| {
                 invalid_file(path, format!("a truncation to {max_tokens} tokens ({e})"))
             })?;
+        // An added token with whitespace in it ("new york") could be split by a cut.
         let prefix_stable = matches!(
             inner.get_normalizer(),
             None | Some(tokenizers::NormalizerWrapper::BertNormalizer(_))
         ) && matches!(
             inner.get_pre_tokenizer(),
             Some(tokenizers::PreTokenizerWrapper::BertPreTokenizer(_))
-        );
+        ) && !inner
+            .get_added_tokens_decoder()
+            .values()
+            .any(|t| t.content.chars().any(char::is_whitespace));
         Ok(TextTokenizer { inner, max_tokens, prefix_stable })
     }
 
@@ -113,8 +117,13 @@ impl TextTokenizer {
         if self.prefix_stable {
             let mut len = PREFIX_BYTES;
             while len < text.len() {
-                // ASCII bytes are never inside a UTF-8 character: the cut is a char boundary.
-                let Some(at) = text.as_bytes()[len..].iter().position(u8::is_ascii_whitespace)
+                // A space, tab or line break: whitespace to BERT's normaliser (a form feed or
+                // a vertical tab is a control character it deletes, joining the words around
+                // it). ASCII bytes are never inside a UTF-8 character: the cut is a char
+                // boundary.
+                let Some(at) = text.as_bytes()[len..]
+                    .iter()
+                    .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
                 else {
                     break;
                 };
@@ -556,7 +565,12 @@ mod tests {
             format!("{}{}", " ".repeat(20_000), piece.repeat(40)),
             format!("{}{}", "\n".repeat(9_000), "word ".repeat(300)),
             "abcdefgh".repeat(3_000), // no whitespace at all: tokenized whole
-            piece.repeat(150),        // fewer than 256 tokens past the first cut
+            // Prefixes that never reach the limit: the whole text, under it.
+            format!("{}{}", " ".repeat(12_000), "the long text ".repeat(17)),
+            // A form feed, the first blank past 8 KiB, joins the words around it (BERT's
+            // normaliser deletes it): `wordythe`, one unknown word, is token 254 of the whole
+            // text; a prefix cut at the form feed would end in `word ##y`.
+            format!("{}{}wordy\u{c}the {}", " ".repeat(7_686), "a ".repeat(253), "a ".repeat(9)),
         ];
         for (i, text) in texts.iter().enumerate() {
             let reference = whole(text);

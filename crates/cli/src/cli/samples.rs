@@ -119,8 +119,8 @@ impl SampleSource {
     }
 }
 
-/// A warning when a statically quantized int8 model is judged on real images, texts or `.npy`
-/// files but calibrated on seeded inputs (uniform noise, or every token id 1): its ranges are then not those of real data, and its accuracy a floor
+/// A warning when a statically quantized int8 model is judged on real images, texts or
+/// `.npy` files but calibrated on seeded inputs (uniform noise, or every token id 1): its ranges are then not those of real data, and its accuracy a floor
 /// of what `thrum quantize` reaches with real calibration data.
 pub fn calibration_warning(
     calibration: &SampleSource,
@@ -134,7 +134,8 @@ pub fn calibration_warning(
     };
     matches!(calibration, SampleSource::Seeded { .. }).then(|| {
         format!(
-            "warning: int8 is calibrated on seeded inputs (uniform noise), not on data like the \
+            "warning: int8 is calibrated on seeded inputs (uniform noise; token id 1 for a text \
+             model), not on data like the \
              evaluation's, so its accuracy here is a floor; give {real} (other samples than the \
              evaluation's) for real ranges"
         )

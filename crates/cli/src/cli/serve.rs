@@ -117,8 +117,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     max_client_batch_size: Option<u32>,
 
-    /// A text model: largest body of TEI's and OpenAI's routes, and largest text in a v2
-    /// request, in MiB (larger: 413), as TEI's --payload-limit. Default 2.
+    /// A text model: largest body of TEI's and OpenAI's routes (larger: 413), and largest text
+    /// in a v2 request (larger: 400), in MiB, as TEI's --payload-limit. Default 2.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     text_body_limit_mib: Option<u64>,
 
