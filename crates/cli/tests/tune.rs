@@ -132,20 +132,34 @@ fn a_pick_that_fails_its_check_is_replaced_and_when_none_passes_fp32_is_written_
             real.display()
         ),
     );
-    tune_mlp(dir.path(), &["--batch", "1", "--bench-exe", exe.to_str().unwrap()])
-        .code(1)
-        .stdout(predicate::str::contains("FAIL — top-1 agreement 50.0 % < 99.0 %"))
-        .stderr(predicate::str::contains("below the target"));
+    let out = tune_mlp(dir.path(), &["--batch", "1", "--bench-exe", exe.to_str().unwrap()])
+        .get_output()
+        .clone();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAIL — top-1 agreement 50.0 % < 99.0 %"), "{stdout}");
     let r = report(dir.path());
     let checks = r["outcome"]["checks"].as_array().unwrap();
     assert!(checks.len() >= 2 && checks.len() <= 4, "{checks:?}");
     assert!(checks.iter().all(|c| c["pass"] == false), "{checks:?}");
-    assert_eq!(r["outcome"]["accuracy_unmet"], true);
     let toml = std::fs::read_to_string(dir.path().join("thrum.toml")).unwrap();
-    assert!(
-        toml.contains("# BELOW TARGET: no configuration checked kept 99.0 % of fp32"),
-        "{toml}"
-    );
+    if r["outcome"]["default_wins"] == true {
+        // The pick and the default are near ties on zoo:mlp, so the alternating runs can go
+        // either way. When every round goes to the default, it is written: it runs the
+        // engine's own fp32 numerics, the reference every check compares with, and needs no
+        // check of its own.
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert_eq!(r["outcome"]["accuracy_unmet"], false);
+        assert!(toml.contains("lost to this default configuration"), "{toml}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stderr.contains("below the target"), "{stderr}");
+        assert_eq!(r["outcome"]["accuracy_unmet"], true);
+        assert!(
+            toml.contains("# BELOW TARGET: no configuration checked kept 99.0 % of fp32"),
+            "{toml}"
+        );
+    }
 }
 
 #[test]
