@@ -11,12 +11,13 @@
 //! - Timeouts live in [`Guarded`], the socket wrapper both fronts read and write through:
 //!   a request head must be complete within [`Limits::header_timeout`] of its first byte (or
 //!   of the connection's start), an HTTP/1.1 connection idle between requests closes after
-//!   [`Limits::keep_alive_timeout`], and a write the client does not take closes the
+//!   [`Limits::keep_alive_timeout`] (an HTTP/2 one with no call open gets GOAWAY after the
+//!   same time, in `serve_grpc`), and a write the client does not take closes the
 //!   connection after [`Limits::write_timeout`]. A request's body has
 //!   [`Limits::body_timeout`], enforced where it is read (the handlers answer 408).
-//! - REST is HTTP/1.1 (hyper), one task per connection. gRPC is tonic's HTTP/2 over the same
-//!   accepted, guarded sockets, with a bound on concurrent streams per connection and
-//!   keep-alive pings that find dead peers.
+//! - REST is HTTP/1.1 (hyper), one task per connection. gRPC is tonic's generated service
+//!   over hyper's HTTP/2 on the same accepted, guarded sockets, one task per connection, with
+//!   a bound on concurrent streams per connection and keep-alive pings that find dead peers.
 //! - Shutdown: connections finish what is in flight (HTTP/1.1 closes after the current answer;
 //!   HTTP/2 sends GOAWAY); those still open after [`Limits::shutdown_timeout`] are cut.
 
@@ -26,13 +27,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -49,7 +50,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time to send a request's body, from its head.
     pub body_timeout: Duration,
-    /// Time an HTTP/1.1 connection may stay idle between requests.
+    /// Time an HTTP/1.1 connection may stay idle between requests, and an HTTP/2 (gRPC) one
+    /// with no call open.
     pub keep_alive_timeout: Duration,
     /// Time a client may leave an answer unread before its connection is closed.
     pub write_timeout: Duration,
@@ -387,14 +389,6 @@ impl AsyncWrite for Guarded {
     }
 }
 
-impl tonic::transport::server::Connected for Guarded {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
 /// An accepted socket and its connection permit.
 struct Accepted {
     io: TcpStream,
@@ -504,6 +498,41 @@ pub(crate) async fn serve_http(
     router: Router,
     stop: impl Future<Output = ()>,
 ) {
+    let limits = fronts.limits.clone();
+    let kill = fronts.kill.clone();
+    accept_loop(&fronts, listener, stop, |accepted, mut closing| {
+        let phase = Arc::new(Phase::new());
+        let io = Guarded::new(accepted, Protocol::Http1, phase.clone(), limits.clone(), &kill);
+        let service = Http1Service { router: router.clone(), phase };
+        async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.keep_alive(true).max_headers(128);
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => { log_connection_end(result); return; }
+                _ = closing.wait_for(|c| *c) => {}
+            }
+            // Shutdown: finish the request in flight (answered with `Connection: close`),
+            // close an idle connection now.
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await);
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until `stop` completes, each served by `serve` (given
+/// the socket and a flag that turns true at shutdown) on a task of its own; then drains them.
+async fn accept_loop<F, C>(
+    fronts: &Fronts,
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    mut serve: F,
+) where
+    F: FnMut(Accepted, tokio::sync::watch::Receiver<bool>) -> C,
+    C: Future<Output = ()> + Send + 'static,
+{
     let mut connections = tokio::task::JoinSet::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
@@ -515,30 +544,13 @@ pub(crate) async fn serve_http(
             biased;
             () = &mut stop => break,
             accepted = fronts.accept(&listener) => {
-                let phase = Arc::new(Phase::new());
-                let io = Guarded::new(accepted, Protocol::Http1, phase.clone(), fronts.limits.clone(), &fronts.kill);
-                let service = Http1Service { router: router.clone(), phase };
-                let mut closing = closing_rx.clone();
-                connections.spawn(async move {
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder.keep_alive(true).max_headers(128);
-                    let connection = builder.serve_connection(TokioIo::new(io), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        result = connection.as_mut() => { log_connection_end(result); return; }
-                        _ = closing.wait_for(|c| *c) => {}
-                    }
-                    // Shutdown: finish the request in flight (answered with `Connection:
-                    // close`), close an idle connection now.
-                    connection.as_mut().graceful_shutdown();
-                    log_connection_end(connection.await);
-                });
+                connections.spawn(serve(accepted, closing_rx.clone()));
             }
         }
     }
     drop(listener);
     let _ = closing_tx.send(true);
-    drain(&fronts, &mut connections).await;
+    drain(fronts, &mut connections).await;
 }
 
 fn log_connection_end(result: Result<(), hyper::Error>) {
@@ -566,21 +578,200 @@ async fn drain(fronts: &Fronts, connections: &mut tokio::task::JoinSet<()>) {
     }
 }
 
-/// The gRPC front's incoming connections: accepted under the same permits, guarded by the
-/// same timeouts, until `stop`.
-pub(crate) fn grpc_incoming(
-    fronts: Fronts,
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = Result<Guarded, Infallible>> {
-    futures_util::stream::unfold((fronts, listener), |(fronts, listener)| async move {
-        let accepted = fronts.accept(&listener).await;
-        let io = Guarded::new(
-            accepted,
-            Protocol::Http2,
-            Arc::new(Phase::new()),
-            fronts.limits.clone(),
-            &fronts.kill,
-        );
-        Some((Ok(io), (fronts, listener)))
+/// The calls open on an HTTP/2 connection, and since when it has had none: what closes a gRPC
+/// connection left idle.
+struct Calls {
+    open: AtomicUsize,
+    /// When the last call ended (or the connection began), in ms from `epoch`.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Calls {
+    fn new() -> Calls {
+        Calls { open: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(0), epoch: Instant::now() }
+    }
+
+    fn start(self: &Arc<Calls>) -> CallGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    /// When the connection may be closed for idleness: `None` while a call is open.
+    fn idle_deadline(&self, limit: Duration) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + limit)
+    }
+}
+
+/// One open call: it ends when its answer's body is done (or dropped), so a streaming call
+/// counts for as long as its stream.
+struct CallGuard(Arc<Calls>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let calls = &self.0;
+        let ms = u64::try_from(calls.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The time first, so that whoever sees no call open sees when the last one ended.
+        calls.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
+        calls.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A gRPC answer's body, holding its call open until it is done.
+struct CountedBody {
+    body: tonic::body::Body,
+    _call: CallGuard,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The gRPC front's per-connection service: tonic's generated service, with the connection's
+/// open calls counted and the client's `grpc-timeout` enforced until the answer's headers
+/// (as tonic's own server did, but with gRPC's `DEADLINE_EXCEEDED` where tonic said
+/// `CANCELLED`).
+#[derive(Clone)]
+struct Http2Service<S> {
+    grpc: S,
+    calls: Arc<Calls>,
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for Http2Service<S>
+where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = hyper::Response<CountedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let call = self.calls.start();
+        let deadline = request.headers().get("grpc-timeout").and_then(grpc_timeout);
+        let answer = tower::ServiceExt::oneshot(self.grpc.clone(), request);
+        Box::pin(async move {
+            let response = match deadline {
+                None => answer.await?,
+                Some(limit) => match tokio::time::timeout(limit, answer).await {
+                    Ok(response) => response?,
+                    Err(_) => tonic::Status::deadline_exceeded(format!(
+                        "the call's deadline (grpc-timeout {limit:?}) passed before its answer"
+                    ))
+                    .into_http(),
+                },
+            };
+            Ok(response.map(|body| CountedBody { body, _call: call }))
+        })
+    }
+}
+
+/// A `grpc-timeout` header's duration (gRPC over HTTP/2: at most 8 digits and a unit of H, M,
+/// S, m, u or n); `None` for a malformed one, which is ignored as tonic and grpc-go do.
+fn grpc_timeout(value: &hyper::header::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
     })
 }
+
+/// Serves the gRPC front (HTTP/2, hyper) on `listener` until `stop` completes, then drains as
+/// the REST front does: open calls finish (each connection gets GOAWAY), and what is still
+/// open after the shutdown timeout is cut. A connection with no call open for the keep-alive
+/// timeout gets GOAWAY and closes (nginx's `keepalive_timeout` for HTTP/2, grpc-go's
+/// `MaxConnectionIdle`): an idle client's slot of `max_connections` comes back, and gRPC
+/// clients reconnect on their next call.
+pub(crate) async fn serve_grpc<S>(
+    fronts: Fronts,
+    listener: TcpListener,
+    grpc: S,
+    stop: impl Future<Output = ()>,
+) where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let limits = fronts.limits.clone();
+    let kill = fronts.kill.clone();
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .keep_alive_interval(Some(limits.http2_keep_alive_interval))
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+    accept_loop(&fronts, listener, stop, |accepted, mut closing| {
+        let peer = accepted.peer;
+        let io =
+            Guarded::new(accepted, Protocol::Http2, Arc::new(Phase::new()), limits.clone(), &kill);
+        let calls = Arc::new(Calls::new());
+        let service = Http2Service { grpc: grpc.clone(), calls: calls.clone() };
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let idle_limit = limits.keep_alive_timeout;
+        async move {
+            tokio::pin!(connection);
+            let mut check = Instant::now() + idle_limit;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => { log_connection_end(result); return; }
+                    _ = closing.wait_for(|c| *c) => break,
+                    () = tokio::time::sleep_until(check) => match calls.idle_deadline(idle_limit) {
+                        Some(deadline) if deadline <= Instant::now() => {
+                            tracing::debug!(%peer, "closing a gRPC connection: no call within {idle_limit:?}");
+                            break;
+                        }
+                        Some(deadline) => check = deadline,
+                        None => check = Instant::now() + idle_limit,
+                    },
+                }
+            }
+            // GOAWAY: calls open finish, none starts; the connection then closes.
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await);
+        }
+    })
+    .await;
+}
+
+/// Time a peer has to answer an HTTP/2 keep-alive ping before its connection is closed.
+pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);

@@ -27,26 +27,18 @@ struct Service {
 }
 
 /// Serves `state`'s models on `listener` until `stop` completes, then lets in-flight calls
-/// finish (the server cuts connections still open after the shutdown timeout).
+/// finish within the shutdown timeout (`front::serve_grpc`: connections, limits, idleness).
 pub(crate) async fn serve(
     state: Arc<State>,
     fronts: Fronts,
     listener: TcpListener,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+    stop: impl Future<Output = ()>,
+) {
     let limit = state.body_limit;
-    let limits = fronts.limits().clone();
     let service = GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    tonic::transport::Server::builder()
-        .max_concurrent_streams(Some(limits.max_streams_per_connection))
-        .http2_keepalive_interval(Some(limits.http2_keep_alive_interval))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(service)
-        .serve_with_incoming_shutdown(crate::front::grpc_incoming(fronts, listener), stop)
-        .await
-        .map_err(|e| ServeError::Config { what: "the gRPC server".into(), reason: e.to_string() })
+    crate::front::serve_grpc(fronts, listener, service, stop).await;
 }
 
 fn version(v: &str) -> Option<&str> {

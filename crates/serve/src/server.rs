@@ -613,22 +613,12 @@ impl Server {
             model.pool.stop_admitting();
         }
         let _ = close_tx.send(true);
-        // The REST front drains its own connections within the shutdown timeout; tonic waits
-        // for its connections without a bound, so the same timeout cuts what is left of them.
-        let cut = {
-            let fronts = fronts.clone();
-            let timeout = fronts.limits().shutdown_timeout;
-            tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                fronts.kill();
-            })
-        };
         let http_result = http.await;
+        // Each front drains its own connections within the shutdown timeout.
         let grpc_result = match grpc {
             Some(g) => Some(g.await),
             None => None,
         };
-        cut.abort();
         // A load or unload still running (a task of its own) ends before the pools stop,
         // within the shutdown timeout: a model it loaded is stopped with the others, and none
         // starts after (a load checks the phase under this lock).
@@ -650,8 +640,11 @@ impl Server {
                 reason: e.to_string(),
             });
         }
-        if let Some(Ok(Err(e))) = grpc_result {
-            return Err(e);
+        if let Some(Err(e)) = grpc_result {
+            return Err(ServeError::Config {
+                what: "the gRPC server".into(),
+                reason: e.to_string(),
+            });
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! The fronts' limits against clients that misbehave, over real sockets on 127.0.0.1: a head
 //! or a body that never ends, an idle keep-alive connection, more connections than allowed, an
 //! answer nobody reads, a large answer read slowly (never cut by the keep-alive clock), a
-//! client still connected at shutdown, a gRPC client stalled in its
-//! connection preface, more gRPC streams than allowed,
+//! client still connected at shutdown, a gRPC client stalled in its connection preface, an
+//! idle gRPC connection, a gRPC call past its `grpc-timeout`, more gRPC streams than allowed,
 //! and health probes while thousands of slow clients and huge JSON bodies are in flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
@@ -321,6 +321,139 @@ fn grpc_calls_beyond_the_stream_limit_wait_for_a_free_stream() {
         rt.block_on(h).unwrap().unwrap();
     }
     assert_eq!(probe.calls(), calls + 3);
+}
+
+/// A raw HTTP/2 client connection to the gRPC front (to watch the connection itself, which a
+/// gRPC client library hides by reconnecting), and the task driving it: it finishes when the
+/// server closes the connection.
+async fn h2_connect(
+    addr: SocketAddr,
+) -> (h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    (client, tokio::spawn(connection))
+}
+
+/// Starts a gRPC call of `method` with `message` (protobuf bytes) and these extra headers;
+/// `end`: whether the request's stream ends with the message.
+async fn h2_call(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    method: &str,
+    message: &[u8],
+    headers: &[(&str, &str)],
+    end: bool,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let mut request =
+        hyper::Request::post(format!("http://t/inference.GRPCInferenceService/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let client = client.clone().ready().await.unwrap();
+    let mut client = client;
+    let (response, mut send) = client.send_request(request.body(()).unwrap(), false).unwrap();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    send.send_data(framed.into(), end).unwrap();
+    (response, send)
+}
+
+/// A call's `grpc-status` (from the trailers, or the headers of a trailers-only answer).
+async fn grpc_status(response: h2::client::ResponseFuture) -> String {
+    let response = response.await.unwrap();
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_string();
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("no trailers");
+    trailers.get("grpc-status").expect("no grpc-status").to_str().unwrap().to_string()
+}
+
+#[test]
+fn an_idle_grpc_connection_gets_goaway_and_a_busy_one_does_not() {
+    let probe = scripted(Duration::ZERO);
+    let server = serve_with(
+        vec![("m", probe.model.clone(), PoolConfig::new(1))],
+        listen(short(|l| l.keep_alive_timeout = Duration::from_secs(1))),
+    );
+    let grpc = server.grpc.unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut client, mut connection) = h2_connect(grpc).await;
+        // Busy: a call every 100 ms for 2.5 s, two and a half times the idle limit.
+        for _ in 0..25 {
+            let (response, _) = h2_call(&mut client, "ServerLive", &[], &[], true).await;
+            assert_eq!(grpc_status(response).await, "0");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!connection.is_finished(), "a connection in use was closed");
+        }
+        // A call left open (a stream whose client has sent nothing yet) holds it as long.
+        let (response, mut send) = h2_call(&mut client, "ModelStreamInfer", &[], &[], false).await;
+        let open = tokio::spawn(grpc_status(response));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!connection.is_finished(), "a connection with a call open was closed");
+        // The call ends; the connection, now idle, gets GOAWAY once the limit passes.
+        send.send_data(bytes::Bytes::new(), true).unwrap();
+        assert_eq!(open.await.unwrap(), "0");
+        let start = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), &mut connection)
+            .await
+            .expect("an idle gRPC connection was kept open");
+        let took = start.elapsed();
+        eprintln!("idle gRPC connection closed after {took:?}: {ended:?}");
+        // A clean close (GOAWAY, then the end of the connection), not a reset.
+        ended.unwrap().unwrap();
+        assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+        // A new connection is served as before.
+        let (mut client, _connection) = h2_connect(grpc).await;
+        let (response, _) = h2_call(&mut client, "ServerLive", &[], &[], true).await;
+        assert_eq!(grpc_status(response).await, "0");
+    });
+}
+
+#[test]
+fn a_grpc_call_past_its_grpc_timeout_is_deadline_exceeded() {
+    let probe = scripted(Duration::ZERO);
+    let server = serve_with(vec![("m", probe.model.clone(), PoolConfig::new(1))], quick());
+    let grpc = server.grpc.unwrap();
+    let calls = probe.calls();
+    let closed = probe.gate.closed();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut client, _connection) = h2_connect(grpc).await;
+        // ModelInferRequest { model_name: "m", inputs: [{ name: "x", datatype: "FP32",
+        // shape: [1, 2] }], raw_input_contents: [8 zero bytes] }, encoded by hand.
+        let tensor = [&[0x0a, 1, b'x', 0x12, 4][..], b"FP32", &[0x1a, 2, 1, 2]].concat();
+        let message = [
+            &[0x0a, 1, b'm', 0x2a, u8::try_from(tensor.len()).unwrap()][..],
+            &tensor,
+            &[0x3a, 8],
+            &[0; 8],
+        ]
+        .concat();
+        let start = Instant::now();
+        let (response, _) =
+            h2_call(&mut client, "ModelInfer", &message, &[("grpc-timeout", "300m")], true).await;
+        // 4: DEADLINE_EXCEEDED, while the model is held at its gate.
+        assert_eq!(grpc_status(response).await, "4");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{took:?}");
+        // A malformed header is ignored (tonic's and grpc-go's behaviour): the call waits.
+        let (response, _) =
+            h2_call(&mut client, "ModelInfer", &message, &[("grpc-timeout", "300x")], true).await;
+        let answer = tokio::spawn(grpc_status(response));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!answer.is_finished(), "a call with a malformed grpc-timeout was cut");
+        drop(closed);
+        assert_eq!(answer.await.unwrap(), "0");
+    });
+    assert!(probe.calls() > calls);
 }
 
 #[test]
