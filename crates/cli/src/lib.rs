@@ -119,13 +119,15 @@ impl ModelRef {
     }
 
     /// An image classifier for this model once loaded: a zoo image model's own pre-processing
-    /// and class names, or for a file TorchServe's defaults (shorter side 256, center 224,
-    /// ImageNet's mean and std) and the names in `labels` (one per line) if given.
+    /// and class names, or for a file `custom` (the `--image-*` flags) or TorchServe's
+    /// defaults (shorter side 256, center 224, ImageNet's mean and std) and the names in
+    /// `labels` (one per line) if given.
     pub fn image_classifier(
         &self,
         model: &Model,
         top_k: usize,
         labels: Option<&std::path::Path>,
+        custom: Option<&ImageRecipe>,
     ) -> Result<vision::ImageClassifier> {
         if let ModelRef::Pretrained(m) = self
             && !self.is_image_model()
@@ -137,7 +139,7 @@ impl ModelRef {
                     .into(),
             });
         }
-        let transform = self.image_transform(model)?;
+        let transform = self.image_transform(model, custom)?;
         let labels = match (labels, self) {
             (Some(path), _) => {
                 // Line k names class k: a blank line keeps its place (an unnamed class).
@@ -170,20 +172,25 @@ impl ModelRef {
     }
 
     /// How this model's images are pre-processed: a zoo image model's own recipe, else
-    /// TorchServe's defaults ([`TORCHSERVE_IMAGE_RECIPE`]).
-    pub fn image_recipe(&self) -> zoo::pretrained::ImageRecipe {
+    /// `custom` (the `--image-*` flags), else TorchServe's defaults
+    /// ([`TORCHSERVE_IMAGE_RECIPE`]).
+    pub fn image_recipe(&self, custom: Option<&ImageRecipe>) -> ImageRecipe {
         match self {
             ModelRef::Pretrained(m) => match m.task {
                 zoo::pretrained::Task::ImageClassification(recipe) => recipe,
-                _ => TORCHSERVE_IMAGE_RECIPE,
+                _ => custom.copied().unwrap_or(TORCHSERVE_IMAGE_RECIPE),
             },
-            _ => TORCHSERVE_IMAGE_RECIPE,
+            _ => custom.copied().unwrap_or(TORCHSERVE_IMAGE_RECIPE),
         }
     }
 
     /// The pre-processing of this image model once loaded (see [`ModelRef::image_classifier`]).
-    pub fn image_transform(&self, model: &Model) -> Result<vision::ImageTransform> {
-        let recipe = self.image_recipe();
+    pub fn image_transform(
+        &self,
+        model: &Model,
+        custom: Option<&ImageRecipe>,
+    ) -> Result<vision::ImageTransform> {
+        let recipe = self.image_recipe(custom);
         let layout = vision::ImageTransform::layout_of(model, recipe.crop)?;
         vision::ImageTransform::new(recipe.resize, recipe.crop, recipe.mean, recipe.std, layout)
     }
@@ -206,6 +213,9 @@ impl ModelRef {
         }
     }
 }
+
+/// An image model's evaluation pre-processing: resize, center crop, mean and std.
+pub type ImageRecipe = zoo::pretrained::ImageRecipe;
 
 /// TorchServe's `image_classifier` pre-processing (torchvision's `Resize(256)`,
 /// `CenterCrop(224)`, ImageNet's mean and std), for image models given as files.

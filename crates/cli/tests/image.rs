@@ -182,6 +182,114 @@ fn a_model_file_takes_images_as_torchserve_does() {
     assert!(error["message"].as_str().unwrap().contains("neither an image model"), "{error}");
 }
 
+/// A model file whose weights want another pre-processing than TorchServe's defaults, given
+/// by the `--image-*` flags: `thrum predict` equals ONNX Runtime Python on Pillow's tensors made
+/// with the same recipe, `thrum serve` answers /predictions with the same classes, and a
+/// recipe that is not one is refused before anything loads.
+#[test]
+fn image_flags_set_a_model_files_pre_processing() {
+    require_engine!("ort");
+    require_model();
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("lite0.onnx");
+    thrum().args(["zoo", "export", "efficientnet-lite0", "-o"]).arg(&onnx).assert().success();
+    let files = &photos()[..3];
+    // Not Lite0's own recipe (shorter side 256, (x − 127) / 128), nor TorchServe's: Keras's
+    // "tf" mode at another resize.
+    let recipe =
+        ImageRecipe { resize: 240, crop: 224, mean: [0.5; 3], std: [0.5; 3], classes: 1000 };
+    let flags =
+        ["--image-resize", "240", "--image-mean", "0.5,0.5,0.5", "--image-std", "0.5,0.5,0.5"];
+    let tensors = pillow_tensors(dir.path(), files, &recipe);
+    let mut args: Vec<&std::ffi::OsStr> = vec!["classes".as_ref(), onnx.as_os_str()];
+    args.extend(tensors.iter().map(|t| t.as_os_str()));
+    let python: Vec<serde_json::Value> = serde_json::from_str(&reference(&args)).unwrap();
+    let ours = classify_with_args(onnx.to_str().unwrap(), "ort", files, &flags);
+    same_top5(files, &python, &ours);
+    // Without the flags, TorchServe's defaults: other probabilities.
+    let defaults = classify_with_args(onnx.to_str().unwrap(), "ort", files, &[]);
+    assert_ne!(defaults[0][0].1, ours[0][0].1, "the flags changed nothing");
+
+    // The server, with the same flags, answers TorchServe's /predictions with the same classes.
+    let mut serve = vec!["-e", "ort", "-p"];
+    let model = format!("lite0={}", onnx.display());
+    serve.push(&model);
+    serve.extend(flags);
+    let server = common::serve(&serve);
+    for (file, want) in files.iter().zip(&ours) {
+        let url = format!("http://{}/predictions/lite0", server.http);
+        let (status, answer, text) = send("POST", &url, std::fs::read(file).unwrap());
+        assert_eq!(status, 200, "{}: {text}", file.display());
+        for (index, probability, _) in want {
+            let got = answer[index.to_string()].as_f64().unwrap_or(-1.0);
+            assert!((got - probability).abs() < 1e-4, "class {index}: {got} vs {probability}");
+        }
+    }
+
+    // Refused, naming the flag and what it expects.
+    let photo = files[0].to_str().unwrap();
+    let onnx = onnx.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec!["predict", "-p", MODEL, "--image", photo, "--image-crop", "200"],
+            "zoo:efficientnet-lite0 has its own pre-processing",
+        ),
+        (
+            vec!["predict", "-p", onnx, "--image", photo, "--image-resize", "200"],
+            "--image-resize 200 is smaller than the crop of 224",
+        ),
+        (
+            vec!["predict", "-p", onnx, "--image", photo, "--image-std", "0.5,0,0.5"],
+            "three numbers above 0",
+        ),
+        (vec!["predict", "-p", onnx, "--image", photo, "--image-mean", "0.5,0.5"], "is not R,G,B"),
+        (vec!["predict", "-p", onnx, "--image-mean", "0.5,0.5,0.5"], "none is given"),
+        (vec!["bench", "-p", onnx, "--image-crop", "256"], "without --image-dir"),
+        (
+            vec!["serve", "-p", MODEL, "--image-crop", "256", "--check"],
+            "every model given is a zoo model",
+        ),
+        (vec!["quantize", "-p", onnx, "-o", "x.onnx", "--image-crop", "256"], "neither is given"),
+    ] {
+        let err = failure(thrum().args(&args));
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    // A crop the model does not take is named at load, by predict and by serve.
+    let err = failure(thrum().args([
+        "predict",
+        "-e",
+        "ort",
+        "-p",
+        onnx,
+        "--image",
+        photo,
+        "--image-crop",
+        "200",
+    ]));
+    assert!(err.contains("224") && err.contains("200"), "{err}");
+    let serve = [
+        "serve",
+        "-e",
+        "ort",
+        "-p",
+        onnx,
+        "--image-crop",
+        "200",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+    ];
+    let err = failure(thrum().args(serve));
+    assert!(err.contains("--image-* flags") && err.contains("224") && err.contains("200"), "{err}");
+    let text = ["predict", "-p", "zoo:all-minilm-l6-v2", "--image", photo, "--image-crop", "200"];
+    let err = failure(thrum().args(text));
+    assert!(err.contains("zoo:all-minilm-l6-v2 takes none"), "{err}");
+    let err =
+        failure(thrum().args(["compare", "-p", onnx, "--images", photo, "--image-crop", "200"]));
+    assert!(err.contains("with --precision or --config"), "{err}");
+}
+
 fn classify(engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
     require_model();
     classify_with(MODEL, engine, files)
@@ -189,8 +297,18 @@ fn classify(engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
 
 /// [`classify`] with `model`.
 fn classify_with(model: &str, engine: &str, files: &[PathBuf]) -> Vec<Vec<(usize, f64, String)>> {
+    classify_with_args(model, engine, files, &[])
+}
+
+/// [`classify_with`] with more flags.
+fn classify_with_args(
+    model: &str,
+    engine: &str,
+    files: &[PathBuf],
+    flags: &[&str],
+) -> Vec<Vec<(usize, f64, String)>> {
     let mut cmd = thrum();
-    cmd.args(["predict", "-e", engine, "-p", model, "--json", "--top-k", "5"]);
+    cmd.args(["predict", "-e", engine, "-p", model, "--json", "--top-k", "5"]).args(flags);
     for file in files {
         cmd.arg("--image").arg(file);
     }

@@ -169,7 +169,7 @@ fn quantized_efficientnet_lite0_agrees_with_fp32_as_well_as_onnx_runtimes_own_qu
         .unwrap();
     let t = thrum::ModelRef::parse("zoo:efficientnet-lite0")
         .unwrap()
-        .image_transform(&loaded)
+        .image_transform(&loaded, None)
         .unwrap()
         .tensor(&photo)
         .unwrap();

@@ -11,7 +11,7 @@ use clap::Args;
 use thrum::{Engine, ModelRef, ModelSource, Options, Precision, PredictorKind};
 use thrum_bench::{InputPlan, RunPlan, Stop, SweepGrid, shapes};
 
-use super::options::OptionArgs;
+use super::options::{ImageRecipeArgs, OptionArgs};
 
 /// Seconds measured when neither --iteration nor --duration is given.
 const DEFAULT_DURATION_S: f64 = 5.0;
@@ -42,12 +42,15 @@ pub struct BenchArgs {
     text_file: Option<std::path::PathBuf>,
 
     /// Real images (every file of DIR: JPEG, PNG, GIF, WebP) for an image model
-    /// (zoo:efficientnet-lite0, or a file with TorchServe's pre-processing): each call
-    /// classifies --batch-size of them (the next ones each call) through the whole pipeline,
-    /// with stages decode + resize
+    /// (zoo:efficientnet-lite0, or a file, pre-processed as TorchServe does unless --image-*
+    /// say otherwise): each call classifies --batch-size of them (the next ones each call)
+    /// through the whole pipeline, with stages decode + resize
     /// + normalise (preprocess), inference and top-k (postprocess).
     #[arg(long = "image-dir", value_name = "DIR", conflicts_with_all = ["input_shapes", "text_file"])]
     image_dir: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// Real files (every file of DIR, any type) for a content-type model (zoo:magika): each
     /// call identifies --batch-size of them (the next ones each call) through the whole
@@ -246,6 +249,7 @@ type Pipelines =
 struct SampleFlags {
     text_file: Option<PathBuf>,
     image_dir: Option<PathBuf>,
+    image_recipe: ImageRecipeArgs,
     file_dir: Option<PathBuf>,
 }
 
@@ -269,7 +273,15 @@ impl SampleFlags {
                 .into());
             }
         };
+        let custom = self.image_recipe.recipe(model)?;
         let image = match (&self.image_dir, &model) {
+            (None, _) if custom.is_some() => {
+                return Err(config_error(
+                    "--image-resize, --image-crop, --image-mean or --image-std without --image-dir",
+                    "--image-dir DIR: the flags pre-process its images",
+                )
+                .into());
+            }
             (None, _) => None,
             (Some(_), ModelRef::Pretrained(m)) if !model.is_image_model() => {
                 return Err(config_error(
@@ -279,7 +291,7 @@ impl SampleFlags {
                 .into());
             }
             (Some(dir), _) => {
-                let recipe = model.image_recipe();
+                let recipe = model.image_recipe(custom.as_ref());
                 Some(thrum_bench::ImagePlan {
                     dir: dir.clone(),
                     resize: recipe.resize,
@@ -325,6 +337,7 @@ impl BenchPlan {
         let samples = SampleFlags {
             text_file: args.text_file,
             image_dir: args.image_dir,
+            image_recipe: args.image_recipe,
             file_dir: args.file_dir,
         };
         // A `--config` file may name the model: the pipeline is checked against it then.

@@ -10,6 +10,7 @@ use thrum::{Engine, ModelFormat, ModelRef, ModelSource, Options, Precision};
 use thrum_tune::accuracy;
 use thrum_tune::compare::{self, Comparison, DEFAULT_TOLERANCE, EngineFailure};
 
+use super::options::ImageRecipeArgs;
 use super::samples::SampleSource;
 
 #[derive(Args, Debug)]
@@ -73,6 +74,10 @@ pub struct CompareArgs {
     /// Calibration .npy files for the int8 model quantized now.
     #[arg(long, value_name = "DIR")]
     calibration_npy: Option<PathBuf>,
+
+    /// With --images or --calibration-images: their pre-processing, for an image model file.
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// With --precision: what decides PASS / FAIL: top1 (agreement with fp32's class),
     /// cosine (mean cosine to fp32's output), or auto (top1 when the first output is
@@ -141,6 +146,16 @@ impl ComparePlan {
             }
             .into());
         }
+        let recipe = args.image_recipe.recipe(&model)?;
+        if recipe.is_some()
+            && ((args.images.is_none() && args.calibration_images.is_none())
+                || (args.precision.is_empty() && args.config.is_none()))
+        {
+            anyhow::bail!(
+                "--image-resize, --image-crop, --image-mean and --image-std pre-process --images \
+                 and --calibration-images (with --precision or --config); neither is given"
+            );
+        }
         let precision = if args.precision.is_empty() && args.config.is_none() {
             None
         } else {
@@ -159,20 +174,17 @@ impl ComparePlan {
             }
             Some(PrecisionPlan {
                 precisions,
-                evaluation: match (args.images, args.texts, args.npy) {
-                    (Some(dir), _, _) => SampleSource::Images(dir),
-                    (_, Some(file), _) => SampleSource::Texts(file),
-                    (_, _, Some(dir)) => SampleSource::Npy(dir),
-                    _ => SampleSource::Seeded { seed: 0 },
-                },
+                evaluation: SampleSource::from_flags(args.images, args.texts, args.npy, recipe, 0),
                 samples: args.samples as usize,
                 int8_model: args.int8_model,
-                calibration: match (args.calibration_images, args.calibration_npy) {
-                    (Some(dir), _) => SampleSource::Images(dir),
-                    (_, Some(dir)) => SampleSource::Npy(dir),
-                    // Other seeds than the evaluation's: calibration never sees the test set.
-                    _ => SampleSource::Seeded { seed: 1_000_000 },
-                },
+                // Other seeds than the evaluation's: calibration never sees the test set.
+                calibration: SampleSource::from_flags(
+                    args.calibration_images,
+                    None,
+                    args.calibration_npy,
+                    recipe,
+                    1_000_000,
+                ),
                 target: args.target,
                 metric: match args.metric.as_str() {
                     "top1" => Some(accuracy::Metric::Top1),

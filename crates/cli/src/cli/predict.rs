@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use thrum::{Engine, Model, ModelRef, Tensor};
 
-use super::options::OptionArgs;
+use super::options::{ImageRecipeArgs, OptionArgs};
 use super::report::{self, OutputSummary};
 use crate::io;
 
@@ -33,8 +33,8 @@ pub struct PredictArgs {
     texts: Vec<String>,
 
     /// An image (JPEG, PNG, GIF, WebP) to classify with an image model (zoo:efficientnet-lite0,
-    /// or a file with TorchServe's pre-processing): prints its top-k classes. Repeat for
-    /// several images (one batch).
+    /// or a file, pre-processed as TorchServe does unless --image-* say otherwise): prints its
+    /// top-k classes. Repeat for several images (one batch).
     #[arg(long = "image", value_name = "FILE", conflicts_with_all = ["inputs", "texts"])]
     images: Vec<PathBuf>,
 
@@ -55,6 +55,9 @@ pub struct PredictArgs {
     /// Class names, one per line in output order, for an image model given as a file.
     #[arg(long, value_name = "FILE", requires = "images")]
     labels: Option<PathBuf>,
+
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// Save the first output to FILE.npy, or every output to DIR/<output name>.npy.
     #[arg(short, long, value_name = "FILE.npy|DIR")]
@@ -102,6 +105,7 @@ pub struct PredictPlan {
     int8_model: Option<PathBuf>,
     top_k: usize,
     labels: Option<PathBuf>,
+    image_recipe: Option<thrum::ImageRecipe>,
     output: Option<OutputTarget>,
     json: bool,
 }
@@ -137,6 +141,12 @@ impl PredictPlan {
                 "--output saves tensors; with --file use --json to keep the content types"
             );
         }
+        let image_recipe = args.image_recipe.recipe(&model)?;
+        if image_recipe.is_some() && args.images.is_empty() {
+            anyhow::bail!(
+                "--image-resize, --image-crop, --image-mean and --image-std pre-process --image files; none is given"
+            );
+        }
         let output = args.output.map(output_target);
         Ok(PredictPlan {
             engine,
@@ -150,6 +160,7 @@ impl PredictPlan {
             int8_model: args.int8_model,
             top_k: args.top_k as usize,
             labels: args.labels,
+            image_recipe,
             output,
             json: args.json,
         })
@@ -246,7 +257,12 @@ impl PredictPlan {
 
     /// `--image`: each image's top-k classes (one batch).
     fn classify(&self, model: &Model, load_time: Duration) -> anyhow::Result<()> {
-        let translator = self.model.image_classifier(model, self.top_k, self.labels.as_deref())?;
+        let translator = self.model.image_classifier(
+            model,
+            self.top_k,
+            self.labels.as_deref(),
+            self.image_recipe.as_ref(),
+        )?;
         let images = self
             .images
             .iter()
@@ -258,7 +274,12 @@ impl PredictPlan {
             Err(e) => {
                 // One bad image fails the batch: name it (the decoder's error does not know the
                 // file).
-                let check = self.model.image_classifier(model, self.top_k, None)?;
+                let check = self.model.image_classifier(
+                    model,
+                    self.top_k,
+                    None,
+                    self.image_recipe.as_ref(),
+                )?;
                 for (path, bytes) in self.images.iter().zip(images) {
                     if let Err(why) = thrum::Translator::preprocess(&check, model, bytes) {
                         return Err(anyhow::Error::from(why)

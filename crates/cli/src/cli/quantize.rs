@@ -11,6 +11,7 @@ use thrum_quant::fallback::{self, Score};
 use thrum_quant::{Decision, Method, QuantizeOptions, Quantizer, Report};
 use thrum_tune::accuracy;
 
+use super::options::ImageRecipeArgs;
 use super::samples::SampleSource;
 
 #[derive(Args, Debug)]
@@ -95,6 +96,11 @@ pub struct QuantizeArgs {
     /// status is 1.
     #[arg(long, value_name = "FRACTION")]
     min_accuracy: Option<f64>,
+
+    /// With --calibration-images or --eval-images: their pre-processing, for an image model
+    /// file.
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// With --min-accuracy: evaluation images (pre-processed as the calibration images are).
     /// Keep them apart from the calibration images.
@@ -188,13 +194,20 @@ impl QuantizePlan {
         }
         let method = Method::parse(&args.method, args.percentile)
             .map_err(|why| anyhow::anyhow!("--method {}: expected {why}", args.method))?;
-        let calibration =
-            match (args.calibration_images, args.calibration_texts, args.calibration_npy) {
-                (Some(dir), _, _) => SampleSource::Images(dir),
-                (_, Some(file), _) => SampleSource::Texts(file),
-                (_, _, Some(dir)) => SampleSource::Npy(dir),
-                _ => SampleSource::Seeded { seed: 0 },
-            };
+        let recipe = args.image_recipe.recipe(&model)?;
+        if recipe.is_some() && args.calibration_images.is_none() && args.eval_images.is_none() {
+            anyhow::bail!(
+                "--image-resize, --image-crop, --image-mean and --image-std pre-process \
+                 --calibration-images and --eval-images; neither is given"
+            );
+        }
+        let calibration = SampleSource::from_flags(
+            args.calibration_images,
+            args.calibration_texts,
+            args.calibration_npy,
+            recipe,
+            0,
+        );
         let mut options = QuantizeOptions {
             per_channel: !args.per_tensor,
             reduce_range: match args.reduce_range.as_str() {
@@ -224,13 +237,14 @@ impl QuantizePlan {
             ),
             Some(target) => Some(FallbackPlan {
                 target,
-                evaluation: match (args.eval_images, args.eval_texts, args.eval_npy) {
-                    (Some(dir), _, _) => SampleSource::Images(dir),
-                    (_, Some(file), _) => SampleSource::Texts(file),
-                    (_, _, Some(dir)) => SampleSource::Npy(dir),
-                    // Other seeds than calibration's: the search never judges on those.
-                    _ => SampleSource::Seeded { seed: 1_000_000 },
-                },
+                // Other seeds than calibration's: the search never judges on those.
+                evaluation: SampleSource::from_flags(
+                    args.eval_images,
+                    args.eval_texts,
+                    args.eval_npy,
+                    recipe,
+                    1_000_000,
+                ),
                 samples: args.eval_samples as usize,
                 metric: match args.metric.as_str() {
                     "top1" => Some(accuracy::Metric::Top1),
@@ -360,7 +374,7 @@ impl QuantizePlan {
         let source = self.model.source(engine)?;
         let model = engine.load(&source, &Options::default())?;
         let flag = match self.calibration {
-            SampleSource::Images(_) => "--calibration-images",
+            SampleSource::Images { .. } => "--calibration-images",
             SampleSource::Texts(_) => "--calibration-texts",
             SampleSource::Npy(_) => "--calibration-npy",
             SampleSource::Seeded { .. } => "calibration",
@@ -386,7 +400,7 @@ impl QuantizePlan {
         // steadier on a shared machine than a pool spread over every core.
         let options = Options::default().with_intra_op_threads(1);
         let flag = match plan.evaluation {
-            SampleSource::Images(_) => "--eval-images",
+            SampleSource::Images { .. } => "--eval-images",
             SampleSource::Texts(_) => "--eval-texts",
             SampleSource::Npy(_) => "--eval-npy",
             SampleSource::Seeded { .. } => "evaluation",

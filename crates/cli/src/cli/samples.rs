@@ -10,9 +10,14 @@ use thrum::{DType, Model, ModelRef, Tensor, Translator};
 /// Where samples come from.
 #[derive(Clone, Debug)]
 pub enum SampleSource {
-    /// Images, through the model's pre-processing (a zoo image model's recipe, else
-    /// TorchServe's defaults).
-    Images(PathBuf),
+    /// Images, through the model's pre-processing (a zoo image model's recipe, else the
+    /// `--image-*` flags' `recipe`, else TorchServe's defaults).
+    Images {
+        /// The directory of images.
+        dir: PathBuf,
+        /// The `--image-*` flags' recipe, for an image model file.
+        recipe: Option<thrum::ImageRecipe>,
+    },
     /// Texts, one per line, through a text model's tokenizer (`zoo:all-minilm-l6-v2`). Its
     /// outputs are compared as the embeddings users get: pooled and normalised
     /// ([`SampleSource::embeddings`]).
@@ -27,10 +32,27 @@ pub enum SampleSource {
 }
 
 impl SampleSource {
+    /// The source a command's flags give: images, texts or `.npy` files (clap lets at most one
+    /// through), else seeded inputs with `seed`.
+    pub fn from_flags(
+        images: Option<PathBuf>,
+        texts: Option<PathBuf>,
+        npy: Option<PathBuf>,
+        recipe: Option<thrum::ImageRecipe>,
+        seed: usize,
+    ) -> SampleSource {
+        match (images, texts, npy) {
+            (Some(dir), _, _) => SampleSource::Images { dir, recipe },
+            (_, Some(file), _) => SampleSource::Texts(file),
+            (_, _, Some(dir)) => SampleSource::Npy(dir),
+            _ => SampleSource::Seeded { seed },
+        }
+    }
+
     /// What the samples are, for reports.
     pub fn describe(&self, count: usize) -> String {
         match self {
-            SampleSource::Images(dir) => format!("{count} images of {}", dir.display()),
+            SampleSource::Images { dir, .. } => format!("{count} images of {}", dir.display()),
             SampleSource::Texts(file) => format!("{count} texts of {}", file.display()),
             SampleSource::Npy(dir) => format!("{count} .npy files of {}", dir.display()),
             SampleSource::Seeded { .. } => format!("{count} seeded sample inputs"),
@@ -46,8 +68,8 @@ impl SampleSource {
         flag: &str,
     ) -> anyhow::Result<Vec<Vec<Tensor>>> {
         match self {
-            SampleSource::Images(dir) => {
-                let transform = model_ref.image_transform(model)?;
+            SampleSource::Images { dir, recipe } => {
+                let transform = model_ref.image_transform(model, recipe.as_ref())?;
                 let mut out = Vec::new();
                 for path in files(dir, limit, &["jpg", "jpeg", "png", "gif", "webp"])? {
                     let bytes = std::fs::read(&path).map_err(|e| thrum::Error::read(&path, e))?;
@@ -127,7 +149,7 @@ pub fn calibration_warning(
     evaluation: &SampleSource,
 ) -> Option<String> {
     let real = match evaluation {
-        SampleSource::Images(_) => "--calibration-images",
+        SampleSource::Images { .. } => "--calibration-images",
         SampleSource::Npy(_) => "--calibration-npy",
         SampleSource::Texts(_) => "--calibration-texts",
         SampleSource::Seeded { .. } => return None,

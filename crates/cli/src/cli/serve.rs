@@ -15,7 +15,7 @@ use thrum_serve::{
     Batching, Limits, Listen, ModelControl, PoolConfig, Repository, ServeError, ServedModel, Server,
 };
 
-use super::options::{OptionFlags, warn};
+use super::options::{ImageRecipeArgs, OptionFlags, warn};
 
 #[derive(Args, Debug)]
 #[command(
@@ -146,8 +146,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
     body_timeout_s: Option<Duration>,
 
-    /// Seconds an HTTP/1.1 connection may stay idle between requests. Default 75 (nginx's;
-    /// longer than the usual load balancer's 60, so the server is not the one to close first).
+    /// Seconds an HTTP/1.1 connection may stay idle between requests, and a gRPC connection
+    /// with no call open (it then gets GOAWAY). Default 75 (nginx's; longer than the usual
+    /// load balancer's 60, so the server is not the one to close first).
     #[arg(long, value_name = "S", value_parser = |v: &str| seconds(v, false))]
     keep_alive_timeout_s: Option<Duration>,
 
@@ -163,6 +164,11 @@ pub struct ServeArgs {
     /// Most concurrent gRPC calls per HTTP/2 connection. Default 128.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     grpc_max_streams: Option<u32>,
+
+    /// The pre-processing of every image model file served (its encoded images, through v2
+    /// BYTES and TorchServe's /predictions); a zoo image model keeps its own.
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// Check the arguments, print what would be served, and exit, reading no file (for
     /// deployment manifests and scripts).
@@ -211,6 +217,8 @@ struct Overrides {
     batching: Option<Batching>,
     queue_capacity: Option<usize>,
     max_batch_tokens: Option<usize>,
+    /// `--image-*`: the pre-processing of image model files.
+    image_recipe: Option<thrum::ImageRecipe>,
 }
 
 /// The command line's server settings; what it leaves out comes from the `[server]` table,
@@ -349,6 +357,18 @@ impl ServePlan {
             Batching::new(args.max_batch_size, Duration::from_micros(args.max_queue_delay_us))
                 .with_preferred(args.preferred_batch_sizes.clone())
         });
+        // Checked as for a model file: the flags apply to every one served.
+        let image_recipe = args.image_recipe.recipe(&ModelRef::Path(PathBuf::new()))?;
+        if let (Some(_), Some(Models::Paths(entries))) = (&image_recipe, &models)
+            && entries
+                .iter()
+                .all(|e| matches!(ModelRef::parse(&e.model), Ok(ModelRef::Pretrained(_))))
+        {
+            anyhow::bail!(
+                "--image-resize, --image-crop, --image-mean and --image-std pre-process the images \
+                 of a model file; every model given is a zoo model with its own pre-processing"
+            );
+        }
         Ok(ServePlan {
             models,
             engine: args.engine,
@@ -358,6 +378,7 @@ impl ServePlan {
                 batching,
                 queue_capacity: args.queue_capacity.map(|q| q as usize),
                 max_batch_tokens: args.max_batch_tokens,
+                image_recipe,
             },
             server: ServerFlags {
                 host: args.host,
@@ -642,7 +663,7 @@ impl CliRepository {
         // of TorchServe's 224 × 224 (NCHW or NHWC), pre-processed as TorchServe's
         // image_classifier does, as `thrum predict --image` does for files.
         let image = if model_ref.is_image_model() {
-            let transform = model_ref.image_transform(&model)?;
+            let transform = model_ref.image_transform(&model, None)?;
             let labels = match &model_ref {
                 thrum::ModelRef::Pretrained(m) => m.labels()?.map(std::sync::Arc::new),
                 _ => None,
@@ -655,19 +676,32 @@ impl CliRepository {
                 .outputs()
                 .first()
                 .is_some_and(|o| o.shape.len() == 2 && o.shape[1].fixed().is_some_and(|c| c >= 2));
-            match model_ref.image_transform(&model) {
+            let custom = self.overrides.image_recipe.as_ref();
+            match model_ref.image_transform(&model, custom) {
                 Ok(_) if !classifier => {
                     tracing::debug!(model = %entry.name, "does not take encoded images: its \
                         first output is not [N, classes]");
                     None
                 }
                 Ok(transform) => {
-                    tracing::info!(model = %entry.name, "takes encoded images too, pre-processed \
-                        as TorchServe's image_classifier does (shorter side 256, center 224, \
-                        ImageNet's mean and std)");
+                    let r = model_ref.image_recipe(custom);
+                    tracing::info!(model = %entry.name, resize = r.resize, crop = r.crop,
+                        mean = ?r.mean, std = ?r.std, "takes encoded images too: the shorter \
+                        side resized, the center cropped, normalised (TorchServe's \
+                        image_classifier's defaults unless --image-* flags say otherwise)");
                     Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(
                         transform, None,
                     )))
+                }
+                // Flags that name a pre-processing for image files, and a classifier whose
+                // one input is a 4-D RGB image of another side: the flags are wrong for it.
+                Err(why)
+                    if custom.is_some()
+                        && classifier
+                        && matches!(model.inputs(), [spec] if spec.shape.len() == 4
+                            && (spec.shape[1].fixed() == Some(3) || spec.shape[3].fixed() == Some(3))) =>
+                {
+                    anyhow::bail!("model `{}` with --image-* flags: {why}", entry.name);
                 }
                 Err(why) => {
                     tracing::debug!(model = %entry.name, %why, "does not take encoded images");

@@ -18,6 +18,7 @@ use thrum_tune::search::{self, Constraints, SearchPlan, Strategy};
 use thrum_tune::space::{self, Candidate, Limits, Objective};
 
 use super::compare::run_comparison;
+use super::options::ImageRecipeArgs;
 use super::samples::SampleSource;
 use thrum_tune::accuracy::{PrecisionSearch, Screen};
 
@@ -61,6 +62,11 @@ pub struct TuneArgs {
     /// infer, top-k) on the images of DIR, as `thrum bench --image-dir` does.
     #[arg(long, value_name = "DIR", conflicts_with = "file_dir")]
     image_dir: Option<PathBuf>,
+
+    /// With --image-dir or --calibration-images: their pre-processing, for an image model
+    /// file (given to every bench and check the tuner runs).
+    #[command(flatten)]
+    image_recipe: ImageRecipeArgs,
 
     /// A content-type model (zoo:magika): measure the whole pipeline (each file's ends as
     /// tokens, infer, Magika's rules) on the files of DIR, as `thrum bench --file-dir` does.
@@ -211,6 +217,15 @@ pub struct TunePlan {
 impl TunePlan {
     pub fn from_args(args: TuneArgs) -> anyhow::Result<TunePlan> {
         let model = ModelRef::parse(&args.model_path)?;
+        if args.image_recipe.recipe(&model)?.is_some()
+            && args.image_dir.is_none()
+            && args.calibration_images.is_none()
+        {
+            anyhow::bail!(
+                "--image-resize, --image-crop, --image-mean and --image-std pre-process \
+                 --image-dir and --calibration-images; neither is given"
+            );
+        }
         let registry = thrum::registry();
         let engines = if args.engines.is_empty() {
             registry.engines().cloned().collect()
@@ -415,7 +430,10 @@ impl TunePlan {
                 (None, Some(dir), _) => vec!["--image-dir".into(), absolute("--image-dir", dir)?],
                 (None, None, Some(dir)) => vec!["--file-dir".into(), absolute("--file-dir", dir)?],
                 (None, None, None) => Vec::new(),
-            },
+            }
+            .into_iter()
+            .chain(a.image_dir.as_ref().map(|_| a.image_recipe.to_args()).unwrap_or_default())
+            .collect(),
             int8_model: None,
         };
         // What every accuracy check runs: the samples, the target and the metric.
@@ -429,6 +447,7 @@ impl TunePlan {
         ];
         if let Some(dir) = &a.image_dir {
             accuracy_args.extend(["--images".to_string(), absolute("--image-dir", dir)?]);
+            accuracy_args.extend(a.image_recipe.to_args());
         }
         if let Some(file) = &a.text_file {
             accuracy_args.extend(["--texts".to_string(), absolute("--text-file", file)?]);
@@ -735,12 +754,15 @@ impl TunePlan {
                 _ => self.model.zoo_name().unwrap_or("model").to_string(),
             };
             let path = a.output_dir.join(format!("{stem}-int8.onnx"));
-            let calibration = match (&a.calibration_images, &a.calibration_npy) {
-                (Some(dir), _) => SampleSource::Images(dir.clone()),
-                (_, Some(dir)) => SampleSource::Npy(dir.clone()),
-                // Other seeds than the checks': calibration never sees the evaluation set.
-                _ => SampleSource::Seeded { seed: 1_000_000 },
-            };
+            let recipe = a.image_recipe.recipe(&self.model)?;
+            // Other seeds than the checks': calibration never sees the evaluation set.
+            let calibration = SampleSource::from_flags(
+                a.calibration_images.clone(),
+                None,
+                a.calibration_npy.clone(),
+                recipe,
+                1_000_000,
+            );
             say(format!(
                 "precision: quantizing {} to int8 as `thrum quantize` does ({}) → {}",
                 a.model_path,
@@ -754,7 +776,7 @@ impl TunePlan {
                 && let Some(dir) = &a.image_dir
                 && let Some(warning) = super::samples::calibration_warning(
                     &calibration,
-                    &SampleSource::Images(dir.clone()),
+                    &SampleSource::Images { dir: dir.clone(), recipe },
                 )
             {
                 say(warning);
