@@ -344,7 +344,7 @@ fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
             .arg(&out),
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--eval-npy") && err.contains("0 .npy files"), "{err}");
+    assert!(err.contains("--eval-npy") && err.contains("0 .npy samples"), "{err}");
     assert!(!out.exists(), "no output is written on failure");
 }
 
@@ -693,6 +693,62 @@ fn compare_precision_reports_agreement_speed_and_pass_or_fail_per_engine() {
             && err.contains("--calibration-npy"),
         "{err}"
     );
+}
+
+/// `.npy` samples of a model with several inputs (the real all-MiniLM-L6-v2: input_ids,
+/// attention_mask, token_type_ids) are folders, one per sample, holding INPUT.npy for each:
+/// `thrum compare --precision int8` judges on them; a folder missing an input, or files where
+/// folders are needed, is refused naming what was expected.
+#[test]
+fn npy_samples_of_a_model_with_several_inputs_are_folders() {
+    require_engine!("ort");
+    let model = thrum::zoo::find_pretrained("all-minilm-l6-v2").unwrap();
+    assert!(model.is_installed(), "the test command installs all-minilm-l6-v2");
+    let dir = tempfile::tempdir().unwrap();
+    let samples = dir.path().join("samples");
+    // "[CLS] the weather is lovely today [SEP]" and "[CLS] he drove to the stadium [SEP]".
+    let texts: [&[i64]; 2] =
+        [&[101, 1996, 4633, 2003, 8403, 2651, 102], &[101, 2002, 5225, 2000, 1996, 3346, 102]];
+    for (k, ids) in texts.iter().enumerate() {
+        let folder = samples.join(format!("{k}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let n = ids.len();
+        let tensor = |v: Vec<i64>| thrum::Tensor::from_vec(vec![1, n], v).unwrap();
+        io::write_npy(&folder.join("input_ids.npy"), &tensor(ids.to_vec())).unwrap();
+        io::write_npy(&folder.join("attention_mask.npy"), &tensor(vec![1; n])).unwrap();
+        io::write_npy(&folder.join("token_type_ids.npy"), &tensor(vec![0; n])).unwrap();
+    }
+    let compare = |dir: &Path| {
+        thrum()
+            .args(["compare", "-p", "zoo:all-minilm-l6-v2", "-e", "ort", "--precision", "int8"])
+            .arg("--npy")
+            .arg(dir)
+            .args(["--target", "0.9", "--json", "-"])
+            .output()
+            .unwrap()
+    };
+    let out = compare(&samples);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 .npy samples"), "{stdout}");
+    // A folder without one of the inputs.
+    std::fs::remove_file(samples.join("1").join("attention_mask.npy")).unwrap();
+    let out = compare(&samples);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has no `attention_mask.npy`")
+            && err.contains("input_ids.npy, attention_mask.npy, token_type_ids.npy"),
+        "{err}"
+    );
+    // Files, not folders, for a model with three inputs.
+    let flat = dir.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    std::fs::copy(samples.join("0").join("input_ids.npy"), flat.join("0.npy")).unwrap();
+    let out = compare(&flat);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no sample folders") && err.contains("3 inputs"), "{err}");
 }
 
 #[test]

@@ -399,6 +399,20 @@ fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
     assert_eq!(status, 413, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("maximum allowed batch size 4"), "{answer}");
     assert_eq!(common::get_json(&format!("{base}/info"))["max_client_batch_size"], 4);
+    // `thrum load` reads that limit from /info: -b 5 is refused naming it, -b 4 loads.
+    let texts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(texts.path(), "one text\nanother text\na third one\n").unwrap();
+    let load = |batch: &str| {
+        let mut cmd = thrum();
+        cmd.args(["load", "-m", "all-minilm-l6-v2", "-u", &server.http.to_string(), "--text-file"])
+            .arg(texts.path())
+            .args(["-b", batch, "--measurement-interval", "300", "--max-trials", "3", "-q"]);
+        cmd.assert()
+    };
+    let refused = load("5").failure();
+    let err = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(err.contains("at most 4") && err.contains("max_client_batch_size"), "{err}");
+    load("4").success();
     // --text-body-limit-mib: a body over 1 MiB is 413; a text of 0.9 MiB, truncated, embeds
     // as its first 256 tokens do (its tail never tokenized).
     let huge = serde_json::json!({ "inputs": "word ".repeat(220_000) }).to_string();

@@ -249,11 +249,16 @@ impl Target {
                     .into(),
             });
         }
-        if !texts.is_empty() && plan.batch > TEI_MAX_TEXTS {
-            return Err(LoadError::usage(
-                format!("-b {} with --text-file", plan.batch),
-                format!("at most {TEI_MAX_TEXTS}, the texts TEI's /embed takes per request"),
-            ));
+        if !texts.is_empty() {
+            let (most, source) = tei_max_texts(addr, &plan.url).await;
+            if plan.batch > most {
+                return Err(LoadError::usage(
+                    format!("-b {} with --text-file", plan.batch),
+                    format!(
+                        "at most {most}, the texts the server's /embed takes per request ({source})"
+                    ),
+                ));
+            }
         }
         if texts.is_empty() && images.is_empty() && plan.batch > 1 && max_batch_size == 0 {
             return Err(LoadError::usage(
@@ -522,6 +527,23 @@ impl Target {
 
 /// Texts one request to TEI's `/embed` may hold (its `--max-client-batch-size` default).
 const TEI_MAX_TEXTS: usize = 32;
+
+/// The texts one `/embed` request may hold, and where that figure came from: the server's
+/// `GET /info` (`max_client_batch_size`, which TEI and thrum report), else TEI's default.
+async fn tei_max_texts(addr: SocketAddr, url: &str) -> (usize, &'static str) {
+    let reported = match http_call(addr, url, Method::GET, "/info").await {
+        Ok((StatusCode::OK, body)) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|info| info["max_client_batch_size"].as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0),
+        _ => None,
+    };
+    match reported {
+        Some(n) => (n, "its GET /info's max_client_batch_size"),
+        None => (TEI_MAX_TEXTS, "TEI's default; its GET /info gives no max_client_batch_size"),
+    }
+}
 
 /// The non-empty lines of a text file, for TEI's `/embed` (which is REST only).
 /// Images one v2 request to thrum's image models may hold.

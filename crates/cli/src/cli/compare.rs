@@ -52,7 +52,8 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "npy")]
     texts: Option<PathBuf>,
 
-    /// With --precision: evaluation samples as .npy files (a model with one input).
+    /// With --precision: evaluation samples as .npy files: one per sample (a model with one
+    /// input), or one folder per sample holding INPUT.npy for each input.
     #[arg(long, value_name = "DIR")]
     npy: Option<PathBuf>,
 

@@ -48,7 +48,8 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "calibration_npy")]
     calibration_texts: Option<PathBuf>,
 
-    /// Calibrate on the `.npy` files of DIR, one sample each (a model with one input).
+    /// Calibrate on the `.npy` files of DIR: one per sample (a model with one input), or one
+    /// folder per sample holding INPUT.npy for each input.
     #[arg(long, value_name = "DIR")]
     calibration_npy: Option<PathBuf>,
 
@@ -112,7 +113,8 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FILE", requires = "min_accuracy", conflicts_with = "eval_npy")]
     eval_texts: Option<PathBuf>,
 
-    /// With --min-accuracy: evaluation samples as .npy files (a model with one input).
+    /// With --min-accuracy: evaluation samples as .npy files, laid out as for
+    /// --calibration-npy.
     /// Default for all three: seeded inputs other than the calibration ones.
     #[arg(long, value_name = "DIR", requires = "min_accuracy")]
     eval_npy: Option<PathBuf>,

@@ -22,7 +22,8 @@ pub enum SampleSource {
     /// outputs are compared as the embeddings users get: pooled and normalised
     /// ([`SampleSource::embeddings`]).
     Texts(PathBuf),
-    /// One `.npy` file per sample, for a model with one input.
+    /// `.npy` samples: one file per sample for a model with one input, or one folder per
+    /// sample holding `<input name>.npy` for each input.
     Npy(PathBuf),
     /// Seeded inputs: floats uniform in [-1, 1), integers ones; `seed` makes two sets differ.
     Seeded {
@@ -54,7 +55,7 @@ impl SampleSource {
         match self {
             SampleSource::Images { dir, .. } => format!("{count} images of {}", dir.display()),
             SampleSource::Texts(file) => format!("{count} texts of {}", file.display()),
-            SampleSource::Npy(dir) => format!("{count} .npy files of {}", dir.display()),
+            SampleSource::Npy(dir) => format!("{count} .npy samples of {}", dir.display()),
             SampleSource::Seeded { .. } => format!("{count} seeded sample inputs"),
         }
     }
@@ -107,26 +108,7 @@ impl SampleSource {
                     })
                     .collect()
             }
-            SampleSource::Npy(dir) => {
-                if model.inputs().len() != 1 {
-                    anyhow::bail!(
-                        "{flag} gives one tensor per sample, and model `{}` has {} inputs ({}); \
-                         expected a model with one input",
-                        model.name(),
-                        model.inputs().len(),
-                        model
-                            .inputs()
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
-                files(dir, limit, &["npy"])?
-                    .iter()
-                    .map(|p| Ok(vec![crate::io::read_npy(p)?]))
-                    .collect()
-            }
+            SampleSource::Npy(dir) => npy_samples(dir, model, limit, flag),
             SampleSource::Seeded { seed } => (0..limit)
                 .map(|k| {
                     model
@@ -224,6 +206,65 @@ fn files(dir: &Path, limit: usize, extensions: &[&str]) -> anyhow::Result<Vec<Pa
     paths.sort();
     paths.truncate(limit);
     Ok(paths)
+}
+
+/// `.npy` samples of `dir`, up to `limit`: for a model with one input, each `.npy` file is a
+/// sample; for any model, each subdirectory is one, holding `<input name>.npy` for every input
+/// (the layout `thrum predict -o DIR` writes outputs in). Samples are taken in name order.
+fn npy_samples(
+    dir: &Path,
+    model: &Model,
+    limit: usize,
+    flag: &str,
+) -> anyhow::Result<Vec<Vec<Tensor>>> {
+    let names: Vec<&str> = model.inputs().iter().map(|s| s.name.as_str()).collect();
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| thrum::Error::read(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    samples.sort();
+    samples.truncate(limit);
+    if samples.is_empty() {
+        if names.len() != 1 {
+            anyhow::bail!(
+                "{flag} `{}` has no sample folders, and model `{}` has {} inputs ({}): expected \
+                 one folder per sample holding {}",
+                dir.display(),
+                model.name(),
+                names.len(),
+                names.join(", "),
+                names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        return files(dir, limit, &["npy"])?
+            .iter()
+            .map(|p| Ok(vec![crate::io::read_npy(p)?]))
+            .collect();
+    }
+    samples
+        .iter()
+        .map(|sample| {
+            names
+                .iter()
+                .map(|name| {
+                    let path = sample.join(format!("{name}.npy"));
+                    if !path.is_file() {
+                        anyhow::bail!(
+                            "{flag} sample `{}` has no `{name}.npy`: each sample folder holds \
+                             one .npy file per input of model `{}` ({})",
+                            sample.display(),
+                            model.name(),
+                            names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                    Ok(crate::io::read_npy(&path)?)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A seeded sample input: floats uniform in [-1, 1), integers all ones (valid indices).
