@@ -101,7 +101,7 @@ doc_start=$SECONDS
 # session is a new scheduler autogroup on Linux, where a process's nice value counts only
 # against its own group: the group itself is niced to 19 as well (measured: without that, the
 # docs took an equal share of the cores and the build step went from ~1,200 s to 2,008 s).
-setsid -w bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true; exec "$@"' doc \
+setsid -w bash -c 'echo 19 2>/dev/null >/proc/self/autogroup || true; exec "$@"' doc \
     env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS CARGO_TARGET_DIR="$home/target-doc" \
     RUSTDOCFLAGS="-D warnings" nice -n 19 cargo doc "${features[@]}" --no-deps >"$doc_log" 2>&1 &
 doc_pid=$!

@@ -285,6 +285,17 @@ fn json_tensor(
     tensor.map_err(|e| input_error(path, e.to_string()))
 }
 
+/// The file a tensor named `name` goes in (and comes from, for samples): `NAME.npy`, with every
+/// character but letters, digits, `-`, `_` and `.` made `_` (`input:0` → `input_0.npy`), so a
+/// name never leaves its directory.
+pub fn npy_file_name(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect();
+    format!("{name}.npy")
+}
+
 /// Writes a tensor as a numpy `.npy` file (C order). bf16, which numpy lacks, is widened to f32.
 pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), Error> {
     let out_err = |e: std::io::Error| Error::write(path, e);

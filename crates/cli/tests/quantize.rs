@@ -749,6 +749,13 @@ fn npy_samples_of_a_model_with_several_inputs_are_folders() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("no sample folders") && err.contains("3 inputs"), "{err}");
+    // Both layouts at once: which was meant?
+    let both = samples.join("extra.npy");
+    std::fs::copy(flat.join("0.npy"), &both).unwrap();
+    let out = compare(&samples);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("both .npy files and sample folders"), "{err}");
 }
 
 #[test]

@@ -399,6 +399,12 @@ fn a_large_openai_request_fits_a_small_queue_and_a_stalled_body_is_408() {
     assert_eq!(status, 413, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("maximum allowed batch size 4"), "{answer}");
     assert_eq!(common::get_json(&format!("{base}/info"))["max_client_batch_size"], 4);
+    // `?model=` picks the model where several are served (thrum's; TEI ignores it).
+    let info = common::get_json(&format!("{base}/info?model=all-minilm-l6-v2"));
+    assert_eq!(
+        (info["model_id"].as_str(), info["max_client_batch_size"].as_u64()),
+        (Some("all-minilm-l6-v2"), Some(4))
+    );
     // `thrum load` reads that limit from /info: -b 5 is refused naming it, -b 4 loads.
     let texts = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(texts.path(), "one text\nanother text\na third one\n").unwrap();

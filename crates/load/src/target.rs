@@ -250,7 +250,7 @@ impl Target {
             });
         }
         if !texts.is_empty() {
-            let (most, source) = tei_max_texts(addr, &plan.url).await;
+            let (most, source) = tei_max_texts(addr, &plan.url, &plan.model).await;
             if plan.batch > most {
                 return Err(LoadError::usage(
                     format!("-b {} with --text-file", plan.batch),
@@ -529,19 +529,39 @@ impl Target {
 const TEI_MAX_TEXTS: usize = 32;
 
 /// The texts one `/embed` request may hold, and where that figure came from: the server's
-/// `GET /info` (`max_client_batch_size`, which TEI and thrum report), else TEI's default.
-async fn tei_max_texts(addr: SocketAddr, url: &str) -> (usize, &'static str) {
-    let reported = match http_call(addr, url, Method::GET, "/info").await {
-        Ok((StatusCode::OK, body)) => serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|info| info["max_client_batch_size"].as_u64())
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| *n > 0),
-        _ => None,
+/// `GET /info?model=MODEL` (`max_client_batch_size`, which TEI and thrum report; TEI serves one
+/// model and ignores the query), else TEI's default.
+async fn tei_max_texts(addr: SocketAddr, url: &str, model: &str) -> (usize, String) {
+    // RFC 3986's unreserved characters as they are, every other byte percent-encoded.
+    let query: String = model
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/info?model={query}");
+    let (status, reported) = match http_call(addr, url, Method::GET, &path).await {
+        Ok((status, body)) => (
+            status.to_string(),
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|info| info["max_client_batch_size"].as_u64())
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0 && status == StatusCode::OK),
+        ),
+        Err(e) => (e.to_string(), None),
     };
     match reported {
-        Some(n) => (n, "its GET /info's max_client_batch_size"),
-        None => (TEI_MAX_TEXTS, "TEI's default; its GET /info gives no max_client_batch_size"),
+        Some(n) => (n, "its GET /info's max_client_batch_size".into()),
+        None => (
+            TEI_MAX_TEXTS,
+            format!(
+                "TEI's default: the server's GET /info gave no max_client_batch_size ({status})"
+            ),
+        ),
     }
 }
 

@@ -505,9 +505,13 @@ async fn tokenize_inner(state: &State, body: Body) -> Result<Response, Refusal> 
     Ok((StatusCode::OK, axum::Json(out)).into_response())
 }
 
-/// TEI's `GET /info`: the text model, its limits.
-pub(crate) async fn info(Extract(state): Extract<Shared>) -> Response {
-    match text_model(&state, None) {
+/// TEI's `GET /info`: the text model, its limits. Where several text models are served,
+/// `?model=NAME` picks one (a thrum extension; TEI serves one model and ignores it).
+pub(crate) async fn info(
+    Extract(state): Extract<Shared>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match text_model(&state, query.get("model").map(String::as_str)) {
         Ok((served, text)) => axum::Json(json!({
             "model_id": served.name,
             "model_type": { "embedding": { "pooling": format!("{:?}", text.pooling()).to_lowercase() } },

@@ -413,7 +413,7 @@ impl PredictPlan {
             }
             Some(OutputTarget::Dir(dir)) => {
                 for (spec, tensor) in model.outputs().iter().zip(outputs) {
-                    let path = dir.join(format!("{}.npy", sanitize(&spec.name)));
+                    let path = dir.join(io::npy_file_name(&spec.name));
                     io::write_npy(&path, tensor)?;
                     saved.push(path.display().to_string());
                 }
@@ -503,12 +503,6 @@ impl OutputTarget {
 }
 
 /// Output names like `gpu_0/softmax_1` become file names `gpu_0_softmax_1`.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
-        .collect()
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

@@ -209,8 +209,9 @@ fn files(dir: &Path, limit: usize, extensions: &[&str]) -> anyhow::Result<Vec<Pa
 }
 
 /// `.npy` samples of `dir`, up to `limit`: for a model with one input, each `.npy` file is a
-/// sample; for any model, each subdirectory is one, holding `<input name>.npy` for every input
-/// (the layout `thrum predict -o DIR` writes outputs in). Samples are taken in name order.
+/// sample; for any model, each subdirectory holding `.npy` files is one, with a file per input
+/// named as `thrum predict -o DIR` names outputs ([`crate::io::npy_file_name`]). Samples are
+/// taken in name order; a directory with both layouts is refused (which one was meant?).
 fn npy_samples(
     dir: &Path,
     model: &Model,
@@ -218,46 +219,57 @@ fn npy_samples(
     flag: &str,
 ) -> anyhow::Result<Vec<Vec<Tensor>>> {
     let names: Vec<&str> = model.inputs().iter().map(|s| s.name.as_str()).collect();
-    let mut samples: Vec<PathBuf> = std::fs::read_dir(dir)
+    let expected =
+        || names.iter().map(|n| crate::io::npy_file_name(n)).collect::<Vec<_>>().join(", ");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| thrum::Error::read(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            p.is_dir()
+                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && files(p, 1, &["npy"]).is_ok_and(|f| !f.is_empty())
         })
         .collect();
-    samples.sort();
-    samples.truncate(limit);
-    if samples.is_empty() {
-        if names.len() != 1 {
+    folders.sort();
+    let flat = files(dir, limit, &["npy"])?;
+    if !folders.is_empty() && !flat.is_empty() {
+        anyhow::bail!(
+            "{flag} `{}` holds both .npy files and sample folders of .npy files: give one layout \
+             (a file per sample for a model with one input, or a folder per sample holding {})",
+            dir.display(),
+            expected()
+        );
+    }
+    if folders.is_empty() {
+        if names.len() != 1 && !flat.is_empty() {
             anyhow::bail!(
-                "{flag} `{}` has no sample folders, and model `{}` has {} inputs ({}): expected \
-                 one folder per sample holding {}",
+                "{flag} `{}` has .npy files but no sample folders, and model `{}` has {} inputs \
+                 ({}): expected one folder per sample holding {}",
                 dir.display(),
                 model.name(),
                 names.len(),
                 names.join(", "),
-                names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(", ")
+                expected()
             );
         }
-        return files(dir, limit, &["npy"])?
-            .iter()
-            .map(|p| Ok(vec![crate::io::read_npy(p)?]))
-            .collect();
+        return flat.iter().map(|p| Ok(vec![crate::io::read_npy(p)?])).collect();
     }
-    samples
+    folders.truncate(limit);
+    folders
         .iter()
         .map(|sample| {
             names
                 .iter()
                 .map(|name| {
-                    let path = sample.join(format!("{name}.npy"));
+                    let file = crate::io::npy_file_name(name);
+                    let path = sample.join(&file);
                     if !path.is_file() {
                         anyhow::bail!(
-                            "{flag} sample `{}` has no `{name}.npy`: each sample folder holds \
-                             one .npy file per input of model `{}` ({})",
+                            "{flag} sample `{}` has no `{file}`: each sample folder holds one .npy \
+                             file per input of model `{}` ({})",
                             sample.display(),
                             model.name(),
-                            names.iter().map(|n| format!("{n}.npy")).collect::<Vec<_>>().join(", ")
+                            expected()
                         );
                     }
                     Ok(crate::io::read_npy(&path)?)
