@@ -646,6 +646,32 @@ impl hyper::body::Body for CountedBody {
     }
 }
 
+/// tonic's generated gRPC service (`GrpcInferenceServiceServer`), as the HTTP/2 front
+/// runs it: one clone per connection, its calls on any thread.
+pub(crate) trait GrpcService:
+    tower::Service<
+        hyper::Request<Incoming>,
+        Response = hyper::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The gRPC front's per-connection service: tonic's generated service, with the connection's
 /// open calls counted and the client's `grpc-timeout` enforced until the answer's headers
 /// (as tonic's own server did, but with gRPC's `DEADLINE_EXCEEDED` where tonic said
@@ -658,14 +684,7 @@ struct Http2Service<S> {
 
 impl<S> hyper::service::Service<hyper::Request<Incoming>> for Http2Service<S>
 where
-    S: tower::Service<
-            hyper::Request<Incoming>,
-            Response = hyper::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
 {
     type Response = hyper::Response<CountedBody>;
     type Error = Infallible;
@@ -723,14 +742,7 @@ pub(crate) async fn serve_grpc<S>(
     grpc: S,
     stop: impl Future<Output = ()>,
 ) where
-    S: tower::Service<
-            hyper::Request<Incoming>,
-            Response = hyper::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: GrpcService,
 {
     let limits = fronts.limits.clone();
     let kill = fronts.kill.clone();
