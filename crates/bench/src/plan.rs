@@ -164,6 +164,8 @@ pub struct ImagePlan {
     pub mean: [f32; 3],
     /// Per-channel standard deviation, 0–1 scale.
     pub std: [f32; 3],
+    /// The tensor's colour channels.
+    pub channels: thrum_vision::ChannelOrder,
 }
 
 /// Texts to embed with a text model (`--text-file`): each call embeds `batch_size` texts, the
@@ -230,7 +232,8 @@ fn image_workload(
         .map(|p| std::fs::read(p).map_err(|e| thrum_core::Error::read(p, e)))
         .collect::<thrum_core::Result<Vec<_>>>()?;
     let layout = ImageTransform::layout_of(model, image.crop)?;
-    let transform = ImageTransform::new(image.resize, image.crop, image.mean, image.std, layout)?;
+    let transform = ImageTransform::new(image.resize, image.crop, image.mean, image.std, layout)?
+        .with_channels(image.channels);
     // Every image must decode: a bad file is named now, not as a failed call later.
     for (path, bytes) in paths.iter().zip(&files) {
         transform.tensor(bytes).map_err(|e| BenchError::Config {

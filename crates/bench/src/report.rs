@@ -88,6 +88,9 @@ pub struct PlanInfo {
     pub samples_per_call: usize,
     /// Every option key with its value.
     pub options: BTreeMap<String, String>,
+    /// `--image-dir`: the images and their pre-processing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::ImagePlan>,
 }
 
 /// Threads in effect and the cores to run them on.
@@ -219,6 +222,7 @@ pub fn run_benchmark(
                 .collect(),
             samples_per_call: per_call,
             options: options.entries().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            image: inputs.image.clone(),
         },
         threads: ThreadInfo {
             oversubscribed: oversubscribed(plan, &threads, &cores),
@@ -323,6 +327,18 @@ impl BenchReport {
             self.plan.input_shapes.join(","),
             self.plan.run.warmup
         )?;
+        if let Some(i) = &self.plan.image {
+            writeln!(
+                out,
+                "  images           {}: shorter side {}, center {}, mean {:?}, std {:?}, {}",
+                i.dir.display(),
+                i.resize,
+                i.crop,
+                i.mean,
+                i.std,
+                i.channels
+            )?;
+        }
         let opt = |v: Option<usize>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
         writeln!(
             out,

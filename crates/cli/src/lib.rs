@@ -119,9 +119,9 @@ impl ModelRef {
     }
 
     /// An image classifier for this model once loaded: a zoo image model's own pre-processing
-    /// and class names, or for a file `custom` (the `--image-*` flags) or TorchServe's
-    /// defaults (shorter side 256, center 224, ImageNet's mean and std) and the names in
-    /// `labels` (one per line) if given.
+    /// and class names, or for a file `custom` (the `--image-*` flags over a thrum.toml's
+    /// `[image]`) or TorchServe's defaults (shorter side 256, center 224, ImageNet's mean and
+    /// std) and the names in `labels` (one per line) if given.
     pub fn image_classifier(
         &self,
         model: &Model,
@@ -172,7 +172,7 @@ impl ModelRef {
     }
 
     /// How this model's images are pre-processed: a zoo image model's own recipe, else
-    /// `custom` (the `--image-*` flags), else TorchServe's defaults
+    /// `custom` (the `--image-*` flags over a thrum.toml's `[image]`), else TorchServe's defaults
     /// ([`TORCHSERVE_IMAGE_RECIPE`]).
     pub fn image_recipe(&self, custom: Option<&ImageRecipe>) -> ImageRecipe {
         match self {
@@ -192,7 +192,14 @@ impl ModelRef {
     ) -> Result<vision::ImageTransform> {
         let recipe = self.image_recipe(custom);
         let layout = vision::ImageTransform::layout_of(model, recipe.crop)?;
-        vision::ImageTransform::new(recipe.resize, recipe.crop, recipe.mean, recipe.std, layout)
+        let transform = vision::ImageTransform::new(
+            recipe.resize,
+            recipe.crop,
+            recipe.mean,
+            recipe.std,
+            layout,
+        )?;
+        Ok(transform.with_channels(channel_order(&recipe)))
     }
 
     /// The source `engine` loads: the path, or the zoo model built and written once in a
@@ -217,6 +224,11 @@ impl ModelRef {
 /// An image model's evaluation pre-processing: resize, center crop, mean and std.
 pub type ImageRecipe = zoo::pretrained::ImageRecipe;
 
+/// The colour channels of the tensor `recipe` makes.
+pub fn channel_order(recipe: &ImageRecipe) -> vision::ChannelOrder {
+    if recipe.bgr { vision::ChannelOrder::Bgr } else { vision::ChannelOrder::Rgb }
+}
+
 /// TorchServe's `image_classifier` pre-processing (torchvision's `Resize(256)`,
 /// `CenterCrop(224)`, ImageNet's mean and std), for image models given as files.
 pub const TORCHSERVE_IMAGE_RECIPE: zoo::pretrained::ImageRecipe = zoo::pretrained::ImageRecipe {
@@ -224,6 +236,7 @@ pub const TORCHSERVE_IMAGE_RECIPE: zoo::pretrained::ImageRecipe = zoo::pretraine
     crop: 224,
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
+    bgr: false,
     classes: 1000,
 };
 

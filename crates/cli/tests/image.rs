@@ -196,8 +196,14 @@ fn image_flags_set_a_model_files_pre_processing() {
     let files = &photos()[..3];
     // Not Lite0's own recipe (shorter side 256, (x − 127) / 128), nor TorchServe's: Keras's
     // "tf" mode at another resize.
-    let recipe =
-        ImageRecipe { resize: 240, crop: 224, mean: [0.5; 3], std: [0.5; 3], classes: 1000 };
+    let recipe = ImageRecipe {
+        resize: 240,
+        crop: 224,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        bgr: false,
+        classes: 1000,
+    };
     let flags =
         ["--image-resize", "240", "--image-mean", "0.5,0.5,0.5", "--image-std", "0.5,0.5,0.5"];
     let tensors = pillow_tensors(dir.path(), files, &recipe);
@@ -209,6 +215,35 @@ fn image_flags_set_a_model_files_pre_processing() {
     // Without the flags, TorchServe's defaults: other probabilities.
     let defaults = classify_with_args(onnx.to_str().unwrap(), "ort", files, &[]);
     assert_ne!(defaults[0][0].1, ours[0][0].1, "the flags changed nothing");
+    // BGR (a model trained on OpenCV's images): Pillow's tensors with red and blue swapped.
+    let bgr_dir = dir.path().join("bgr");
+    std::fs::create_dir_all(&bgr_dir).unwrap();
+    let swapped: Vec<PathBuf> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let t = read_npy(path);
+            let (shape, data) = (t.shape().to_vec(), t.as_slice::<f32>().unwrap());
+            let plane: usize = shape[shape.len() - 2..].iter().product();
+            let swap: Vec<f32> = (0..data.len())
+                .map(|j| {
+                    let (c, k) = ((j / plane) % 3, j % plane);
+                    data[(j / plane - c) * plane + (2 - c) * plane + k]
+                })
+                .collect();
+            let out = bgr_dir.join(format!("{i}.npy"));
+            common::io::write_npy(&out, &thrum::Tensor::from_vec(shape, swap).unwrap()).unwrap();
+            out
+        })
+        .collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["classes".as_ref(), onnx.as_os_str()];
+    args.extend(swapped.iter().map(|t| t.as_os_str()));
+    let python_bgr: Vec<serde_json::Value> = serde_json::from_str(&reference(&args)).unwrap();
+    let mut bgr_flags = flags.to_vec();
+    bgr_flags.extend(["--image-channels", "bgr"]);
+    let bgr = classify_with_args(onnx.to_str().unwrap(), "ort", files, &bgr_flags);
+    same_top5(files, &python_bgr, &bgr);
+    assert_ne!(bgr[0][0].1, ours[0][0].1, "--image-channels bgr changed nothing");
 
     // The server, with the same flags, answers TorchServe's /predictions with the same classes.
     let mut serve = vec!["-e", "ort", "-p"];
@@ -226,6 +261,137 @@ fn image_flags_set_a_model_files_pre_processing() {
         }
     }
 
+    drop(server);
+
+    // A thrum.toml's [image] table (what `thrum tune` writes for the flags) does what the
+    // flags do, for serve and predict; a flag overrides its key.
+    let config = dir.path().join("thrum.toml");
+    let image = "[image]\nresize = 240\nmean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]\n";
+    let file =
+        format!("name = \"lite0\"\nmodel = \"lite0.onnx\"\nengine = \"ort\"\n[options]\n{image}");
+    std::fs::write(&config, file).unwrap();
+    let config_flag = ["--config", config.to_str().unwrap()];
+    let from_file = classify_with_args(onnx.to_str().unwrap(), "ort", files, &config_flag);
+    same_top5(files, &python, &from_file);
+    let server = common::serve(&config_flag);
+    let url = format!("http://{}/predictions/lite0", server.http);
+    let (status, answer, text) = send("POST", &url, std::fs::read(&files[0]).unwrap());
+    assert_eq!(status, 200, "{text}");
+    for (index, probability, _) in &ours[0] {
+        let got = answer[index.to_string()].as_f64().unwrap_or(-1.0);
+        assert!((got - probability).abs() < 1e-4, "[image]: class {index}: {got} vs {probability}");
+    }
+    drop(server);
+    // A flag replaces its key only: the file's resize 240 and std 0.5 with the flag's mean are
+    // what the three flags give alone.
+    let mut over = config_flag.to_vec();
+    over.extend(["--image-mean", "0.485,0.456,0.406"]);
+    let overridden = classify_with_args(onnx.to_str().unwrap(), "ort", files, &over);
+    let merged = ["--image-resize", "240", "--image-mean", "0.485,0.456,0.406", "--image-std"];
+    let alone = classify_with_args(
+        onnx.to_str().unwrap(),
+        "ort",
+        files,
+        &[&merged[..], &["0.5,0.5,0.5"]].concat(),
+    );
+    assert_ne!(overridden[0][0].1, ours[0][0].1, "--image-mean did not override image.mean");
+    assert_eq!(overridden, alone, "the flag over the table is not the flags alone");
+    // The resize against the crop is checked on what flags and table give together, where
+    // each part comes from: a table's crop of 200 with --image-resize 210 passes that check
+    // (the flags alone would not: 210 against the default 224) and meets the model's 224 at
+    // load.
+    std::fs::write(
+        &config,
+        "name = \"m\"\nmodel = \"lite0.onnx\"\n[options]\n[image]\ncrop = 200\n",
+    )
+    .unwrap();
+    let photo0 = files[0].to_str().unwrap();
+    let predict = ["predict", "-e", "ort", "-p", onnx.to_str().unwrap(), "--image", photo0];
+    let err = failure(thrum().args(predict).args(config_flag).args(["--image-resize", "210"]));
+    assert!(err.contains("224") && err.contains("200") && !err.contains("smaller"), "{err}");
+    let err = failure(thrum().args(predict).args(config_flag).args(["--image-resize", "190"]));
+    assert!(
+        err.contains(
+            "a resize of 190 (--image-resize) is smaller than the crop of 200 (`image.crop` in"
+        ),
+        "{err}"
+    );
+    // bench --config: the table's recipe in the report (header and JSON, schema-checked), a
+    // flag over its key, and for another model file the table left out with a warning.
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(&files[0], images.join("a.png")).unwrap();
+    let table = "name = \"lite0\"\nmodel = \"lite0.onnx\"\nengine = \"ort\"\n[options]\n[image]\n\
+                 resize = 240\nchannels = \"bgr\"\n";
+    std::fs::write(&config, table).unwrap();
+    let other = dir.path().join("other.onnx");
+    std::fs::copy(&onnx, &other).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/bench-report.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bench_image = |extra: &[&str]| -> (serde_json::Value, String) {
+        let out = thrum()
+            .args(["bench", "--config", config.to_str().unwrap(), "-c", "2", "-w", "0"])
+            .args(["--json", "-", "--image-dir", images.to_str().unwrap()])
+            .args(extra)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&report).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{extra:?}: {errors:?}");
+        (report["plan"]["image"].clone(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (plan, _) = bench_image(&[]);
+    assert_eq!((plan["resize"].as_u64(), plan["crop"].as_u64()), (Some(240), Some(224)));
+    assert_eq!(plan["channels"], "bgr");
+    let (plan, _) = bench_image(&["--image-channels", "rgb"]);
+    assert_eq!((plan["resize"].as_u64(), plan["channels"].as_str()), (Some(240), Some("rgb")));
+    let (plan, warning) = bench_image(&["-p", other.to_str().unwrap(), "-e", "ort"]);
+    assert_eq!((plan["resize"].as_u64(), plan["channels"].as_str()), (Some(256), Some("rgb")));
+    assert!(warning.contains("[image] table") && warning.contains("left out"), "{warning}");
+    let header = thrum()
+        .args(["bench", "--config", config.to_str().unwrap(), "-c", "2", "-w", "0"])
+        .args(["--image-dir", images.to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let header = String::from_utf8_lossy(&header);
+    assert!(header.contains("shorter side 240, center 224") && header.contains("bgr"), "{header}");
+
+    // A bad table is named at load; so is one on a zoo model, which has its own recipe.
+    std::fs::write(
+        &config,
+        "name = \"m\"\nmodel = \"lite0.onnx\"\n[options]\n[image]\nstd = [0.5, 0]\n",
+    )
+    .unwrap();
+    let err =
+        failure(thrum().args(["serve", "--http-port", "0", "--grpc-port", "0"]).args(config_flag));
+    assert!(err.contains("`image.std` must be [R, G, B]"), "{err}");
+    std::fs::write(&config, format!("name = \"m\"\nmodel = \"{MODEL}\"\n[options]\n{image}"))
+        .unwrap();
+    let err =
+        failure(thrum().args(["serve", "--http-port", "0", "--grpc-port", "0"]).args(config_flag));
+    assert!(
+        err.contains("`image.resize` in its thrum.toml is for an image model given as a file"),
+        "{err}"
+    );
+    // predict refuses it too (the file names its model, the zoo model).
+    let err = failure(thrum().args(["predict", "-p", MODEL, "--image", photo0]).args(config_flag));
+    assert!(
+        err.contains("`image.resize` in") && err.contains("has its own pre-processing"),
+        "{err}"
+    );
+
     // Refused, naming the flag and what it expects.
     let photo = files[0].to_str().unwrap();
     let onnx = onnx.to_str().unwrap();
@@ -236,7 +402,7 @@ fn image_flags_set_a_model_files_pre_processing() {
         ),
         (
             vec!["predict", "-p", onnx, "--image", photo, "--image-resize", "200"],
-            "--image-resize 200 is smaller than the crop of 224",
+            "a resize of 200 (--image-resize) is smaller than the crop of 224 (the default)",
         ),
         (
             vec!["predict", "-p", onnx, "--image", photo, "--image-std", "0.5,0,0.5"],
@@ -244,6 +410,10 @@ fn image_flags_set_a_model_files_pre_processing() {
         ),
         (vec!["predict", "-p", onnx, "--image", photo, "--image-mean", "0.5,0.5"], "is not R,G,B"),
         (vec!["predict", "-p", onnx, "--image-mean", "0.5,0.5,0.5"], "none is given"),
+        (
+            vec!["predict", "-p", onnx, "--image", photo, "--image-channels", "bgra"],
+            "invalid value `bgra` for channel order; expected rgb or bgr",
+        ),
         (vec!["bench", "-p", onnx, "--image-crop", "256"], "without --image-dir"),
         (
             vec!["serve", "-p", MODEL, "--image-crop", "256", "--check"],

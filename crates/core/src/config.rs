@@ -111,6 +111,7 @@ pub const DEPLOYMENT_KEYS: &[&str] = &[
     "queue_capacity",
     "options",
     "batching",
+    "image",
     "server",
 ];
 

@@ -20,6 +20,13 @@
 //! max_queue_delay_us = 500
 //! preferred_batch_sizes = [4, 8]
 //! max_batch_tokens = 16384     # a text model: padded positions per batch (0: no padding)
+//!
+//! [image]                      # an image model file: its pre-processing (the --image-* flags)
+//! resize = 240
+//! crop = 224
+//! mean = [0.5, 0.5, 0.5]
+//! std = [0.5, 0.5, 0.5]
+//! channels = "rgb"             # or "bgr"
 //! ```
 //!
 //! Several models: the same tables as `[[models]]` entries, each with a `name`.
@@ -72,6 +79,145 @@ pub struct ModelEntry {
     /// `model`'s own (`thrum quantize`'s output), while `model` still decides the pipeline
     /// (tokenizer, image recipe, labels).
     pub int8_model: Option<String>,
+    /// For an image model given as a file: its pre-processing, where TorchServe's defaults
+    /// are not it (the `[image]` table; the `--image-*` flags override each key).
+    pub image: ImageSettings,
+}
+
+/// The pre-processing of an image model file as a `thrum.toml`'s `[image]` table (or the
+/// `--image-*` flags) gives it: each part unset keeps its default, which the caller decides
+/// (TorchServe's: shorter side 256, center 224, ImageNet's mean and std).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ImageSettings {
+    /// The shorter side after resizing.
+    pub resize: Option<u32>,
+    /// The side of the center crop.
+    pub crop: Option<u32>,
+    /// Per-channel mean, R,G,B on the 0–1 scale.
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation, R,G,B on the 0–1 scale, each above 0.
+    pub std: Option<[f32; 3]>,
+    /// The tensor's colour channels (RGB unless set).
+    pub channels: Option<thrum_vision::ChannelOrder>,
+}
+
+impl ImageSettings {
+    /// The keys of the `[image]` table.
+    pub const KEYS: &[&str] = &["resize", "crop", "mean", "std", "channels"];
+    /// The largest side `resize` and `crop` take.
+    pub const MAX_SIDE: u32 = 16384;
+
+    /// Whether no part is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ImageSettings::default()
+    }
+
+    /// `self`'s parts, and `under`'s where `self` has none.
+    pub fn or(self, under: ImageSettings) -> ImageSettings {
+        ImageSettings {
+            resize: self.resize.or(under.resize),
+            crop: self.crop.or(under.crop),
+            mean: self.mean.or(under.mean),
+            std: self.std.or(under.std),
+            channels: self.channels.or(under.channels),
+        }
+    }
+
+    /// The parts that are set as an `[image]` table (what `thrum tune` writes).
+    pub fn to_toml(&self) -> toml::Table {
+        let rgb = |v: [f32; 3]| -> toml::Value {
+            // Printed as f32 prints them (0.229, not 0.22900000214576721).
+            let floats =
+                v.iter().map(|x| toml::Value::Float(x.to_string().parse().unwrap_or(f64::NAN)));
+            toml::Value::Array(floats.collect())
+        };
+        let mut t = toml::Table::new();
+        if let Some(n) = self.resize {
+            t.insert("resize".into(), i64::from(n).into());
+        }
+        if let Some(n) = self.crop {
+            t.insert("crop".into(), i64::from(n).into());
+        }
+        if let Some(v) = self.mean {
+            t.insert("mean".into(), rgb(v));
+        }
+        if let Some(v) = self.std {
+            t.insert("std".into(), rgb(v));
+        }
+        if let Some(order) = self.channels {
+            t.insert("channels".into(), order.name().into());
+        }
+        t
+    }
+
+    /// Reads an `[image]` table, each value checked: sides of 1 to [`Self::MAX_SIDE`], three
+    /// finite numbers for `mean`, three above 0 for `std`.
+    fn from_toml(t: &toml::Table, path: &Path) -> Result<ImageSettings, ServeError> {
+        if let Some(k) = t.keys().find(|k| !Self::KEYS.contains(&k.as_str())) {
+            return Err(bad(
+                path,
+                format!("unknown key `image.{k}`; keys: {}", Self::KEYS.join(", ")),
+            ));
+        }
+        let side = |key: &str| -> Result<Option<u32>, ServeError> {
+            match t.get(key) {
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) if (1..=i64::from(Self::MAX_SIDE)).contains(n) => {
+                    Ok(Some(*n as u32))
+                }
+                Some(other) => Err(bad(
+                    path,
+                    format!(
+                        "`image.{key}` must be a side in pixels, 1 to {}, not {other}",
+                        Self::MAX_SIDE
+                    ),
+                )),
+            }
+        };
+        let rgb = |key: &str, positive: bool| -> Result<Option<[f32; 3]>, ServeError> {
+            let Some(value) = t.get(key) else { return Ok(None) };
+            let number = |v: &toml::Value| match v {
+                toml::Value::Float(x) => Some(*x as f32),
+                toml::Value::Integer(n) => Some(*n as f32),
+                _ => None,
+            };
+            let values = value.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|i| number(i).filter(|x| x.is_finite() && (!positive || *x > 0.0)))
+                    .collect::<Option<Vec<f32>>>()
+            });
+            match values.as_deref() {
+                Some(&[r, g, b]) => Ok(Some([r, g, b])),
+                _ => Err(bad(
+                    path,
+                    format!(
+                        "`image.{key}` must be [R, G, B]: three {} on the 0–1 scale, not {value}",
+                        if positive { "numbers above 0" } else { "finite numbers" }
+                    ),
+                )),
+            }
+        };
+        let channels = match t.get("channels") {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.parse().map_err(|_| {
+                bad(path, format!("`image.channels` must be \"rgb\" or \"bgr\", not \"{s}\""))
+            })?),
+            Some(other) => {
+                return Err(bad(
+                    path,
+                    format!("`image.channels` must be \"rgb\" or \"bgr\", not {other}"),
+                ));
+            }
+        };
+        Ok(ImageSettings {
+            resize: side("resize")?,
+            crop: side("crop")?,
+            mean: rgb("mean", false)?,
+            std: rgb("std", true)?,
+            channels,
+        })
+    }
 }
 
 impl ModelEntry {
@@ -91,6 +237,7 @@ impl ModelEntry {
             triton: None,
             max_batch_tokens: None,
             int8_model: None,
+            image: ImageSettings::default(),
         }
     }
 
@@ -292,6 +439,11 @@ fn entry(
             });
         }
         Some(other) => return Err(bad(path, format!("`batching` must be a table, not {other}"))),
+    }
+    match t.get("image") {
+        None => {}
+        Some(toml::Value::Table(image)) => entry.image = ImageSettings::from_toml(image, path)?,
+        Some(other) => return Err(bad(path, format!("`image` must be a table, not {other}"))),
     }
     Ok(entry)
 }
@@ -594,6 +746,52 @@ mod tests {
             (8, Duration::from_micros(250), vec![4])
         );
         assert_eq!(m.max_batch_tokens, Some(4096));
+        assert!(m.image.is_empty());
+    }
+
+    #[test]
+    fn an_image_table_reads_back_what_it_was_written_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("thrum.toml");
+        let image = ImageSettings {
+            resize: Some(240),
+            crop: None,
+            mean: Some([0.485, 0.456, 0.406]),
+            std: Some([0.229, 0.224, 0.225]),
+            channels: Some(thrum_vision::ChannelOrder::Bgr),
+        };
+        let mut t = toml::Table::new();
+        t.insert("model".into(), "m.onnx".into());
+        t.insert("image".into(), image.to_toml().into());
+        let text = toml::to_string(&t).unwrap();
+        assert!(text.contains("mean = [0.485, 0.456, 0.406]"), "{text}");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(read_file(&path, Some("m"), None).unwrap()[0].image, image);
+        // The flags' parts over the file's.
+        let flags = ImageSettings { crop: Some(200), resize: Some(256), ..Default::default() };
+        assert_eq!(flags.or(image), ImageSettings { resize: Some(256), crop: Some(200), ..image });
+    }
+
+    #[test]
+    fn a_bad_image_table_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("thrum.toml");
+        for (table, expected) in [
+            ("resize = 0", "`image.resize` must be a side in pixels, 1 to 16384, not 0"),
+            ("crop = \"224\"", "`image.crop` must be a side in pixels"),
+            ("mean = [0.5, 0.5]", "`image.mean` must be [R, G, B]: three finite numbers"),
+            ("std = [0.5, 0, 0.5]", "`image.std` must be [R, G, B]: three numbers above 0"),
+            ("std = 0.5", "`image.std` must be [R, G, B]"),
+            ("size = 3", "unknown key `image.size`; keys: resize, crop, mean, std, channels"),
+            ("channels = \"rgba\"", "`image.channels` must be \"rgb\" or \"bgr\", not \"rgba\""),
+        ] {
+            std::fs::write(&path, format!("model = \"m.onnx\"\n[image]\n{table}\n")).unwrap();
+            let e = read_file(&path, Some("m"), None).unwrap_err().to_string();
+            assert!(e.contains("thrum.toml") && e.contains(expected), "{table}: {e}");
+        }
+        std::fs::write(&path, "model = \"m.onnx\"\nimage = 3\n").unwrap();
+        let e = read_file(&path, Some("m"), None).unwrap_err().to_string();
+        assert!(e.contains("`image` must be a table"), "{e}");
     }
 
     #[test]

@@ -229,11 +229,13 @@ pub fn write_summary(
     Ok(())
 }
 
-/// The pick as a model's `thrum.toml`, served as `name`.
+/// The pick as a model's `thrum.toml`, served as `name`; `image`: the pre-processing of an
+/// image model file (its `[image]` table, left out when empty).
 pub fn thrum_toml(
     name: &str,
     model: &str,
     int8_model: Option<&str>,
+    image: &toml::Table,
     c: &Candidate,
     header: &[String],
 ) -> String {
@@ -268,6 +270,9 @@ pub fn thrum_toml(
         batching.insert("max_batch_size".into(), (c.batch as i64).into());
         batching.insert("max_queue_delay_us".into(), 0i64.into());
         t.insert("batching".into(), batching.into());
+    }
+    if !image.is_empty() {
+        t.insert("image".into(), image.clone().into());
     }
     // Every line a comment, even one of a multi-line message (an engine's error).
     let mut text: String =

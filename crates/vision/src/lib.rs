@@ -168,6 +168,50 @@ pub enum Layout {
     Nhwc,
 }
 
+/// The order of the colour channels in the tensor a model takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue (torchvision, Keras, TensorFlow, TorchServe).
+    #[default]
+    Rgb,
+    /// Blue, green, red: models trained on OpenCV's or Caffe's images, and what OpenVINO Model
+    /// Server gives a model from encoded images.
+    Bgr,
+}
+
+impl ChannelOrder {
+    /// Its name: `rgb` or `bgr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelOrder::Rgb => "rgb",
+            ChannelOrder::Bgr => "bgr",
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ChannelOrder {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ChannelOrder> {
+        match s.to_ascii_lowercase().as_str() {
+            "rgb" => Ok(ChannelOrder::Rgb),
+            "bgr" => Ok(ChannelOrder::Bgr),
+            _ => Err(Error::InvalidValue {
+                what: "channel order".into(),
+                value: s.into(),
+                expected: "rgb or bgr".into(),
+            }),
+        }
+    }
+}
+
 /// Resize the shorter side, center-crop, normalise: an image model's evaluation
 /// pre-processing (torchvision's `Resize(resize)`, `CenterCrop(crop)`, `Normalize(mean, std)`
 /// on a PIL image).
@@ -184,6 +228,9 @@ pub struct ImageTransform {
     pub std: [f32; 3],
     /// The tensor's layout.
     pub layout: Layout,
+    /// The tensor's colour channels: RGB unless the model was trained on BGR images. `mean`
+    /// and `std` stay R, G, B either way, each moving with its channel.
+    pub channels: ChannelOrder,
     /// Images with more pixels are refused.
     pub max_pixels: u64,
 }
@@ -223,7 +270,21 @@ impl ImageTransform {
                 expected: "finite means and positive standard deviations".into(),
             });
         }
-        Ok(ImageTransform { resize, crop, mean, std, layout, max_pixels: DEFAULT_MAX_PIXELS })
+        Ok(ImageTransform {
+            resize,
+            crop,
+            mean,
+            std,
+            layout,
+            channels: ChannelOrder::Rgb,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        })
+    }
+
+    /// The same transform with the tensor's channels in `order`.
+    pub fn with_channels(mut self, order: ChannelOrder) -> ImageTransform {
+        self.channels = order;
+        self
     }
 
     /// The same transform with another pixel limit.
@@ -289,22 +350,30 @@ impl ImageTransform {
     pub fn normalize(&self, crop: &RgbImage) -> Result<Tensor> {
         let (w, h) = crop.dimensions();
         let plane = (w * h) as usize;
-        // One table per channel: 256 values, so normalising is a lookup per element.
+        // One table per channel of the crop (R, G, B): 256 values, so normalising is a lookup
+        // per element.
         let tables: Vec<[f32; 256]> = (0..3)
             .map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[c]) / self.std[c]))
             .collect();
+        // The crop's channel each of the tensor's channels takes.
+        let source: [usize; 3] = match self.channels {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
         let mut data = vec![0f32; plane * 3];
         match self.layout {
             Layout::Nchw => {
                 for (i, px) in crop.as_raw().chunks_exact(3).enumerate() {
-                    for c in 0..3 {
-                        data[c * plane + i] = tables[c][px[c] as usize];
+                    for (c, &s) in source.iter().enumerate() {
+                        data[c * plane + i] = tables[s][px[s] as usize];
                     }
                 }
             }
             Layout::Nhwc => {
-                for (i, &v) in crop.as_raw().iter().enumerate() {
-                    data[i] = tables[i % 3][v as usize];
+                for (out, px) in data.chunks_exact_mut(3).zip(crop.as_raw().chunks_exact(3)) {
+                    for (c, &s) in source.iter().enumerate() {
+                        out[c] = tables[s][px[s] as usize];
+                    }
                 }
             }
         }
@@ -496,6 +565,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// BGR is RGB with the first and last channels swapped, each with its own mean and std,
+    /// in both layouts.
+    #[test]
+    fn bgr_swaps_red_and_blue_with_their_mean_and_std() {
+        let mean = [0.485, 0.456, 0.406];
+        let std = [0.229, 0.224, 0.225];
+        let image = RgbImage::from_fn(12, 8, |x, y| {
+            image::Rgb([(x * 20) as u8, (y * 30) as u8, ((x + y) * 7) as u8])
+        });
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let rgb = ImageTransform::new(8, 4, mean, std, layout).unwrap();
+            let bgr = rgb.clone().with_channels(ChannelOrder::Bgr);
+            let crop = rgb.resize_crop(&image).unwrap();
+            let (a, b) = (rgb.normalize(&crop).unwrap(), bgr.normalize(&crop).unwrap());
+            assert_eq!(a.shape(), b.shape());
+            let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+            let at = |c: usize, i: usize| match layout {
+                Layout::Nchw => c * 16 + i,
+                Layout::Nhwc => i * 3 + c,
+            };
+            for i in 0..16 {
+                for c in 0..3 {
+                    assert_eq!(b[at(c, i)], a[at(2 - c, i)], "{layout:?}: channel {c}, pixel {i}");
+                }
+            }
+        }
+        assert_eq!("BGR".parse::<ChannelOrder>().unwrap(), ChannelOrder::Bgr);
+        let err = "bgra".parse::<ChannelOrder>().unwrap_err().to_string();
+        assert!(err.contains("bgra") && err.contains("rgb or bgr"), "{err}");
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub struct ImageRecipe {
     pub mean: [f32; 3],
     /// … then divided by this (0–1 scale).
     pub std: [f32; 3],
+    /// Whether the tensor's channels are blue, green, red (a model trained on OpenCV's or
+    /// Caffe's images) rather than red, green, blue; `mean` and `std` stay R, G, B.
+    pub bgr: bool,
     /// Classes in the output.
     pub classes: usize,
 }
@@ -521,6 +524,7 @@ impl Lite {
             crop: self.side as u32,
             mean: [127.0 / 255.0; 3],
             std: [128.0 / 255.0; 3],
+            bgr: false,
             classes: 1000,
         }
     }

@@ -250,6 +250,8 @@ struct SampleFlags {
     text_file: Option<PathBuf>,
     image_dir: Option<PathBuf>,
     image_recipe: ImageRecipeArgs,
+    /// A `--config` thrum.toml's `[image]`, under the flags (set once the file is read).
+    file_image: Option<(thrum_serve::config::ImageSettings, PathBuf)>,
     file_dir: Option<PathBuf>,
 }
 
@@ -273,12 +275,15 @@ impl SampleFlags {
                 .into());
             }
         };
-        let custom = self.image_recipe.recipe(model)?;
+        let file = self.file_image.as_ref().map(|(table, path)| (*table, path.as_path()));
+        let custom = super::options::image_recipe(self.image_recipe.settings(), file, model)?;
+        let given = self.image_recipe.first_given();
         let image = match (&self.image_dir, &model) {
-            (None, _) if custom.is_some() => {
+            (None, _) if given.is_some() => {
+                let flag = given.unwrap_or_default();
                 return Err(config_error(
-                    "--image-resize, --image-crop, --image-mean or --image-std without --image-dir",
-                    "--image-dir DIR: the flags pre-process its images",
+                    format!("{flag} without --image-dir"),
+                    "--image-dir DIR: the --image-* flags pre-process its images",
                 )
                 .into());
             }
@@ -298,6 +303,7 @@ impl SampleFlags {
                     crop: recipe.crop,
                     mean: recipe.mean,
                     std: recipe.std,
+                    channels: thrum::channel_order(&recipe),
                 })
             }
         };
@@ -338,10 +344,12 @@ impl BenchPlan {
             text_file: args.text_file,
             image_dir: args.image_dir,
             image_recipe: args.image_recipe,
+            file_image: None,
             file_dir: args.file_dir,
         };
         // A `--config` file may name the model: the pipeline is checked against it then.
-        let (text, image, file) = if given.model || !args.options.has_config() {
+        // Its [image] table may set what the --image-* flags leave: checked with it.
+        let (text, image, file) = if !args.options.has_config() {
             samples.plans(&model, &model_path)?
         } else {
             (None, None, None)
@@ -447,12 +455,12 @@ impl BenchPlan {
     /// source resolved (a zoo model built) — all before any model loads.
     fn prepare(&mut self) -> anyhow::Result<(Options, ModelSource)> {
         let mut options = self.options.resolve()?;
-        if let Some(entry) = self.options.model_file()? {
-            self.apply_model_file(entry)?;
+        if let Some(file) = self.options.model_file()? {
+            self.apply_model_file(file)?;
         }
-        if !self.given.model && self.options.has_config() {
+        if self.options.has_config() {
             // Put off until the file was read: it may name the model (an options file leaves
-            // the default one).
+            // the default one) and its pre-processing.
             let (text, image, file) = self.samples.plans(&self.model, &self.model_path)?;
             (self.inputs.text, self.inputs.image, self.inputs.file) = (text, image, file);
         }
@@ -485,7 +493,14 @@ impl BenchPlan {
 
     /// What a `--config` thrum.toml (`thrum tune`'s output) says about the engine, model,
     /// workers and batch, where the command line said nothing.
-    fn apply_model_file(&mut self, entry: thrum_serve::config::ModelEntry) -> anyhow::Result<()> {
+    fn apply_model_file(&mut self, file: super::options::ModelFile) -> anyhow::Result<()> {
+        let given = self.given.model.then_some(self.model_path.as_str());
+        // The table pre-processes --image-dir's images (none: nothing to warn about).
+        self.samples.file_image = match &self.samples.image_dir {
+            Some(_) => file.image_for(given).map(|(table, path)| (table, path.to_path_buf())),
+            None => None,
+        };
+        let entry = file.entry;
         if !self.given.engine {
             self.engine = thrum::registry().get(&entry.engine)?;
         }

@@ -117,6 +117,8 @@ struct PrecisionPlan {
     options: Options,
     /// `--config`: one configuration checked against its engine's fp32.
     config: Option<PathBuf>,
+    /// The `--image-*` flags, laid over the `--config` file's `[image]` table.
+    image_flags: thrum_serve::config::ImageSettings,
 }
 
 /// A validated `compare` command.
@@ -147,14 +149,15 @@ impl ComparePlan {
             }
             .into());
         }
-        let recipe = args.image_recipe.recipe(&model)?;
-        if recipe.is_some()
+        // With --config, its [image] table may set what the flags leave: checked with it.
+        let recipe = args.image_recipe.recipe_or_check(&model, args.config.is_some())?;
+        if let Some(flag) = args.image_recipe.first_given()
             && ((args.images.is_none() && args.calibration_images.is_none())
                 || (args.precision.is_empty() && args.config.is_none()))
         {
             anyhow::bail!(
-                "--image-resize, --image-crop, --image-mean and --image-std pre-process --images \
-                 and --calibration-images (with --precision or --config); neither is given"
+                "{flag} pre-processes --images and --calibration-images (with --precision or \
+                 --config); neither is given"
             );
         }
         let precision = if args.precision.is_empty() && args.config.is_none() {
@@ -205,6 +208,7 @@ impl ComparePlan {
                     options
                 },
                 config: args.config,
+                image_flags: args.image_recipe.settings(),
             })
         };
         Ok(ComparePlan {
@@ -385,6 +389,21 @@ impl ComparePlan {
         let entry = thrum_serve::config::read_file(config, Some("model"), None)?
             .pop()
             .with_context(|| format!("`{}` describes no model", config.display()))?;
+        // The file's [image] pre-processes the evaluation images of its own model.
+        let file =
+            super::options::ModelFile { entry, names_model: true, path: config.to_path_buf() };
+        let evaluation = match &plan.evaluation {
+            SampleSource::Images { dir, .. } => SampleSource::Images {
+                dir: dir.clone(),
+                recipe: super::options::image_recipe(
+                    plan.image_flags,
+                    file.image_for(Some(&self.model_path)),
+                    &self.model,
+                )?,
+            },
+            other => other.clone(),
+        };
+        let entry = file.entry;
         let engine = thrum::registry().get(&entry.engine)?;
         // The reference: fp32 with default settings, on the configuration's backend where a
         // key switches it (ONNX Runtime's OpenVINO provider runs on another library, and one
@@ -398,7 +417,7 @@ impl ComparePlan {
         let reference_source = self.model.source(engine.as_ref())?;
         let reference_model = engine.load(&reference_source, &reference_options)?;
         let samples =
-            plan.evaluation.samples(&self.model, &reference_model, plan.samples, "evaluation")?;
+            evaluation.samples(&self.model, &reference_model, plan.samples, "evaluation")?;
         drop(reference_model);
         let judged = Judged::new(plan, &self.model)?;
         let reference =
@@ -424,7 +443,7 @@ impl ComparePlan {
             Ok(e) => accuracy::row(&label, precision, &reference, &e, metric, plan.target),
             Err(e) => accuracy::failed(&label, precision, e.to_string()),
         });
-        self.finish(plan, Some(metric), plan.evaluation.describe(samples.len()), rows)
+        self.finish(plan, Some(metric), evaluation.describe(samples.len()), rows)
     }
 
     /// Prints the table (and the JSON), then the verdict: exit 1 when a row falls short.

@@ -105,6 +105,10 @@ pub struct PredictPlan {
     int8_model: Option<PathBuf>,
     top_k: usize,
     labels: Option<PathBuf>,
+    /// `--image-*`, laid over a `--config` thrum.toml's `[image]` table.
+    image_flags: thrum_serve::config::ImageSettings,
+    /// The recipe for `--image` files: the flags', or (once `run` read a `--config` file) the
+    /// flags' over its table's.
     image_recipe: Option<thrum::ImageRecipe>,
     output: Option<OutputTarget>,
     json: bool,
@@ -141,11 +145,12 @@ impl PredictPlan {
                 "--output saves tensors; with --file use --json to keep the content types"
             );
         }
-        let image_recipe = args.image_recipe.recipe(&model)?;
-        if image_recipe.is_some() && args.images.is_empty() {
-            anyhow::bail!(
-                "--image-resize, --image-crop, --image-mean and --image-std pre-process --image files; none is given"
-            );
+        // With --config, its [image] table may set what the flags leave: checked with it.
+        let image_recipe = args.image_recipe.recipe_or_check(&model, args.options.has_config())?;
+        if let Some(flag) = args.image_recipe.first_given()
+            && args.images.is_empty()
+        {
+            anyhow::bail!("{flag} pre-processes --image files; none is given");
         }
         let output = args.output.map(output_target);
         Ok(PredictPlan {
@@ -160,22 +165,32 @@ impl PredictPlan {
             int8_model: args.int8_model,
             top_k: args.top_k as usize,
             labels: args.labels,
+            image_flags: args.image_recipe.settings(),
             image_recipe,
             output,
             json: args.json,
         })
     }
 
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(mut self) -> anyhow::Result<()> {
         let options = self.options.resolve()?;
         self.inputs.check_files()?;
         if let Some(target) = &self.output {
             target.prepare()?;
         }
+        let file = self.options.model_file()?;
+        // A `--config` thrum.toml's [image], under the flags (for this model's images).
+        if self.options.has_config() {
+            let table = file
+                .as_ref()
+                .filter(|_| !self.images.is_empty())
+                .and_then(|f| f.image_for(Some(&self.model_path)));
+            self.image_recipe = super::options::image_recipe(self.image_flags, table, &self.model)?;
+        }
         // A `--config` thrum.toml's int8 graph, when the precision is int8.
-        let file_int8 = match self.options.model_file()? {
-            Some(entry) if options.precision == Some(thrum::Precision::Int8) => {
-                entry.int8_model.map(PathBuf::from)
+        let file_int8 = match file {
+            Some(file) if options.precision == Some(thrum::Precision::Int8) => {
+                file.entry.int8_model.map(PathBuf::from)
             }
             _ => None,
         };

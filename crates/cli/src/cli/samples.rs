@@ -15,7 +15,8 @@ pub enum SampleSource {
     Images {
         /// The directory of images.
         dir: PathBuf,
-        /// The `--image-*` flags' recipe, for an image model file.
+        /// The `--image-*` flags' recipe (over a thrum.toml's `[image]`), for an image model
+        /// file.
         recipe: Option<thrum::ImageRecipe>,
     },
     /// Texts, one per line, through a text model's tokenizer (`zoo:all-minilm-l6-v2`). Its

@@ -217,8 +217,8 @@ struct Overrides {
     batching: Option<Batching>,
     queue_capacity: Option<usize>,
     max_batch_tokens: Option<usize>,
-    /// `--image-*`: the pre-processing of image model files.
-    image_recipe: Option<thrum::ImageRecipe>,
+    /// `--image-*`: the pre-processing of image model files, over each one's `[image]` table.
+    image: thrum_serve::config::ImageSettings,
 }
 
 /// The command line's server settings; what it leaves out comes from the `[server]` table,
@@ -358,15 +358,18 @@ impl ServePlan {
                 .with_preferred(args.preferred_batch_sizes.clone())
         });
         // Checked as for a model file: the flags apply to every one served.
-        let image_recipe = args.image_recipe.recipe(&ModelRef::Path(PathBuf::new()))?;
-        if let (Some(_), Some(Models::Paths(entries))) = (&image_recipe, &models)
-            && entries
-                .iter()
-                .all(|e| matches!(ModelRef::parse(&e.model), Ok(ModelRef::Pretrained(_))))
+        // Checked as for a model file; a model folder's or a --config file's [image] table may
+        // set what the flags leave, so the flags are checked with it then (at load).
+        if let Some(Models::Paths(_)) = &models {
+            args.image_recipe.recipe(&ModelRef::Path(PathBuf::new()))?;
+        }
+        if let (Some(flag), Some(Models::Paths(entries))) =
+            (args.image_recipe.first_given(), &models)
+            && entries.iter().all(|e| !matches!(ModelRef::parse(&e.model), Ok(ModelRef::Path(_))))
         {
             anyhow::bail!(
-                "--image-resize, --image-crop, --image-mean and --image-std pre-process the images \
-                 of a model file; every model given is a zoo model with its own pre-processing"
+                "{flag} pre-processes the images of a model file; every model given is a zoo \
+                 model (an image model with its own pre-processing, or one served tensors only)"
             );
         }
         Ok(ServePlan {
@@ -378,7 +381,7 @@ impl ServePlan {
                 batching,
                 queue_capacity: args.queue_capacity.map(|q| q as usize),
                 max_batch_tokens: args.max_batch_tokens,
-                image_recipe,
+                image: args.image_recipe.settings(),
             },
             server: ServerFlags {
                 host: args.host,
@@ -505,7 +508,7 @@ impl ServePlan {
                 .into_iter()
                 .find(|e| e.name == *name)
                 .ok_or_else(|| repository.unknown(name))?;
-            served.push(repository.start(entry)?);
+            served.push(repository.start(entry).with_context(|| format!("model `{name}`"))?);
         }
         let server = Server::with_repository(served, listen, repository, control)?;
         let usable = thrum_bench::system::cores().usable;
@@ -614,6 +617,19 @@ impl CliRepository {
     fn start(&self, mut entry: ModelEntry) -> anyhow::Result<ServedModel> {
         let registry = thrum::registry();
         let model_ref = ModelRef::parse(&entry.model)?;
+        // A thrum.toml's [image] table, named in errors by its key.
+        let table = (!entry.image.is_empty())
+            .then_some((entry.image, std::path::Path::new("its thrum.toml")));
+        if let (false, Some(_)) = (matches!(model_ref, thrum::ModelRef::Path(_)), table) {
+            // A zoo image model has its own pre-processing; other zoo models take tensors
+            // here.
+            super::options::image_recipe(Default::default(), table, &model_ref)?;
+            anyhow::bail!(
+                "an [image] table pre-processes the images of a model file; thrum serve gives \
+                 {} tensors only",
+                entry.model
+            );
+        }
         let engine = match (&model_ref, entry.engine.as_str()) {
             (ModelRef::Path(path), AUTO) => registry.for_file(path)?,
             (ModelRef::Zoo(_) | ModelRef::Pretrained(_), AUTO) => registry.get("tract")?,
@@ -676,9 +692,14 @@ impl CliRepository {
                 .outputs()
                 .first()
                 .is_some_and(|o| o.shape.len() == 2 && o.shape[1].fixed().is_some_and(|c| c >= 2));
-            let custom = self.overrides.image_recipe.as_ref();
+            let custom = super::options::image_recipe(self.overrides.image, table, &model_ref)?;
+            let custom = custom.as_ref();
             match model_ref.image_transform(&model, custom) {
                 Ok(_) if !classifier => {
+                    if table.is_some() {
+                        tracing::warn!(model = %entry.name, "its thrum.toml's [image] table is \
+                            left out: the model's first output is not [N, classes]");
+                    }
                     tracing::debug!(model = %entry.name, "does not take encoded images: its \
                         first output is not [N, classes]");
                     None
@@ -686,9 +707,10 @@ impl CliRepository {
                 Ok(transform) => {
                     let r = model_ref.image_recipe(custom);
                     tracing::info!(model = %entry.name, resize = r.resize, crop = r.crop,
-                        mean = ?r.mean, std = ?r.std, "takes encoded images too: the shorter \
+                        mean = ?r.mean, std = ?r.std, bgr = r.bgr, "takes encoded images too: the shorter \
                         side resized, the center cropped, normalised (TorchServe's \
-                        image_classifier's defaults unless --image-* flags say otherwise)");
+                        image_classifier's defaults unless --image-* flags or its thrum.toml's \
+                        [image] say otherwise)");
                     Some(std::sync::Arc::new(thrum_serve::image::ImageService::new(
                         transform, None,
                     )))
@@ -701,9 +723,13 @@ impl CliRepository {
                         && matches!(model.inputs(), [spec] if spec.shape.len() == 4
                             && (spec.shape[1].fixed() == Some(3) || spec.shape[3].fixed() == Some(3))) =>
                 {
-                    anyhow::bail!("model `{}` with --image-* flags: {why}", entry.name);
+                    anyhow::bail!("--image-* flags or an [image] table: {why}");
                 }
                 Err(why) => {
+                    if table.is_some() {
+                        tracing::warn!(model = %entry.name, %why, "its thrum.toml's [image] \
+                            table is left out: the model does not take encoded images");
+                    }
                     tracing::debug!(model = %entry.name, %why, "does not take encoded images");
                     None
                 }

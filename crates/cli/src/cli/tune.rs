@@ -217,13 +217,13 @@ pub struct TunePlan {
 impl TunePlan {
     pub fn from_args(args: TuneArgs) -> anyhow::Result<TunePlan> {
         let model = ModelRef::parse(&args.model_path)?;
-        if args.image_recipe.recipe(&model)?.is_some()
+        args.image_recipe.recipe(&model)?;
+        if let Some(flag) = args.image_recipe.first_given()
             && args.image_dir.is_none()
             && args.calibration_images.is_none()
         {
             anyhow::bail!(
-                "--image-resize, --image-crop, --image-mean and --image-std pre-process \
-                 --image-dir and --calibration-images; neither is given"
+                "{flag} pre-processes --image-dir and --calibration-images; neither is given"
             );
         }
         let registry = thrum::registry();
@@ -516,9 +516,14 @@ impl TunePlan {
         };
         // An int8 candidate's thrum.toml names the quantized graph beside the model.
         let int8_model = launcher.int8_model.clone();
+        // An image model file's --image-* flags: its thrum.toml keeps them for serve and bench.
+        let image = match &self.model {
+            ModelRef::Path(_) => a.image_recipe.settings().to_toml(),
+            _ => toml::Table::new(),
+        };
         let check_path = dir.join("thrum.toml.check");
         let mut check = |c: &Candidate| -> Result<search::Check, TuneError> {
-            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), c, &[]);
+            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), &image, c, &[]);
             std::fs::write(&check_path, toml).map_err(|e| TuneError::write(&check_path, e))?;
             let mut args = vec!["--config".to_string(), check_path.display().to_string()];
             args.extend(accuracy_args.iter().cloned());
@@ -633,7 +638,7 @@ impl TunePlan {
                 ));
             }
             let toml_path = dir.join("thrum.toml");
-            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), c, &header);
+            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), &image, c, &header);
             std::fs::write(&toml_path, toml).map_err(|e| TuneError::write(&toml_path, e))?;
             say(format!(
                 "wrote {} (thrum bench --config / thrum serve --config), tune.json, pareto.svg",
