@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Which int8 form tract runs fast (docs/performance.md, "tract and int8"): fp32 against thrum's
-# QDQ model and the same model with its convolutions rewritten as standard QLinearConv
-# (scripts/qdq_to_qlinearconv.py), with per-channel and per-tensor weights, on zoo:resnet18
+# QDQ model and its QOperator form (`thrum quantize --format qoperator`: convolutions as
+# standard QLinearConv), with per-channel and per-tensor weights, on zoo:resnet18
 # (calibrated on 8 seeded samples) and the real EfficientNet-Lite0 (100 calibration crops);
 # `thrum bench -e tract` with thrum's default split (workers × 1 thread = cores), DURATION s
 # each. Prints markdown.
@@ -13,7 +13,6 @@ thrum=${THRUM_BIN:-"${CARGO_TARGET_DIR:-$here/../target}/release/thrum"}
 unset THRUM_BIN   # the script's own variable, not thrum's
 duration=${DURATION:-8}
 data="$(thrum_home)/testdata"
-python="$data/venv-image/bin/python"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 machine_line
@@ -21,15 +20,15 @@ echo
 "$thrum" zoo export resnet18 -o "$out/resnet18.onnx" >/dev/null
 "$thrum" zoo export efficientnet-lite0 -o "$out/lite0.onnx" >/dev/null
 for weights in per-channel per-tensor; do
-  flag=()
-  [ "$weights" = per-tensor ] && flag=(--per-tensor)
-  "$thrum" quantize -p "$out/resnet18.onnx" --samples 8 "${flag[@]}" \
-    -o "$out/resnet18-qdq-$weights.onnx" >/dev/null
-  "$thrum" quantize -p zoo:efficientnet-lite0 --calibration-images "$data/quant/calib" \
-    --samples 100 "${flag[@]}" -o "$out/lite0-qdq-$weights.onnx" >/dev/null
-  for m in resnet18 lite0; do
-    "$python" "$here/qdq_to_qlinearconv.py" "$out/$m-qdq-$weights.onnx" \
-      "$out/$m-qlinear-$weights.onnx" >/dev/null
+  for format in qdq qoperator; do
+    flag=(--format "$format")
+    [ "$weights" = per-tensor ] && flag+=(--per-tensor)
+    name=$format
+    [ "$format" = qoperator ] && name=qlinear
+    "$thrum" quantize -p "$out/resnet18.onnx" --samples 8 "${flag[@]}" \
+      -o "$out/resnet18-$name-$weights.onnx" >/dev/null
+    "$thrum" quantize -p zoo:efficientnet-lite0 --calibration-images "$data/quant/calib" \
+      --samples 100 "${flag[@]}" -o "$out/lite0-$name-$weights.onnx" >/dev/null
   done
 done
 speed() {

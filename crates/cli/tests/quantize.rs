@@ -239,10 +239,75 @@ fn every_calibration_method_quantizes_a_small_model_that_both_engines_run() {
     }
 }
 
+/// `--format qoperator`: ResNet-18's convolutions as standard `QLinearConv` nodes (the form
+/// tract runs on its integer kernels), run by ONNX Runtime (which checks the graph) with the
+/// outputs of the QDQ model (which it fuses into the same kernels), and by tract, both
+/// agreeing with fp32.
+#[test]
+fn qoperator_format_writes_qlinearconv_that_onnx_runtime_and_tract_run() {
+    require_engine!("ort");
+    let dir = tempfile::tempdir().unwrap();
+    let quantize = |format: &str| {
+        let out = dir.path().join(format!("r18-{format}.onnx"));
+        let json = thrum()
+            .args(["quantize", "-e", "ort", "-p", "zoo:resnet18", "--samples", "4"])
+            .args(["--per-tensor", "--format", format, "--json", "-", "-o"])
+            .arg(&out)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        (out, serde_json::from_slice::<serde_json::Value>(&json).unwrap())
+    };
+    let (out, report) = quantize("qoperator");
+    let (qdq, _) = quantize("qdq");
+    assert_eq!(report["report"]["options"]["format"], "qoperator", "{report}");
+    // Every Conv but none: ResNet-18's 20 convolutions all feed a quantized tensor.
+    assert_eq!(report["report"]["qlinear_convs"], 20, "{report}");
+    let x = dir.path().join("x.npy");
+    let values: Vec<f32> =
+        (0..3 * 224 * 224).map(|i| ((i * 7919 % 2000) as f32 / 1000.0) - 1.0).collect();
+    io::write_npy(&x, &thrum::Tensor::from_vec(vec![1, 3, 224, 224], values).unwrap()).unwrap();
+    let fp32 = predict_npy("ort", "zoo:resnet18", &x, &dir.path().join("fp32.npy"));
+    let fp32 = fp32.as_slice::<f32>().unwrap().to_vec();
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+            * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    let on_ort = predict_npy("ort", qdq.to_str().unwrap(), &x, &dir.path().join("qdq.npy"));
+    let on_ort = on_ort.as_slice::<f32>().unwrap().to_vec();
+    for engine in ["ort", "tract"] {
+        let y = predict_npy(
+            engine,
+            out.to_str().unwrap(),
+            &x,
+            &dir.path().join(format!("{engine}.npy")),
+        );
+        let y = y.as_slice::<f32>().unwrap();
+        assert_eq!(argmax(y), argmax(&fp32), "{engine}");
+        assert!(cosine(y, &fp32) > 0.999, "{engine}: cosine {}", cosine(y, &fp32));
+        if engine == "ort" {
+            let worst = y.iter().zip(&on_ort).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "QOperator against QDQ on ONNX Runtime: {worst}");
+        }
+    }
+}
+
 #[test]
 fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.onnx");
+    // --format qoperator rewrites static QDQ convolutions: not with --dynamic.
+    let (code, err) = failure(
+        thrum()
+            .args(["quantize", "-p", "zoo:mlp", "--dynamic", "--format", "qoperator", "-o"])
+            .arg(&out),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--format") && err.contains("--dynamic"), "{err}");
     // An empty calibration set.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

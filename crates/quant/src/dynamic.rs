@@ -159,6 +159,7 @@ impl Quantizer {
             int8_weights,
             int32_biases: 0,
             fp32_barriers: 0,
+            qlinear_convs: 0,
             options: self.options.clone(),
             bytes_before: self.bytes_before,
             bytes_after: bytes.len(),

@@ -17,7 +17,8 @@
 //!    own low-precision form.
 //!
 //! Activations are uint8 and weights int8 (ONNX Runtime's U8S8), the combination its x86
-//! kernels run fastest.
+//! kernels run fastest. [`Format::QOperator`] writes each quantized `Conv` as one standard
+//! `QLinearConv` instead, the form tract runs on its integer kernels.
 
 #![forbid(unsafe_code)]
 
@@ -27,7 +28,8 @@ mod error;
 pub mod fallback;
 mod graph;
 mod qdq;
+mod qoperator;
 
 pub use calibrate::{CalibrationStats, Calibrator, Method, Range, Ranges, calibrate};
 pub use error::QuantError;
-pub use qdq::{DEFAULT_OP_TYPES, Decision, NodeReport, QuantizeOptions, Quantizer, Report};
+pub use qdq::{DEFAULT_OP_TYPES, Decision, Format, NodeReport, QuantizeOptions, Quantizer, Report};

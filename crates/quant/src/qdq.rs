@@ -57,6 +57,31 @@ pub struct QuantizeOptions {
     /// Weights in 7 bits (±63): avoids the int16 saturation of AVX2's `vpmaddubsw` on CPUs
     /// without VNNI, at some accuracy.
     pub reduce_range: bool,
+    /// How the quantized convolutions are written.
+    pub format: Format,
+}
+
+/// How a static int8 model writes its quantized convolutions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `QuantizeLinear` / `DequantizeLinear` pairs around float operators (ONNX Runtime's and
+    /// OpenVINO's fused form).
+    #[default]
+    Qdq,
+    /// Each quantized `Conv` as one `QLinearConv`, the rest as QDQ: the form tract runs on its
+    /// integer kernels (faster than fp32 with one weight scale per tensor; per channel, not).
+    QOperator,
+}
+
+impl Format {
+    /// Its name on the command line: `qdq` or `qoperator`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Qdq => "qdq",
+            Format::QOperator => "qoperator",
+        }
+    }
 }
 
 impl Default for QuantizeOptions {
@@ -66,6 +91,7 @@ impl Default for QuantizeOptions {
             exclude_nodes: Vec::new(),
             per_channel: true,
             reduce_range: false,
+            format: Format::Qdq,
         }
     }
 }
@@ -113,6 +139,8 @@ pub struct Report {
     /// Clips added before fp32 Conv, ConvTranspose or Gemm nodes that read a quantized
     /// tensor, so that ONNX Runtime keeps them in fp32.
     pub fp32_barriers: usize,
+    /// Quantized convolutions written as `QLinearConv` ([`Format::QOperator`]).
+    pub qlinear_convs: usize,
     /// What was asked.
     pub options: QuantizeOptions,
     /// The model's size before and after, bytes.
@@ -217,6 +245,16 @@ impl Quantizer {
         bytes: &[u8],
         options: QuantizeOptions,
     ) -> Result<Quantizer, QuantError> {
+        if options.format != Format::Qdq {
+            return Err(QuantError::Model {
+                model: name.into(),
+                reason: format!(
+                    "the {} format is for static quantization: the dynamic form's MatMulInteger \
+                     has no QuantizeLinear / DequantizeLinear pairs to rewrite",
+                    options.format.name()
+                ),
+            });
+        }
         Quantizer::read(name, bytes, options, 11, false)
     }
 
@@ -817,6 +855,10 @@ impl Quantizer {
             }
         }
         let bytes = self.encode(nodes, initializers, "static int8 QDQ: uint8 activations");
+        let (bytes, qlinear_convs) = match self.options.format {
+            Format::Qdq => (bytes, 0),
+            Format::QOperator => crate::qoperator::qlinear_convs(&self.name, &bytes)?,
+        };
         let report = Report {
             model: self.name.clone(),
             nodes: reports,
@@ -824,6 +866,7 @@ impl Quantizer {
             int8_weights,
             int32_biases,
             fp32_barriers,
+            qlinear_convs,
             options: self.options.clone(),
             bytes_before: self.bytes_before,
             bytes_after: bytes.len(),
@@ -847,6 +890,8 @@ impl Quantizer {
         graph.initializer.extend(initializers);
         graph::drop_unused_initializers(&mut graph);
         model.graph = Some(graph);
+        // A model thrum quantized before says how it was then: this says how it is now.
+        model.metadata_props.retain(|m| m.key != "thrum.quantize");
         model.metadata_props.push(pb::StringStringEntryProto {
             key: "thrum.quantize".into(),
             value: format!(
@@ -957,6 +1002,99 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// QOperator: each quantized Conv becomes one QLinearConv reading the quantized input,
+    /// the int8 weight, its scales and zero points and the output's; the DequantizeLinear
+    /// nodes only the convolutions read go, the pairs between them stay.
+    #[test]
+    fn qoperator_writes_each_quantized_conv_as_one_qlinearconv() {
+        for per_channel in [true, false] {
+            let options = QuantizeOptions {
+                per_channel,
+                format: Format::QOperator,
+                ..QuantizeOptions::default()
+            };
+            let (g, report) = quantize_with(&two_convs(false), options);
+            let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+            // `b`'s output is the graph's, in fp32: it stays a Conv between DequantizeLinears.
+            assert_eq!(report.qlinear_convs, 1);
+            assert_eq!(
+                ops,
+                ["QuantizeLinear", "QLinearConv", "DequantizeLinear", "DequantizeLinear", "Conv"],
+                "per channel {per_channel}"
+            );
+            let a = &g.node[1];
+            assert_eq!(
+                a.input,
+                [
+                    "x_QuantizeLinear_Output",
+                    "x_scale",
+                    "x_zero_point",
+                    "wa_quantized",
+                    "wa_scale",
+                    "wa_zero_point",
+                    "y_scale",
+                    "y_zero_point"
+                ]
+            );
+            assert_eq!(a.output, ["y_QuantizeLinear_Output"]);
+            assert_eq!(g.node[2].input[0], "y_QuantizeLinear_Output");
+            assert_eq!(
+                g.node[4].input,
+                ["y_DequantizeLinear_Output", "wb_DequantizeLinear_Output"]
+            );
+            assert!(!g.initializer.iter().any(|t| t.name == "wa"), "the fp32 weight is left");
+            // Every input is a graph input, an initializer or an earlier node's output.
+            let mut known: HashSet<String> = g.input.iter().map(|i| i.name.clone()).collect();
+            known.extend(g.initializer.iter().map(|t| t.name.clone()));
+            for n in &g.node {
+                for i in &n.input {
+                    assert!(known.contains(i), "{} reads unknown `{i}`", n.op_type);
+                }
+                known.extend(n.output.iter().cloned());
+            }
+        }
+    }
+
+    /// A Conv with a bias: its QLinearConv takes the int32 bias as its ninth input; the model
+    /// says once how it was quantized. A bias that is not int32 (a QDQ graph thrum did not
+    /// write) keeps the QDQ form.
+    #[test]
+    fn qoperator_takes_the_int32_bias_and_leaves_other_forms_alone() {
+        let mut model = pb::ModelProto::decode(two_convs(false).as_slice()).unwrap();
+        let g = model.graph.as_mut().unwrap();
+        g.node[0].input.push("ba".into());
+        g.initializer.push(graph::float_tensor("ba", &[1], &[0.25]));
+        let with_bias = model.encode_to_vec();
+        let options = QuantizeOptions { format: Format::QOperator, ..Default::default() };
+        let (bytes, report) = quantize_bytes(&with_bias, options);
+        assert_eq!((report.qlinear_convs, report.int32_biases), (1, 1));
+        let model = pb::ModelProto::decode(bytes.as_slice()).unwrap();
+        let meta: Vec<&str> = model
+            .metadata_props
+            .iter()
+            .filter(|m| m.key == "thrum.quantize")
+            .map(|m| m.value.as_str())
+            .collect();
+        assert!(
+            meta.len() == 1 && meta[0].ends_with("QOperator: 1 Conv as QLinearConv"),
+            "{meta:?}"
+        );
+        let g = model.graph.unwrap();
+        let conv = g.node.iter().find(|n| n.op_type == "QLinearConv").unwrap();
+        let bias = g.initializer.iter().find(|t| t.name == conv.input[8]).unwrap();
+        assert_eq!((bias.data_type, bias.dims.as_slice()), (DataType::Int32 as i32, &[1i64][..]));
+        // The same graph in QDQ with its bias stored as uint8: not QLinearConv's form.
+        let (qdq, _) = quantize_bytes(&with_bias, QuantizeOptions::default());
+        let mut model = pb::ModelProto::decode(qdq.as_slice()).unwrap();
+        let g = model.graph.as_mut().unwrap();
+        for t in g.initializer.iter_mut().filter(|t| t.data_type == DataType::Int32 as i32) {
+            t.data_type = DataType::Uint8 as i32;
+        }
+        let (_, rewritten) =
+            crate::qoperator::qlinear_convs("two convs", &model.encode_to_vec()).unwrap();
+        assert_eq!(rewritten, 0);
+    }
+
     /// `model` quantized with `exclude` left in fp32 and every range [-1, 3]: its graph and
     /// report.
     fn quantize_excluding(model: &[u8], exclude: &[&str]) -> (pb::GraphProto, Report) {
@@ -964,14 +1102,24 @@ mod tests {
             exclude_nodes: exclude.iter().map(|s| s.to_string()).collect(),
             ..QuantizeOptions::default()
         };
+        quantize_with(model, options)
+    }
+
+    /// `model` quantized with `options` and every range [-1, 3]: its graph and report.
+    fn quantize_with(model: &[u8], options: QuantizeOptions) -> (pb::GraphProto, Report) {
+        let (bytes, report) = quantize_bytes(model, options);
+        (pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap(), report)
+    }
+
+    /// [`quantize_with`]'s model, encoded.
+    fn quantize_bytes(model: &[u8], options: QuantizeOptions) -> (Vec<u8>, Report) {
         let q = Quantizer::new("two convs", model, options).unwrap();
         let ranges: Ranges = q
             .tensors_to_calibrate()
             .iter()
             .map(|t| (t.clone(), Range { min: -1.0, max: 3.0 }))
             .collect();
-        let (bytes, report) = q.quantize(&ranges).unwrap();
-        (pb::ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap(), report)
+        q.quantize(&ranges).unwrap()
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `thrum quantize`: static int8 quantization of an ONNX model (QDQ), calibrated on real
+//! `thrum quantize`: static int8 quantization of an ONNX model (QDQ, or QOperator
+//! convolutions), calibrated on real
 //! inputs (a directory of images or of `.npy` files) or the model's seeded sample inputs.
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ use super::samples::SampleSource;
     thrum quantize -p zoo:efficientnet-lite0 --calibration-images calib/ --min-accuracy 0.9 \
     --eval-images eval/ -o lite0-int8.onnx   (layers left in fp32 until 90 % of fp32's top-1 holds)\n\n\
     The output is a QDQ model: ONNX Runtime fuses it into its integer kernels, OpenVINO reads it \
-    as its low-precision form. Check its accuracy with `thrum compare`.")]
+    as its low-precision form; with --format qoperator its convolutions are QLinearConv nodes, \
+    which tract runs on its integer kernels. Check its accuracy with `thrum compare`.")]
 pub struct QuantizeArgs {
     /// ONNX model file, or zoo:NAME.
     #[arg(short = 'p', long = "model-path", value_name = "MODEL")]
@@ -74,6 +76,13 @@ pub struct QuantizeArgs {
     /// One weight scale per tensor instead of one per output channel.
     #[arg(long)]
     per_tensor: bool,
+
+    /// How quantized convolutions are written: `qdq` (QuantizeLinear / DequantizeLinear pairs,
+    /// what ONNX Runtime and OpenVINO fuse into their integer kernels) or `qoperator` (each
+    /// quantized Conv as a standard QLinearConv: the form tract runs on its integer kernels,
+    /// fastest with --per-tensor).
+    #[arg(long, value_name = "FORMAT", default_value = "qdq", value_parser = ["qdq", "qoperator"], conflicts_with = "dynamic")]
+    format: String,
 
     /// Weights in 7 bits (on), 8 bits (off), or 7 bits where this CPU has no VNNI (auto): x86
     /// kernels without VNNI multiply uint8 by int8 with AVX2's `vpmaddubsw`, whose int16 sums
@@ -197,10 +206,12 @@ impl QuantizePlan {
         let method = Method::parse(&args.method, args.percentile)
             .map_err(|why| anyhow::anyhow!("--method {}: expected {why}", args.method))?;
         let recipe = args.image_recipe.recipe(&model)?;
-        if recipe.is_some() && args.calibration_images.is_none() && args.eval_images.is_none() {
+        if let Some(flag) = args.image_recipe.first_given()
+            && args.calibration_images.is_none()
+            && args.eval_images.is_none()
+        {
             anyhow::bail!(
-                "--image-resize, --image-crop, --image-mean and --image-std pre-process \
-                 --calibration-images and --eval-images; neither is given"
+                "{flag} pre-processes --calibration-images and --eval-images; neither is given"
             );
         }
         let calibration = SampleSource::from_flags(
@@ -218,6 +229,10 @@ impl QuantizePlan {
                 _ => !thrum::CpuFeatures::detect().vnni(),
             },
             exclude_nodes: args.exclude_nodes,
+            format: match args.format.as_str() {
+                "qoperator" => thrum_quant::Format::QOperator,
+                _ => thrum_quant::Format::Qdq,
+            },
             ..QuantizeOptions::default()
         };
         if !args.op_types.is_empty() {
@@ -665,6 +680,13 @@ impl Summary {
             r.int32_biases,
             r.quantized_tensors
         )?;
+        if r.options.format == thrum_quant::Format::QOperator {
+            writeln!(
+                out,
+                "  format       QOperator: {} Conv as QLinearConv, the rest QDQ",
+                r.qlinear_convs
+            )?;
+        }
         for decision in [Decision::Quantized, Decision::Removed, Decision::Folded, Decision::Fp32] {
             let rows: Vec<String> = r
                 .summary()
