@@ -151,7 +151,8 @@ impl Quantizer {
                     .into(),
             });
         }
-        let bytes = self.encode(nodes, initializers, "dynamic int8: uint8 activations per call");
+        let (bytes, _) =
+            self.encode(nodes, initializers, "dynamic int8: uint8 activations per call");
         let report = Report {
             model: self.name.clone(),
             nodes: reports,

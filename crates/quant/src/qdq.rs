@@ -84,6 +84,18 @@ impl Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "qdq" => Ok(Format::Qdq),
+            "qoperator" => Ok(Format::QOperator),
+            _ => Err(format!("`{s}` is not a format: expected qdq or qoperator")),
+        }
+    }
+}
+
 impl Default for QuantizeOptions {
     fn default() -> Self {
         QuantizeOptions {
@@ -854,11 +866,8 @@ impl Quantizer {
                 qdq_pair(o, &mut nodes, &mut initializers);
             }
         }
-        let bytes = self.encode(nodes, initializers, "static int8 QDQ: uint8 activations");
-        let (bytes, qlinear_convs) = match self.options.format {
-            Format::Qdq => (bytes, 0),
-            Format::QOperator => crate::qoperator::qlinear_convs(&self.name, &bytes)?,
-        };
+        let (bytes, qlinear_convs) =
+            self.encode(nodes, initializers, "static int8 QDQ: uint8 activations");
         let report = Report {
             model: self.name.clone(),
             nodes: reports,
@@ -877,17 +886,22 @@ impl Quantizer {
 
 impl Quantizer {
     /// The model with `nodes` as its graph's and `initializers` added (those no node reads
-    /// dropped), its metadata saying `how` it was quantized, encoded.
+    /// dropped), its convolutions as `QLinearConv` with [`Format::QOperator`], its metadata
+    /// saying `how` it was quantized, encoded; and how many convolutions were rewritten.
     pub(crate) fn encode(
         &self,
         nodes: Vec<pb::NodeProto>,
         initializers: Vec<pb::TensorProto>,
         how: &str,
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, usize) {
         let mut model = self.model.clone();
         let mut graph = self.graph.clone();
         graph.node = nodes;
         graph.initializer.extend(initializers);
+        let qlinear_convs = match self.options.format {
+            Format::Qdq => 0,
+            Format::QOperator => crate::qoperator::qlinear_convs(&mut graph),
+        };
         graph::drop_unused_initializers(&mut graph);
         model.graph = Some(graph);
         // A model thrum quantized before says how it was then: this says how it is now.
@@ -895,12 +909,17 @@ impl Quantizer {
         model.metadata_props.push(pb::StringStringEntryProto {
             key: "thrum.quantize".into(),
             value: format!(
-                "{how}, int8 weights ({}{})",
+                "{how}, int8 weights ({}{}){}",
                 if self.options.per_channel { "per channel" } else { "per tensor" },
-                if self.options.reduce_range { ", 7-bit" } else { "" }
+                if self.options.reduce_range { ", 7-bit" } else { "" },
+                match self.options.format {
+                    Format::Qdq => String::new(),
+                    Format::QOperator =>
+                        format!("; QOperator: {qlinear_convs} Conv as QLinearConv"),
+                }
             ),
         });
-        model.encode_to_vec()
+        (model.encode_to_vec(), qlinear_convs)
     }
 }
 
@@ -1090,9 +1109,7 @@ mod tests {
         for t in g.initializer.iter_mut().filter(|t| t.data_type == DataType::Int32 as i32) {
             t.data_type = DataType::Uint8 as i32;
         }
-        let (_, rewritten) =
-            crate::qoperator::qlinear_convs("two convs", &model.encode_to_vec()).unwrap();
-        assert_eq!(rewritten, 0);
+        assert_eq!(crate::qoperator::qlinear_convs(g), 0);
     }
 
     /// `model` quantized with `exclude` left in fp32 and every range [-1, 3]: its graph and

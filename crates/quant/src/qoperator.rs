@@ -10,29 +10,19 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::error::QuantError;
 use crate::graph;
 
-/// Rewrites every quantized `Conv` of the QDQ model `model` (encoded, as
-/// [`crate::Quantizer::quantize`] writes it) as a `QLinearConv`. Returns the model, encoded,
-/// and how many were rewritten. A `Conv` is left as it is unless it has exactly the form
+/// Rewrites every quantized `Conv` of the QDQ graph `g` (as [`crate::Quantizer::quantize`]
+/// writes it) as a `QLinearConv`, and returns how many were rewritten. A `Conv` is left as it is unless it has exactly the form
 /// `QLinearConv` computes: its input a uint8 tensor with one scale and zero point, its weight
 /// an int8 initializer with one scale (or one per output channel, axis 0) and zero points of
 /// 0, its bias (if any) an int32 initializer with zero points of 0, its output read by one
 /// `QuantizeLinear` to uint8 with one scale and zero point, and no other attribute on these
 /// nodes (a graph output, a second reader, a float bias keep the QDQ form).
-pub(crate) fn qlinear_convs(
-    model_name: &str,
-    model: &[u8],
-) -> Result<(Vec<u8>, usize), QuantError> {
-    let bad = |reason: String| QuantError::Model { model: model_name.into(), reason };
-    let mut model =
-        pb::ModelProto::decode(model).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
-    let Some(g) = model.graph.as_mut() else { return Err(bad("it has no graph".into())) };
+pub(crate) fn qlinear_convs(g: &mut pb::GraphProto) -> usize {
     let inits: HashMap<&str, &pb::TensorProto> =
         g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     // An initializer of `dtype` with `count` elements (None: any), else None.
@@ -56,8 +46,7 @@ pub(crate) fn qlinear_convs(
             && init(&n.input[1], DataType::Float, Some(1)).is_some()
             && init(&n.input[2], DataType::Uint8, Some(1)).is_some()
     };
-    let producer: HashMap<String, usize> =
-        graph::producers(g).into_iter().map(|(name, i)| (name.to_string(), i)).collect();
+    let producer = graph::producers(g);
     let consumers = graph::consumers(g);
     let outputs = graph::graph_outputs(g);
     let dequantize = |t: &str| {
@@ -154,9 +143,5 @@ pub(crate) fn qlinear_convs(
         })
         .collect();
     g.node = nodes.into_iter().zip(keep).filter(|(_, k)| *k).map(|(n, _)| n).collect();
-    graph::drop_unused_initializers(g);
-    if let Some(meta) = model.metadata_props.iter_mut().find(|m| m.key == "thrum.quantize") {
-        meta.value.push_str(&format!("; QOperator: {count} Conv as QLinearConv"));
-    }
-    Ok((model.encode_to_vec(), count))
+    count
 }

@@ -350,29 +350,30 @@ impl ImageTransform {
     pub fn normalize(&self, crop: &RgbImage) -> Result<Tensor> {
         let (w, h) = crop.dimensions();
         let plane = (w * h) as usize;
-        // One table per channel of the crop (R, G, B): 256 values, so normalising is a lookup
-        // per element.
-        let tables: Vec<[f32; 256]> = (0..3)
-            .map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[c]) / self.std[c]))
-            .collect();
-        // The crop's channel each of the tensor's channels takes.
+        // The crop's channel (R, G, B) each of the tensor's channels takes, and one table per
+        // tensor channel (its source's mean and std): 256 values, so normalising is a lookup per
+        // element.
         let source: [usize; 3] = match self.channels {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
+        let tables: [[f32; 256]; 3] = std::array::from_fn(|c| {
+            let s = source[c];
+            std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[s]) / self.std[s])
+        });
         let mut data = vec![0f32; plane * 3];
         match self.layout {
             Layout::Nchw => {
                 for (i, px) in crop.as_raw().chunks_exact(3).enumerate() {
                     for (c, &s) in source.iter().enumerate() {
-                        data[c * plane + i] = tables[s][px[s] as usize];
+                        data[c * plane + i] = tables[c][px[s] as usize];
                     }
                 }
             }
             Layout::Nhwc => {
                 for (out, px) in data.chunks_exact_mut(3).zip(crop.as_raw().chunks_exact(3)) {
                     for (c, &s) in source.iter().enumerate() {
-                        out[c] = tables[s][px[s] as usize];
+                        out[c] = tables[c][px[s] as usize];
                     }
                 }
             }

@@ -48,12 +48,12 @@ pub struct ImageRecipeArgs {
     /// Image model files: resize the shorter side to N pixels (antialiased bilinear, as Pillow
     /// does) before the center crop. Default: 256 for a 224 crop, in that proportion for
     /// another crop (torchvision's and TorchServe's convention).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16384))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(ImageSettings::MAX_SIDE)))]
     image_resize: Option<u32>,
 
     /// Image model files: the side of the center crop, which is the model's input side.
     /// Default 224.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16384))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(ImageSettings::MAX_SIDE)))]
     image_crop: Option<u32>,
 
     /// Image model files: the per-channel mean subtracted, R,G,B on the 0–1 scale. Default

@@ -81,8 +81,8 @@ pub struct QuantizeArgs {
     /// what ONNX Runtime and OpenVINO fuse into their integer kernels) or `qoperator` (each
     /// quantized Conv as a standard QLinearConv: the form tract runs on its integer kernels,
     /// fastest with --per-tensor).
-    #[arg(long, value_name = "FORMAT", default_value = "qdq", value_parser = ["qdq", "qoperator"], conflicts_with = "dynamic")]
-    format: String,
+    #[arg(long, value_name = "FORMAT", default_value = "qdq", value_parser = |s: &str| s.parse::<thrum_quant::Format>(), conflicts_with = "dynamic")]
+    format: thrum_quant::Format,
 
     /// Weights in 7 bits (on), 8 bits (off), or 7 bits where this CPU has no VNNI (auto): x86
     /// kernels without VNNI multiply uint8 by int8 with AVX2's `vpmaddubsw`, whose int16 sums
@@ -229,10 +229,7 @@ impl QuantizePlan {
                 _ => !thrum::CpuFeatures::detect().vnni(),
             },
             exclude_nodes: args.exclude_nodes,
-            format: match args.format.as_str() {
-                "qoperator" => thrum_quant::Format::QOperator,
-                _ => thrum_quant::Format::Qdq,
-            },
+            format: args.format,
             ..QuantizeOptions::default()
         };
         if !args.op_types.is_empty() {

@@ -357,8 +357,7 @@ impl ServePlan {
             Batching::new(args.max_batch_size, Duration::from_micros(args.max_queue_delay_us))
                 .with_preferred(args.preferred_batch_sizes.clone())
         });
-        // Checked as for a model file: the flags apply to every one served.
-        // Checked as for a model file; a model folder's or a --config file's [image] table may
+        // Checked as for a model file (the flags apply to every one served); a model folder's or a --config file's [image] table may
         // set what the flags leave, so the flags are checked with it then (at load).
         if let Some(Models::Paths(_)) = &models {
             args.image_recipe.recipe(&ModelRef::Path(PathBuf::new()))?;
@@ -620,16 +619,22 @@ impl CliRepository {
         // A thrum.toml's [image] table, named in errors by its key.
         let table = (!entry.image.is_empty())
             .then_some((entry.image, std::path::Path::new("its thrum.toml")));
-        if let (false, Some(_)) = (matches!(model_ref, thrum::ModelRef::Path(_)), table) {
-            // A zoo image model has its own pre-processing; other zoo models take tensors
-            // here.
-            super::options::image_recipe(Default::default(), table, &model_ref)?;
-            anyhow::bail!(
-                "an [image] table pre-processes the images of a model file; thrum serve gives \
-                 {} tensors only",
-                entry.model
-            );
-        }
+        // A model file's pre-processing, checked before its load: the flags over the table. A
+        // zoo image model has its own; other zoo models take tensors here.
+        let custom = match (&model_ref, table) {
+            (thrum::ModelRef::Path(_), _) => {
+                super::options::image_recipe(self.overrides.image, table, &model_ref)?
+            }
+            (_, None) => None,
+            (_, Some(_)) => {
+                super::options::image_recipe(Default::default(), table, &model_ref)?;
+                anyhow::bail!(
+                    "an [image] table pre-processes the images of a model file; thrum serve \
+                     gives {} tensors only",
+                    entry.model
+                );
+            }
+        };
         let engine = match (&model_ref, entry.engine.as_str()) {
             (ModelRef::Path(path), AUTO) => registry.for_file(path)?,
             (ModelRef::Zoo(_) | ModelRef::Pretrained(_), AUTO) => registry.get("tract")?,
@@ -692,7 +697,6 @@ impl CliRepository {
                 .outputs()
                 .first()
                 .is_some_and(|o| o.shape.len() == 2 && o.shape[1].fixed().is_some_and(|c| c >= 2));
-            let custom = super::options::image_recipe(self.overrides.image, table, &model_ref)?;
             let custom = custom.as_ref();
             match model_ref.image_transform(&model, custom) {
                 Ok(_) if !classifier => {
