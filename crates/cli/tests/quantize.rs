@@ -294,6 +294,39 @@ fn qoperator_format_writes_qlinearconv_that_onnx_runtime_and_tract_run() {
             assert!(worst <= 1e-5, "QOperator against QDQ on ONNX Runtime: {worst}");
         }
     }
+    // `thrum compare --precision int8` quantizes for each engine in the form it runs fastest:
+    // tract gets QLinearConv (its integer kernels, which it says it ran), ort QDQ.
+    let out = thrum()
+        .env("TMPDIR", dir.path())
+        .args(["compare", "-p", "zoo:resnet18", "-e", "tract,ort", "--precision", "int8"])
+        .args(["--samples", "4", "--target", "0.01", "--json", "-"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let row = |engine: &str| {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["engine"] == engine && r["precision"] == "int8")
+            .unwrap_or_else(|| panic!("no {engine} int8 row: {report:#}"))
+            .clone()
+    };
+    let tract = row("tract");
+    let ran = tract["ran"].as_str().unwrap_or_default();
+    assert!(ran.contains("tract runs QLinearConv ×20 as integer operators"), "{tract:#}");
+    assert!(row("ort")["mean_cosine"].as_f64().unwrap() > 0.99, "{report:#}");
+    // The temporary int8 models are gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("thrum-compare-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -89,9 +89,11 @@ fn int8_is_searched_under_the_accuracy_floor_and_the_pick_is_checked_in_a_child(
     tune_mlp(dir.path(), &[&floor[..], &["--min-accuracy", "0.9"]].concat()).success();
     let r = report(dir.path());
     // The int8 model was made as `thrum quantize` does, gated on 20 samples against fp32,
-    // and measured in the search.
-    let int8 = r["precision"]["int8_model"].as_str().unwrap();
-    assert!(Path::new(int8).is_file(), "{int8}");
+    // and measured in the search. tract's fast form (QLinearConv, weights per tensor) is for
+    // convolutions: the MLP has none, so tract gets QDQ with per-channel weights.
+    let int8 = r["precision"]["int8_models"]["tract"].as_str().unwrap();
+    assert!(Path::new(int8).is_file() && int8.ends_with("mlp-int8.onnx"), "{int8}");
+    assert!(!dir.path().join("mlp-int8-qlinear.onnx").exists());
     let screen = &r["precision"]["screens"][0]["report"]["rows"];
     assert_eq!(screen[1]["precision"], "int8", "{screen}");
     assert_eq!(screen[1]["pass"], true, "{screen}");

@@ -16,6 +16,7 @@ use crate::config::{OptionKey, Options, Scope};
 use crate::error::{Error, Result};
 use crate::install::Package;
 use crate::model::Model;
+use crate::precision::Int8Form;
 
 /// A model file format: how users name it and how its files are recognised.
 ///
@@ -366,12 +367,26 @@ pub struct Capabilities {
     /// one call at a time on the model, so more workers only queue, and it refuses
     /// [`Model::shared_predictor`]. A tuner gives those configurations one worker.
     pub concurrency_needs: Vec<(&'static str, &'static str)>,
+    /// The int8 ONNX form it runs on integer kernels ([`Int8Form::Qdq`] unless it says).
+    pub int8_form: Int8Form,
 }
 
 impl Capabilities {
     /// Capabilities from their parts.
     pub fn new(shared_predictor: Support, onednn: Support, devices: Vec<String>) -> Capabilities {
-        Capabilities { shared_predictor, onednn, devices, concurrency_needs: Vec::new() }
+        Capabilities {
+            shared_predictor,
+            onednn,
+            devices,
+            concurrency_needs: Vec::new(),
+            int8_form: Int8Form::default(),
+        }
+    }
+
+    /// These capabilities, with int8 run fastest from models of `form`.
+    pub fn with_int8_form(mut self, form: Int8Form) -> Capabilities {
+        self.int8_form = form;
+        self
     }
 
     /// These capabilities, with concurrent calls needing `key` = `value`.

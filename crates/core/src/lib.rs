@@ -53,7 +53,7 @@ pub use model::{
     Model, ModelBackend, Predictor, PredictorBackend, PredictorKind, SharedPredictor,
     SharedPredictorBackend, StageTimings, ThreadConfig,
 };
-pub use precision::Precision;
+pub use precision::{Int8Form, Precision};
 pub use spec::{Dim, TensorSpec};
 pub use tensor::{Tensor, TensorData};
 pub use translator::{Batchifier, Classification, Classifier, Identity, Translator, length_passes};

@@ -42,6 +42,32 @@ impl fmt::Display for Precision {
     }
 }
 
+/// The form of a statically quantized ONNX model whose convolutions an engine runs on its
+/// integer kernels: what `thrum quantize` writes, and `thrum compare` and `thrum tune` give
+/// that engine for int8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Int8Form {
+    /// `QuantizeLinear` / `DequantizeLinear` pairs around float operators, weights with one
+    /// scale per output channel: the engine fuses them into integer operators (ONNX Runtime,
+    /// OpenVINO).
+    #[default]
+    Qdq,
+    /// Each quantized `Conv` as one `QLinearConv` with one weight scale per tensor: tract runs
+    /// a QDQ model in f32 between conversions, and per-channel scales off its fast path.
+    #[serde(rename = "qlinear-per-tensor")]
+    QLinearPerTensor,
+}
+
+impl fmt::Display for Int8Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Int8Form::Qdq => "QDQ, weights per channel",
+            Int8Form::QLinearPerTensor => "QLinearConv, weights per tensor",
+        })
+    }
+}
+
 impl std::str::FromStr for Precision {
     type Err = Error;
 

@@ -51,6 +51,7 @@ impl Engine for TractEngine {
             },
             vec!["cpu".into()],
         )
+        .with_int8_form(thrum_core::Int8Form::QLinearPerTensor)
     }
 
     fn load(&self, source: &ModelSource, options: &Options) -> Result<Model> {

@@ -57,6 +57,10 @@ pub struct PrecisionRow {
     pub max_rel: Option<f64>,
     /// Whether the metric meets the target (`None` when it did not run).
     pub pass: Option<bool>,
+    /// What the engine says it ran for this precision (tract: which int8 operators reached
+    /// its integer kernels), where it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran: Option<String>,
 }
 
 /// The comparison: every row, the metric and its target.
@@ -119,8 +123,8 @@ pub struct PrecisionSearch {
     pub target: f64,
     /// Why a precision was not considered or did not pass, per engine.
     pub notes: Vec<String>,
-    /// The quantized model int8 candidates ran.
-    pub int8_model: Option<String>,
+    /// The quantized model each engine's int8 candidates ran, by engine.
+    pub int8_models: std::collections::BTreeMap<String, String>,
     /// Each engine's gate.
     pub screens: Vec<Screen>,
 }
@@ -129,6 +133,8 @@ pub struct PrecisionSearch {
 pub struct Evaluation {
     outputs: Vec<Tensor>,
     best: Duration,
+    /// [`thrum_core::Model::precision_run`].
+    ran: Option<String>,
 }
 
 /// Runs every sample (one call's inputs each) through `source` on `engine`: one warm-up call,
@@ -166,7 +172,7 @@ pub fn evaluate(
         }
         best = best.min(t.elapsed());
     }
-    Ok(Evaluation { outputs, best })
+    Ok(Evaluation { outputs, best, ran: model.precision_run() })
 }
 
 impl Evaluation {
@@ -178,7 +184,7 @@ impl Evaluation {
         f: impl FnMut(Tensor) -> std::result::Result<Tensor, E>,
     ) -> std::result::Result<Evaluation, E> {
         let outputs = self.outputs.into_iter().map(f).collect::<std::result::Result<_, _>>()?;
-        Ok(Evaluation { outputs, best: self.best })
+        Ok(Evaluation { outputs, ..self })
     }
 
     /// Samples per second of the best round.
@@ -289,6 +295,7 @@ pub fn row(
         max_abs: Some(max_abs),
         max_rel: Some(if max_ref > 0.0 { max_abs / max_ref } else { max_abs }),
         pass: Some(score >= target),
+        ran: candidate.ran.clone(),
     }
 }
 
@@ -333,6 +340,7 @@ pub fn refused(engine: &str, precision: Precision, reason: String) -> PrecisionR
         max_abs: None,
         max_rel: None,
         pass: None,
+        ran: None,
     }
 }
 
@@ -388,6 +396,9 @@ impl PrecisionReport {
                     None => "-",
                 }
             )?;
+        }
+        for (r, ran) in self.rows.iter().filter_map(|r| r.ran.as_deref().map(|ran| (r, ran))) {
+            writeln!(out, "{} {} ran: {ran}", r.engine, r.precision)?;
         }
         for r in self.rows.iter().filter(|r| r.refused.is_some()) {
             let how = if r.pass == Some(false) { "failed: " } else { "" };

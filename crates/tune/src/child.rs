@@ -77,8 +77,9 @@ pub struct Launcher {
     /// Arguments every child's `thrum bench` also gets (`--text-file FILE`: the whole text
     /// pipeline on real sentences, not the model on seeded tensors).
     pub extra_args: Vec<String>,
-    /// The quantized model int8 candidates run (`thrum bench --int8-model`).
-    pub int8_model: Option<String>,
+    /// The quantized model int8 candidates of each engine run (`thrum bench --int8-model`),
+    /// by engine: each engine's fastest int8 form.
+    pub int8_models: std::collections::BTreeMap<String, String>,
 }
 
 /// Lines of stderr kept for a failed child.
@@ -115,12 +116,19 @@ impl Launcher {
         .into_iter()
         .chain(self.extra_args.iter().cloned())
         .chain(
-            self.int8_model
-                .iter()
-                .filter(|_| c.options.get("precision").is_some_and(|p| p == "int8"))
-                .flat_map(|m| ["--int8-model".to_string(), m.clone()]),
+            self.int8_model(c)
+                .into_iter()
+                .flat_map(|m| ["--int8-model".to_string(), m.to_string()]),
         )
         .collect()
+    }
+
+    /// The quantized model `c` runs: its engine's, when `c` is an int8 candidate.
+    pub fn int8_model(&self, c: &Candidate) -> Option<&str> {
+        self.int8_models
+            .get(&c.engine)
+            .filter(|_| c.options.get("precision").is_some_and(|p| p == "int8"))
+            .map(String::as_str)
     }
 
     /// Runs `c` in a child and reads its report. Returns the outcome and the child's wall time.
@@ -324,7 +332,7 @@ mod tests {
             model: "zoo:mlp".into(),
             setup_timeout_s: 0.5,
             extra_args: Vec::new(),
-            int8_model: None,
+            int8_models: Default::default(),
         };
         let candidate = Candidate {
             engine: "tract".into(),

@@ -19,7 +19,7 @@ use crate::space::{Candidate, EngineSpace, Objective};
 /// The JSON report of `thrum tune`.
 #[derive(Debug, Serialize)]
 pub struct TuneReport<'a> {
-    /// `thrum-tune/1`.
+    /// `thrum-tune/2` (2: `precision.int8_models`, by engine, in place of `int8_model`).
     pub schema: &'static str,
     /// The model as given.
     pub model: &'a str,
@@ -229,8 +229,9 @@ pub fn write_summary(
     Ok(())
 }
 
-/// The pick as a model's `thrum.toml`, served as `name`; `image`: the pre-processing of an
-/// image model file (its `[image]` table, left out when empty).
+/// The pick as a model's `thrum.toml`, served as `name`; `int8_model`: the quantized graph
+/// the pick runs, when it is an int8 candidate; `image`: the pre-processing of an image model
+/// file (its `[image]` table, left out when empty).
 pub fn thrum_toml(
     name: &str,
     model: &str,
@@ -242,9 +243,7 @@ pub fn thrum_toml(
     let mut t = toml::Table::new();
     t.insert("name".into(), name.into());
     t.insert("model".into(), model.into());
-    if let Some(int8) =
-        int8_model.filter(|_| c.options.get("precision").is_some_and(|p| p == "int8"))
-    {
+    if let Some(int8) = int8_model {
         t.insert("int8_model".into(), int8.into());
     }
     t.insert("engine".into(), c.engine.clone().into());

@@ -776,15 +776,21 @@ impl SearchPlan {
                 .collect::<String>()
                 + &self
                     .launcher
-                    .int8_model
-                    .as_ref()
-                    .map(|m| {
+                    .int8_models
+                    .iter()
+                    // Each file once (the engines of a text model share one).
+                    .fold(BTreeMap::<&String, Vec<&str>>::new(), |mut by_file, (engine, m)| {
+                        by_file.entry(m).or_default().push(engine.as_str());
+                        by_file
+                    })
+                    .into_iter()
+                    .map(|(m, engines)| {
                         use std::hash::{Hash, Hasher};
                         let mut h = std::collections::hash_map::DefaultHasher::new();
                         std::fs::read(m).unwrap_or_default().hash(&mut h);
-                        format!("; int8 model {:016x}", h.finish())
+                        format!("; {} int8 model {:016x}", engines.join(","), h.finish())
                     })
-                    .unwrap_or_default(),
+                    .collect::<String>(),
         )
     }
 }

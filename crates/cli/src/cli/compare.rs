@@ -61,9 +61,10 @@ pub struct CompareArgs {
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     samples: u32,
 
-    /// With --precision int8: the quantized model to run; otherwise the model is quantized now,
-    /// as `thrum quantize` does by default, on the calibration data below (a text model:
-    /// dynamically, as `thrum quantize --dynamic` does).
+    /// With --precision int8: the quantized model every engine runs; otherwise the model is
+    /// quantized now, as `thrum quantize` does by default, on the calibration data below, in
+    /// each engine's fastest form (a text model: dynamically, as `thrum quantize --dynamic`
+    /// does).
     #[arg(long, value_name = "FILE")]
     int8_model: Option<PathBuf>,
 
@@ -279,17 +280,15 @@ impl ComparePlan {
             .iter()
             .filter(|e| self.explicit || not_tried(e.as_ref(), &self.model).is_none())
             .collect();
-        // The int8 model: given, or quantized now (removed when done); a model that cannot be
-        // quantized makes every int8 row say why.
+        // The int8 model: given, or quantized now in the form each engine runs fastest
+        // (removed when done); a model that cannot be quantized makes every int8 row say why.
         let reads_onnx = |e: &dyn Engine| e.info().formats.contains(&ModelFormat::ONNX);
-        let int8: Option<Result<Int8Model, String>> =
+        let int8: Option<Int8Models> =
             match (&plan.int8_model, plan.precisions.contains(&Precision::Int8)) {
-                (Some(path), true) => Some(Ok(Int8Model { path: path.clone(), temporary: false })),
-                (None, true) if engines.iter().any(|e| reads_onnx(e.as_ref())) => Some(
-                    self.quantize_now(plan)
-                        .map(|path| Int8Model { path, temporary: true })
-                        .map_err(|e| format!("cannot quantize the model: {}", super::describe(&e))),
-                ),
+                (Some(path), true) => Some(Int8Models::given(path)),
+                (None, true) if engines.iter().any(|e| reads_onnx(e.as_ref())) => {
+                    Some(self.quantize_now(plan, &int8_forms(engines.iter().copied())))
+                }
                 _ => None,
             };
         // A text model is quantized dynamically, without calibration.
@@ -347,12 +346,12 @@ impl ComparePlan {
                 let options = plan.options.clone().with("precision", &p.to_string())?;
                 // int8 runs the quantized ONNX model on engines that read ONNX; the others are
                 // given their own model, and refuse int8 with their reason.
-                let source = match (&int8, p) {
-                    (Some(Ok(m)), Precision::Int8) if reads_onnx(engine.as_ref()) => {
-                        ModelSource::path(&m.path)
-                    }
-                    (Some(Err(why)), Precision::Int8) if reads_onnx(engine.as_ref()) => {
-                        rows.push(accuracy::refused(name, p, why.clone()));
+                let made =
+                    int8.as_ref().filter(|_| p == Precision::Int8 && reads_onnx(engine.as_ref()));
+                let source = match made.and_then(|m| m.for_engine(engine.as_ref())) {
+                    Some(Ok(path)) => ModelSource::path(path),
+                    Some(Err(why)) => {
+                        rows.push(accuracy::refused(name, p, why.to_string()));
                         continue;
                     }
                     // A zoo model read as TorchScript is traced in bf16 for bf16.
@@ -497,27 +496,51 @@ impl ComparePlan {
         Ok(())
     }
 
-    /// Quantizes the model as `thrum quantize` does by default into a temporary file.
-    fn quantize_now(&self, plan: &PrecisionPlan) -> anyhow::Result<PathBuf> {
-        let path =
-            std::env::temp_dir().join(format!("thrum-compare-{}-int8.onnx", std::process::id()));
-        quantize_default(&self.model, &plan.calibration, &path, &plan.options)?;
-        Ok(path)
+    /// Quantizes the model as `thrum quantize` does by default into a temporary file per form.
+    fn quantize_now(&self, plan: &PrecisionPlan, forms: &[thrum::Int8Form]) -> Int8Models {
+        let path_of = |form: thrum::Int8Form| {
+            std::env::temp_dir().join(format!(
+                "thrum-compare-{}-int8{}.onnx",
+                std::process::id(),
+                match form {
+                    thrum::Int8Form::Qdq => "",
+                    thrum::Int8Form::QLinearPerTensor => "-qlinear",
+                }
+            ))
+        };
+        // Removed when done, however the comparison ends (also when quantizing fails midway);
+        // the QDQ file is written for every form of a model without convolutions.
+        let mut all = forms.to_vec();
+        all.push(thrum::Int8Form::Qdq);
+        all.sort();
+        all.dedup();
+        let files = all.into_iter().map(|f| TempModel(path_of(f))).collect();
+        let by_form =
+            quantize_default(&self.model, &plan.calibration, forms, path_of, &plan.options)
+                .map(|files| files.into_iter().map(|(form, path)| (Some(form), path)).collect())
+                .map_err(|e| format!("cannot quantize the model: {}", super::describe(&e)));
+        Int8Models { _files: files, by_form }
     }
 }
 
-/// Quantizes `model` as `thrum quantize` does by default (static QDQ, MinMax on 100 samples of
-/// `calibration`, 7-bit weights without VNNI), calibrated on ort where it is installed, else
-/// tract; a text model (a transformer) as `thrum quantize --dynamic` does, without
-/// calibration. Writes it to `path`. ort calibrates on the backend `options` (the runs'
-/// options) pick: one process holds one ONNX Runtime, the OpenVINO flavour's when they ask
-/// for it.
+/// Quantizes `model` as `thrum quantize` does by default (static, MinMax on 100 samples of
+/// `calibration`, 7-bit weights without VNNI) in each of `forms` (the engines',
+/// [`thrum::Capabilities::int8_form`]: QDQ with per-channel weights for ONNX Runtime,
+/// QLinearConv with per-tensor weights for tract), calibrated once, on ort where it is
+/// installed, else tract; a form is written to `path_of(form)`. A model with no convolution
+/// to quantize gets QDQ for every form (QLinearConv would change nothing but lose per-channel
+/// weights), and a text model (a transformer) its dynamic form, as `thrum quantize --dynamic`
+/// writes it, without calibration. Returns each form's file. ort calibrates on the backend
+/// `options` (the runs' options) pick: one process holds one ONNX Runtime, the OpenVINO
+/// flavour's when they ask for it.
 pub fn quantize_default(
     model: &ModelRef,
     calibration: &SampleSource,
-    path: &std::path::Path,
+    forms: &[thrum::Int8Form],
+    path_of: impl Fn(thrum::Int8Form) -> PathBuf,
     options: &Options,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(thrum::Int8Form, PathBuf)>> {
+    use thrum::Int8Form;
     let registry = thrum::registry();
     let ort = registry.get("ort")?;
     // Of the runs' options, only those that pick ort's library (its backend-switching keys).
@@ -535,18 +558,34 @@ pub fn quantize_default(
     let source = model.source(engine.as_ref())?;
     let bytes = source.read("an ONNX model")?;
     let name = model.zoo_name().map_or_else(|| source.name(), str::to_string);
-    let quantize = thrum_quant::QuantizeOptions {
+    let quantize = |form: Int8Form| thrum_quant::QuantizeOptions {
         reduce_range: !thrum::CpuFeatures::detect().vnni(),
+        per_channel: form == Int8Form::Qdq,
+        format: match form {
+            Int8Form::Qdq => thrum_quant::Format::Qdq,
+            Int8Form::QLinearPerTensor => thrum_quant::Format::QOperator,
+        },
         ..Default::default()
+    };
+    let write = |path: &std::path::Path, quantized: Vec<u8>| {
+        std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))
+    };
+    let every = |form: Int8Form| -> Vec<(Int8Form, PathBuf)> {
+        forms.iter().map(|f| (*f, path_of(form))).collect()
     };
     if model.text_dir().is_some() {
         // A transformer's activations vary too much from text to text for fixed ranges.
         let (quantized, _) =
-            thrum_quant::Quantizer::new_dynamic(&name, &bytes, quantize)?.quantize_dynamic()?;
-        std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))?;
-        return Ok(());
+            thrum_quant::Quantizer::new_dynamic(&name, &bytes, quantize(Int8Form::Qdq))?
+                .quantize_dynamic()?;
+        write(&path_of(Int8Form::Qdq), quantized)?;
+        return Ok(every(Int8Form::Qdq));
     }
-    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize)?;
+    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize(Int8Form::Qdq))?;
+    let has_conv = quantizer
+        .nodes()
+        .iter()
+        .any(|n| n.op_type == "Conv" && n.decision == thrum_quant::Decision::Quantized);
     let loaded = engine.load(&source, &options)?;
     let samples = calibration.samples(model, &loaded, 100, "calibration")?;
     let (ranges, _) = thrum_quant::calibrate(
@@ -556,9 +595,33 @@ pub fn quantize_default(
         thrum_quant::Method::MinMax,
         &samples,
     )?;
-    let (quantized, _) = quantizer.quantize(&ranges)?;
-    std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))?;
-    Ok(())
+    if !has_conv {
+        write(&path_of(Int8Form::Qdq), quantizer.quantize(&ranges)?.0)?;
+        return Ok(every(Int8Form::Qdq));
+    }
+    // The tensors to range do not depend on the form: one calibration serves every form.
+    let mut written = Vec::new();
+    for &form in forms {
+        let (quantized, _) = match form {
+            Int8Form::Qdq => quantizer.quantize(&ranges)?,
+            _ => thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?.quantize(&ranges)?,
+        };
+        write(&path_of(form), quantized)?;
+        written.push((form, path_of(form)));
+    }
+    Ok(written)
+}
+
+/// The int8 forms `engines` that read ONNX run fastest, each once.
+pub fn int8_forms<'a>(
+    engines: impl IntoIterator<Item = &'a Arc<dyn Engine>>,
+) -> Vec<thrum::Int8Form> {
+    let forms: std::collections::BTreeSet<thrum::Int8Form> = engines
+        .into_iter()
+        .filter(|e| e.info().formats.contains(&ModelFormat::ONNX))
+        .map(|e| e.capabilities().int8_form)
+        .collect();
+    forms.into_iter().collect()
 }
 
 /// How a precision's outputs are judged: as they are, or for texts as the embeddings users
@@ -597,17 +660,39 @@ impl<'a> Judged<'a> {
     }
 }
 
-/// The int8 model `compare --precision` runs: a temporary one is removed when dropped, however
-/// the comparison ends.
-struct Int8Model {
-    path: PathBuf,
-    temporary: bool,
+/// A temporary int8 model file `compare --precision` runs, removed when dropped, however the
+/// comparison ends.
+struct TempModel(PathBuf);
+
+impl Drop for TempModel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
-impl Drop for Int8Model {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = std::fs::remove_file(&self.path);
+/// The int8 models `compare --precision` runs: the one given, or those quantized in the forms
+/// the engines run fastest, with each form's file (or why the model could not be quantized).
+struct Int8Models {
+    /// The files quantized now, held to be removed when dropped.
+    _files: Vec<TempModel>,
+    /// Each form's file; `None` for the form: the file every engine runs (`--int8-model`).
+    by_form: Result<Vec<(Option<thrum::Int8Form>, PathBuf)>, String>,
+}
+
+impl Int8Models {
+    fn given(path: &std::path::Path) -> Int8Models {
+        Int8Models { _files: Vec::new(), by_form: Ok(vec![(None, path.to_path_buf())]) }
+    }
+
+    /// The model `engine` runs for int8, or why there is none.
+    fn for_engine(&self, engine: &dyn Engine) -> Option<Result<&std::path::Path, &str>> {
+        let form = engine.capabilities().int8_form;
+        match &self.by_form {
+            Ok(files) => files
+                .iter()
+                .find(|(f, _)| f.is_none_or(|f| f == form))
+                .map(|(_, path)| Ok(path.as_path())),
+            Err(why) => Some(Err(why.as_str())),
         }
     }
 }

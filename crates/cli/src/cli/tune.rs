@@ -123,7 +123,8 @@ pub struct TuneArgs {
     /// Precisions searched: auto (fp32, plus bf16 and int8 where this CPU has units for them:
     /// AVX512-BF16 or AMX, VNNI or AMX) or a list (fp32,bf16,fp16,int8). Each is first checked
     /// against fp32 on every engine (a child `thrum compare --precision`); one below
-    /// --min-accuracy is not searched. int8 runs the model quantized as `thrum quantize` does.
+    /// --min-accuracy is not searched. int8 runs the model quantized as `thrum quantize` does,
+    /// in the form each engine runs fastest.
     #[arg(long, value_name = "auto|P1,P2", default_value = "auto")]
     precision: String,
 
@@ -434,7 +435,7 @@ impl TunePlan {
             .into_iter()
             .chain(a.image_dir.as_ref().map(|_| a.image_recipe.to_args()).unwrap_or_default())
             .collect(),
-            int8_model: None,
+            int8_models: Default::default(),
         };
         // What every accuracy check runs: the samples, the target and the metric.
         let mut accuracy_args = vec![
@@ -514,8 +515,7 @@ impl TunePlan {
                 (self.model.zoo_name().unwrap_or("model").to_string(), a.model_path.clone())
             }
         };
-        // An int8 candidate's thrum.toml names the quantized graph beside the model.
-        let int8_model = launcher.int8_model.clone();
+        // An int8 candidate's thrum.toml names its engine's quantized graph beside the model.
         // An image model file's --image-* flags: its thrum.toml keeps them for serve and bench.
         let image = match &self.model {
             ModelRef::Path(_) => a.image_recipe.settings().to_toml(),
@@ -523,7 +523,7 @@ impl TunePlan {
         };
         let check_path = dir.join("thrum.toml.check");
         let mut check = |c: &Candidate| -> Result<search::Check, TuneError> {
-            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), &image, c, &[]);
+            let toml = report::thrum_toml(&name, &model, launcher.int8_model(c), &image, c, &[]);
             std::fs::write(&check_path, toml).map_err(|e| TuneError::write(&check_path, e))?;
             let mut args = vec!["--config".to_string(), check_path.display().to_string()];
             args.extend(accuracy_args.iter().cloned());
@@ -556,7 +556,7 @@ impl TunePlan {
         report::write_summary(&mut std::io::stdout().lock(), &ranked, &outcome, objective, a.rows)?;
 
         let report = TuneReport {
-            schema: "thrum-tune/1",
+            schema: "thrum-tune/2",
             model: &a.model_path,
             cores: &cores,
             objective,
@@ -638,7 +638,8 @@ impl TunePlan {
                 ));
             }
             let toml_path = dir.join("thrum.toml");
-            let toml = report::thrum_toml(&name, &model, int8_model.as_deref(), &image, c, &header);
+            let int8 = launcher.int8_model(c);
+            let toml = report::thrum_toml(&name, &model, int8, &image, c, &header);
             std::fs::write(&toml_path, toml).map_err(|e| TuneError::write(&toml_path, e))?;
             say(format!(
                 "wrote {} (thrum bench --config / thrum serve --config), tune.json, pareto.svg",
@@ -758,7 +759,21 @@ impl TunePlan {
                 }
                 _ => self.model.zoo_name().unwrap_or("model").to_string(),
             };
-            let path = a.output_dir.join(format!("{stem}-int8.onnx"));
+            // One model per int8 form the engines run fastest: QDQ for ONNX Runtime,
+            // QLinearConv with per-tensor weights for tract.
+            let engines: Vec<Arc<dyn Engine>> = spaces
+                .iter()
+                .filter_map(|s| thrum::registry().get(&s.engine).ok())
+                .filter(|e| reads_onnx(e.name()))
+                .collect();
+            let forms = super::compare::int8_forms(&engines);
+            let path_of = |form: thrum::Int8Form| {
+                let suffix = match form {
+                    thrum::Int8Form::Qdq => "",
+                    thrum::Int8Form::QLinearPerTensor => "-qlinear",
+                };
+                a.output_dir.join(format!("{stem}-int8{suffix}.onnx"))
+            };
             let recipe = a.image_recipe.recipe(&self.model)?;
             // Other seeds than the checks': calibration never sees the evaluation set.
             let calibration = SampleSource::from_flags(
@@ -769,13 +784,13 @@ impl TunePlan {
                 1_000_000,
             );
             say(format!(
-                "precision: quantizing {} to int8 as `thrum quantize` does ({}) → {}",
+                "precision: quantizing {} to int8 as `thrum quantize` does ({}), in each \
+                 engine's fastest form",
                 a.model_path,
                 match self.model.text_dir() {
                     Some(_) => "dynamic: MatMul weights in int8, no calibration".to_string(),
-                    None => format!("static QDQ, MinMax, {}", calibration.describe(100)),
+                    None => format!("static, MinMax, {}", calibration.describe(100)),
                 },
-                path.display()
             ));
             if self.model.text_dir().is_none()
                 && let Some(dir) = &a.image_dir
@@ -789,15 +804,27 @@ impl TunePlan {
             match super::compare::quantize_default(
                 &self.model,
                 &calibration,
-                &path,
+                &forms,
+                path_of,
                 &Options::default(),
             ) {
-                Ok(()) => {
-                    let full = absolute("the int8 model", &path)?;
-                    search.int8_model = Some(full.clone());
-                    launcher.int8_model = Some(full);
+                Ok(files) => {
+                    for engine in &engines {
+                        let form = engine.capabilities().int8_form;
+                        let Some((_, path)) = files.iter().find(|(f, _)| *f == form) else {
+                            continue;
+                        };
+                        let full = absolute("the int8 model", path)?;
+                        say(format!("precision: {} runs int8 as {full}", engine.name()));
+                        search.int8_models.insert(engine.name().to_string(), full.clone());
+                        launcher.int8_models.insert(engine.name().to_string(), full);
+                    }
                 }
                 Err(e) => {
+                    // Nothing half-written is left beside the report.
+                    for form in forms.iter().chain([&thrum::Int8Form::Qdq]) {
+                        let _ = std::fs::remove_file(path_of(*form));
+                    }
                     note(
                         &mut search,
                         format!("int8 not searched: cannot quantize: {}", super::describe(&e)),
@@ -842,8 +869,7 @@ impl TunePlan {
                     args.extend(["--model-options".to_string(), settings.join(",")]);
                 }
                 if undecided.contains(&Precision::Int8)
-                    && reads_onnx(&engine)
-                    && let Some(m) = &launcher.int8_model
+                    && let Some(m) = launcher.int8_models.get(&engine)
                 {
                     args.extend(["--int8-model".to_string(), m.clone()]);
                 }
