@@ -341,6 +341,23 @@ fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--format") && err.contains("--dynamic"), "{err}");
+    // --for-engine picks the layout: not with --per-tensor; an engine that does not exist is
+    // named.
+    let (code, err) = failure(
+        thrum()
+            .args(["quantize", "-p", "zoo:mlp", "--for-engine", "tract", "--per-tensor", "-o"])
+            .arg(&out),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--for-engine") && err.contains("--per-tensor"), "{err}");
+    let (_, err) = failure(
+        thrum().args(["quantize", "-p", "zoo:mlp", "--for-engine", "nosuch", "-o"]).arg(&out),
+    );
+    assert!(err.contains("nosuch"), "{err}");
+    let (_, err) = failure(
+        thrum().args(["quantize", "-p", "zoo:mlp", "--for-engine", "torch", "-o"]).arg(&out),
+    );
+    assert!(err.contains("runs no quantized ONNX model") && err.contains("tract, ort"), "{err}");
     // An empty calibration set.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -367,8 +367,9 @@ pub struct Capabilities {
     /// one call at a time on the model, so more workers only queue, and it refuses
     /// [`Model::shared_predictor`]. A tuner gives those configurations one worker.
     pub concurrency_needs: Vec<(&'static str, &'static str)>,
-    /// The int8 ONNX form it runs on integer kernels ([`Int8Form::Qdq`] unless it says).
-    pub int8_form: Int8Form,
+    /// The form of a quantized ONNX model it runs fastest; `None` for an engine that runs
+    /// none (it reads no ONNX, or refuses int8).
+    pub int8_form: Option<Int8Form>,
 }
 
 impl Capabilities {
@@ -379,13 +380,13 @@ impl Capabilities {
             onednn,
             devices,
             concurrency_needs: Vec::new(),
-            int8_form: Int8Form::default(),
+            int8_form: None,
         }
     }
 
     /// These capabilities, with int8 run fastest from models of `form`.
     pub fn with_int8_form(mut self, form: Int8Form) -> Capabilities {
-        self.int8_form = form;
+        self.int8_form = Some(form);
         self
     }
 

@@ -53,8 +53,9 @@ pub enum Int8Form {
     /// OpenVINO).
     #[default]
     Qdq,
-    /// Each quantized `Conv` as one `QLinearConv` with one weight scale per tensor: tract runs
-    /// a QDQ model in f32 between conversions, and per-channel scales off its fast path.
+    /// Each ordinary (one-group) `Conv` as one `QLinearConv` with one weight scale per tensor,
+    /// the rest QDQ with per-channel weights: tract runs QDQ pairs in f32 between conversions,
+    /// per-channel scales off its fast path, and has no integer depthwise kernel.
     #[serde(rename = "qlinear-per-tensor")]
     QLinearPerTensor,
 }
@@ -63,7 +64,9 @@ impl fmt::Display for Int8Form {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Int8Form::Qdq => "QDQ, weights per channel",
-            Int8Form::QLinearPerTensor => "QLinearConv, weights per tensor",
+            Int8Form::QLinearPerTensor => {
+                "ordinary convolutions as QLinearConv with weights per tensor, the rest QDQ"
+            }
         })
     }
 }

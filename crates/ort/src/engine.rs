@@ -191,6 +191,7 @@ impl Engine for OrtEngine {
         // Concurrent runs of one session are offered on the CPU provider only: with another,
         // runs are serialised (`OrtModel::exclusive`) and the shared predictor is refused.
         Capabilities::new(Support::Yes, onednn, vec!["cpu".into(), "cuda".into()])
+            .with_int8_form(thrum_core::Int8Form::Qdq)
             .with_concurrency_need("ort.execution_providers", "cpu")
     }
 

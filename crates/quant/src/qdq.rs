@@ -59,6 +59,46 @@ pub struct QuantizeOptions {
     pub reduce_range: bool,
     /// How the quantized convolutions are written.
     pub format: Format,
+    /// Ordinary convolutions (group 1) get one weight scale per tensor whatever `per_channel`
+    /// says, and with [`Format::QOperator`] only those become `QLinearConv`; grouped
+    /// (depthwise) convolutions, `Gemm` and `MatMul` keep `per_channel` and QDQ. This is the
+    /// form tract runs fastest ([`thrum_core::Int8Form::QLinearPerTensor`]): its integer
+    /// convolution kernel takes one weight scale per tensor, and it has no integer depthwise
+    /// kernel.
+    pub per_tensor_convs: bool,
+}
+
+impl QuantizeOptions {
+    /// The options that write `form`, the int8 form an engine runs fastest.
+    pub fn for_form(form: thrum_core::Int8Form) -> QuantizeOptions {
+        match form {
+            thrum_core::Int8Form::Qdq => QuantizeOptions::default(),
+            thrum_core::Int8Form::QLinearPerTensor => QuantizeOptions {
+                format: Format::QOperator,
+                per_tensor_convs: true,
+                ..QuantizeOptions::default()
+            },
+        }
+    }
+
+    /// How weights are scaled, in words: `per channel`, `per tensor`, or both.
+    pub fn weight_scales(&self) -> &'static str {
+        match (self.per_channel, self.per_tensor_convs) {
+            (true, true) => "per tensor in ordinary convolutions, else per channel",
+            (true, false) => "per channel",
+            (false, _) => "per tensor",
+        }
+    }
+
+    /// Whether `n`'s weights get one scale per output channel.
+    fn per_channel_for(&self, n: &pb::NodeProto) -> bool {
+        self.per_channel && !(self.per_tensor_convs && is_ordinary_conv(n))
+    }
+}
+
+/// A `Conv` of one group: the convolutions with an integer kernel on tract.
+pub(crate) fn is_ordinary_conv(n: &pb::NodeProto) -> bool {
+    n.op_type == "Conv" && graph::int_or(n, "group", 1) == 1
 }
 
 /// How a static int8 model writes its quantized convolutions.
@@ -104,6 +144,7 @@ impl Default for QuantizeOptions {
             per_channel: true,
             reduce_range: false,
             format: Format::Qdq,
+            per_tensor_convs: false,
         }
     }
 }
@@ -587,7 +628,7 @@ impl Quantizer {
                 _ => Decision::Quantized,
             };
             let detail = match (&kind, detail.is_empty()) {
-                (Kind::Weighted { axis: Some(a) }, true) if self.options.per_channel => {
+                (Kind::Weighted { axis: Some(a) }, true) if self.options.per_channel_for(n) => {
                     format!("int8 weights, one scale per channel on axis {a}")
                 }
                 (Kind::Weighted { .. }, true) => "int8 weights, one scale".into(),
@@ -760,7 +801,7 @@ impl Quantizer {
                 }
             }
             if let Kind::Weighted { axis } = kind {
-                let axis = if self.options.per_channel { *axis } else { None };
+                let axis = if self.options.per_channel_for(&n) { *axis } else { None };
                 let w_name = n.input[1].clone();
                 let (w_dq, w_scales) = match weights_done.get(&w_name) {
                     Some(done) => done.clone(),
@@ -900,7 +941,9 @@ impl Quantizer {
         graph.initializer.extend(initializers);
         let qlinear_convs = match self.options.format {
             Format::Qdq => 0,
-            Format::QOperator => crate::qoperator::qlinear_convs(&mut graph),
+            Format::QOperator => {
+                crate::qoperator::qlinear_convs(&mut graph, self.options.per_tensor_convs)
+            }
         };
         graph::drop_unused_initializers(&mut graph);
         model.graph = Some(graph);
@@ -910,7 +953,7 @@ impl Quantizer {
             key: "thrum.quantize".into(),
             value: format!(
                 "{how}, int8 weights ({}{}){}",
-                if self.options.per_channel { "per channel" } else { "per tensor" },
+                self.options.weight_scales(),
                 if self.options.reduce_range { ", 7-bit" } else { "" },
                 match self.options.format {
                     Format::Qdq => String::new(),
@@ -1021,6 +1064,59 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// tract's form ([`QuantizeOptions::for_form`]): the ordinary convolution becomes a
+    /// QLinearConv with one weight scale; the depthwise one (group 2) keeps QDQ with one scale
+    /// per channel, and so does the last (its output is the graph's).
+    #[test]
+    fn tracts_form_writes_ordinary_convs_per_tensor_as_qlinearconv_and_the_rest_per_channel() {
+        let conv = |name: &str, x: &str, w: &str, y: &str, group: i64| {
+            let attrs = vec![graph::int_attribute("group", group)];
+            graph::node("Conv", name.into(), vec![x.into(), w.into()], vec![y.into()], attrs)
+        };
+        let graph = pb::GraphProto {
+            node: vec![
+                conv("dw", "x", "wd", "y", 2),
+                conv("pw", "y", "wp", "z", 1),
+                conv("out", "z", "wo", "o", 1),
+            ],
+            initializer: vec![
+                graph::float_tensor("wd", &[2, 1, 1, 1], &[0.5, -4.0]),
+                graph::float_tensor("wp", &[2, 2, 1, 1], &[1.0, 0.1, -0.2, 3.0]),
+                graph::float_tensor("wo", &[2, 2, 1, 1], &[1.0, 0.5, 0.25, 2.0]),
+            ],
+            input: vec![graph::float_value("x")],
+            output: vec![graph::float_value("o")],
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let options = QuantizeOptions::for_form(thrum_core::Int8Form::QLinearPerTensor);
+        let (g, report) = quantize_with(&model, options);
+        assert_eq!(report.qlinear_convs, 1);
+        let kept: Vec<&str> = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Conv" || n.op_type == "QLinearConv")
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(kept, ["Conv", "QLinearConv", "Conv"]);
+        let scales = |w: &str| {
+            let t = g.initializer.iter().find(|t| t.name == format!("{w}_scale")).unwrap();
+            graph::element_count(&t.dims)
+        };
+        assert_eq!((scales("wd"), scales("wp"), scales("wo")), (2, 1, 1));
+        let detail = |name: &str| {
+            report.nodes.iter().find(|r| r.name == name).map(|r| r.detail.clone()).unwrap()
+        };
+        assert!(detail("dw").contains("one scale per channel"), "{}", detail("dw"));
+        assert_eq!(detail("pw"), "int8 weights, one scale");
+    }
+
     /// QOperator: each quantized Conv becomes one QLinearConv reading the quantized input,
     /// the int8 weight, its scales and zero points and the output's; the DequantizeLinear
     /// nodes only the convolutions read go, the pairs between them stay.
@@ -1109,7 +1205,7 @@ mod tests {
         for t in g.initializer.iter_mut().filter(|t| t.data_type == DataType::Int32 as i32) {
             t.data_type = DataType::Uint8 as i32;
         }
-        assert_eq!(crate::qoperator::qlinear_convs(g), 0);
+        assert_eq!(crate::qoperator::qlinear_convs(g, false), 0);
     }
 
     /// `model` quantized with `exclude` left in fp32 and every range [-1, 3]: its graph and

@@ -16,13 +16,15 @@ use tract_onnx::pb::tensor_proto::DataType;
 use crate::graph;
 
 /// Rewrites every quantized `Conv` of the QDQ graph `g` (as [`crate::Quantizer::quantize`]
-/// writes it) as a `QLinearConv`, and returns how many were rewritten. A `Conv` is left as it is unless it has exactly the form
+/// writes it) as a `QLinearConv`, and returns how many were rewritten; with `ordinary_only`,
+/// only convolutions of one group with one weight scale (tract's integer kernel; the rest
+/// keep QDQ). A `Conv` is left as it is unless it has exactly the form
 /// `QLinearConv` computes: its input a uint8 tensor with one scale and zero point, its weight
 /// an int8 initializer with one scale (or one per output channel, axis 0) and zero points of
 /// 0, its bias (if any) an int32 initializer with zero points of 0, its output read by one
 /// `QuantizeLinear` to uint8 with one scale and zero point, and no other attribute on these
 /// nodes (a graph output, a second reader, a float bias keep the QDQ form).
-pub(crate) fn qlinear_convs(g: &mut pb::GraphProto) -> usize {
+pub(crate) fn qlinear_convs(g: &mut pb::GraphProto, ordinary_only: bool) -> usize {
     let inits: HashMap<&str, &pb::TensorProto> =
         g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     // An initializer of `dtype` with `count` elements (None: any), else None.
@@ -65,6 +67,9 @@ pub(crate) fn qlinear_convs(g: &mut pb::GraphProto) -> usize {
         if n.op_type != "Conv" || !onnx(n) || !(2..=3).contains(&n.input.len()) {
             continue;
         }
+        if ordinary_only && !crate::qdq::is_ordinary_conv(n) {
+            continue;
+        }
         let Some(dq) = n.input.iter().map(|t| dequantize(t)).collect::<Option<Vec<usize>>>() else {
             continue;
         };
@@ -98,7 +103,7 @@ pub(crate) fn qlinear_convs(g: &mut pb::GraphProto) -> usize {
         });
         if !(activation(x)
             && activation(&g.node[q])
-            && (per_tensor || per_channel)
+            && (per_tensor || (per_channel && !ordinary_only))
             && axis_0
             && bias_ok)
         {

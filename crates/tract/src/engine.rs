@@ -88,8 +88,8 @@ impl Engine for TractEngine {
                      ort.execution_providers=openvino on a CPU with AVX512-BF16 or AMX; for int8 \
                      quantize the model (`thrum quantize`) and use precision=int8 (tract runs its \
                      QuantizeLinear / DequantizeLinear pairs in f32: ort runs them as integer \
-                     kernels; `thrum quantize --format qoperator --per-tensor` writes \
-                     convolutions tract runs on integer kernels)",
+                     kernels; `thrum quantize --for-engine tract` writes ordinary \
+                     convolutions as QLinearConv, which tract runs on integer kernels)",
                 ));
             }
         }

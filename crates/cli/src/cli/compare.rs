@@ -525,10 +525,11 @@ impl ComparePlan {
 
 /// Quantizes `model` as `thrum quantize` does by default (static, MinMax on 100 samples of
 /// `calibration`, 7-bit weights without VNNI) in each of `forms` (the engines',
-/// [`thrum::Capabilities::int8_form`]: QDQ with per-channel weights for ONNX Runtime,
-/// QLinearConv with per-tensor weights for tract), calibrated once, on ort where it is
-/// installed, else tract; a form is written to `path_of(form)`. A model with no convolution
-/// to quantize gets QDQ for every form (QLinearConv would change nothing but lose per-channel
+/// [`thrum::Capabilities::int8_form`]: QDQ with per-channel weights for ONNX Runtime; for
+/// tract, ordinary convolutions as QLinearConv with per-tensor weights, the rest QDQ),
+/// calibrated once, on ort where it is
+/// installed, else tract; a form is written to `path_of(form)`. A model with no ordinary
+/// convolution gets QDQ for every form (QLinearConv would change nothing but lose per-channel
 /// weights), and a text model (a transformer) its dynamic form, as `thrum quantize --dynamic`
 /// writes it, without calibration. Returns each form's file. ort calibrates on the backend
 /// `options` (the runs' options) pick: one process holds one ONNX Runtime, the OpenVINO
@@ -560,18 +561,10 @@ pub fn quantize_default(
     let name = model.zoo_name().map_or_else(|| source.name(), str::to_string);
     let quantize = |form: Int8Form| thrum_quant::QuantizeOptions {
         reduce_range: !thrum::CpuFeatures::detect().vnni(),
-        per_channel: form == Int8Form::Qdq,
-        format: match form {
-            Int8Form::Qdq => thrum_quant::Format::Qdq,
-            Int8Form::QLinearPerTensor => thrum_quant::Format::QOperator,
-        },
-        ..Default::default()
+        ..thrum_quant::QuantizeOptions::for_form(form)
     };
     let write = |path: &std::path::Path, quantized: Vec<u8>| {
         std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))
-    };
-    let every = |form: Int8Form| -> Vec<(Int8Form, PathBuf)> {
-        forms.iter().map(|f| (*f, path_of(form))).collect()
     };
     if model.text_dir().is_some() {
         // A transformer's activations vary too much from text to text for fixed ranges.
@@ -579,13 +572,9 @@ pub fn quantize_default(
             thrum_quant::Quantizer::new_dynamic(&name, &bytes, quantize(Int8Form::Qdq))?
                 .quantize_dynamic()?;
         write(&path_of(Int8Form::Qdq), quantized)?;
-        return Ok(every(Int8Form::Qdq));
+        return Ok(forms.iter().map(|f| (*f, path_of(Int8Form::Qdq))).collect());
     }
     let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize(Int8Form::Qdq))?;
-    let has_conv = quantizer
-        .nodes()
-        .iter()
-        .any(|n| n.op_type == "Conv" && n.decision == thrum_quant::Decision::Quantized);
     let loaded = engine.load(&source, &options)?;
     let samples = calibration.samples(model, &loaded, 100, "calibration")?;
     let (ranges, _) = thrum_quant::calibrate(
@@ -595,21 +584,36 @@ pub fn quantize_default(
         thrum_quant::Method::MinMax,
         &samples,
     )?;
-    if !has_conv {
-        write(&path_of(Int8Form::Qdq), quantizer.quantize(&ranges)?.0)?;
-        return Ok(every(Int8Form::Qdq));
-    }
     // The tensors to range do not depend on the form: one calibration serves every form.
-    let mut written = Vec::new();
+    let mut qdq_written = false;
+    let mut qdq = || -> anyhow::Result<PathBuf> {
+        let path = path_of(Int8Form::Qdq);
+        if !qdq_written {
+            write(&path, quantizer.quantize(&ranges)?.0)?;
+            qdq_written = true;
+        }
+        Ok(path)
+    };
+    let mut files = Vec::new();
     for &form in forms {
-        let (quantized, _) = match form {
-            Int8Form::Qdq => quantizer.quantize(&ranges)?,
-            _ => thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?.quantize(&ranges)?,
+        let path = match form {
+            Int8Form::Qdq => qdq()?,
+            _ => {
+                let (quantized, report) =
+                    thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?
+                        .quantize(&ranges)?;
+                if report.qlinear_convs == 0 {
+                    // No ordinary convolution: the form would only lose per-channel weights.
+                    qdq()?
+                } else {
+                    write(&path_of(form), quantized)?;
+                    path_of(form)
+                }
+            }
         };
-        write(&path_of(form), quantized)?;
-        written.push((form, path_of(form)));
+        files.push((form, path));
     }
-    Ok(written)
+    Ok(files)
 }
 
 /// The int8 forms `engines` that read ONNX run fastest, each once.
@@ -619,7 +623,7 @@ pub fn int8_forms<'a>(
     let forms: std::collections::BTreeSet<thrum::Int8Form> = engines
         .into_iter()
         .filter(|e| e.info().formats.contains(&ModelFormat::ONNX))
-        .map(|e| e.capabilities().int8_form)
+        .map(|e| e.capabilities().int8_form.unwrap_or_default())
         .collect();
     forms.into_iter().collect()
 }
@@ -686,7 +690,7 @@ impl Int8Models {
 
     /// The model `engine` runs for int8, or why there is none.
     fn for_engine(&self, engine: &dyn Engine) -> Option<Result<&std::path::Path, &str>> {
-        let form = engine.capabilities().int8_form;
+        let form = engine.capabilities().int8_form.unwrap_or_default();
         match &self.by_form {
             Ok(files) => files
                 .iter()

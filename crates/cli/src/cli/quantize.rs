@@ -84,6 +84,13 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FORMAT", default_value = "qdq", value_parser = |s: &str| s.parse::<thrum_quant::Format>(), conflicts_with = "dynamic")]
     format: thrum_quant::Format,
 
+    /// Write the int8 form ENGINE runs fastest (its `int8_form` in `thrum engines --json`): ort
+    /// QDQ with per-channel weights; tract ordinary convolutions as QLinearConv with one
+    /// weight scale per tensor (its integer kernel), grouped ones and the rest QDQ per channel.
+    /// What `thrum compare --precision` and `thrum tune` give each engine.
+    #[arg(long, value_name = "ENGINE", conflicts_with_all = ["format", "per_tensor", "dynamic"])]
+    for_engine: Option<String>,
+
     /// Weights in 7 bits (on), 8 bits (off), or 7 bits where this CPU has no VNNI (auto): x86
     /// kernels without VNNI multiply uint8 by int8 with AVX2's `vpmaddubsw`, whose int16 sums
     /// saturate on 8-bit weights (ONNX Runtime's documentation gives the same advice).
@@ -221,16 +228,37 @@ impl QuantizePlan {
             recipe,
             0,
         );
+        let layout = match &args.for_engine {
+            Some(name) => {
+                let engine = registry.get(name)?;
+                let Some(form) = engine.capabilities().int8_form else {
+                    anyhow::bail!(
+                        "--for-engine {name}: engine `{name}` runs no quantized ONNX model; \
+                         expected an engine with an int8 form ({})",
+                        registry
+                            .engines()
+                            .filter(|e| e.capabilities().int8_form.is_some())
+                            .map(|e| e.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                };
+                QuantizeOptions::for_form(form)
+            }
+            None => QuantizeOptions {
+                per_channel: !args.per_tensor,
+                format: args.format,
+                ..QuantizeOptions::default()
+            },
+        };
         let mut options = QuantizeOptions {
-            per_channel: !args.per_tensor,
             reduce_range: match args.reduce_range.as_str() {
                 "on" => true,
                 "off" => false,
                 _ => !thrum::CpuFeatures::detect().vnni(),
             },
             exclude_nodes: args.exclude_nodes,
-            format: args.format,
-            ..QuantizeOptions::default()
+            ..layout
         };
         if !args.op_types.is_empty() {
             for op in &args.op_types {
@@ -672,7 +700,7 @@ impl Summary {
             r.bytes_before as f64 / 1e6,
             r.bytes_after as f64 / 1e6,
             r.int8_weights,
-            if r.options.per_channel { "per channel" } else { "per tensor" },
+            r.options.weight_scales(),
             if r.options.reduce_range { ", 7-bit" } else { "" },
             r.int32_biases,
             r.quantized_tensors

@@ -810,7 +810,7 @@ impl TunePlan {
             ) {
                 Ok(files) => {
                     for engine in &engines {
-                        let form = engine.capabilities().int8_form;
+                        let form = engine.capabilities().int8_form.unwrap_or_default();
                         let Some((_, path)) = files.iter().find(|(f, _)| *f == form) else {
                             continue;
                         };
