@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{io, predict_npy, thrum, venv_python};
+use common::{io, json_of, predict_npy, thrum, venv_python};
 use thrum_testkit::require_engine;
 
 fn testdata(path: &str) -> PathBuf {
@@ -296,16 +296,12 @@ fn qoperator_format_writes_qlinearconv_that_onnx_runtime_and_tract_run() {
     }
     // `thrum compare --precision int8` quantizes for each engine in the form it runs fastest:
     // tract gets QLinearConv (its integer kernels, which it says it ran), ort QDQ.
-    let out = thrum()
-        .env("TMPDIR", dir.path())
-        .args(["compare", "-p", "zoo:resnet18", "-e", "tract,ort", "--precision", "int8"])
-        .args(["--samples", "4", "--target", "0.01", "--json", "-"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let report = json_of(
+        thrum()
+            .env("TMPDIR", dir.path())
+            .args(["compare", "-p", "zoo:resnet18", "-e", "tract,ort", "--precision", "int8"])
+            .args(["--samples", "4", "--target", "0.01", "--json", "-"]),
+    );
     let row = |engine: &str| {
         report["rows"]
             .as_array()
