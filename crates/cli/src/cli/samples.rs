@@ -193,19 +193,24 @@ impl Embedder {
 /// The first `limit` files of `dir` in name order whose extension is one of `extensions`
 /// (any case), hidden ones left out: other files (a README, labels) are not samples.
 fn files(dir: &Path, limit: usize, extensions: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = visible_entries(dir, |p| {
+        p.is_file()
+            && p.extension().is_some_and(|e| {
+                extensions.iter().any(|x| e.to_string_lossy().eq_ignore_ascii_case(x))
+            })
+    })?;
+    paths.truncate(limit);
+    Ok(paths)
+}
+
+/// The entries of `dir` that `keep` accepts, hidden ones left out, in name order.
+fn visible_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| thrum::Error::read(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                && p.extension().is_some_and(|e| {
-                    extensions.iter().any(|x| e.to_string_lossy().eq_ignore_ascii_case(x))
-                })
-        })
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) && keep(p))
         .collect();
     paths.sort();
-    paths.truncate(limit);
     Ok(paths)
 }
 
@@ -222,16 +227,8 @@ fn npy_samples(
     let names: Vec<&str> = model.inputs().iter().map(|s| s.name.as_str()).collect();
     let expected =
         || names.iter().map(|n| crate::io::npy_file_name(n)).collect::<Vec<_>>().join(", ");
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| thrum::Error::read(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                && files(p, 1, &["npy"]).is_ok_and(|f| !f.is_empty())
-        })
-        .collect();
-    folders.sort();
+    let mut folders =
+        visible_entries(dir, |p| p.is_dir() && files(p, 1, &["npy"]).is_ok_and(|f| !f.is_empty()))?;
     let flat = files(dir, limit, &["npy"])?;
     if !folders.is_empty() && !flat.is_empty() {
         anyhow::bail!(
