@@ -4,7 +4,8 @@
 # sentences, compared as pooled embeddings) and zoo:resnet50 (random weights: agreement only),
 # on each engine's default backend and on ONNX Runtime's OpenVINO provider (where its bf16
 # runs). Speed-ups are over the same engine's fp32 at the same threads, batch 1, in the same
-# run. int8 is the model `thrum quantize` writes by default (dynamic for the text model).
+# run. int8 is the model `thrum quantize --for-engine ENGINE` writes for each engine (static,
+# MinMax; dynamic for the text model).
 #
 #   bash scripts/bench-precision.sh [SAMPLES]      (default 100)
 set -euo pipefail

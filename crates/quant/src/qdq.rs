@@ -90,9 +90,22 @@ impl QuantizeOptions {
         }
     }
 
-    /// Whether `n`'s weights get one scale per output channel.
-    fn per_channel_for(&self, n: &pb::NodeProto) -> bool {
-        self.per_channel && !(self.per_tensor_convs && is_ordinary_conv(n))
+    /// Whether `n`'s weights get one scale per output channel. An ordinary convolution whose
+    /// output is one of `graph_outputs` stays QDQ (a `QLinearConv`'s output is quantized), so
+    /// it keeps per-channel weights.
+    fn per_channel_for(&self, n: &pb::NodeProto, graph_outputs: &HashSet<String>) -> bool {
+        self.per_channel
+            && !(self.per_tensor_convs
+                && is_ordinary_conv(n)
+                && !n.output.first().is_some_and(|y| graph_outputs.contains(y)))
+    }
+}
+
+/// A weighted node's report, by how its weights are scaled.
+fn weight_detail(axis: Option<usize>) -> String {
+    match axis {
+        Some(a) => format!("int8 weights, one scale per channel on axis {a}"),
+        None => "int8 weights, one scale".into(),
     }
 }
 
@@ -628,10 +641,9 @@ impl Quantizer {
                 _ => Decision::Quantized,
             };
             let detail = match (&kind, detail.is_empty()) {
-                (Kind::Weighted { axis: Some(a) }, true) if self.options.per_channel_for(n) => {
-                    format!("int8 weights, one scale per channel on axis {a}")
+                (Kind::Weighted { axis }, true) => {
+                    weight_detail(axis.filter(|_| self.options.per_channel_for(n, &outputs)))
                 }
-                (Kind::Weighted { .. }, true) => "int8 weights, one scale".into(),
                 (Kind::Activations, true) => "uint8 inputs and output".into(),
                 _ => detail,
             };
@@ -749,6 +761,7 @@ impl Quantizer {
         let mut reports = self.reports.clone();
         let (mut int8_weights, mut int32_biases) = (0, 0);
         let qmax = if self.options.reduce_range { 63.0 } else { 127.0 };
+        let graph_outputs = graph::graph_outputs(g);
         for (i, n) in g.node.iter().enumerate() {
             let kind = &self.kinds[i];
             if matches!(kind, Kind::Removed { .. }) {
@@ -800,8 +813,20 @@ impl Quantizer {
                     );
                 }
             }
-            if let Kind::Weighted { axis } = kind {
-                let axis = if self.options.per_channel_for(&n) { *axis } else { None };
+            if let Kind::Weighted { axis: planned } = kind {
+                // The output as written (an activation removed after it gives it its own):
+                // the report's scale layout follows it.
+                let axis = planned.filter(|_| self.options.per_channel_for(&n, &graph_outputs));
+                if let Some(r) = self.report_of.get(i).and_then(|&r| reports.get_mut(r))
+                    && r.detail
+                        == weight_detail(
+                            planned.filter(|_| {
+                                self.options.per_channel_for(&g.node[i], &graph_outputs)
+                            }),
+                        )
+                {
+                    r.detail = weight_detail(axis);
+                }
                 let w_name = n.input[1].clone();
                 let (w_dq, w_scales) = match weights_done.get(&w_name) {
                     Some(done) => done.clone(),
@@ -1066,7 +1091,7 @@ mod tests {
 
     /// tract's form ([`QuantizeOptions::for_form`]): the ordinary convolution becomes a
     /// QLinearConv with one weight scale; the depthwise one (group 2) keeps QDQ with one scale
-    /// per channel, and so does the last (its output is the graph's).
+    /// per channel, and so does the last (its output is the graph's, so it stays QDQ).
     #[test]
     fn tracts_form_writes_ordinary_convs_per_tensor_as_qlinearconv_and_the_rest_per_channel() {
         let conv = |name: &str, x: &str, w: &str, y: &str, group: i64| {
@@ -1109,12 +1134,13 @@ mod tests {
             let t = g.initializer.iter().find(|t| t.name == format!("{w}_scale")).unwrap();
             graph::element_count(&t.dims)
         };
-        assert_eq!((scales("wd"), scales("wp"), scales("wo")), (2, 1, 1));
+        assert_eq!((scales("wd"), scales("wp"), scales("wo")), (2, 1, 2));
         let detail = |name: &str| {
             report.nodes.iter().find(|r| r.name == name).map(|r| r.detail.clone()).unwrap()
         };
         assert!(detail("dw").contains("one scale per channel"), "{}", detail("dw"));
         assert_eq!(detail("pw"), "int8 weights, one scale");
+        assert!(detail("out").contains("one scale per channel"), "{}", detail("out"));
     }
 
     /// QOperator: each quantized Conv becomes one QLinearConv reading the quantized input,

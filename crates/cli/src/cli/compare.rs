@@ -283,12 +283,11 @@ impl ComparePlan {
         // The int8 model: given, or quantized now in the form each engine runs fastest
         // (removed when done); a model that cannot be quantized makes every int8 row say why.
         let reads_onnx = |e: &dyn Engine| e.info().formats.contains(&ModelFormat::ONNX);
+        let forms = int8_forms(engines.iter().copied());
         let int8: Option<Int8Models> =
             match (&plan.int8_model, plan.precisions.contains(&Precision::Int8)) {
                 (Some(path), true) => Some(Int8Models::given(path)),
-                (None, true) if engines.iter().any(|e| reads_onnx(e.as_ref())) => {
-                    Some(self.quantize_now(plan, &int8_forms(engines.iter().copied())))
-                }
+                (None, true) if !forms.is_empty() => Some(self.quantize_now(plan, &forms)),
                 _ => None,
             };
         // A text model is quantized dynamically, without calibration.
@@ -498,18 +497,12 @@ impl ComparePlan {
 
     /// Quantizes the model as `thrum quantize` does by default into a temporary file per form.
     fn quantize_now(&self, plan: &PrecisionPlan, forms: &[thrum::Int8Form]) -> Int8Models {
-        let path_of = |form: thrum::Int8Form| {
-            std::env::temp_dir().join(format!(
-                "thrum-compare-{}-int8{}.onnx",
-                std::process::id(),
-                match form {
-                    thrum::Int8Form::Qdq => "",
-                    thrum::Int8Form::QLinearPerTensor => "-qlinear",
-                }
-            ))
+        let path_of = |form| {
+            let stem = format!("thrum-compare-{}", std::process::id());
+            std::env::temp_dir().join(int8_file_name(&stem, form))
         };
-        // Removed when done, however the comparison ends (also when quantizing fails midway);
-        // the QDQ file is written for every form of a model without convolutions.
+        // Removed when done, however the comparison ends; the QDQ file may stand in for
+        // another form (no convolution rewritten, a text model).
         let mut all = forms.to_vec();
         all.push(thrum::Int8Form::Qdq);
         all.sort();
@@ -527,11 +520,11 @@ impl ComparePlan {
 /// `calibration`, 7-bit weights without VNNI) in each of `forms` (the engines',
 /// [`thrum::Capabilities::int8_form`]: QDQ with per-channel weights for ONNX Runtime; for
 /// tract, ordinary convolutions as QLinearConv with per-tensor weights, the rest QDQ),
-/// calibrated once, on ort where it is
-/// installed, else tract; a form is written to `path_of(form)`. A model with no ordinary
-/// convolution gets QDQ for every form (QLinearConv would change nothing but lose per-channel
+/// calibrated once, on ort where it is installed, else tract; a form is written to `path_of(form)`. A form that rewrites no
+/// convolution gets the QDQ file (QLinearConv would change nothing but lose per-channel
 /// weights), and a text model (a transformer) its dynamic form, as `thrum quantize --dynamic`
-/// writes it, without calibration. Returns each form's file. ort calibrates on the backend
+/// writes it, without calibration, for every form. Returns each form's file; on an error,
+/// no file is written (or one written is removed). ort calibrates on the backend
 /// `options` (the runs' options) pick: one process holds one ONNX Runtime, the OpenVINO
 /// flavour's when they ask for it.
 pub fn quantize_default(
@@ -563,68 +556,80 @@ pub fn quantize_default(
         reduce_range: !thrum::CpuFeatures::detect().vnni(),
         ..thrum_quant::QuantizeOptions::for_form(form)
     };
-    let write = |path: &std::path::Path, quantized: Vec<u8>| {
-        std::fs::write(path, quantized).map_err(|e| thrum::Error::write(path, e))
-    };
+    // Each form's file, and the models to write (all made before any is written).
+    let mut files: Vec<(Int8Form, PathBuf)> = Vec::new();
+    let mut models: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     if model.text_dir().is_some() {
         // A transformer's activations vary too much from text to text for fixed ranges.
         let (quantized, _) =
             thrum_quant::Quantizer::new_dynamic(&name, &bytes, quantize(Int8Form::Qdq))?
                 .quantize_dynamic()?;
-        write(&path_of(Int8Form::Qdq), quantized)?;
-        return Ok(forms.iter().map(|f| (*f, path_of(Int8Form::Qdq))).collect());
-    }
-    let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize(Int8Form::Qdq))?;
-    let loaded = engine.load(&source, &options)?;
-    let samples = calibration.samples(model, &loaded, 100, "calibration")?;
-    let (ranges, _) = thrum_quant::calibrate(
-        engine.as_ref(),
-        &options,
-        &quantizer,
-        thrum_quant::Method::MinMax,
-        &samples,
-    )?;
-    // The tensors to range do not depend on the form: one calibration serves every form.
-    let mut qdq_written = false;
-    let mut qdq = || -> anyhow::Result<PathBuf> {
-        let path = path_of(Int8Form::Qdq);
-        if !qdq_written {
-            write(&path, quantizer.quantize(&ranges)?.0)?;
-            qdq_written = true;
-        }
-        Ok(path)
-    };
-    let mut files = Vec::new();
-    for &form in forms {
-        let path = match form {
-            Int8Form::Qdq => qdq()?,
-            _ => {
-                let (quantized, report) =
-                    thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?
-                        .quantize(&ranges)?;
-                if report.qlinear_convs == 0 {
-                    // No ordinary convolution: the form would only lose per-channel weights.
-                    qdq()?
-                } else {
-                    write(&path_of(form), quantized)?;
-                    path_of(form)
+        models.push((path_of(Int8Form::Qdq), quantized));
+        files.extend(forms.iter().map(|f| (*f, path_of(Int8Form::Qdq))));
+    } else {
+        let quantizer = thrum_quant::Quantizer::new(&name, &bytes, quantize(Int8Form::Qdq))?;
+        let loaded = engine.load(&source, &options)?;
+        let samples = calibration.samples(model, &loaded, 100, "calibration")?;
+        let (ranges, _) = thrum_quant::calibrate(
+            engine.as_ref(),
+            &options,
+            &quantizer,
+            thrum_quant::Method::MinMax,
+            &samples,
+        )?;
+        // The tensors to range do not depend on the form: one calibration serves every form.
+        for &form in forms {
+            let mut made = match form {
+                Int8Form::Qdq => None,
+                Int8Form::QLinearPerTensor => {
+                    let (quantized, report) =
+                        thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?
+                            .quantize(&ranges)?;
+                    // No convolution rewritten: the form would only lose per-channel weights.
+                    (report.qlinear_convs > 0).then_some((form, quantized))
                 }
+            };
+            let (written_as, quantized) = match made.take() {
+                Some(made) => made,
+                None if models.iter().any(|(p, _)| *p == path_of(Int8Form::Qdq)) => {
+                    files.push((form, path_of(Int8Form::Qdq)));
+                    continue;
+                }
+                None => (Int8Form::Qdq, quantizer.quantize(&ranges)?.0),
+            };
+            models.push((path_of(written_as), quantized));
+            files.push((form, path_of(written_as)));
+        }
+    }
+    let mut written: Vec<&std::path::Path> = Vec::new();
+    for (path, quantized) in &models {
+        if let Err(e) = std::fs::write(path, quantized) {
+            // Nothing half-done is left: a file this call wrote goes, none other.
+            for p in written {
+                let _ = std::fs::remove_file(p);
             }
-        };
-        files.push((form, path));
+            return Err(thrum::Error::write(path, e).into());
+        }
+        written.push(path);
     }
     Ok(files)
 }
 
-/// The int8 forms `engines` that read ONNX run fastest, each once.
+/// The name of an int8 model file of `form`: `STEM-int8.onnx` for QDQ, `STEM-int8-qlinear.onnx`
+/// for tract's form.
+pub fn int8_file_name(stem: &str, form: thrum::Int8Form) -> String {
+    match form {
+        thrum::Int8Form::Qdq => format!("{stem}-int8.onnx"),
+        thrum::Int8Form::QLinearPerTensor => format!("{stem}-int8-qlinear.onnx"),
+    }
+}
+
+/// The int8 forms `engines` run fastest, each once (an engine with none refuses int8).
 pub fn int8_forms<'a>(
     engines: impl IntoIterator<Item = &'a Arc<dyn Engine>>,
 ) -> Vec<thrum::Int8Form> {
-    let forms: std::collections::BTreeSet<thrum::Int8Form> = engines
-        .into_iter()
-        .filter(|e| e.info().formats.contains(&ModelFormat::ONNX))
-        .map(|e| e.capabilities().int8_form.unwrap_or_default())
-        .collect();
+    let forms: std::collections::BTreeSet<thrum::Int8Form> =
+        engines.into_iter().filter_map(|e| e.capabilities().int8_form).collect();
     forms.into_iter().collect()
 }
 
@@ -690,11 +695,11 @@ impl Int8Models {
 
     /// The model `engine` runs for int8, or why there is none.
     fn for_engine(&self, engine: &dyn Engine) -> Option<Result<&std::path::Path, &str>> {
-        let form = engine.capabilities().int8_form.unwrap_or_default();
+        let form = engine.capabilities().int8_form;
         match &self.by_form {
             Ok(files) => files
                 .iter()
-                .find(|(f, _)| f.is_none_or(|f| f == form))
+                .find(|(f, _)| f.is_none() || *f == form)
                 .map(|(_, path)| Ok(path.as_path())),
             Err(why) => Some(Err(why.as_str())),
         }

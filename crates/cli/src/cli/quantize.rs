@@ -20,11 +20,13 @@ use super::samples::SampleSource;
     thrum quantize -p zoo:efficientnet-lite0 --calibration-images photos/ -o lite0-int8.onnx\n  \
     thrum quantize -p model.onnx --calibration-npy inputs/ --method entropy -o model-int8.onnx\n  \
     thrum quantize -p zoo:resnet50 --samples 100 -o resnet50-int8.onnx   (seeded sample inputs)\n  \
+    thrum quantize -p zoo:resnet18 --for-engine tract -o resnet18-tract-int8.onnx   (tract's form)\n  \
     thrum quantize -p zoo:efficientnet-lite0 --calibration-images calib/ --min-accuracy 0.9 \
     --eval-images eval/ -o lite0-int8.onnx   (layers left in fp32 until 90 % of fp32's top-1 holds)\n\n\
     The output is a QDQ model: ONNX Runtime fuses it into its integer kernels, OpenVINO reads it \
-    as its low-precision form; with --format qoperator its convolutions are QLinearConv nodes, \
-    which tract runs on its integer kernels. Check its accuracy with `thrum compare`.")]
+    as its low-precision form. For tract, --for-engine tract writes its ordinary convolutions as \
+    QLinearConv nodes with per-tensor weights, which it runs on its integer kernels. -e picks \
+    the engine that runs calibration, not the form. Check the accuracy with `thrum compare`.")]
 pub struct QuantizeArgs {
     /// ONNX model file, or zoo:NAME.
     #[arg(short = 'p', long = "model-path", value_name = "MODEL")]
@@ -79,15 +81,16 @@ pub struct QuantizeArgs {
 
     /// How quantized convolutions are written: `qdq` (QuantizeLinear / DequantizeLinear pairs,
     /// what ONNX Runtime and OpenVINO fuse into their integer kernels) or `qoperator` (each
-    /// quantized Conv as a standard QLinearConv: the form tract runs on its integer kernels,
-    /// fastest with --per-tensor).
+    /// quantized Conv as a standard QLinearConv, which tract runs on its integer kernels; for
+    /// tract's fastest form, see --for-engine).
     #[arg(long, value_name = "FORMAT", default_value = "qdq", value_parser = |s: &str| s.parse::<thrum_quant::Format>(), conflicts_with = "dynamic")]
     format: thrum_quant::Format,
 
     /// Write the int8 form ENGINE runs fastest (its `int8_form` in `thrum engines --json`): ort
     /// QDQ with per-channel weights; tract ordinary convolutions as QLinearConv with one
     /// weight scale per tensor (its integer kernel), grouped ones and the rest QDQ per channel.
-    /// What `thrum compare --precision` and `thrum tune` give each engine.
+    /// What `thrum compare --precision` and `thrum tune` give each engine (they give QDQ
+    /// instead where tract's form rewrites no convolution).
     #[arg(long, value_name = "ENGINE", conflicts_with_all = ["format", "per_tensor", "dynamic"])]
     for_engine: Option<String>,
 
@@ -230,8 +233,17 @@ impl QuantizePlan {
         );
         let layout = match &args.for_engine {
             Some(name) => {
-                let engine = registry.get(name)?;
+                let engine =
+                    registry.get(name).map_err(|e| anyhow::anyhow!("--for-engine {name}: {e}"))?;
                 let Some(form) = engine.capabilities().int8_form else {
+                    let check = engine.check();
+                    if !check.available {
+                        // A stand-in for an engine left out of this build says nothing else.
+                        anyhow::bail!(
+                            "--for-engine {name}: {}",
+                            check.detail.unwrap_or_else(|| "not available".into())
+                        );
+                    }
                     anyhow::bail!(
                         "--for-engine {name}: engine `{name}` runs no quantized ONNX model; \
                          expected an engine with an int8 form ({})",

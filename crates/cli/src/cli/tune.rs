@@ -760,20 +760,14 @@ impl TunePlan {
                 _ => self.model.zoo_name().unwrap_or("model").to_string(),
             };
             // One model per int8 form the engines run fastest: QDQ for ONNX Runtime,
-            // QLinearConv with per-tensor weights for tract.
+            // ordinary convolutions as QLinearConv with per-tensor weights for tract.
             let engines: Vec<Arc<dyn Engine>> = spaces
                 .iter()
                 .filter_map(|s| thrum::registry().get(&s.engine).ok())
-                .filter(|e| reads_onnx(e.name()))
+                .filter(|e| e.capabilities().int8_form.is_some())
                 .collect();
             let forms = super::compare::int8_forms(&engines);
-            let path_of = |form: thrum::Int8Form| {
-                let suffix = match form {
-                    thrum::Int8Form::Qdq => "",
-                    thrum::Int8Form::QLinearPerTensor => "-qlinear",
-                };
-                a.output_dir.join(format!("{stem}-int8{suffix}.onnx"))
-            };
+            let path_of = |form| a.output_dir.join(super::compare::int8_file_name(&stem, form));
             let recipe = a.image_recipe.recipe(&self.model)?;
             // Other seeds than the checks': calibration never sees the evaluation set.
             let calibration = SampleSource::from_flags(
@@ -810,21 +804,31 @@ impl TunePlan {
             ) {
                 Ok(files) => {
                     for engine in &engines {
-                        let form = engine.capabilities().int8_form.unwrap_or_default();
-                        let Some((_, path)) = files.iter().find(|(f, _)| *f == form) else {
+                        let form = engine.capabilities().int8_form;
+                        let Some((form, path)) = files.iter().find(|(f, _)| Some(*f) == form)
+                        else {
                             continue;
                         };
                         let full = absolute("the int8 model", path)?;
-                        say(format!("precision: {} runs int8 as {full}", engine.name()));
+                        say(format!(
+                            "precision: {} runs int8 as {full} ({})",
+                            engine.name(),
+                            if self.model.text_dir().is_some() {
+                                "dynamic: one model for every engine".to_string()
+                            } else if path.ends_with(super::compare::int8_file_name(&stem, *form)) {
+                                form.to_string()
+                            } else {
+                                format!(
+                                    "{}: its own form rewrites no convolution",
+                                    thrum::Int8Form::Qdq
+                                )
+                            }
+                        ));
                         search.int8_models.insert(engine.name().to_string(), full.clone());
                         launcher.int8_models.insert(engine.name().to_string(), full);
                     }
                 }
                 Err(e) => {
-                    // Nothing half-written is left beside the report.
-                    for form in forms.iter().chain([&thrum::Int8Form::Qdq]) {
-                        let _ = std::fs::remove_file(path_of(*form));
-                    }
                     note(
                         &mut search,
                         format!("int8 not searched: cannot quantize: {}", super::describe(&e)),
