@@ -354,6 +354,22 @@ fn bad_calibration_data_and_models_are_refused_with_what_was_expected() {
         thrum().args(["quantize", "-p", "zoo:mlp", "--for-engine", "torch", "-o"]).arg(&out),
     );
     assert!(err.contains("runs no quantized ONNX model") && err.contains("tract, ort"), "{err}");
+    // A node name --exclude-nodes does not find is refused, not ignored.
+    let (_, err) = failure(
+        thrum().args(["quantize", "-p", "zoo:mlp", "--exclude-nodes", "nosuch", "-o"]).arg(&out),
+    );
+    assert!(err.contains("has no node `nosuch`") && err.contains("Gemm"), "{err}");
+    assert!(!out.exists(), "nothing is written on failure");
+    // A --json report that cannot be written fails the command, and takes the model with it.
+    let (_, err) = failure(
+        thrum()
+            .args(["quantize", "-p", "zoo:mlp", "--samples", "4", "--json"])
+            .arg(dir.path().join("no-such-dir/r.json"))
+            .arg("-o")
+            .arg(&out),
+    );
+    assert!(err.contains("r.json"), "{err}");
+    assert!(!out.exists(), "nothing is written on failure");
     // An empty calibration set.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -1035,7 +1035,8 @@ pub(crate) fn quantize_weight(
         .iter()
         .enumerate()
         .map(|(c, &m)| {
-            let s = if m > 0.0 && m.is_finite() { m / qmax } else { 1.0 };
+            // A subnormal largest weight underflows m / qmax to 0: one scale of 1 then.
+            let s = Some(m / qmax).filter(|s| *s > 0.0 && s.is_finite()).unwrap_or(1.0);
             s.max(floor_of(c))
         })
         .collect();

@@ -520,13 +520,13 @@ impl ComparePlan {
 /// `calibration`, 7-bit weights without VNNI) in each of `forms` (the engines',
 /// [`thrum::Capabilities::int8_form`]: QDQ with per-channel weights for ONNX Runtime; for
 /// tract, ordinary convolutions as QLinearConv with per-tensor weights, the rest QDQ),
-/// calibrated once, on ort where it is installed, else tract; a form is written to `path_of(form)`. A form that rewrites no
-/// convolution gets the QDQ file (QLinearConv would change nothing but lose per-channel
-/// weights), and a text model (a transformer) its dynamic form, as `thrum quantize --dynamic`
-/// writes it, without calibration, for every form. Returns each form's file; on an error,
-/// no file is written (or one written is removed). ort calibrates on the backend
-/// `options` (the runs' options) pick: one process holds one ONNX Runtime, the OpenVINO
-/// flavour's when they ask for it.
+/// calibrated once, on ort where it is installed, else tract; a form is written to
+/// `path_of(form)`. A form that rewrites no convolution gets the QDQ file (QLinearConv would
+/// change nothing but lose per-channel weights), and a text model (a transformer) its dynamic
+/// form, as `thrum quantize --dynamic` writes it, without calibration, for every form.
+/// Returns each form's file; on an error, no file is written (or one written is removed). ort
+/// calibrates on the backend `options` (the runs' options) pick: one process holds one ONNX
+/// Runtime, the OpenVINO flavour's when they ask for it.
 pub fn quantize_default(
     model: &ModelRef,
     calibration: &SampleSource,
@@ -579,26 +579,30 @@ pub fn quantize_default(
         )?;
         // The tensors to range do not depend on the form: one calibration serves every form.
         for &form in forms {
-            let mut made = match form {
+            let own = match form {
                 Int8Form::Qdq => None,
                 Int8Form::QLinearPerTensor => {
                     let (quantized, report) =
                         thrum_quant::Quantizer::new(&name, &bytes, quantize(form))?
                             .quantize(&ranges)?;
                     // No convolution rewritten: the form would only lose per-channel weights.
-                    (report.qlinear_convs > 0).then_some((form, quantized))
+                    (report.qlinear_convs > 0).then_some(quantized)
                 }
             };
-            let (written_as, quantized) = match made.take() {
-                Some(made) => made,
-                None if models.iter().any(|(p, _)| *p == path_of(Int8Form::Qdq)) => {
-                    files.push((form, path_of(Int8Form::Qdq)));
-                    continue;
+            let path = match own {
+                Some(quantized) => {
+                    models.push((path_of(form), quantized));
+                    path_of(form)
                 }
-                None => (Int8Form::Qdq, quantizer.quantize(&ranges)?.0),
+                None => {
+                    let qdq = path_of(Int8Form::Qdq);
+                    if !models.iter().any(|(p, _)| *p == qdq) {
+                        models.push((qdq.clone(), quantizer.quantize(&ranges)?.0));
+                    }
+                    qdq
+                }
             };
-            models.push((path_of(written_as), quantized));
-            files.push((form, path_of(written_as)));
+            files.push((form, path));
         }
     }
     let mut written: Vec<&std::path::Path> = Vec::new();

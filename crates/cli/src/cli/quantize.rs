@@ -213,8 +213,13 @@ impl QuantizePlan {
                 engine.name()
             );
         }
-        let method = Method::parse(&args.method, args.percentile)
-            .map_err(|why| anyhow::anyhow!("--method {}: expected {why}", args.method))?;
+        let method = Method::parse(&args.method, args.percentile).map_err(|why| {
+            let percentile = match args.method.as_str() {
+                "percentile" => format!(" --percentile {}", args.percentile),
+                _ => String::new(),
+            };
+            anyhow::anyhow!("--method {}{percentile}: expected {why}", args.method)
+        })?;
         let recipe = args.image_recipe.recipe(&model)?;
         if let Some(flag) = args.image_recipe.first_given()
             && args.calibration_images.is_none()
@@ -337,6 +342,23 @@ impl QuantizePlan {
             }
         };
         let quantizer = read(self.options.clone())?;
+        // A misspelt --exclude-nodes name would quantize everything without a word.
+        let nodes = quantizer.nodes();
+        if let Some(missing) =
+            self.options.exclude_nodes.iter().find(|n| !nodes.iter().any(|r| &r.name == *n))
+        {
+            let weighted: Vec<&str> = nodes
+                .iter()
+                .filter(|r| matches!(r.op_type.as_str(), "Conv" | "Gemm" | "MatMul"))
+                .map(|r| r.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "--exclude-nodes: model `{name}` has no node `{missing}`; expected node names as \
+                 the report lists them (its Conv, Gemm and MatMul nodes: {}{})",
+                weighted.iter().take(12).copied().collect::<Vec<_>>().join(", "),
+                if weighted.len() > 12 { ", …" } else { "" }
+            );
+        }
         let calibrated = if self.dynamic { None } else { Some(self.calibrate(&quantizer)?) };
         let ranges = calibrated.as_ref().map(|(ranges, _)| ranges);
         // The quantized model with `fp32` left in fp32 besides --exclude-nodes (the search's
@@ -392,13 +414,27 @@ impl QuantizePlan {
             report,
         };
         let to_stdout = self.json.as_deref() == Some(Path::new("-"));
-        if to_stdout {
-            summary.write(&mut std::io::stderr().lock())?;
-        } else {
-            summary.write(&mut std::io::stdout().lock())?;
+        // The JSON first: a report that cannot be written fails the command, and then the
+        // model goes too (nothing is written on failure).
+        if let Some(path) = &self.json
+            && let Err(e) = serde_json::to_string_pretty(&summary)
+                .map_err(anyhow::Error::from)
+                .and_then(|json| super::report::write_output(path, &json))
+        {
+            let _ = std::fs::remove_file(&self.output);
+            return Err(e);
         }
-        if let Some(path) = &self.json {
-            super::report::write_output(path, &serde_json::to_string_pretty(&summary)?)?;
+        let written = if to_stdout {
+            summary.write(&mut std::io::stderr().lock())
+        } else {
+            summary.write(&mut std::io::stdout().lock())
+        };
+        // A reader that went away (`| head`) does not hide the exit status below.
+        match written {
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+            other => other?,
         }
         if let Some(f) = &summary.fallback
             && !f.search.met()

@@ -88,14 +88,18 @@ impl SampleSource {
                 let embedding = text_embedding(model_ref, flag)?;
                 let text =
                     std::fs::read_to_string(file).map_err(|e| thrum::Error::read(file, e))?;
-                let texts: Vec<&str> =
-                    text.lines().filter(|l| !l.trim().is_empty()).take(limit).collect();
+                // Numbered as the file's lines, blank ones (skipped) included.
+                let texts: Vec<(usize, &str)> = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .take(limit)
+                    .collect();
                 texts
                     .iter()
-                    .enumerate()
-                    .map(|(line, t)| {
+                    .map(|&(line, t)| {
                         let tensors = embedding.preprocess(model, t.to_string()).map_err(|e| {
-                            anyhow::anyhow!("{flag} text {} of `{}`: {e}", line + 1, file.display())
+                            anyhow::anyhow!("{flag} line {} of `{}`: {e}", line + 1, file.display())
                         })?;
                         // One text per call: a batch of one.
                         tensors

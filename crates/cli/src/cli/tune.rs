@@ -515,7 +515,6 @@ impl TunePlan {
                 (self.model.zoo_name().unwrap_or("model").to_string(), a.model_path.clone())
             }
         };
-        // An int8 candidate's thrum.toml names its engine's quantized graph beside the model.
         // An image model file's --image-* flags: its thrum.toml keeps them for serve and bench.
         let image = match &self.model {
             ModelRef::Path(_) => a.image_recipe.settings().to_toml(),
@@ -523,6 +522,7 @@ impl TunePlan {
         };
         let check_path = dir.join("thrum.toml.check");
         let mut check = |c: &Candidate| -> Result<search::Check, TuneError> {
+            // An int8 candidate's thrum.toml names its engine's quantized graph beside the model.
             let toml = report::thrum_toml(&name, &model, launcher.int8_model(c), &image, c, &[]);
             std::fs::write(&check_path, toml).map_err(|e| TuneError::write(&check_path, e))?;
             let mut args = vec!["--config".to_string(), check_path.display().to_string()];
